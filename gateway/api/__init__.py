@@ -1,0 +1,1 @@
+"""HTTP layer: wire schemas, routers, and the error/limit plumbing around them."""

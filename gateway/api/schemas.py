@@ -1,0 +1,211 @@
+"""Wire types: what clients send and receive. Limits are named constants, enforced here.
+
+Every request model forbids unknown fields, so a typo ("userid") is a 422, not a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
+
+MAX_TEXT_CHARS = 8_000
+MAX_ID_CHARS = 128
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+MAX_FILTER_KEYS = 32
+MAX_EMBEDDING_DIM = 8_192
+MAX_BATCH_ITEMS = 1_000
+MAX_SEARCH_LIMIT = 100
+MAX_PAGE_LIMIT = 1_000
+MIN_PRIORITY, MAX_PRIORITY = 0, 10
+
+
+def _encodable(value: str) -> str:
+    """Reject lone surrogates (legal in JSON escapes, illegal in UTF-8 and SQLite)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or whitespace only")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_METADATA_DEPTH} levels")
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError("must be strict JSON (no NaN/Infinity, valid Unicode)") from exc
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    return value
+
+
+def _utc_text(value: datetime) -> str:
+    """Store-format timestamp; naive datetimes are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+Text = Annotated[
+    str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_encodable), AfterValidator(_not_blank)
+]
+ScopeId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_encodable),
+    AfterValidator(_not_blank),
+]
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)]
+Embedding = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=1, max_length=MAX_EMBEDDING_DIM),
+]
+FilterValue = Annotated[str, AfterValidator(_encodable)] | int | float | bool | None
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryIn(Request):
+    user_id: ScopeId
+    text: Text
+    agent_id: ScopeId | None = None
+    run_id: ScopeId | None = None
+    metadata: Metadata | None = None
+    priority: Priority = 5
+    embedding: Embedding | None = None
+
+
+class BatchIn(Request):
+    items: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class FiltersIn(Request):
+    agent_id: ScopeId | None = None
+    run_id: ScopeId | None = None
+    metadata: Annotated[dict[str, FilterValue], Field(max_length=MAX_FILTER_KEYS)] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class SearchIn(Request):
+    user_id: ScopeId
+    query: Text | None = None
+    embedding: Embedding | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT, strict=True)] = 10
+    filters: FiltersIn | None = None
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchIn:
+        if (self.query is None) == (self.embedding is None):
+            raise ValueError("give exactly one of 'query' (text) or 'embedding' (vector)")
+        return self
+
+
+class MemoryPatch(Request):
+    text: Text | None = None
+    metadata: Metadata | None = None
+    priority: Priority | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> MemoryPatch:
+        if self.text is None and self.metadata is None and self.priority is None:
+            raise ValueError("give at least one of 'text', 'metadata', 'priority'")
+        return self
+
+
+class MemoryOut(BaseModel):
+    id: str
+    user_id: str
+    agent_id: str | None
+    run_id: str | None
+    text: str
+    metadata: dict[str, Any]
+    priority: int
+    created_at: str
+    updated_at: str
+    embedding_model: str
+
+    @classmethod
+    def of(cls, memory: Memory) -> MemoryOut:
+        return cls(**{name: getattr(memory, name) for name in cls.model_fields})
+
+
+class SearchHitOut(MemoryOut):
+    score: float  # cosine similarity in [-1, 1], higher is better
+
+    @classmethod
+    def of_scored(cls, scored: ScoredMemory) -> SearchHitOut:
+        fields = {name: getattr(scored.memory, name) for name in MemoryOut.model_fields}
+        return cls(**fields, score=round(scored.score, 6))
+
+
+class BatchOut(BaseModel):
+    results: list[MemoryOut]
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHitOut]
+
+
+class PageOut(BaseModel):
+    results: list[MemoryOut]
+    next_cursor: str | None
+
+
+class DeletedOut(BaseModel):
+    deleted: int
+
+
+class HistoryEventOut(BaseModel):
+    memory_id: str
+    event: str
+    old_text: str | None
+    new_text: str | None
+    payload: dict[str, Any]
+    at: str
+
+    @classmethod
+    def of(cls, event: HistoryEvent) -> HistoryEventOut:
+        return cls(**{name: getattr(event, name) for name in cls.model_fields})
+
+
+class HistoryOut(BaseModel):
+    results: list[HistoryEventOut]
+
+
+def filters_to_domain(filters: FiltersIn | None) -> SearchFilters:
+    if filters is None:
+        return SearchFilters()
+    return SearchFilters(
+        agent_id=filters.agent_id,
+        run_id=filters.run_id,
+        metadata=dict(filters.metadata or {}),
+        created_after=_utc_text(filters.created_after) if filters.created_after else None,
+        created_before=_utc_text(filters.created_before) if filters.created_before else None,
+    )

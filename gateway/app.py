@@ -1,0 +1,67 @@
+"""The app factory: settings in, a FastAPI app out; resources live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.api import health, memories
+from gateway.api.errors import install_error_handlers
+from gateway.api.middleware import BodyLimit, RequestMetrics
+from gateway.errors import GatewayError
+from gateway.index import ExactIndex
+from gateway.inference import EmbedderClient
+from gateway.memory.service import MemoryService
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store import Store
+
+log = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
+        await store.open()
+        embedder = EmbedderClient(
+            settings.triton_grpc_url, settings.embedder_model,
+            timeout_s=settings.inference_timeout_s, retry_after_s=settings.retry_after_s,
+            metrics=metrics,
+        )
+        index = ExactIndex()
+        service = MemoryService(store, index, embedder)
+        metrics.index_size.set_function(index.size)
+        try:
+            await embedder.discover()
+        except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
+            log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
+        count = await service.build_index()
+        log.info("index built from the store: %d vectors", count)
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await embedder.close()
+            await store.close()
+
+    app = FastAPI(
+        title="Agent memory gateway",
+        version="0.1.0",
+        summary="Long-term memory for LLM agents: add and search memories by meaning.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(memories.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app

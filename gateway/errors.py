@@ -1,0 +1,52 @@
+"""The gateway's one error tree, and how each error maps to HTTP.
+
+    GatewayError
+    ├── InvalidInput          422  the request is well-formed JSON but makes no sense
+    ├── NotFound              404
+    ├── Conflict              409
+    ├── Overloaded            429  shed before any work; carries Retry-After
+    ├── InferenceUnavailable  503  Triton down, model not loaded, or its queue full
+    └── InferenceTimeout      503  Triton did not answer within the deadline
+
+Foreign errors (Triton, sqlite) are translated at their boundary, never in routes.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status_code = 500
+    retry_after: int | None = None
+
+    def __init__(self, detail: object, *, retry_after: int | None = None) -> None:
+        super().__init__(str(detail))
+        self.detail = detail
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+class InvalidInput(GatewayError):
+    status_code = 422
+
+
+class NotFound(GatewayError):
+    status_code = 404
+
+
+class Conflict(GatewayError):
+    status_code = 409
+
+
+class Overloaded(GatewayError):
+    status_code = 429
+    retry_after = 1
+
+
+class InferenceUnavailable(GatewayError):
+    status_code = 503
+    retry_after = 2
+
+
+class InferenceTimeout(GatewayError):
+    status_code = 503
+    retry_after = 2

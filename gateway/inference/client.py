@@ -1,0 +1,136 @@
+"""Async gRPC client for the ``embedder`` model, with deadlines and translated errors.
+
+gRPC (not HTTP) because Triton's HTTP endpoint stalls clients while a model loads. Every call
+has a client-side timeout and the same Triton-side timeout, so nothing waits forever; Triton
+errors become ``InferenceUnavailable`` / ``InferenceTimeout`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from gateway.errors import InferenceTimeout, InferenceUnavailable
+from gateway.metrics import Metrics
+
+# Reconnect quickly after a Triton restart instead of gRPC's default exponential back-off.
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    version: str
+    dim: int
+
+    @property
+    def label(self) -> str:
+        """What every stored vector records: ``name:version``."""
+        return f"{self.name}:{self.version}"
+
+
+@contextlib.contextmanager
+def map_triton_errors(retry_after: int) -> Iterator[None]:
+    """Translate Triton/gRPC failures into the gateway's error tree."""
+    try:
+        yield
+    except InferenceServerException as exc:
+        status = str(exc.status() or "")
+        if "DEADLINE_EXCEEDED" in status:
+            raise InferenceTimeout(
+                "inference timed out", retry_after=retry_after
+            ) from exc
+        raise InferenceUnavailable(
+            f"inference service unavailable ({status.removeprefix('StatusCode.') or 'error'})",
+            retry_after=retry_after,
+        ) from exc
+
+
+class EmbedderClient:
+    """Embeds texts with the Triton ``embedder`` model (raw strings in, unit vectors out)."""
+
+    def __init__(
+        self, url: str, model: str, *, timeout_s: float, retry_after_s: int, metrics: Metrics
+    ) -> None:
+        self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
+        self._model = model
+        self._timeout_s = timeout_s
+        self._retry_after = retry_after_s
+        self._metrics = metrics
+        self.info: ModelInfo | None = None
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ready(self) -> bool:
+        """Server and the pinned model version both ready (False rather than raising)."""
+        try:
+            return bool(
+                await self._client.is_server_ready(client_timeout=2)
+                and await self._client.is_model_ready(
+                    self._model, self.info.version if self.info else "", client_timeout=2
+                )
+            )
+        except InferenceServerException:
+            return False
+
+    async def discover(self) -> ModelInfo:
+        """Pin the newest loaded version and learn its dimension by embedding a probe text."""
+        with map_triton_errors(self._retry_after):
+            metadata = await self._client.get_model_metadata(
+                self._model, client_timeout=self._timeout_s
+            )
+        versions = sorted(metadata.versions, key=int)
+        if not versions:
+            raise InferenceUnavailable(f"model {self._model!r} has no loaded version")
+        version = versions[-1]
+        probe = await self._infer(["dimension probe"], version)
+        self.info = ModelInfo(self._model, version, int(probe.shape[1]))
+        return self.info
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """float32 ``[len(texts), dim]``, L2-normalised, in one Triton request."""
+        if self.info is None:
+            await self.discover()
+        assert self.info is not None
+        return await self._infer(texts, self.info.version)
+
+    async def _infer(self, texts: list[str], version: str) -> np.ndarray:
+        batch = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        text_input = InferInput("TEXT", list(batch.shape), "BYTES")
+        text_input.set_data_from_numpy(batch)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with map_triton_errors(self._retry_after):
+                result = await self._client.infer(
+                    self._model,
+                    [text_input],
+                    model_version=version,
+                    outputs=[InferRequestedOutput("EMBEDDING")],
+                    timeout=int(self._timeout_s * 1_000_000),  # Triton-side, microseconds
+                    client_timeout=self._timeout_s,
+                )
+            outcome = "ok"
+        finally:
+            self._metrics.triton_latency.labels(self._model, outcome).observe(
+                time.perf_counter() - started
+            )
+        embeddings = result.as_numpy("EMBEDDING")
+        if embeddings is None or embeddings.shape[0] != len(texts):
+            raise InferenceUnavailable("embedder returned a malformed response")
+        return np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Memory logic: the domain types and the service that adds, searches, updates and deletes."""

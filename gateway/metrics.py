@@ -1,0 +1,31 @@
+"""Prometheus metrics, one registry per app so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "memory_http_requests_total", "HTTP requests by route and status",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "memory_http_request_seconds", "HTTP request latency by route",
+            ["method", "route"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.triton_latency = Histogram(
+            "memory_triton_request_seconds", "Latency of gateway calls to Triton",
+            ["model", "outcome"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.index_size = Gauge(
+            "memory_index_vectors", "Vectors held by the search index", registry=self.registry
+        )
+        self.memories_written = Counter(
+            "memory_writes_total", "Committed memory changes by kind", ["kind"],
+            registry=self.registry,
+        )

@@ -1,0 +1,53 @@
+"""All configuration, read once from the environment (prefix ``MEMORY_``) or a ``.env`` file.
+
+No other module reads ``os.environ``: build a ``Settings`` and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMORY_", env_file=".env", extra="ignore")
+
+    # HTTP gateway
+    host: str = "127.0.0.1"
+    port: int = Field(8080, validation_alias="GATEWAY_PORT")
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    # Durable store
+    data_dir: Path = ROOT / "data"
+    db_file: str = "memories.sqlite3"
+    # FULL: a commit survives power loss, not only a process crash (WAL + NORMAL does not).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+
+    # Triton
+    model_repository: Path = ROOT / "model_repository"
+    triton_managed: bool = True  # start the bundled tritonserver with the gateway
+    triton_host: str = "127.0.0.1"
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_log_dir: Path = ROOT / "logs"
+    triton_start_timeout_s: float = 120.0
+    embedder_model: str = "embedder"
+    inference_timeout_s: float = 10.0
+    retry_after_s: int = 2
+
+    # Index
+    index_backend: Literal["exact"] = "exact"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_file
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.triton_host}:{self.triton_grpc_port}"

@@ -1,0 +1,61 @@
+"""Schema migrations, versioned by ``PRAGMA user_version`` from day one.
+
+Append a new script to ``MIGRATIONS`` to change the schema; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: memories with their vectors, and an append-only history of events.
+    """
+    CREATE TABLE memories (
+        id              TEXT PRIMARY KEY,
+        user_id         TEXT NOT NULL,
+        agent_id        TEXT,
+        run_id          TEXT,
+        text            TEXT NOT NULL,
+        metadata        TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+        priority        INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 10),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        embedding       BLOB NOT NULL,
+        embedding_model TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX memories_by_user ON memories (user_id, id);
+    CREATE TABLE history (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        memory_id TEXT NOT NULL,
+        user_id   TEXT NOT NULL,
+        event     TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE')),
+        old_text  TEXT,
+        new_text  TEXT,
+        payload   TEXT NOT NULL DEFAULT '{}',
+        at        TEXT NOT NULL
+    );
+    CREATE INDEX history_by_memory ON history (memory_id, seq);
+    CREATE TRIGGER history_is_append_only BEFORE UPDATE ON history
+    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this gateway knows "
+            f"({len(MIGRATIONS)}): refusing to open it"
+        )
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+    return len(MIGRATIONS)

@@ -1,0 +1,312 @@
+"""The SQLite store: one connection owned by one worker thread, so writes are serialised.
+
+Every method is async and runs its SQL on that thread, off the event loop. A write returns only
+after its transaction has committed: that is when a memory counts as stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.store.migrations import migrate
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
+    "embedding_model"
+)
+
+
+def _row_to_memory(row: sqlite3.Row) -> Memory:
+    return Memory(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        run_id=row["run_id"],
+        text=row["text"],
+        metadata=json.loads(row["metadata"]),
+        priority=row["priority"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        embedding_model=row["embedding_model"],
+    )
+
+
+def _vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def _blob_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def dump_metadata(metadata: dict[str, Any]) -> str:
+    """Strict JSON (no NaN/Infinity), compact and key-sorted so equal objects compare equal."""
+    return json.dumps(metadata, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+
+
+def _metadata_condition(key: str, value: object) -> tuple[str, list[object]]:
+    """One exact-match condition on a top-level metadata key, safe for any key text."""
+    base = "EXISTS (SELECT 1 FROM json_each(m.metadata) j WHERE j.key = ?"
+    if value is None:
+        return base + " AND j.type = 'null')", [key]
+    if isinstance(value, bool):
+        return base + " AND j.type = ?)", [key, "true" if value else "false"]
+    if isinstance(value, int | float):
+        return base + " AND j.type IN ('integer', 'real') AND j.value = ?)", [key, value]
+    return base + " AND j.type = 'text' AND j.value = ?)", [key, value]
+
+
+class Store:
+    """Async facade over one SQLite file in WAL mode."""
+
+    def __init__(self, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._conn = conn
+        return migrate(conn)
+
+    async def open(self) -> int:
+        """Open the file, apply pending migrations; returns the schema version."""
+        return await self._call(self._open)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._call(_close)
+        self._executor.shutdown(wait=True)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+    @staticmethod
+    def _record(
+        conn: sqlite3.Connection, memory: Memory, event: str, old: str | None, new: str | None,
+        payload: dict[str, Any], at: str,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO history (memory_id, user_id, event, old_text, new_text, payload, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (memory.id, memory.user_id, event, old, new, dump_metadata(payload), at),
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+    async def insert_many(self, items: list[StoredMemory]) -> None:
+        """Insert all or none, with an ADD event each."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            for item in items:
+                m = item.memory
+                conn.execute(
+                    f"INSERT INTO memories ({_COLUMNS}, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
+                     m.priority, m.created_at, m.updated_at, m.embedding_model,
+                     _vector_blob(item.embedding)),
+                )
+                self._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
+                             "priority": m.priority}, m.created_at)
+
+        await self._call(self._transaction, work)
+
+    async def update(self, updated: StoredMemory | Memory, previous: Memory) -> bool:
+        """Replace a memory's fields (and vector, when given) if it still matches ``previous``.
+
+        Returns False when the row changed or vanished meanwhile (the caller re-reads).
+        """
+        memory = updated.memory if isinstance(updated, StoredMemory) else updated
+
+        def work(conn: sqlite3.Connection) -> bool:
+            sets = "text = ?, metadata = ?, priority = ?, updated_at = ?, embedding_model = ?"
+            args: list[Any] = [memory.text, dump_metadata(memory.metadata), memory.priority,
+                               memory.updated_at, memory.embedding_model]
+            if isinstance(updated, StoredMemory):
+                sets += ", embedding = ?"
+                args.append(_vector_blob(updated.embedding))
+            cursor = conn.execute(
+                f"UPDATE memories SET {sets} WHERE id = ? AND updated_at = ?",
+                [*args, memory.id, previous.updated_at],
+            )
+            if cursor.rowcount != 1:
+                return False
+            payload = {"metadata": memory.metadata, "priority": memory.priority}
+            self._record(conn, memory, "UPDATE", previous.text, memory.text, payload,
+                         memory.updated_at)
+            return True
+
+        return await self._call(self._transaction, work)
+
+    async def delete(self, memory_id: str, at: str) -> Memory | None:
+        def work(conn: sqlite3.Connection) -> Memory | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            memory = _row_to_memory(row)
+            conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+            self._record(conn, memory, "DELETE", memory.text, None, {}, at)
+            return memory
+
+        return await self._call(self._transaction, work)
+
+    async def delete_user(self, user_id: str, at: str) -> list[str]:
+        """Delete every memory of a user; returns their ids."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ?", (user_id,)
+            ).fetchall()
+            for row in rows:
+                self._record(conn, _row_to_memory(row), "DELETE", row["text"], None, {}, at)
+            conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+            return [row["id"] for row in rows]
+
+        return await self._call(self._transaction, work)
+
+    # -- reads ------------------------------------------------------------------------------
+    async def get(self, memory_id: str) -> Memory | None:
+        def work() -> Memory | None:
+            row = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)
+            ).fetchone()
+            return None if row is None else _row_to_memory(row)
+
+        return await self._call(work)
+
+    async def get_many(self, ids: list[str]) -> dict[str, Memory]:
+        def work() -> dict[str, Memory]:
+            found: dict[str, Memory] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self.conn.execute(
+                    f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", chunk
+                ):
+                    found[row["id"]] = _row_to_memory(row)
+            return found
+
+        return await self._call(work)
+
+    async def list_page(self, user_id: str, limit: int, after_id: str | None) -> list[Memory]:
+        """Up to ``limit`` memories of a user in id (creation) order, strictly after ``after_id``."""
+
+        def work() -> list[Memory]:
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (user_id, after_id or "", limit),
+            ).fetchall()
+            return [_row_to_memory(row) for row in rows]
+
+        return await self._call(work)
+
+    async def history(self, memory_id: str) -> list[HistoryEvent]:
+        def work() -> list[HistoryEvent]:
+            rows = self.conn.execute(
+                "SELECT memory_id, event, old_text, new_text, payload, at FROM history "
+                "WHERE memory_id = ? ORDER BY seq",
+                (memory_id,),
+            ).fetchall()
+            return [
+                HistoryEvent(r["memory_id"], r["event"], r["old_text"], r["new_text"],
+                             json.loads(r["payload"]), r["at"])
+                for r in rows
+            ]
+
+        return await self._call(work)
+
+    async def filter_ids(self, user_id: str, filters: SearchFilters) -> set[str]:
+        """Ids of the user's memories that satisfy every filter condition."""
+        where, args = ["m.user_id = ?"], [user_id]
+        for column in ("agent_id", "run_id"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(f"m.{column} = ?")
+                args.append(value)
+        if filters.created_after is not None:
+            where.append("m.created_at >= ?")
+            args.append(filters.created_after)
+        if filters.created_before is not None:
+            where.append("m.created_at < ?")
+            args.append(filters.created_before)
+        for key, value in filters.metadata.items():
+            condition, condition_args = _metadata_condition(key, value)
+            where.append(condition)
+            args.extend(condition_args)  # type: ignore[arg-type]
+        sql = f"SELECT m.id FROM memories m WHERE {' AND '.join(where)}"
+
+        def work() -> set[str]:
+            return {row[0] for row in self.conn.execute(sql, args)}
+
+        return await self._call(work)
+
+    async def count(self) -> int:
+        return await self._call(
+            lambda: self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+        )
+
+    async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
+        """Every (user_id, id, vector) in the store, for rebuilding the index."""
+
+        def work() -> list[tuple[str, str, np.ndarray]]:
+            return list(self._iter_vectors(batch))
+
+        return await self._call(work)
+
+    def _iter_vectors(self, batch: int) -> Iterator[tuple[str, str, np.ndarray]]:
+        cursor = self.conn.execute("SELECT user_id, id, embedding FROM memories ORDER BY user_id")
+        while rows := cursor.fetchmany(batch):
+            for row in rows:
+                yield row[0], row[1], _blob_vector(row[2])
+
+

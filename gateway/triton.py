@@ -1,0 +1,238 @@
+"""Start, watch and stop the Triton server bundled in the ``nvidia-pytriton`` wheel.
+
+The wheel ships ``tritonserver`` with the python backend only. The python-backend stub must be
+copied next to the backend, and the server must find the venv's python (for numpy, onnxruntime
+and tokenizers inside ``model.py``) and the wheel's shared libraries. ``make run`` and the test
+suite both use this launcher, so what the tests exercise is what users run.
+
+    python -m gateway.triton            # serve model_repository/ until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class TritonLaunchError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+def _package_dir() -> Path:
+    import pytriton  # the wheel that carries the server binary
+
+    return Path(pytriton.__file__).resolve().parent / "tritonserver"
+
+
+def _prepare_python_backend(server_dir: Path) -> None:
+    """Put the stub for this interpreter's version where the backend looks for it."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    target = server_dir / "backends" / "python" / "triton_python_backend_stub"
+    if not stub.exists():
+        raise TritonLaunchError(f"no python-backend stub for Python {version} in {stub.parent}")
+    if not target.exists() or target.stat().st_size != stub.stat().st_size:
+        shutil.copy2(stub, target)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the server when the process that started it dies (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class TritonServer:
+    """One ``tritonserver`` process on loopback with explicit model control."""
+
+    model_repository: Path
+    models: Sequence[str] = ("embedder",)
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    log_file: Path = Path("logs/triton.log")
+    extra_args: Sequence[str] = ()
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        server_dir = _package_dir()
+        args = [
+            str(server_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository.resolve()}",
+            f"--backend-directory={server_dir / 'backends'}",
+            f"--cache-directory={server_dir / 'caches'}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--model-control-mode=explicit",
+            "--exit-timeout-secs=10",
+        ]
+        args += [f"--load-model={name}" for name in self.models]
+        return args + list(self.extra_args)
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        libs = [
+            str(_package_dir().parent.parent / "nvidia_pytriton.libs"),
+            str(sysconfig.get_config_var("LIBDIR")),
+        ]
+        if env.get("LD_LIBRARY_PATH"):
+            libs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs)
+        return env
+
+    def start(self, timeout_s: float = 120.0) -> TritonServer:
+        """Start the server and block until it and every requested model are ready."""
+        if self.running:
+            return self
+        if not self.model_repository.is_dir():
+            raise TritonLaunchError(
+                f"model repository {self.model_repository} does not exist: run `make export`"
+            )
+        for name in self.models:
+            if not any(p.name.isdigit() for p in (self.model_repository / name).glob("*")):
+                raise TritonLaunchError(
+                    f"model {name!r} has no version in {self.model_repository}: run `make export`"
+                )
+        _prepare_python_backend(_package_dir())
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(),
+                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
+            )
+        finally:
+            log.close()
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        urls = [f"{self.http_url}/v2/health/ready"]
+        urls += [f"{self.http_url}/v2/models/{name}/ready" for name in self.models]
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise TritonLaunchError(
+                    f"tritonserver exited with code {self._process.returncode}:\n{self.log_tail()}"
+                )
+            if all(_http_ok(url) for url in urls):
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise TritonLaunchError(f"tritonserver not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM, wait for a clean shutdown, then SIGKILL the whole process group."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def server_from_settings(settings: object) -> TritonServer:
+    from gateway.settings import Settings
+
+    assert isinstance(settings, Settings)
+    return TritonServer(
+        model_repository=settings.model_repository,
+        models=(settings.embedder_model,),
+        host=settings.triton_host,
+        http_port=settings.triton_http_port,
+        grpc_port=settings.triton_grpc_port,
+        metrics_port=settings.triton_metrics_port,
+        log_file=settings.triton_log_dir / "triton.log",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the model repository until interrupted."""
+    import argparse
+
+    from gateway.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m gateway.triton", description=main.__doc__)
+    parser.parse_args(argv)
+    settings = Settings()
+    server = server_from_settings(settings)
+    print(f"starting tritonserver (log: {server.log_file}) ...", file=sys.stderr)
+    try:
+        server.start(settings.triton_start_timeout_s)
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"triton ready: grpc {server.grpc_url}, http {server.http_url}", file=sys.stderr)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        print("stopping tritonserver ...", file=sys.stderr)
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
