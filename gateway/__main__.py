@@ -1,0 +1,45 @@
+"""``python -m gateway``: start the bundled Triton server (unless told not to) and the gateway.
+
+Ctrl-C stops the gateway first, then Triton, so no request is cut off mid-inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.triton import TritonLaunchError, server_from_settings
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    triton = server_from_settings(settings) if settings.triton_managed else None
+    try:
+        if triton is not None:
+            print(f"starting Triton (log: {triton.log_file}) ...", file=sys.stderr, flush=True)
+            triton.start(settings.triton_start_timeout_s)
+            print(f"Triton ready on grpc {triton.grpc_url}", file=sys.stderr, flush=True)
+        print(
+            f"\n  memory gateway: http://{settings.host}:{settings.port}   "
+            f"(API docs: http://{settings.host}:{settings.port}/docs)\n",
+            file=sys.stderr, flush=True,
+        )
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level="info", access_log=False)
+    except TritonLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if triton is not None:
+            print("stopping Triton ...", file=sys.stderr, flush=True)
+            triton.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
