@@ -1,0 +1,66 @@
+"""Restart durability, and Triton outages: 503 with Retry-After, then recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from support import make_triton, settings_for
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.triton import TritonServer
+
+
+def test_memories_survive_a_gateway_restart(settings: Settings) -> None:
+    texts = ["I love hiking in the Alps", "My sister lives in Lisbon", "Coffee keeps me awake"]
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories/batch",
+                    json={"items": [{"user_id": "alice", "text": t} for t in texts]})
+        before = client.post("/v1/memories/search",
+                             json={"user_id": "alice", "query": "mountains"}).json()
+    with TestClient(create_app(settings)) as client:
+        after = client.post("/v1/memories/search",
+                            json={"user_id": "alice", "query": "mountains"}).json()
+        assert client.app.state.service.index.size() == 3  # type: ignore[attr-defined]
+    assert after == before
+    assert after["results"][0]["text"] == "I love hiking in the Alps"
+
+
+def test_triton_down_gives_503_then_recovers(tmp_path: Path) -> None:
+    own: TritonServer = make_triton(tmp_path)
+    own.start()
+    try:
+        with TestClient(create_app(settings_for(own, tmp_path / "data"))) as client:
+            assert client.post("/v1/memories", json={"user_id": "a", "text": "first"}
+                               ).status_code == 201
+            own.stop()
+            for path, body in [("/v1/memories", {"user_id": "a", "text": "second"}),
+                               ("/v1/memories/search", {"user_id": "a", "query": "first"})]:
+                response = client.post(path, json=body)
+                assert response.status_code == 503, response.text
+                assert int(response.headers["Retry-After"]) > 0
+                assert "unavailable" in response.json()["detail"]
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["triton"] is False
+            # Reads that need no model keep working while Triton is away.
+            page = client.get("/v1/memories", params={"user_id": "a"}).json()["results"]
+            assert [m["text"] for m in page] == ["first"]
+            own.start()
+            response = client.post("/v1/memories", json={"user_id": "a", "text": "second"})
+            assert response.status_code == 201, response.text
+            assert client.get("/readyz").status_code == 200
+            texts = [m["text"] for m in client.get(
+                "/v1/memories", params={"user_id": "a"}).json()["results"]]
+            assert texts == ["first", "second"]
+    finally:
+        own.stop()
+
+
+def test_gateway_starts_without_triton_and_reports_not_ready(tmp_path: Path) -> None:
+    absent = make_triton(tmp_path)  # never started
+    with TestClient(create_app(settings_for(absent, tmp_path / "data"))) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/readyz")
+        assert response.status_code == 503 and "Retry-After" in response.headers
+        assert client.post("/v1/memories", json={"user_id": "a", "text": "x"}).status_code == 503

@@ -1,0 +1,61 @@
+"""Triton's dynamic batcher really merges concurrent embed requests from the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import numpy as np
+
+from gateway.inference import EmbedderClient
+from gateway.metrics import Metrics
+from gateway.triton import TritonServer
+
+
+def inference_stats(triton: TritonServer) -> tuple[int, int]:
+    """(inference requests, model executions) for the embedder since the server started."""
+    with urllib.request.urlopen(f"{triton.http_url}/v2/models/embedder/stats") as response:
+        stats = json.load(response)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def test_concurrent_requests_are_batched(triton: TritonServer) -> None:
+    async def scenario() -> np.ndarray:
+        client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=30, retry_after_s=1,
+                                metrics=Metrics())
+        try:
+            await client.discover()
+            texts = [f"concurrent request number {i}" for i in range(128)]
+            vectors = await asyncio.gather(*(client.embed([t]) for t in texts))
+            return np.concatenate(vectors)
+        finally:
+            await client.close()
+
+    before_inferences, before_executions = inference_stats(triton)
+    vectors = asyncio.run(scenario())
+    inferences, executions = inference_stats(triton)
+    inferences -= before_inferences
+    executions -= before_executions
+    assert inferences >= 128
+    assert inferences / executions > 1.5, (inferences, executions)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert len({v.tobytes() for v in vectors}) == 128  # distinct texts, distinct vectors
+
+
+def test_batched_results_equal_single_results(triton: TritonServer) -> None:
+    """Padding inside a merged batch must not change any text's embedding."""
+
+    async def scenario() -> tuple[np.ndarray, np.ndarray]:
+        client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=30, retry_after_s=1,
+                                metrics=Metrics())
+        try:
+            texts = ["short", "a much longer sentence " * 12, "medium length sentence here"]
+            together = await client.embed(texts)
+            alone = np.concatenate([await client.embed([t]) for t in texts])
+            return together, alone
+        finally:
+            await client.close()
+
+    together, alone = asyncio.run(scenario())
+    np.testing.assert_allclose(together, alone, atol=1e-5)

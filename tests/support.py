@@ -1,0 +1,49 @@
+"""Helpers shared by test modules (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from gateway.settings import ROOT, Settings
+from gateway.triton import TritonServer
+
+MODEL_REPOSITORY = ROOT / "model_repository"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def make_triton(log_dir: Path) -> TritonServer:
+    http, grpc, metrics = free_ports(3)
+    return TritonServer(
+        model_repository=MODEL_REPOSITORY,
+        models=("embedder",),
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        log_file=log_dir / f"triton-{grpc}.log",
+    )
+
+
+
+def settings_for(triton: TritonServer, data_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        triton_managed=False,
+        triton_host=triton.host,
+        triton_grpc_port=triton.grpc_port,
+        triton_http_port=triton.http_port,
+        triton_metrics_port=triton.metrics_port,
+        inference_timeout_s=5.0,
+        **overrides,  # type: ignore[arg-type]
+    )
