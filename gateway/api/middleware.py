@@ -10,10 +10,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.metrics import Metrics
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _reject(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -36,27 +32,26 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 return await _reject(send, 413, detail)
         seen = 0
-        started = False
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    too_large = True
+                    return {"type": "http.disconnect"}  # stop the app reading any further
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app makes of the cut-off body, the client gets one clear 413.
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
                 await _reject(send, 413, detail)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
 class RequestMetrics:

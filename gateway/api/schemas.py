@@ -162,7 +162,7 @@ class SearchHitOut(MemoryOut):
     @classmethod
     def of_scored(cls, scored: ScoredMemory) -> SearchHitOut:
         fields = {name: getattr(scored.memory, name) for name in MemoryOut.model_fields}
-        return cls(**fields, score=round(scored.score, 6))
+        return cls(**fields, score=scored.score)
 
 
 class BatchOut(BaseModel):

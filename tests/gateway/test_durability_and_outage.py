@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -47,7 +48,12 @@ def test_triton_down_gives_503_then_recovers(tmp_path: Path) -> None:
             page = client.get("/v1/memories", params={"user_id": "a"}).json()["results"]
             assert [m["text"] for m in page] == ["first"]
             own.start()
-            response = client.post("/v1/memories", json={"user_id": "a", "text": "second"})
+            # The gRPC channel reconnects on its own back-off (at most 1 s here).
+            deadline = time.monotonic() + 10
+            while (response := client.post(
+                    "/v1/memories", json={"user_id": "a", "text": "second"})).status_code == 503:
+                assert time.monotonic() < deadline, "gateway did not recover within 10 s"
+                time.sleep(0.2)
             assert response.status_code == 201, response.text
             assert client.get("/readyz").status_code == 200
             texts = [m["text"] for m in client.get(

@@ -1,0 +1,1 @@
+"""Benchmarks and load tests (Locust scenarios come later)."""

@@ -1,0 +1,156 @@
+"""``make bench``: embedding throughput, ingest rate and search latency, as JSON.
+
+(a) Triton embedder vs sentence-transformers in-process on the same sentences, same run,
+    with the throughput ratio and the minimum cosine between their vectors;
+(b) gateway ``/v1/memories/batch`` ingest rate;
+(c) single-client search latency percentiles over one user's memories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from gateway.inference import EmbedderClient
+from gateway.metrics import Metrics
+from gateway.settings import ROOT
+from gateway.triton import TritonServer
+from loadtest.corpus import sentences
+from loadtest.stack import gateway_process, triton_server
+
+RESULTS = ROOT / "loadtest" / "results"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s) * 1000
+    return {f"p{p}_ms": round(float(np.percentile(ms, p)), 3) for p in (50, 95, 99)} | {
+        "mean_ms": round(float(ms.mean()), 3)}
+
+
+async def _triton_embed(triton: TritonServer, texts: list[str], batch: int,
+                        concurrency: int) -> tuple[np.ndarray, float]:
+    client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=60, retry_after_s=1,
+                            metrics=Metrics())
+    try:
+        await client.discover()
+        await client.embed(texts[:batch])  # warm-up
+        chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(chunk: list[str]) -> np.ndarray:
+            async with gate:
+                return await client.embed(chunk)
+
+        started = time.perf_counter()
+        vectors = await asyncio.gather(*(one(c) for c in chunks))
+        return np.concatenate(vectors), time.perf_counter() - started
+    finally:
+        await client.close()
+
+
+def bench_embedding(triton: TritonServer, count: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from export.cli import default_source
+
+    texts = sentences(count, seed=1)
+    log(f"(a) embedding {count} sentences: sentence-transformers in-process ...")
+    model = SentenceTransformer(str(default_source()), device="cpu")
+    model.encode(texts[:32])
+    started = time.perf_counter()
+    reference = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    st_s = time.perf_counter() - started
+    del model
+    runs = {}
+    for name, batch, concurrency in [("triton_batch32_c4", 32, 4),
+                                     ("triton_single_text_c16", 1, 16)]:
+        log(f"(a) Triton: requests of {batch} text(s), {concurrency} in flight ...")
+        vectors, seconds = asyncio.run(_triton_embed(triton, texts, batch, concurrency))
+        cosine = np.sum(vectors * reference, axis=1)
+        runs[name] = {"seconds": round(seconds, 3),
+                      "sentences_per_s": round(count / seconds, 1),
+                      "ratio_vs_sentence_transformers": round(st_s / seconds, 3),
+                      "min_cosine_vs_sentence_transformers": round(float(cosine.min()), 6)}
+    return {"sentences": count,
+            "sentence_transformers": {"seconds": round(st_s, 3),
+                                      "sentences_per_s": round(count / st_s, 1)},
+            **runs}
+
+
+def bench_ingest(url: str, count: int, batch: int) -> dict:
+    texts = sentences(count, seed=2)
+    log(f"(b) ingest {count} memories in batches of {batch} ...")
+    with httpx.Client(base_url=url, timeout=120) as http:
+        started = time.perf_counter()
+        for start in range(0, count, batch):
+            items = [{"user_id": "bench", "text": t, "metadata": {"n": start + i}}
+                     for i, t in enumerate(texts[start : start + batch])]
+            response = http.post("/v1/memories/batch", json={"items": items})
+            response.raise_for_status()
+        seconds = time.perf_counter() - started
+    return {"memories": count, "batch": batch, "seconds": round(seconds, 3),
+            "memories_per_s": round(count / seconds, 1)}
+
+
+def bench_search(url: str, count: int, memories: int) -> dict:
+    queries = [f"what does {q.split(' (#')[0].lower()}?" for q in sentences(count, seed=3)]
+    log(f"(c) {count} searches, single client, over {memories} memories of one user ...")
+    samples = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for query in queries[:20]:  # warm-up
+            http.post("/v1/memories/search", json={"user_id": "bench", "query": query})
+        for query in queries:
+            started = time.perf_counter()
+            response = http.post("/v1/memories/search",
+                                 json={"user_id": "bench", "query": query, "limit": 10})
+            samples.append(time.perf_counter() - started)
+            response.raise_for_status()
+            assert len(response.json()["results"]) == 10
+    return {"queries": count, "memories_in_scope": memories, "limit": 10,
+            **percentiles(samples), "queries_per_s": round(count / sum(samples), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    report: dict = {"benchmark": "foundation", "started_at": datetime.now(UTC).isoformat(),
+                    "machine": {"cpus": __import__("os").cpu_count(),
+                                "platform": platform.platform()}}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        with triton_server(work) as triton:
+            report["embedding"] = bench_embedding(triton, args.sentences)
+            with gateway_process(triton, work / "data", work) as url:
+                report["ingest"] = bench_ingest(url, args.memories, args.batch)
+                report["search"] = bench_search(url, args.queries, args.memories)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    log(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

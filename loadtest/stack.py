@@ -1,0 +1,67 @@
+"""A local stack for benchmarks: the bundled Triton plus a real gateway process (uvicorn)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from gateway.settings import ROOT
+from gateway.triton import TritonServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def triton_server(log_dir: Path) -> TritonServer:
+    return TritonServer(
+        model_repository=ROOT / "model_repository",
+        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        log_file=log_dir / "triton.log",
+    )
+
+
+@contextlib.contextmanager
+def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path) -> Iterator[str]:
+    """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200."""
+    port = free_port()
+    env = dict(os.environ) | {
+        "GATEWAY_PORT": str(port),
+        "MEMORY_DATA_DIR": str(data_dir),
+        "MEMORY_TRITON_MANAGED": "false",
+        "MEMORY_TRITON_GRPC_PORT": str(triton.grpc_port),
+        "MEMORY_TRITON_HTTP_PORT": str(triton.http_port),
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "gateway.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gateway exited early; see {log_dir / 'gateway.log'}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway not ready after 120 s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
