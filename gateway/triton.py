@@ -156,7 +156,9 @@ class TritonServer:
                 return
             time.sleep(0.25)
         self.stop()
-        raise TritonLaunchError(f"tritonserver not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+        raise TritonLaunchError(
+            f"tritonserver not ready after {timeout_s:.0f}s:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM, wait for a clean shutdown, then SIGKILL the whole process group."""

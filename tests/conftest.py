@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.triton import TritonServer
 
+
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """The real tritonserver serving the exported model_repository/ (run `make export` first)."""

@@ -73,7 +73,8 @@ class _Partition:
 
     def search(self, query: np.ndarray, k: int, allow: Collection[str] | None) -> list[Hit]:
         if allow is not None:
-            rows = np.fromiter((self.rows[key] for key in allow if key in self.rows), dtype=np.int64)
+            known = (self.rows[key] for key in allow if key in self.rows)
+            rows = np.fromiter(known, dtype=np.int64)
             if rows.size == 0:
                 return []
             scores = self.matrix[rows] @ query

@@ -238,7 +238,7 @@ class Store:
         return await self._call(work)
 
     async def list_page(self, user_id: str, limit: int, after_id: str | None) -> list[Memory]:
-        """Up to ``limit`` memories of a user in id (creation) order, strictly after ``after_id``."""
+        """Up to ``limit`` of a user's memories in id (creation) order, after ``after_id``."""
 
         def work() -> list[Memory]:
             rows = self.conn.execute(

@@ -100,7 +100,8 @@ def test_malformed_json_is_400(seeded: TestClient, payload: str) -> None:
 
 
 def test_deeply_nested_json_is_a_clean_4xx(seeded: TestClient) -> None:
-    payload = '{"user_id": "alice", "text": "ok", "metadata": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    nested = "[" * 100_000 + "]" * 100_000
+    payload = '{"user_id": "alice", "text": "ok", "metadata": {"a": ' + nested + "}}"
     response = raw_post(seeded, "/v1/memories", payload)
     assert 400 <= response.status_code < 500
     assert len(stored(seeded)) == 1
