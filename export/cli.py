@@ -37,12 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     emb.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     emb.add_argument("--quantize", choices=["int8"], default=None)
     emb.add_argument("--backend", choices=["python", "onnxruntime"], default="python")
-    emb.add_argument("--tensorrt", action="store_true",
-                     help="with --backend onnxruntime: TensorRT FP16 execution accelerator")
+    emb.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="with --backend onnxruntime: TensorRT FP16 execution accelerator",
+    )
     emb.add_argument("--force", action="store_true", help="write a new version even if up to date")
     emb.add_argument("--atol", type=float, default=1e-4, help="fp32 bound on max |diff|")
     emb.add_argument("--min-cosine", type=float, default=0.999, help="fp32 bound on cosine")
-    emb.add_argument("--int8-min-cosine", type=float, default=0.98, help="int8 bound on cosine")
+    emb.add_argument(
+        "--int8-min-cosine", type=float, default=0.97, help="int8 floor on the worst text's cosine"
+    )
+    emb.add_argument(
+        "--int8-mean-cosine", type=float, default=0.98, help="int8 bound on the mean cosine"
+    )
     return parser
 
 
@@ -65,7 +73,10 @@ def _embedder(args: argparse.Namespace, console: Console) -> int:
     repo = args.repository.resolve()
     if not source.is_dir():
         raise ExportError(f"source folder {source} does not exist")
-    source_sha = source_digest(source)
+    try:
+        source_sha = source_digest(source)
+    except FileNotFoundError as exc:
+        raise ExportError(str(exc)) from exc
     options = {"quantize": args.quantize, "backend": args.backend, "tensorrt": args.tensorrt}
     print_ = console.print
     wanted = fingerprint(source_sha, options)
@@ -80,13 +91,24 @@ def _embedder(args: argparse.Namespace, console: Console) -> int:
 
     check_source(source)
     job = EmbedderJob(
-        source=source, repository=repo, quantize=args.quantize, backend=args.backend,
-        tensorrt=args.tensorrt, fingerprint=wanted, source_sha256=source_sha, atol=args.atol,
-        min_cosine=args.min_cosine, int8_min_cosine=args.int8_min_cosine,
+        source=source,
+        repository=repo,
+        quantize=args.quantize,
+        backend=args.backend,
+        tensorrt=args.tensorrt,
+        fingerprint=wanted,
+        source_sha256=source_sha,
+        atol=args.atol,
+        min_cosine=args.min_cosine,
+        int8_min_cosine=args.int8_min_cosine,
+        int8_mean_cosine=args.int8_mean_cosine,
     )
     print_(f"[bold]embedder[/]: exporting {source} → {repo} ({_describe(options)})")
     with console.status("exporting…"):
-        version, manifest = run(job, lambda line: print_(f"  {line}"))
+        try:
+            version, manifest = run(job, lambda line: print_(f"  {line}"))
+        except (OSError, ValueError) as exc:  # disk, permissions, unreadable model config
+            raise ExportError(f"{type(exc).__name__}: {exc}") from exc
     took = time.perf_counter() - started
     print_(f"  wrote {repo / triton_config.MODEL_NAME / str(version)} in {took:.1f} s")
     print(f"embedder: wrote version {version} (dimension {manifest['dimension']})")

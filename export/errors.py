@@ -1,7 +1,7 @@
 """Exporter errors, each with its CLI exit code.
 
-    ExportError            exit 3: bad source, unwritable repository, exporter crash
-    └── ValidationError    exit 1: the exported graph does not match the reference model
+ExportError            exit 3: bad source, unwritable repository, exporter crash
+└── ValidationError    exit 1: the exported graph does not match the reference model
 """
 
 from __future__ import annotations

@@ -183,7 +183,8 @@ def onnxruntime_backend_configs(
             'backend: "onnxruntime"',
             f"max_batch_size: {MAX_BATCH_SIZE}",
             "input [\n" + _int64_tensors(graph_inputs) + "\n]",
-            f'output [\n  {{ name: "{GRAPH_OUTPUT}", data_type: TYPE_FP32, dims: [ {dimension} ] }}\n]',
+            f'output [\n  {{ name: "{GRAPH_OUTPUT}", data_type: TYPE_FP32, '
+            f"dims: [ {dimension} ] }}\n]",
             "dynamic_batching {\n  preferred_batch_size: [ 16, 32 ]\n"
             "  max_queue_delay_microseconds: 2000\n}",
             "instance_group [ { kind: KIND_GPU, count: 1 } ]",
