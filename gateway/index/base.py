@@ -40,6 +40,11 @@ class VectorIndex(Protocol):
     ) -> list[Hit]:
         """The ``k`` best rows for one normalised query, best first, restricted to ``allow``."""
 
+    def search_batch(
+        self, collection: str, queries: np.ndarray, k: int, *, allow: Collection[str] | None = None
+    ) -> list[list[Hit]]:
+        """``search`` for each row of ``queries`` ``[q, dim]`` in one backend call."""
+
     def size(self, collection: str | None = None) -> int:
         """Live rows in one collection, or in all of them."""
 
