@@ -12,7 +12,8 @@ from gateway.api import health, memories
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.errors import GatewayError
-from gateway.index import ExactIndex
+from gateway.index.batcher import SearchBatcher
+from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -35,8 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_s=settings.inference_timeout_s, retry_after_s=settings.retry_after_s,
             metrics=metrics,
         )
-        index = ExactIndex()
-        service = MemoryService(store, index, embedder)
+        index = build_index(settings)
+        searcher = SearchBatcher(index, window_s=settings.search_window_ms / 1000)
+        service = MemoryService(store, index, embedder, searcher)
         metrics.index_size.set_function(index.size)
         try:
             await embedder.discover()
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await searcher.close()
+            index.close()
             await embedder.close()
             await store.close()
 

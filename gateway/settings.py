@@ -41,8 +41,12 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 10.0
     retry_after_s: int = 2
 
-    # Index
-    index_backend: Literal["exact"] = "exact"
+    # Index: "auto" = CAGRA graphs on a visible GPU with cuVS, faiss HNSW graphs on CPU
+    index_backend: Literal["auto", "exact", "hnsw", "cagra"] = "auto"
+    ann_threshold: int = 20_000  # live vectors before a partition gets an ANN graph
+    ann_recall_bound: float = 0.95  # recall@10 a graph must reach on held-out queries
+    ann_rebuild_drift: float = 0.2  # share of changed rows that triggers a graph rebuild
+    search_window_ms: float = 1.0  # micro-batching window under load
 
     @property
     def db_path(self) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.index import VectorIndex
+from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient
 from gateway.memory.ids import parse_id, uuid7
 from gateway.memory.model import (
@@ -71,9 +72,13 @@ def decode_cursor(cursor: str) -> str:
 
 
 class MemoryService:
-    def __init__(self, store: Store, index: VectorIndex, embedder: EmbedderClient) -> None:
+    def __init__(
+        self, store: Store, index: VectorIndex, embedder: EmbedderClient,
+        searcher: SearchBatcher | None = None,
+    ) -> None:
         self.store = store
         self.index = index
+        self.searcher = searcher or SearchBatcher(index)
         self.embedder = embedder
         self.index_built = False
         self._mutation = asyncio.Lock()
@@ -225,7 +230,7 @@ class MemoryService:
         allow = None if filters.empty else await self.store.filter_ids(user_id, filters)
         if allow is not None and not allow:
             return []
-        hits = await asyncio.to_thread(self.index.search, user_id, vector, limit, allow=allow)
+        hits = await self.searcher.search(user_id, vector, limit, allow=allow)
         if threshold is not None:
             hits = [hit for hit in hits if hit.score >= threshold]
         found = await self.store.get_many([hit.id for hit in hits])

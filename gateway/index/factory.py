@@ -1,0 +1,45 @@
+"""Pick the index from settings; GPU modules are imported only when chosen or detected."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.index.graph import GraphBuilder
+from gateway.index.partitioned import AnnPolicy, PartitionedIndex
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.index")
+
+
+def gpu_available() -> bool:
+    """cupy and cuVS import, and a CUDA device is visible."""
+    try:
+        import cupy
+        import cuvs  # noqa: F401
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:  # noqa: BLE001 - any import or driver failure means "no GPU path"
+        return False
+
+
+def graph_builder(backend: str) -> GraphBuilder | None:
+    if backend == "auto":
+        backend = "cagra" if gpu_available() else "hnsw"
+    if backend == "exact":
+        return None
+    if backend == "cagra":
+        from gateway.index.cagra import CagraBuilder
+
+        return CagraBuilder()
+    from gateway.index.hnsw import HnswBuilder
+
+    return HnswBuilder()
+
+
+def build_index(settings: Settings) -> PartitionedIndex:
+    builder = graph_builder(settings.index_backend)
+    log.info("index: exact partitions, %s graphs past %d vectors",
+             builder.name if builder else "no", settings.ann_threshold)
+    policy = AnnPolicy(threshold=settings.ann_threshold, recall_bound=settings.ann_recall_bound,
+                       rebuild_drift=settings.ann_rebuild_drift)
+    return PartitionedIndex(builder, policy)
