@@ -107,7 +107,7 @@ class SearchBatcher:
                 if not search.future.done():
                     search.future.set_result(hits)
 
-    def _execute(self, batch: list[_Search]) -> list[list[Hit] | None]:
+    def _execute(self, batch: list[_Search]) -> list[list[Hit]]:
         """On the search thread: one backend call per collection among unfiltered searches."""
         results: list[list[Hit] | None] = [None] * len(batch)
         groups: dict[str, list[int]] = {}
@@ -127,4 +127,4 @@ class SearchBatcher:
         self.stats.searches += len(batch)
         self.stats.calls += len(groups) + sum(1 for s in batch if s.allow is not None)
         self.stats.largest = max(self.stats.largest, len(batch))
-        return results
+        return [hits if hits is not None else [] for hits in results]

@@ -93,8 +93,8 @@ class CagraGraph:
 
 
 class CagraBuilder:
-    name = "cagra"
-    efforts = (32, 64, 128, 256, 512)
+    name: str = "cagra"
+    efforts: tuple[int, ...] = (32, 64, 128, 256, 512)
 
     def __init__(self, graph_degree: int = 64, intermediate_degree: int = 128,
                  min_rows: int = 100_000) -> None:

@@ -31,7 +31,7 @@ class HnswGraph:
         import faiss
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(effort or self._effort, k)
         if keep is not None:
             bits = np.packbits(keep.astype(np.uint8), bitorder="little")
@@ -44,8 +44,8 @@ class HnswGraph:
 class HnswBuilder:
     """Builds ``HnswGraph``s: M links per node, efConstruction breadth while inserting."""
 
-    name = "hnsw"
-    efforts = (32, 64, 128, 256, 512)
+    name: str = "hnsw"
+    efforts: tuple[int, ...] = (32, 64, 128, 256, 512)
 
     def __init__(self, m: int = 32, ef_construction: int = 100, threads: int | None = None) -> None:
         self.m, self.ef_construction, self.threads = m, ef_construction, threads

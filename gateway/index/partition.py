@@ -186,11 +186,11 @@ class Partition:
                 keep[snap.label_of[key]] = False
             if allow is not None:
                 allowed = np.zeros(len(snap.labels), dtype=bool)
-                labels = [snap.label_of[key] for key in allow if key in snap.label_of]
-                allowed[labels] = True
+                allowed_labels = [snap.label_of[key] for key in allow if key in snap.label_of]
+                allowed[allowed_labels] = True
                 keep &= allowed
                 # A filter keeping a share s of the graph needs ~1/s the breadth to find k.
-                share = max(len(labels), 1) / len(snap.labels)
+                share = max(len(allowed_labels), 1) / len(snap.labels)
                 effort = int(min(snap.effort / share, snap.effort * 8))
         scores, labels = snap.graph.search(queries, k, keep=keep, effort=effort)
         fresh = snap.fresh if allow is None else {key for key in snap.fresh if key in allow}
