@@ -4,13 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench install clean help
+.PHONY: run test export bench bench-ann lint install clean help
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test    - install and run the whole test suite (real Triton server, real SQLite)"
 	@echo "make export  - export/validate the embedder into model_repository/ (idempotent)"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
+	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
+	@echo "make lint    - ruff and mypy"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -34,6 +36,13 @@ test: export
 
 bench: export
 	$(PY) -m loadtest.bench
+
+bench-ann: export
+	$(PY) -m loadtest.bench_ann
+
+lint: install
+	$(PY) -m ruff check gateway export loadtest tests
+	$(PY) -m mypy gateway
 
 clean:
 	rm -rf $(VENV) data logs model_repository/*/[0-9]*
