@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         searcher = SearchBatcher(index, window_s=settings.search_window_ms / 1000)
         service = MemoryService(store, index, embedder, searcher)
         metrics.index_size.set_function(index.size)
+        metrics.index_graphs.set_function(lambda: index.stats().graphs)
+        metrics.index_bytes.set_function(lambda: index.stats().bytes)
+        metrics.search_batches.set_function(lambda: searcher.stats.mean_batch)
         try:
             await embedder.discover()
         except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back

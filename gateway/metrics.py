@@ -25,7 +25,13 @@ class Metrics:
         self.index_size = Gauge(
             "memory_index_vectors", "Vectors held by the search index", registry=self.registry
         )
-        self.memories_written = Counter(
-            "memory_writes_total", "Committed memory changes by kind", ["kind"],
+        self.index_graphs = Gauge(
+            "memory_index_graphs", "Partitions answered by an ANN graph", registry=self.registry
+        )
+        self.index_bytes = Gauge(
+            "memory_index_bytes", "RAM held by index matrices and graphs", registry=self.registry
+        )
+        self.search_batches = Gauge(
+            "memory_search_mean_batch", "Mean searches per backend call (micro-batching)",
             registry=self.registry,
         )

@@ -172,3 +172,5 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert 'memory_http_requests_total{method="POST",route="/v1/memories",status="201"}' in text
     assert "memory_triton_request_seconds_bucket" in text
     assert "memory_index_vectors 1.0" in text
+    assert "memory_index_graphs 0.0" in text  # one memory: exact, no graph
+    assert "memory_search_mean_batch" in text
