@@ -1,0 +1,47 @@
+"""A user past the ANN threshold is served by an HNSW graph through the whole API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from support import settings_for
+
+from gateway.app import create_app
+from gateway.triton import TritonServer
+from loadtest.corpus import sentences
+
+
+def wait_for_graph(client: TestClient, timeout_s: float = 60) -> None:
+    index = client.app.state.service.index  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout_s
+    while index.stats().graphs == 0:
+        assert time.monotonic() < deadline, "no graph was built"
+        time.sleep(0.1)
+
+
+def test_large_user_is_searched_through_a_graph(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", index_backend="hnsw", ann_threshold=200)
+    texts = sentences(300, seed=4)
+    with TestClient(create_app(settings)) as client:
+        items = [{"user_id": "kb", "text": t} for t in texts]
+        made = client.post("/v1/memories/batch", json={"items": items}).json()["results"]
+        client.post("/v1/memories", json={"user_id": "small", "text": texts[0]})
+        wait_for_graph(client)
+        index = client.app.state.service.index  # type: ignore[attr-defined]
+        assert index.stats().graph_vectors == 300  # the small user stays exact
+        for probe in (3, 150, 299):
+            found = client.post("/v1/memories/search",
+                                json={"user_id": "kb", "query": texts[probe], "limit": 3}).json()
+            assert found["results"][0]["id"] == made[probe]["id"]
+        client.delete(f"/v1/memories/{made[3]['id']}")
+        found = client.post("/v1/memories/search",
+                            json={"user_id": "kb", "query": texts[3], "limit": 10}).json()
+        assert made[3]["id"] not in {r["id"] for r in found["results"]}
+        assert "memory_index_graphs 1.0" in client.get("/metrics").text
+    with TestClient(create_app(settings)) as client:  # restart: graph rebuilt from the store
+        wait_for_graph(client)
+        found = client.post("/v1/memories/search",
+                            json={"user_id": "kb", "query": texts[150], "limit": 1}).json()
+        assert found["results"][0]["id"] == made[150]["id"]
