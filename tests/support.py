@@ -23,11 +23,14 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def make_triton(log_dir: Path) -> TritonServer:
+def make_triton(
+    log_dir: Path, repository: Path = MODEL_REPOSITORY, models: tuple[str, ...] = ("embedder",)
+) -> TritonServer:
+    """A (not yet started) server on free loopback ports."""
     http, grpc, metrics = free_ports(3)
     return TritonServer(
-        model_repository=MODEL_REPOSITORY,
-        models=("embedder",),
+        model_repository=repository,
+        models=models,
         http_port=http,
         grpc_port=grpc,
         metrics_port=metrics,

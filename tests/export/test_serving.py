@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from support import free_ports
+from support import make_triton
 from tritonclient.utils import InferenceServerException
 
 from export.validate import SENTENCES, reference_embeddings
@@ -28,15 +28,7 @@ STANDIN = Path(__file__).with_name("ort_standin_model.py")
 
 
 def start_server(repo: Path, log_dir: Path) -> TritonServer:
-    http, grpc, metrics = free_ports(3)
-    return TritonServer(
-        model_repository=repo,
-        models=("embedder",),
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        log_file=log_dir / f"triton-{grpc}.log",
-    ).start(timeout_s=120)
+    return make_triton(log_dir, repository=repo).start(timeout_s=120)
 
 
 @pytest.fixture(scope="module")
