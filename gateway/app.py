@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -43,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.index_graphs.set_function(lambda: index.stats().graphs)
         metrics.index_bytes.set_function(lambda: index.stats().bytes)
         metrics.search_batches.set_function(lambda: searcher.stats.mean_batch)
+        if index.tier is not None:
+            for stat in ("hits", "misses", "promotions", "evictions", "bytes",
+                         "promotion_seconds"):
+                metrics.tier.labels(stat).set_function(partial(getattr, index.tier.stats, stat))
         try:
             await embedder.discover()
         except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back

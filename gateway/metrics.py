@@ -31,6 +31,10 @@ class Metrics:
         self.index_bytes = Gauge(
             "memory_index_bytes", "RAM held by index matrices and graphs", registry=self.registry
         )
+        self.tier = Gauge(
+            "memory_hot_tier", "Hot (GPU) tier: hits, misses, promotions, evictions, bytes, "
+            "promotion_seconds (cumulative)", ["stat"], registry=self.registry,
+        )
         self.search_batches = Gauge(
             "memory_search_mean_batch", "Mean searches per backend call (micro-batching)",
             registry=self.registry,

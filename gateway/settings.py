@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     ann_recall_bound: float = 0.95  # recall@10 a graph must reach on held-out queries
     ann_rebuild_drift: float = 0.2  # share of changed rows that triggers a graph rebuild
     search_window_ms: float = 1.0  # micro-batching window under load
+    # Hot tier: busy partitions copied to GPU memory. "auto" = "cuda" when a GPU is usable,
+    # else off; "host" runs the CPU twin (same policy, numpy copies) for tests and debugging.
+    hot_tier: Literal["auto", "off", "host", "cuda"] = "auto"
+    vram_budget_mb: int = 1024
+    hot_tier_promote_after: int = 2  # searches of a non-resident partition before promotion
 
     @property
     def db_path(self) -> Path:

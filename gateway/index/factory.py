@@ -6,6 +6,7 @@ import logging
 
 from gateway.index.graph import GraphBuilder
 from gateway.index.partitioned import AnnPolicy, PartitionedIndex
+from gateway.index.tiers import CudaDevice, Device, HostDevice, HotTier
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.index")
@@ -36,10 +37,23 @@ def graph_builder(backend: str) -> GraphBuilder | None:
     return HnswBuilder()
 
 
+def hot_tier(settings: Settings) -> HotTier | None:
+    choice = settings.hot_tier
+    if choice == "auto":
+        choice = "cuda" if gpu_available() else "off"
+    if choice == "off" or settings.vram_budget_mb <= 0:
+        return None
+    device: Device = CudaDevice() if choice == "cuda" else HostDevice()
+    return HotTier(device, settings.vram_budget_mb * 1024 * 1024,
+                   promote_after=settings.hot_tier_promote_after)
+
+
 def build_index(settings: Settings) -> PartitionedIndex:
     builder = graph_builder(settings.index_backend)
-    log.info("index: exact partitions, %s graphs past %d vectors",
-             builder.name if builder else "no", settings.ann_threshold)
+    tier = hot_tier(settings)
+    log.info("index: exact partitions, %s graphs past %d vectors, hot tier: %s",
+             builder.name if builder else "no", settings.ann_threshold,
+             f"{tier.device.name} {settings.vram_budget_mb} MB" if tier else "off")
     policy = AnnPolicy(threshold=settings.ann_threshold, recall_bound=settings.ann_recall_bound,
                        rebuild_drift=settings.ann_rebuild_drift)
-    return PartitionedIndex(builder, policy)
+    return PartitionedIndex(builder, policy, tier=tier)

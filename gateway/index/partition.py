@@ -8,7 +8,8 @@ since are ``stale`` (masked out of graph results). Not thread-safe: the engine h
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import itertools
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,10 @@ from gateway.index.base import Hit
 from gateway.index.graph import AnnGraph
 
 _INITIAL_CAPACITY = 16
+_versions = itertools.count()  # process-wide, so no two partition states share one
+
+# (queries [q, dim], rows or None for all used rows) -> inner products [q, len(rows)]
+Scorer = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Partition:
         self.ids: list[str | None] = []  # row -> id; None marks a tombstone
         self.rows: dict[str, int] = {}  # id -> row
         self.tombstones = 0
+        self.version = next(_versions)  # new on every change: copies elsewhere can tell
         self.snapshot: Snapshot | None = None
         self.changed_since_capture: set[str] | None = None  # tracked while a build runs
         self.building = False
@@ -80,6 +86,7 @@ class Partition:
             snap.fresh.discard(key)
 
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
+        self.version = next(_versions)
         fresh = [i for i, key in enumerate(ids) if key not in self.rows]
         for i, key in enumerate(ids):
             if key in self.rows:  # replace in place
@@ -100,6 +107,7 @@ class Partition:
             self.ids.append(ids[i])
 
     def remove(self, ids: Iterable[str]) -> int:
+        self.version = next(_versions)
         removed = 0
         for key in ids:
             row = self.rows.pop(key, None)
@@ -113,6 +121,7 @@ class Partition:
         return removed
 
     def compact(self) -> None:
+        self.version = next(_versions)
         keep = [row for row, key in enumerate(self.ids) if key is not None]
         capacity = max(_INITIAL_CAPACITY, 1 << max(len(keep) - 1, 0).bit_length())
         matrix = np.zeros((capacity, self.dim), dtype=np.float32)
@@ -144,21 +153,27 @@ class Partition:
             return None
         return np.fromiter((self.rows[key] for key in allow if key in self.rows), dtype=np.int64)
 
-    def exact(self, queries: np.ndarray, k: int, allow: Collection[str] | None) -> list[list[Hit]]:
-        """Brute force over the live rows (optionally only ``allow``), for every query."""
+    def exact(
+        self, queries: np.ndarray, k: int, allow: Collection[str] | None,
+        scorer: Scorer | None = None,
+    ) -> list[list[Hit]]:
+        """Brute force over the live rows (optionally only ``allow``), for every query.
+
+        ``scorer`` computes the inner products elsewhere (a device copy of this matrix).
+        """
         rows = self._rows_for(allow)
-        if rows is None:
+        if rows is not None and rows.size == 0:
+            return [[] for _ in range(len(queries))]
+        if scorer is not None:
+            scores = scorer(queries, rows)
+        elif rows is None:
             scores = queries @ self.matrix[: self.used].T
-            if self.tombstones:
-                dead = np.fromiter((key is None for key in self.ids), dtype=bool, count=self.used)
-                scores[:, dead] = -np.inf
-            row_of = None
         else:
-            if rows.size == 0:
-                return [[] for _ in range(len(queries))]
             scores = queries @ self.matrix[rows].T
-            row_of = rows
-        return [self._top(line, k, row_of) for line in scores]
+        if rows is None and self.tombstones:
+            dead = np.fromiter((key is None for key in self.ids), dtype=bool, count=self.used)
+            scores[:, dead] = -np.inf
+        return [self._top(line, k, rows) for line in scores]
 
     def _top(self, scores: np.ndarray, k: int, row_of: np.ndarray | None) -> list[Hit]:
         k = min(k, scores.size)

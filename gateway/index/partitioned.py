@@ -23,6 +23,7 @@ import numpy as np
 from gateway.index.base import Hit
 from gateway.index.graph import AnnGraph, GraphBuilder
 from gateway.index.partition import Partition, Snapshot
+from gateway.index.tiers import HotTier
 
 log = logging.getLogger("gateway.index")
 
@@ -77,8 +78,10 @@ class PartitionedIndex:
         policy: AnnPolicy | None = None,
         *,
         background: bool = True,
+        tier: HotTier | None = None,
     ) -> None:
         self.builder = builder
+        self.tier = tier
         self.policy = policy or AnnPolicy()
         self._partitions: dict[str, Partition] = {}
         self._dim: int | None = None
@@ -124,6 +127,8 @@ class PartitionedIndex:
             removed = partition.remove(ids)
             if not partition.rows:
                 del self._partitions[collection]
+                if self.tier is not None:
+                    self.tier.forget(collection)
             else:
                 self._maybe_build(collection, partition)
             return removed
@@ -131,6 +136,8 @@ class PartitionedIndex:
     def drop(self, collection: str) -> int:
         with self._lock:
             partition = self._partitions.pop(collection, None)
+            if self.tier is not None:
+                self.tier.forget(collection)
             return 0 if partition is None else partition.live
 
     def rebuild(self, rows: Iterable[tuple[str, str, np.ndarray]]) -> int:
@@ -141,6 +148,9 @@ class PartitionedIndex:
             vectors.append(vector)
         with self._lock:
             self._partitions, self._dim = {}, None
+            if self.tier is not None:
+                for collection in self.tier.resident():
+                    self.tier.forget(collection)
             for collection, (ids, vectors) in grouped.items():
                 self.add(collection, ids, np.stack(vectors))
             return self.size()
@@ -234,7 +244,8 @@ class PartitionedIndex:
                 len(allow) <= self.policy.exact_filter_share * partition.live
             )
             if partition.snapshot is None or heavy_filter:
-                return partition.exact(queries, k, allow)
+                scorer = self.tier.scorer(collection, partition) if self.tier else None
+                return partition.exact(queries, k, allow, scorer)
             return partition.approximate(queries, k, allow)
 
     # -- sizes ------------------------------------------------------------------------------

@@ -45,3 +45,15 @@ def test_large_user_is_searched_through_a_graph(triton: TritonServer, tmp_path: 
         found = client.post("/v1/memories/search",
                             json={"user_id": "kb", "query": texts[150], "limit": 1}).json()
         assert found["results"][0]["id"] == made[150]["id"]
+
+
+def test_hot_tier_twin_serves_repeated_searches(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", hot_tier="host", vram_budget_mb=1)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories", json={"user_id": "a", "text": "I love hiking in the Alps"})
+        for _ in range(3):
+            found = client.post("/v1/memories/search", json={"user_id": "a", "query": "hiking"})
+            assert found.json()["results"][0]["text"] == "I love hiking in the Alps"
+        text = client.get("/metrics").text
+        assert 'memory_hot_tier{stat="promotions"} 1.0' in text
+        assert 'memory_hot_tier{stat="hits"} 1.0' in text

@@ -45,3 +45,20 @@ def test_gpu_graph_recall_and_filters(min_rows: int) -> None:
     assert all(h.id in half for line in filtered for h in line)
     index.remove("kb", [found[0][0].id])
     assert found[0][0].id not in {h.id for h in index.search("kb", queries[0], 10)}
+
+
+def test_cuda_hot_tier_answers_like_the_cpu() -> None:
+    from gateway.index.tiers import CudaDevice, HotTier
+
+    vectors = clustered(5_000)
+    ids = [f"m{i}" for i in range(len(vectors))]
+    tier = HotTier(CudaDevice(), 64 * 1024 * 1024, promote_after=1)
+    index, reference = PartitionedIndex(tier=tier), ExactIndex()
+    index.add("u", ids, vectors)
+    reference.add("u", ids, vectors)
+    queries = held_out_queries(vectors, 20, seed=2)
+    index.search_batch("u", queries, 10)  # miss, promoted
+    on_gpu = index.search_batch("u", queries, 10)
+    assert tier.stats.hits == 1
+    assert [[h.id for h in line] for line in on_gpu] == [
+        [h.id for h in line] for line in reference.search_batch("u", queries, 10)]
