@@ -47,10 +47,32 @@ class Settings(BaseSettings):
     ann_recall_bound: float = 0.95  # recall@10 a graph must reach on held-out queries
     ann_rebuild_drift: float = 0.2  # share of changed rows that triggers a graph rebuild
     search_window_ms: float = 1.0  # micro-batching window under load
+
+    # Admission control (gateway/admission/): bounded concurrency + a bounded priority queue per
+    # route class; beyond it 429 + Retry-After. False keeps the counting, never waits or sheds.
+    admission_enabled: bool = True
+    admission_ingest_limit: int = 4  # requests running at once (a batch may embed 1000 texts)
+    admission_ingest_queue: int = 16
+    admission_search_limit: int = 16
+    admission_search_queue: int = 32
+    admission_admin_limit: int = 8
+    admission_admin_queue: int = 16
+    admission_max_wait_ms: float = 250.0  # longest wait in a queue before 429
+    admission_retry_after_s: int = 1
+    admission_tenant_share: float = 0.5  # share of a class one tenant may hold; 0 = off
+    admission_tenant_rate: float = 0.0  # requests/s per tenant and route class; 0 = off
+    # Default request deadlines per route class (X-Deadline-Ms overrides); 0 = none.
+    deadline_ingest_ms: float = 30_000.0
+    deadline_search_ms: float = 5_000.0
+    deadline_admin_ms: float = 10_000.0
     # Hot tier: busy partitions copied to GPU memory. "auto" = "cuda" when a GPU is usable,
     # else off; "host" runs the CPU twin (same policy, numpy copies) for tests and debugging.
     hot_tier: Literal["auto", "off", "host", "cuda"] = "auto"
     vram_budget_mb: int = 1024
+    # Warm tier: RAM for index partitions; 0 = hold every partition (loaded at start-up).
+    # With a budget, partitions load from the store on first search and the least recently
+    # used are evicted past it.
+    ram_budget_mb: int = 0
     hot_tier_promote_after: int = 2  # searches of a non-resident partition before promotion
 
     @property

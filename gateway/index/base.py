@@ -45,6 +45,12 @@ class VectorIndex(Protocol):
     ) -> list[list[Hit]]:
         """``search`` for each row of ``queries`` ``[q, dim]`` in one backend call."""
 
+    def needs_load(self, collection: str) -> bool:
+        """True when the collection may be in the store but is not held here (evicted)."""
+
+    def load(self, collection: str, ids: list[str], vectors: np.ndarray) -> None:
+        """(Re)place a collection with the rows the store holds for it."""
+
     def size(self, collection: str | None = None) -> int:
         """Live rows in one collection, or in all of them."""
 

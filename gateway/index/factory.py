@@ -56,4 +56,5 @@ def build_index(settings: Settings) -> PartitionedIndex:
              f"{tier.device.name} {settings.vram_budget_mb} MB" if tier else "off")
     policy = AnnPolicy(threshold=settings.ann_threshold, recall_bound=settings.ann_recall_bound,
                        rebuild_drift=settings.ann_rebuild_drift)
-    return PartitionedIndex(builder, policy, tier=tier)
+    ram = settings.ram_budget_mb * 1024 * 1024 or None
+    return PartitionedIndex(builder, policy, tier=tier, ram_budget_bytes=ram)

@@ -23,6 +23,7 @@ import numpy as np
 from gateway.index.base import Hit
 from gateway.index.graph import AnnGraph, GraphBuilder
 from gateway.index.partition import Partition, Snapshot
+from gateway.index.residency import RamBudget
 from gateway.index.tiers import HotTier
 
 log = logging.getLogger("gateway.index")
@@ -79,9 +80,11 @@ class PartitionedIndex:
         *,
         background: bool = True,
         tier: HotTier | None = None,
+        ram_budget_bytes: int | None = None,
     ) -> None:
         self.builder = builder
         self.tier = tier
+        self.ram = RamBudget(ram_budget_bytes) if ram_budget_bytes else None
         self.policy = policy or AnnPolicy()
         self._partitions: dict[str, Partition] = {}
         self._dim: int | None = None
@@ -115,9 +118,44 @@ class PartitionedIndex:
             self._dim = vectors.shape[1]
             partition = self._partitions.get(collection)
             if partition is None:
+                if self.needs_load(collection):
+                    return  # evicted: the store has the rows, the next load brings them
                 partition = self._partitions[collection] = Partition(self._dim)
             partition.add(ids, vectors)
+            self._account(collection, partition)
             self._maybe_build(collection, partition)
+
+    def needs_load(self, collection: str) -> bool:
+        """True when RAM is budgeted and the collection is not in it (the store may have it)."""
+        return self.ram is not None and collection not in self._partitions
+
+    def load(self, collection: str, ids: list[str], vectors: np.ndarray) -> None:
+        """(Re)place a collection with rows read from the store."""
+        with self._lock:
+            self._partitions.pop(collection, None)
+            if self.tier is not None:
+                self.tier.forget(collection)
+            if ids:
+                vectors = self._check(ids, vectors)
+                self._dim = vectors.shape[1]
+                partition = self._partitions[collection] = Partition(self._dim)
+                partition.add(ids, vectors)
+                self._account(collection, partition)
+                self._maybe_build(collection, partition)
+            if self.ram is not None:
+                self.ram.loads += 1
+
+    def _account(self, collection: str, partition: Partition | None) -> None:
+        """Keep the RAM budget: evict least recently used partitions past it."""
+        if self.ram is None:
+            return
+        if partition is None:
+            self.ram.forget(collection)
+            return
+        for victim in self.ram.touch(collection, partition.nbytes):
+            self._partitions.pop(victim, None)
+            if self.tier is not None:
+                self.tier.forget(victim)
 
     def remove(self, collection: str, ids: Iterable[str]) -> int:
         with self._lock:
@@ -127,15 +165,18 @@ class PartitionedIndex:
             removed = partition.remove(ids)
             if not partition.rows:
                 del self._partitions[collection]
+                self._account(collection, None)
                 if self.tier is not None:
                     self.tier.forget(collection)
             else:
+                self._account(collection, partition)
                 self._maybe_build(collection, partition)
             return removed
 
     def drop(self, collection: str) -> int:
         with self._lock:
             partition = self._partitions.pop(collection, None)
+            self._account(collection, None)
             if self.tier is not None:
                 self.tier.forget(collection)
             return 0 if partition is None else partition.live
@@ -151,6 +192,9 @@ class PartitionedIndex:
             if self.tier is not None:
                 for collection in self.tier.resident():
                     self.tier.forget(collection)
+            if self.ram is not None:  # budgeted: partitions load lazily from the store
+                self.ram = RamBudget(self.ram.budget_bytes)
+                return 0
             for collection, (ids, vectors) in grouped.items():
                 self.add(collection, ids, np.stack(vectors))
             return self.size()
@@ -237,6 +281,8 @@ class PartitionedIndex:
             partition = self._partitions.get(collection)
             if partition is None:
                 return [[] for _ in range(len(queries))]
+            if self.ram is not None:
+                self.ram.touch(collection)
             if queries.ndim != 2 or queries.shape[1] != partition.dim:
                 raise ValueError(f"query is {queries.shape[-1]}-d, index holds "
                                  f"{partition.dim}-d")

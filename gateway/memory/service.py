@@ -91,6 +91,18 @@ class MemoryService:
         self.index_built = True
         return count
 
+    async def _ensure_loaded(self, user_id: str) -> None:
+        """Bring an evicted partition back from the store (only with a RAM budget).
+
+        Under the mutation lock, so no write can commit between the store read and the load.
+        """
+        if not self.index.needs_load(user_id):
+            return
+        async with self._mutation:
+            if self.index.needs_load(user_id):
+                ids, vectors = await self.store.user_vectors(user_id)
+                self.index.load(user_id, ids, vectors)
+
     # -- vectors --------------------------------------------------------------------------------
     def _client_vector(self, values: list[float], field: list[str | int]) -> np.ndarray:
         info = self.embedder.info
@@ -225,6 +237,7 @@ class MemoryService:
     ) -> list[ScoredMemory]:
         """The user's memories closest in meaning to the query, best first."""
         vector = (await self._vectors_for([query], [embedding], "embedding"))[0]
+        await self._ensure_loaded(user_id)
         if self.index.size(user_id) == 0:
             return []
         allow = None if filters.empty else await self.store.filter_ids(user_id, filters)

@@ -295,6 +295,19 @@ class Store:
             lambda: self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
         )
 
+    async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
+        """One user's ids and vectors, for reloading an evicted index partition."""
+
+        def work() -> tuple[list[str], np.ndarray]:
+            rows = self.conn.execute(
+                "SELECT id, embedding FROM memories WHERE user_id = ? ORDER BY id", (user_id,)
+            ).fetchall()
+            if not rows:
+                return [], np.zeros((0, 0), dtype=np.float32)
+            return [r[0] for r in rows], np.stack([_blob_vector(r[1]) for r in rows])
+
+        return await self._call(work)
+
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         """Every (user_id, id, vector) in the store, for rebuilding the index."""
 

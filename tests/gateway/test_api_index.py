@@ -1,4 +1,4 @@
-"""A user past the ANN threshold is served by an HNSW graph through the whole API."""
+"""The index engine through the whole API: ANN graphs, the hot tier twin, the RAM budget."""
 
 from __future__ import annotations
 
@@ -57,3 +57,32 @@ def test_hot_tier_twin_serves_repeated_searches(triton: TritonServer, tmp_path: 
         text = client.get("/metrics").text
         assert 'memory_hot_tier{stat="promotions"} 1.0' in text
         assert 'memory_hot_tier{stat="hits"} 1.0' in text
+
+
+def test_ram_budget_evicts_and_reloads_partitions_from_the_store(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    settings = settings_for(triton, tmp_path / "data", ram_budget_mb=1)  # ~40 small partitions
+    users = [f"user-{i}" for i in range(80)]
+    with TestClient(create_app(settings)) as client:
+        items = [{"user_id": u, "text": "My favourite food is sushi"} for u in users]
+        items += [{"user_id": u, "text": "I ride my bicycle to work every day"} for u in users]
+        client.post("/v1/memories/batch", json={"items": items})
+        for user in users:
+            found = client.post("/v1/memories/search",
+                                json={"user_id": user, "query": "bike commute", "limit": 5}).json()
+            assert found["results"][0]["text"] == "I ride my bicycle to work every day"
+            assert {r["user_id"] for r in found["results"]} == {user}
+        index = client.app.state.service.index  # type: ignore[attr-defined]
+        assert index.ram.evictions > 0 and index.ram.total <= 1024 * 1024
+        evicted = next(u for u in users if index.needs_load(u))
+        client.post("/v1/memories", json={"user_id": evicted, "text": "added while evicted"})
+        found = client.post("/v1/memories/search", json={
+            "user_id": evicted, "query": "added while evicted", "limit": 1}).json()
+        assert found["results"][0]["text"] == "added while evicted"
+    with TestClient(create_app(settings)) as client:  # restart: nothing loaded until searched
+        index = client.app.state.service.index  # type: ignore[attr-defined]
+        assert index.size() == 0
+        found = client.post("/v1/memories/search",
+                            json={"user_id": users[0], "query": "japanese dish", "limit": 1}).json()
+        assert found["results"][0]["text"] == "My favourite food is sushi"
