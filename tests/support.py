@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
+import numpy as np
+
+from gateway.memory.ids import uuid7
+from gateway.memory.model import Memory, StoredMemory
+from gateway.memory.service import utc_now
 from gateway.settings import ROOT, Settings
+from gateway.store import Store
 from gateway.triton import TritonServer
 
 MODEL_REPOSITORY = ROOT / "model_repository"
@@ -50,3 +57,21 @@ def settings_for(triton: TritonServer, data_dir: Path, **overrides: object) -> S
         inference_timeout_s=5.0,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+def memory(user: str = "alice", text: str = "hello", **fields: object) -> StoredMemory:
+    now = utc_now()
+    base = dict(id=uuid7(), user_id=user, text=text, agent_id=None, run_id=None, metadata={},
+                priority=5, created_at=now, updated_at=now, embedding_model="embedder:1")
+    base.update(fields)
+    return StoredMemory(Memory(**base), np.ones(4, dtype=np.float32) / 2)  # type: ignore[arg-type]
+
+
+def run(coro):  # noqa: ANN001, ANN201 - tiny helper for async store calls
+    return asyncio.run(coro)
+
+
+async def opened(path: Path) -> Store:
+    store = Store(path)
+    await store.open()
+    return store

@@ -38,6 +38,22 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER history_is_append_only BEFORE UPDATE ON history
     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
     """,
+    # 2: model versions. The active version per model, an embedder migration in progress
+    # (target + resume cursor), and the target's vectors until the switch.
+    """
+    CREATE TABLE model_state (
+        model      TEXT PRIMARY KEY,
+        active     TEXT NOT NULL,
+        target     TEXT,
+        cursor     TEXT NOT NULL DEFAULT '',
+        started_at TEXT
+    );
+    CREATE TABLE shadow_vectors (
+        memory_id TEXT PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        model     TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -20,6 +20,7 @@ from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemo
 from gateway.store.migrations import migrate
 
 T = TypeVar("T")
+ShadowVector = tuple[str, np.ndarray]  # (target model label, vector) during a migration
 
 _COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
@@ -42,11 +43,11 @@ def _row_to_memory(row: sqlite3.Row) -> Memory:
     )
 
 
-def _vector_blob(vector: np.ndarray) -> bytes:
+def vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
-def _blob_vector(blob: bytes) -> np.ndarray:
+def blob_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
@@ -79,7 +80,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
-    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
 
@@ -106,7 +107,7 @@ class Store:
 
     async def open(self) -> int:
         """Open the file, apply pending migrations; returns the schema version."""
-        return await self._call(self._open)
+        return await self.run(self._open)
 
     async def close(self) -> None:
         def _close() -> None:
@@ -114,10 +115,10 @@ class Store:
                 self._conn.close()
                 self._conn = None
 
-        await self._call(_close)
+        await self.run(_close)
         self._executor.shutdown(wait=True)
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -140,25 +141,40 @@ class Store:
         )
 
     # -- writes -----------------------------------------------------------------------------
-    async def insert_many(self, items: list[StoredMemory]) -> None:
-        """Insert all or none, with an ADD event each."""
+    @staticmethod
+    def put_shadow(conn: sqlite3.Connection, memory_id: str, shadow: ShadowVector) -> None:
+        """The memory's vector in the version being migrated to (see ``store.versions``)."""
+        label, vector = shadow
+        conn.execute(
+            "INSERT OR REPLACE INTO shadow_vectors (memory_id, model, embedding) VALUES (?, ?, ?)",
+            (memory_id, label, vector_blob(vector)),
+        )
+
+    async def insert_many(
+        self, items: list[StoredMemory], shadows: list[ShadowVector] | None = None
+    ) -> None:
+        """Insert all or none, with an ADD event each (and their migration vectors, if any)."""
 
         def work(conn: sqlite3.Connection) -> None:
-            for item in items:
+            for position, item in enumerate(items):
                 m = item.memory
                 conn.execute(
                     f"INSERT INTO memories ({_COLUMNS}, embedding) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
                      m.priority, m.created_at, m.updated_at, m.embedding_model,
-                     _vector_blob(item.embedding)),
+                     vector_blob(item.embedding)),
                 )
                 self._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
                              "priority": m.priority}, m.created_at)
+                if shadows is not None:
+                    self.put_shadow(conn, m.id, shadows[position])
 
-        await self._call(self._transaction, work)
+        await self.run(self.transaction, work)
 
-    async def update(self, updated: StoredMemory | Memory, previous: Memory) -> bool:
+    async def update(
+        self, updated: StoredMemory | Memory, previous: Memory, shadow: ShadowVector | None = None
+    ) -> bool:
         """Replace a memory's fields (and vector, when given) if it still matches ``previous``.
 
         Returns False when the row changed or vanished meanwhile (the caller re-reads).
@@ -171,7 +187,7 @@ class Store:
                                memory.updated_at, memory.embedding_model]
             if isinstance(updated, StoredMemory):
                 sets += ", embedding = ?"
-                args.append(_vector_blob(updated.embedding))
+                args.append(vector_blob(updated.embedding))
             cursor = conn.execute(
                 f"UPDATE memories SET {sets} WHERE id = ? AND updated_at = ?",
                 [*args, memory.id, previous.updated_at],
@@ -181,9 +197,11 @@ class Store:
             payload = {"metadata": memory.metadata, "priority": memory.priority}
             self._record(conn, memory, "UPDATE", previous.text, memory.text, payload,
                          memory.updated_at)
+            if shadow is not None:
+                self.put_shadow(conn, memory.id, shadow)
             return True
 
-        return await self._call(self._transaction, work)
+        return await self.run(self.transaction, work)
 
     async def delete(self, memory_id: str, at: str) -> Memory | None:
         def work(conn: sqlite3.Connection) -> Memory | None:
@@ -197,7 +215,7 @@ class Store:
             self._record(conn, memory, "DELETE", memory.text, None, {}, at)
             return memory
 
-        return await self._call(self._transaction, work)
+        return await self.run(self.transaction, work)
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         """Delete every memory of a user; returns their ids."""
@@ -211,7 +229,7 @@ class Store:
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
             return [row["id"] for row in rows]
 
-        return await self._call(self._transaction, work)
+        return await self.run(self.transaction, work)
 
     # -- reads ------------------------------------------------------------------------------
     async def get(self, memory_id: str) -> Memory | None:
@@ -221,7 +239,7 @@ class Store:
             ).fetchone()
             return None if row is None else _row_to_memory(row)
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def get_many(self, ids: list[str]) -> dict[str, Memory]:
         def work() -> dict[str, Memory]:
@@ -235,7 +253,7 @@ class Store:
                     found[row["id"]] = _row_to_memory(row)
             return found
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def list_page(self, user_id: str, limit: int, after_id: str | None) -> list[Memory]:
         """Up to ``limit`` of a user's memories in id (creation) order, after ``after_id``."""
@@ -248,7 +266,7 @@ class Store:
             ).fetchall()
             return [_row_to_memory(row) for row in rows]
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         def work() -> list[HistoryEvent]:
@@ -263,7 +281,7 @@ class Store:
                 for r in rows
             ]
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def filter_ids(self, user_id: str, filters: SearchFilters) -> set[str]:
         """Ids of the user's memories that satisfy every filter condition."""
@@ -288,10 +306,10 @@ class Store:
         def work() -> set[str]:
             return {row[0] for row in self.conn.execute(sql, args)}
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def count(self) -> int:
-        return await self._call(
+        return await self.run(
             lambda: self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
         )
 
@@ -304,9 +322,9 @@ class Store:
             ).fetchall()
             if not rows:
                 return [], np.zeros((0, 0), dtype=np.float32)
-            return [r[0] for r in rows], np.stack([_blob_vector(r[1]) for r in rows])
+            return [r[0] for r in rows], np.stack([blob_vector(r[1]) for r in rows])
 
-        return await self._call(work)
+        return await self.run(work)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         """Every (user_id, id, vector) in the store, for rebuilding the index."""
@@ -314,12 +332,12 @@ class Store:
         def work() -> list[tuple[str, str, np.ndarray]]:
             return list(self._iter_vectors(batch))
 
-        return await self._call(work)
+        return await self.run(work)
 
     def _iter_vectors(self, batch: int) -> Iterator[tuple[str, str, np.ndarray]]:
         cursor = self.conn.execute("SELECT user_id, id, embedding FROM memories ORDER BY user_id")
         while rows := cursor.fetchmany(batch):
             for row in rows:
-                yield row[0], row[1], _blob_vector(row[2])
+                yield row[0], row[1], blob_vector(row[2])
 
 

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import memory, opened, run
 
-from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, SearchFilters, StoredMemory
+from gateway.memory.model import SearchFilters, StoredMemory
 from gateway.memory.service import utc_now
-from gateway.store import Store
 from gateway.store.migrations import MIGRATIONS
-
-
-def memory(user: str = "alice", text: str = "hello", **fields: object) -> StoredMemory:
-    now = utc_now()
-    base = dict(id=uuid7(), user_id=user, text=text, agent_id=None, run_id=None, metadata={},
-                priority=5, created_at=now, updated_at=now, embedding_model="embedder:1")
-    base.update(fields)
-    return StoredMemory(Memory(**base), np.ones(4, dtype=np.float32) / 2)  # type: ignore[arg-type]
-
-
-def run(coro):  # noqa: ANN001, ANN201 - tiny helper for async store calls
-    return asyncio.run(coro)
-
-
-async def opened(path: Path) -> Store:
-    store = Store(path)
-    await store.open()
-    return store
 
 
 def test_open_sets_wal_and_schema_version(tmp_path: Path) -> None:
@@ -82,7 +62,7 @@ def test_update_is_compare_and_swap_and_history_is_append_only(tmp_path: Path) -
         assert [e.event for e in events] == ["ADD", "UPDATE", "DELETE"]
         assert events[1].old_text == "hello" and events[1].new_text == "changed"
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await store._call(lambda: store.conn.execute("UPDATE history SET event = 'ADD'"))
+            await store.run(lambda: store.conn.execute("UPDATE history SET event = 'ADD'"))
         await store.close()
 
     run(scenario())
