@@ -9,6 +9,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from gateway.admission import Admission, AdmissionController
 from gateway.api import health, memories
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import BodyLimit, RequestMetrics
@@ -71,9 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # In-process background work takes slots through app.state.admission.slot(...).
+    app.state.admission = admission = AdmissionController.from_settings(settings, metrics)
     install_error_handlers(app)
     app.include_router(memories.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside BodyLimit so a shed request is refused before its body is read; inside
+    # RequestMetrics so the 429s are counted like any other answer.
+    app.add_middleware(Admission, controller=admission)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -7,6 +7,7 @@
     ├── Overloaded            429  shed before any work; carries Retry-After
     ├── InferenceUnavailable  503  Triton down, model not loaded, or its queue full
     └── InferenceTimeout      503  Triton did not answer within the deadline
+        └── DeadlineExceeded  503  the request's own deadline ran out before inference
 
 Foreign errors (Triton, sqlite) are translated at their boundary, never in routes.
 """
@@ -41,6 +42,12 @@ class Overloaded(GatewayError):
     status_code = 429
     retry_after = 1
 
+    def __init__(
+        self, detail: object, *, retry_after: int | None = None, reason: str = "overloaded"
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.reason = reason  # why it was shed: a metrics label, e.g. "queue_full"
+
 
 class InferenceUnavailable(GatewayError):
     status_code = 503
@@ -50,3 +57,7 @@ class InferenceUnavailable(GatewayError):
 class InferenceTimeout(GatewayError):
     status_code = 503
     retry_after = 2
+
+
+class DeadlineExceeded(InferenceTimeout):
+    """Dropped before reaching Triton: the caller's deadline had already passed."""

@@ -39,3 +39,30 @@ class Metrics:
             "memory_search_mean_batch", "Mean searches per backend call (micro-batching)",
             registry=self.registry,
         )
+        self.triton_batch_texts = Histogram(
+            "memory_triton_request_texts", "Texts per gateway request to Triton (its batch rows)",
+            ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        # Admission control (gateway/admission/): one series per route class.
+        self.admission_in_flight = Gauge(
+            "memory_admission_in_flight", "Requests admitted and running, by route class",
+            ["route_class"], registry=self.registry,
+        )
+        self.admission_queue_depth = Gauge(
+            "memory_admission_queue_depth", "Requests waiting for admission, by route class",
+            ["route_class"], registry=self.registry,
+        )
+        self.admission_limit = Gauge(
+            "memory_admission_limit", "Concurrency limit, by route class",
+            ["route_class"], registry=self.registry,
+        )
+        self.admission_shed = Counter(
+            "memory_admission_shed_total", "Requests refused with 429, by route class and reason",
+            ["route_class", "reason"], registry=self.registry,
+        )
+        self.deadline_drops = Counter(
+            "memory_deadline_drops_total",
+            "Requests dropped because their deadline passed (stage: queue, before_inference)",
+            ["stage"], registry=self.registry,
+        )

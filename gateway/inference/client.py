@@ -17,6 +17,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
+from gateway.admission.deadline import inference_timeout
 from gateway.errors import InferenceTimeout, InferenceUnavailable
 from gateway.metrics import Metrics
 
@@ -113,6 +114,9 @@ class EmbedderClient:
         batch = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         text_input = InferInput("TEXT", list(batch.shape), "BYTES")
         text_input.set_data_from_numpy(batch)
+        # The request's deadline caps the timeout; an expired one raises before Triton is asked.
+        timeout_s = inference_timeout(self._timeout_s)
+        self._metrics.triton_batch_texts.labels(self._model).observe(len(texts))
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -122,8 +126,8 @@ class EmbedderClient:
                     [text_input],
                     model_version=version,
                     outputs=[InferRequestedOutput("EMBEDDING")],
-                    timeout=int(self._timeout_s * 1_000_000),  # Triton-side, microseconds
-                    client_timeout=self._timeout_s,
+                    timeout=max(1, int(timeout_s * 1_000_000)),  # Triton-side, microseconds
+                    client_timeout=timeout_s,
                 )
             outcome = "ok"
         finally:

@@ -1,0 +1,149 @@
+"""Admission control and deadlines on the real gateway with the real Triton server.
+
+The Triton stats endpoint is the witness: a request dropped for its deadline must not show
+up there at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from support import settings_for
+
+from gateway.admission import Deadline, deadline_scope
+from gateway.app import create_app
+from gateway.errors import DeadlineExceeded
+from gateway.inference import EmbedderClient
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.triton import TritonServer
+from loadtest.corpus import sentences
+
+
+def triton_requests(triton: TritonServer) -> tuple[int, int]:
+    """(successful, failed) embedder requests since the server started."""
+    with urllib.request.urlopen(f"{triton.http_url}/v2/models/embedder/stats") as response:
+        stats = json.load(response)["model_stats"][0]["inference_stats"]
+    return int(stats["success"]["count"]), int(stats["fail"]["count"])
+
+
+def patient(settings: Settings) -> Settings:
+    """A long inference timeout: only admission and deadlines may cut requests short here."""
+    return settings.model_copy(update={"inference_timeout_s": 60.0})
+
+
+def batch_body(user: str, count: int) -> dict:
+    return {"items": [{"user_id": user, "text": t} for t in sentences(count, seed=7)]}
+
+
+def test_an_expired_deadline_never_reaches_triton(triton: TritonServer) -> None:
+    async def scenario() -> None:
+        client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=5, retry_after_s=1,
+                                metrics=Metrics())
+        try:
+            await client.discover()
+            before = triton_requests(triton)
+            with deadline_scope(Deadline.after(-0.01)) as deadline:
+                with pytest.raises(DeadlineExceeded):
+                    await client.embed(["nobody is waiting for this"])
+            assert deadline is not None and deadline.dropped_at == "before_inference"
+            assert triton_requests(triton) == before
+            with deadline_scope(Deadline.after(5)):  # a live deadline goes through
+                assert (await client.embed(["someone is waiting"])).shape[0] == 1
+            assert triton_requests(triton)[0] == before[0] + 1
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def wait_for_in_flight(client: TestClient, route_class: str, count: int) -> None:
+    limiter = client.app.state.admission.limiters[route_class]  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while limiter.in_flight < count:
+        assert time.monotonic() < deadline, "request never admitted"
+        time.sleep(0.005)
+
+
+def test_ingest_burst_is_shed_fast_and_admitted_requests_succeed(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    settings = settings_for(triton, tmp_path / "data", admission_ingest_limit=2,
+                            admission_ingest_queue=2, admission_max_wait_ms=60_000,
+                            admission_tenant_share=0)
+    bodies = [batch_body(f"u{i}", 100) for i in range(10)]
+    start = threading.Barrier(10)
+    settings = patient(settings)
+    with TestClient(create_app(settings)) as client:
+        def add(i: int) -> tuple[int, float, str | None]:
+            start.wait()
+            started = time.perf_counter()
+            response = client.post("/v1/memories/batch", json=bodies[i])
+            return (response.status_code, time.perf_counter() - started,
+                    response.headers.get("retry-after"))
+
+        with ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(add, range(10)))
+        admitted = [r for r in results if r[0] == 201]
+        shed = [r for r in results if r[0] == 429]
+        assert len(admitted) == 4 and len(shed) == 6, results
+        assert all(r[2] == "1" for r in shed)
+        assert max(r[1] for r in shed) < min(r[1] for r in admitted)  # no queuing behind a wall
+        stored = sum(len(client.get("/v1/memories", params={"user_id": f"u{i}",
+                                                             "limit": 1000}).json()["results"])
+                     for i in range(10))
+        assert stored == 4 * 100  # shed requests left nothing behind
+        metrics = client.get("/metrics").text
+        assert 'memory_admission_shed_total{reason="queue_full",route_class="ingest"} 6.0' \
+            in metrics
+
+
+def test_request_queued_past_its_deadline_is_dropped_before_triton(
+    triton: TritonServer, tmp_path: Path
+) -> None:
+    settings = settings_for(triton, tmp_path / "data", admission_ingest_limit=1,
+                            admission_ingest_queue=4, admission_max_wait_ms=60_000)
+    settings = patient(settings)
+    with TestClient(create_app(settings)) as client:
+        before = triton_requests(triton)
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(client.post, "/v1/memories/batch", json=batch_body("big", 300))
+            wait_for_in_flight(client, "ingest", 1)  # the batch holds the only ingest slot
+            started = time.perf_counter()
+            late = client.post("/v1/memories", json={"user_id": "late", "text": "too late"},
+                               headers={"X-Deadline-Ms": "100"})
+            late_s = time.perf_counter() - started
+            assert slow.result().status_code == 201
+        assert late.status_code == 429 and late.headers["retry-after"] == "1"
+        assert 0.09 < late_s < 1.0
+        assert triton_requests(triton) == (before[0] + 1, before[1])  # only the batch
+        assert client.get("/v1/memories", params={"user_id": "late"}).json()["results"] == []
+        assert 'memory_deadline_drops_total{stage="queue"} 1.0' in client.get("/metrics").text
+
+
+def test_search_deadline_caps_the_triton_timeout(triton: TritonServer, tmp_path: Path) -> None:
+    """Triton busy with a big batch: a search with a 200 ms budget answers 503 near 200 ms,
+    not after the 60 s inference timeout."""
+    settings = settings_for(triton, tmp_path / "data")
+    settings = patient(settings)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories", json={"user_id": "s", "text": "hiking in the Alps"})
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(client.post, "/v1/memories/batch", json=batch_body("big", 500))
+            wait_for_in_flight(client, "ingest", 1)
+            time.sleep(0.1)  # Triton's only instance is now embedding the batch
+            started = time.perf_counter()
+            search = client.post("/v1/memories/search", json={"user_id": "s", "query": "alps"},
+                                 headers={"X-Deadline-Ms": "200"})
+            search_s = time.perf_counter() - started
+            assert slow.result().status_code == 201
+        assert search.status_code == 503 and search.headers["retry-after"]
+        assert search_s < 1.5  # answered on its own deadline, not on the Triton timeout
