@@ -17,12 +17,34 @@ from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient
+from gateway.inference.control import ModelControl
+from gateway.memory.migration import EmbedderVersions
 from gateway.memory.service import MemoryService
+from gateway.store.versions import VersionStore
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store import Store
 
 log = logging.getLogger("gateway")
+
+
+def _export_index_metrics(metrics: Metrics, service: MemoryService) -> None:
+    """Gauges read at scrape time from whatever index is active (it changes on a switch)."""
+
+    def stats():  # noqa: ANN202
+        return service.index.stats()  # type: ignore[attr-defined]
+
+    metrics.index_size.set_function(lambda: service.index.size())
+    metrics.index_graphs.set_function(lambda: stats().graphs)
+    metrics.index_bytes.set_function(lambda: stats().bytes)
+    metrics.search_batches.set_function(lambda: service.searcher.stats.mean_batch)
+    for stat in ("hits", "misses", "promotions", "evictions", "bytes", "promotion_seconds"):
+        metrics.tier.labels(stat).set_function(partial(_tier_stat, service, stat))
+
+
+def _tier_stat(service: MemoryService, stat: str) -> float:
+    tier = getattr(service.index, "tier", None)
+    return float(getattr(tier.stats, stat)) if tier is not None else 0.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,29 +60,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_s=settings.inference_timeout_s, retry_after_s=settings.retry_after_s,
             metrics=metrics,
         )
+        window_s = settings.search_window_ms / 1000
         index = build_index(settings)
-        searcher = SearchBatcher(index, window_s=settings.search_window_ms / 1000)
-        service = MemoryService(store, index, embedder, searcher)
-        metrics.index_size.set_function(index.size)
-        metrics.index_graphs.set_function(lambda: index.stats().graphs)
-        metrics.index_bytes.set_function(lambda: index.stats().bytes)
-        metrics.search_batches.set_function(lambda: searcher.stats.mean_batch)
-        if index.tier is not None:
-            for stat in ("hits", "misses", "promotions", "evictions", "bytes",
-                         "promotion_seconds"):
-                metrics.tier.labels(stat).set_function(partial(getattr, index.tier.stats, stat))
-        try:
-            await embedder.discover()
-        except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
-            log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
+        service = MemoryService(store, index, embedder, SearchBatcher(index, window_s=window_s))
+        versions = EmbedderVersions(
+            service, VersionStore(store),
+            ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s),
+            partial(build_index, settings), model=settings.embedder_model,
+            repository=settings.model_repository, window_s=window_s,
+        )
+        service.connect = versions.connect
+        _export_index_metrics(metrics, service)
         count = await service.build_index()
         log.info("index built from the store: %d vectors", count)
+        try:
+            await versions.connect()
+        except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
+            log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
         app.state.service = service
+        app.state.versions = versions
         try:
             yield
         finally:
-            await searcher.close()
-            index.close()
+            await versions.close()
+            for space in (service.target, service.active):
+                if space is not None:
+                    await space.close()
             await embedder.close()
             await store.close()
 

@@ -23,7 +23,7 @@ async def readyz(request: Request) -> JSONResponse:
     service = request.app.state.service
     if service.embedder.info is None:
         try:
-            await service.embedder.discover()
+            await service.active_space()
         except GatewayError:
             pass  # not ready yet; the checks below say which part
     checks = {

@@ -52,10 +52,14 @@ class SearchBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search")
         self._last_batch = 1
+        self._closed = False
+        self._busy = False
 
     async def search(
         self, collection: str, query: np.ndarray, k: int, *, allow: Collection[str] | None = None
     ) -> list[Hit]:
+        if self._closed:  # a search that picked this engine before it was retired
+            return await asyncio.to_thread(self.index.search, collection, query, k, allow=allow)
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run(), name="search-batcher")
@@ -64,7 +68,11 @@ class SearchBatcher:
         return await future
 
     async def close(self) -> None:
-        if self._worker is not None:
+        """Answer what is queued, then stop; later searches run directly on a thread."""
+        self._closed = True
+        if self._worker is not None and self._queue is not None:
+            while not self._queue.empty() or self._busy:
+                await asyncio.sleep(0.005)
             self._worker.cancel()
             try:
                 await self._worker
@@ -75,6 +83,7 @@ class SearchBatcher:
     async def _gather(self) -> list[_Search]:
         assert self._queue is not None
         batch = [await self._queue.get()]
+        self._busy = True  # from here until answered, close() must wait for this batch
         deadline = time.monotonic() + (self.window_s if self._last_batch > 1 else 0.0)
         while len(batch) < self.max_batch:
             try:
@@ -103,6 +112,8 @@ class SearchBatcher:
                     if not search.future.done():
                         search.future.set_exception(exc)
                 continue
+            finally:
+                self._busy = False
             for search, hits in zip(batch, results, strict=True):
                 if not search.future.done():
                     search.future.set_result(hits)

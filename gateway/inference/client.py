@@ -74,6 +74,11 @@ class EmbedderClient:
         self._metrics = metrics
         self.info: ModelInfo | None = None
 
+    @property
+    def grpc(self) -> grpcclient.InferenceServerClient:
+        """The underlying channel, shared with model control (``inference.control``)."""
+        return self._client
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -103,12 +108,22 @@ class EmbedderClient:
         self.info = ModelInfo(self._model, version, int(probe.shape[1]))
         return self.info
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """float32 ``[len(texts), dim]``, L2-normalised, in one Triton request."""
-        if self.info is None:
-            await self.discover()
-        assert self.info is not None
-        return await self._infer(texts, self.info.version)
+    async def embed(self, texts: list[str], version: str | None = None) -> np.ndarray:
+        """float32 ``[len(texts), dim]``, L2-normalised, in one Triton request.
+
+        ``version`` pins the model version (a migration embeds with two); default: the active.
+        """
+        if version is None:
+            if self.info is None:
+                await self.discover()
+            assert self.info is not None
+            version = self.info.version
+        return await self._infer(texts, version)
+
+    async def probe(self, version: str) -> ModelInfo:
+        """Describe one served version (its dimension comes from embedding a probe text)."""
+        vector = await self._infer(["dimension probe"], version)
+        return ModelInfo(self._model, version, int(vector.shape[1]))
 
     async def _infer(self, texts: list[str], version: str) -> np.ndarray:
         batch = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)

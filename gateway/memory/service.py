@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient
+from gateway.inference import EmbedderClient, ModelInfo
 from gateway.memory.ids import parse_id, uuid7
 from gateway.memory.model import (
     HistoryEvent,
@@ -71,17 +72,74 @@ def decode_cursor(cursor: str) -> str:
     return memory_id
 
 
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One embedding space: the model version that makes its vectors, and their index.
+
+    Searches take the active space once, embed with its version and search its index, so a
+    query vector never meets vectors from another version, even across a switch.
+    """
+
+    info: ModelInfo
+    index: VectorIndex
+    searcher: SearchBatcher
+
+    async def close(self) -> None:
+        await self.searcher.close()
+        close = getattr(self.index, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Vectors:
+    """A write's vectors: in the active space, and in a migration's target space if one runs."""
+
+    generation: int
+    active: Space
+    vectors: np.ndarray
+    target: Space | None = None
+    target_vectors: np.ndarray | None = None
+
+
 class MemoryService:
     def __init__(
         self, store: Store, index: VectorIndex, embedder: EmbedderClient,
         searcher: SearchBatcher | None = None,
     ) -> None:
         self.store = store
-        self.index = index
-        self.searcher = searcher or SearchBatcher(index)
         self.embedder = embedder
+        self.index = index  # the active space's index, also before the model is known
+        self.searcher = searcher or SearchBatcher(index)
+        self.target: Space | None = None  # set while an embedder migration runs
         self.index_built = False
-        self._mutation = asyncio.Lock()
+        self.generation = 0  # bumped when spaces change: in-flight writes re-embed
+        self.mutation = asyncio.Lock()
+        # How the active model is found when not yet known; the version manager replaces it.
+        self.connect: Callable[[], Awaitable[ModelInfo]] = embedder.discover
+
+    @property
+    def active(self) -> Space | None:
+        info = self.embedder.info
+        return None if info is None else Space(info, self.index, self.searcher)
+
+    async def active_space(self) -> Space:
+        if self.embedder.info is None:
+            await self.connect()
+        space = self.active
+        assert space is not None
+        return space
+
+    def adopt(self, space: Space) -> None:
+        """Make ``space`` the active one (a migration's switch), in one synchronous step."""
+        self.embedder.info = space.info
+        self.index, self.searcher = space.index, space.searcher
+        self.target = None
+        self.generation += 1
+
+    def begin_target(self, space: Space | None) -> None:
+        self.target = space
+        self.generation += 1
 
     # -- start-up -----------------------------------------------------------------------------
     async def build_index(self) -> int:
@@ -91,22 +149,21 @@ class MemoryService:
         self.index_built = True
         return count
 
-    async def _ensure_loaded(self, user_id: str) -> None:
+    async def _ensure_loaded(self, space: Space, user_id: str) -> None:
         """Bring an evicted partition back from the store (only with a RAM budget).
 
         Under the mutation lock, so no write can commit between the store read and the load.
         """
-        if not self.index.needs_load(user_id):
+        if not space.index.needs_load(user_id):
             return
-        async with self._mutation:
-            if self.index.needs_load(user_id):
+        async with self.mutation:
+            if space.index.needs_load(user_id) and space.index is self.index:
                 ids, vectors = await self.store.user_vectors(user_id)
-                self.index.load(user_id, ids, vectors)
+                space.index.load(user_id, ids, vectors)
 
     # -- vectors --------------------------------------------------------------------------------
-    def _client_vector(self, values: list[float], field: list[str | int]) -> np.ndarray:
-        info = self.embedder.info
-        assert info is not None, "embedder not discovered"
+    @staticmethod
+    def _client_vector(info: ModelInfo, values: list[float], field: list[str | int]) -> np.ndarray:
         vector = np.asarray(values, dtype=np.float64)
         if vector.shape != (info.dim,):
             raise InvalidInput({"loc": field, "msg": f"expected {info.dim} dimensions "
@@ -118,89 +175,125 @@ class MemoryService:
             raise InvalidInput({"loc": field, "msg": "embedding must have a non-zero, finite norm"})
         return (vector / norm).astype(np.float32)
 
-    async def _vectors_for(
-        self, texts: list[str | None], supplied: list[list[float] | None], field: str
+    async def _vectors_in(
+        self, space: Space, texts: list[str | None], supplied: list[list[float] | None],
+        locs: list[list[str | int]],
     ) -> np.ndarray:
-        """Client vectors where given, one Triton request for all the others."""
-        if self.embedder.info is None:
-            await self.embedder.discover()
-        assert self.embedder.info is not None
-        out = np.zeros((len(texts), self.embedder.info.dim), dtype=np.float32)
+        """Client vectors where given, one Triton request (to ``space``'s version) for the rest."""
+        out = np.zeros((len(texts), space.info.dim), dtype=np.float32)
         missing = []
         for i, values in enumerate(supplied):
             if values is None:
                 missing.append(i)
             else:
-                loc: list[str | int] = ["body", "items", i, "embedding"] if field == "items" else [
-                    "body", "embedding"]
-                out[i] = self._client_vector(values, loc)
+                out[i] = self._client_vector(space.info, values, locs[i])
         if missing:
-            out[missing] = await self.embedder.embed([texts[i] or "" for i in missing])
+            out[missing] = await self.embedder.embed(
+                [texts[i] or "" for i in missing], version=space.info.version
+            )
         return out
+
+    async def _write_vectors(
+        self, texts: list[str], supplied: list[list[float] | None], locs: list[list[str | int]]
+    ) -> _Vectors:
+        """Vectors for a write, in every live space: client vectors belong to the active space
+        only, so the migration target always gets the server's embedding of the text."""
+        generation = self.generation
+        active, target = await self.active_space(), self.target
+        if target is None:
+            return _Vectors(generation, active, await self._vectors_in(active, texts, supplied,
+                                                                       locs))
+        vectors, target_vectors = await asyncio.gather(
+            self._vectors_in(active, texts, supplied, locs),
+            self._vectors_in(target, texts, [None] * len(texts), locs),
+        )
+        return _Vectors(generation, active, vectors, target, target_vectors)
 
     # -- writes ---------------------------------------------------------------------------------
     async def add_many(self, drafts: list[NewMemory], *, field: str = "items") -> list[Memory]:
         """Store all drafts or none; results come back in input order."""
-        vectors = await self._vectors_for(
-            [d.text for d in drafts], [d.embedding for d in drafts], field
-        )
-        assert self.embedder.info is not None
-        label = self.embedder.info.label
-        items = []
-        for draft, vector in zip(drafts, vectors, strict=True):
-            now = utc_now()
-            memory = Memory(
-                id=uuid7(), user_id=draft.user_id, text=draft.text, agent_id=draft.agent_id,
-                run_id=draft.run_id, metadata=draft.metadata or {}, priority=draft.priority,
-                created_at=now, updated_at=now, embedding_model=label,
-            )
-            items.append(StoredMemory(memory, vector))
-        async with self._mutation:
-            await self.store.insert_many(items)
-            by_user: dict[str, list[StoredMemory]] = {}
-            for item in items:
-                by_user.setdefault(item.memory.user_id, []).append(item)
-            for user_id, group in by_user.items():
-                self.index.add(
-                    user_id, [g.memory.id for g in group], np.stack([g.embedding for g in group])
-                )
-        return [item.memory for item in items]
+        locs: list[list[str | int]] = [
+            ["body", "items", i, "embedding"] if field == "items" else ["body", "embedding"]
+            for i in range(len(drafts))
+        ]
+        for _ in range(3):  # a space switch between embedding and commit means: embed again
+            made = await self._write_vectors([d.text for d in drafts],
+                                             [d.embedding for d in drafts], locs)
+            async with self.mutation:
+                if made.generation != self.generation:
+                    continue
+                items = []
+                for draft, vector in zip(drafts, made.vectors, strict=True):
+                    now = utc_now()
+                    memory = Memory(
+                        id=uuid7(), user_id=draft.user_id, text=draft.text,
+                        agent_id=draft.agent_id, run_id=draft.run_id,
+                        metadata=draft.metadata or {}, priority=draft.priority,
+                        created_at=now, updated_at=now, embedding_model=made.active.info.label,
+                    )
+                    items.append(StoredMemory(memory, vector))
+                shadows = None
+                if made.target is not None and made.target_vectors is not None:
+                    shadows = [(made.target.info.label, v) for v in made.target_vectors]
+                await self.store.insert_many(items, shadows)
+                ids = [item.memory.id for item in items]
+                users = [item.memory.user_id for item in items]
+                _index_rows(made.active.index, users, ids, made.vectors)
+                if made.target is not None and made.target_vectors is not None:
+                    _index_rows(made.target.index, users, ids, made.target_vectors)
+                return [item.memory for item in items]
+        raise Conflict("the embedding model changed repeatedly during this request; retry")
 
     async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
-        previous = await self.get(memory_id)
-        updated = replace(
-            previous,
-            text=changes.text if changes.text is not None else previous.text,
-            metadata=changes.metadata if changes.metadata is not None else previous.metadata,
-            priority=changes.priority if changes.priority is not None else previous.priority,
-            updated_at=max(utc_now(), previous.updated_at),
-        )
-        vector = None
-        if updated.text != previous.text:
-            vector = (await self._vectors_for([updated.text], [None], "text"))[0]
-            assert self.embedder.info is not None
-            updated = replace(updated, embedding_model=self.embedder.info.label)
-        async with self._mutation:
-            target = StoredMemory(updated, vector) if vector is not None else updated
-            if not await self.store.update(target, previous):
-                if await self.store.get(memory_id) is None:
-                    raise NotFound(f"memory {memory_id} not found")
-                raise Conflict(f"memory {memory_id} changed concurrently; retry the update")
-            if vector is not None:
-                self.index.add(updated.user_id, [updated.id], vector[None, :])
-        return updated
+        for _ in range(3):
+            previous = await self.get(memory_id)
+            updated = replace(
+                previous,
+                text=changes.text if changes.text is not None else previous.text,
+                metadata=changes.metadata if changes.metadata is not None else previous.metadata,
+                priority=changes.priority if changes.priority is not None else previous.priority,
+                updated_at=max(utc_now(), previous.updated_at),
+            )
+            made = None
+            if updated.text != previous.text:
+                made = await self._write_vectors([updated.text], [None], [["body", "text"]])
+                updated = replace(updated, embedding_model=made.active.info.label)
+            async with self.mutation:
+                if made is not None and made.generation != self.generation:
+                    continue
+                target = StoredMemory(updated, made.vectors[0]) if made else updated
+                shadow = None
+                if made is not None and made.target is not None:
+                    assert made.target_vectors is not None
+                    shadow = (made.target.info.label, made.target_vectors[0])
+                if not await self.store.update(target, previous, shadow):
+                    if await self.store.get(memory_id) is None:
+                        raise NotFound(f"memory {memory_id} not found")
+                    raise Conflict(f"memory {memory_id} changed concurrently; retry the update")
+                if made is not None:
+                    made.active.index.add(updated.user_id, [updated.id], made.vectors[:1])
+                    if made.target is not None and made.target_vectors is not None:
+                        made.target.index.add(updated.user_id, [updated.id],
+                                              made.target_vectors[:1])
+                return updated
+        raise Conflict("the embedding model changed repeatedly during this request; retry")
+
+    def _indexes(self) -> list[VectorIndex]:
+        return [self.index] + ([self.target.index] if self.target is not None else [])
 
     async def delete(self, memory_id: str) -> None:
-        async with self._mutation:
+        async with self.mutation:
             memory = await self.store.delete(memory_id, utc_now())
             if memory is None:
                 raise NotFound(f"memory {memory_id} not found")
-            self.index.remove(memory.user_id, [memory_id])
+            for index in self._indexes():
+                index.remove(memory.user_id, [memory_id])
 
     async def delete_user(self, user_id: str) -> int:
-        async with self._mutation:
+        async with self.mutation:
             ids = await self.store.delete_user(user_id, utc_now())
-            self.index.drop(user_id)
+            for index in self._indexes():
+                index.drop(user_id)
         return len(ids)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -236,15 +329,25 @@ class MemoryService:
         threshold: float | None,
     ) -> list[ScoredMemory]:
         """The user's memories closest in meaning to the query, best first."""
-        vector = (await self._vectors_for([query], [embedding], "embedding"))[0]
-        await self._ensure_loaded(user_id)
-        if self.index.size(user_id) == 0:
+        space = await self.active_space()
+        vector = (await self._vectors_in(space, [query], [embedding], [["body", "embedding"]]))[0]
+        await self._ensure_loaded(space, user_id)
+        if space.index.size(user_id) == 0:
             return []
         allow = None if filters.empty else await self.store.filter_ids(user_id, filters)
         if allow is not None and not allow:
             return []
-        hits = await self.searcher.search(user_id, vector, limit, allow=allow)
+        hits = await space.searcher.search(user_id, vector, limit, allow=allow)
         if threshold is not None:
             hits = [hit for hit in hits if hit.score >= threshold]
         found = await self.store.get_many([hit.id for hit in hits])
         return [ScoredMemory(found[h.id], h.score) for h in hits if h.id in found]
+
+
+def _index_rows(index: VectorIndex, users: list[str], ids: list[str], vectors: np.ndarray) -> None:
+    """Add rows to an index, one call per user partition."""
+    by_user: dict[str, list[int]] = {}
+    for position, user in enumerate(users):
+        by_user.setdefault(user, []).append(position)
+    for user, positions in by_user.items():
+        index.add(user, [ids[p] for p in positions], vectors[positions])

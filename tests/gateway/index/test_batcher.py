@@ -62,3 +62,19 @@ def test_errors_reach_the_caller_and_the_batcher_keeps_working() -> None:
     error, good = asyncio.run(scenario())
     assert isinstance(error, ValueError)
     assert [h.id for h in good] == ["a"]
+
+
+def test_close_answers_queued_searches_and_later_ones_still_work() -> None:
+    index = ExactIndex()
+    index.add("kb", [f"m{i}" for i in range(500)], unit_rows(500))
+
+    async def scenario() -> tuple[list, list]:
+        batcher = SearchBatcher(index, window_s=0.01)
+        pending = [asyncio.create_task(batcher.search("kb", q, 3)) for q in unit_rows(20, seed=2)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        late = await batcher.search("kb", unit_rows(1, seed=3)[0], 3)
+        return await asyncio.gather(*pending), late
+
+    answered, late = asyncio.run(scenario())
+    assert all(len(hits) == 3 for hits in answered) and len(late) == 3

@@ -1,0 +1,217 @@
+"""Embedder version swaps without downtime: re-embed in the background, then switch at once.
+
+``activate(N)`` loads version N next to the active one in Triton, records the target in the
+store and starts a job that re-embeds every memory with N, in id order, into shadow vectors
+and a shadow index. Reads and writes keep using the active version meanwhile; writes also
+store their N vector (see ``MemoryService._write_vectors``). When every memory has its N
+vector, one store transaction makes N active, the service adopts the shadow space in one
+synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
+gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound
+from gateway.index import VectorIndex
+from gateway.index.batcher import SearchBatcher
+from gateway.inference import EmbedderClient, ModelInfo
+from gateway.inference.control import ModelControl, repository_versions
+from gateway.memory.service import MemoryService, Space, _index_rows, utc_now
+from gateway.store.versions import ModelState, VersionStore
+
+log = logging.getLogger("gateway.migration")
+
+
+@dataclass
+class MigrationStatus:
+    state: str = "idle"  # idle | running | stalled | switching | done
+    active: str | None = None
+    target: str | None = None
+    done: int = 0
+    total: int = 0
+    rate_per_s: float = 0.0
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class EmbedderVersions:
+    def __init__(
+        self,
+        service: MemoryService,
+        versions: VersionStore,
+        control: ModelControl,
+        make_index: Callable[[], VectorIndex],
+        *,
+        model: str,
+        repository: Path,
+        window_s: float,
+        batch_size: int = 128,
+        retry_s: float = 2.0,
+    ) -> None:
+        self.service, self.versions, self.control = service, versions, control
+        self.make_index, self.model, self.repository = make_index, model, repository
+        self.window_s, self.batch_size, self.retry_s = window_s, batch_size, retry_s
+        self.status = MigrationStatus()
+        self._task: asyncio.Task[None] | None = None
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def embedder(self) -> EmbedderClient:
+        return self.service.embedder
+
+    # -- start-up ---------------------------------------------------------------------------
+    async def connect(self) -> ModelInfo:
+        """Make Triton serve the store's active version (and a migration target); pin it.
+
+        On a fresh store the newest version Triton serves becomes the active one.
+        """
+        async with self._connect_lock:
+            if self.embedder.info is not None:
+                return self.embedder.info
+            state = await self.versions.state(self.model)
+            served = await self.control.served_versions(self.model)
+            if state is None:
+                if not served:
+                    raise InferenceUnavailable(f"Triton serves no version of {self.model!r}")
+                await self.versions.set_active(self.model, served[-1])
+                state = await self.versions.state(self.model)
+                assert state is not None
+            wanted = [state.active] + ([state.target] if state.target else [])
+            if sorted(wanted, key=int) != served:
+                await self.control.serve(self.model, wanted)
+            info = await self.embedder.probe(state.active)
+            self.embedder.info = info
+            self.status.active = state.active
+            if state.target and self._task is None:
+                await self._resume(state)
+            return info
+
+    async def _resume(self, state: ModelState) -> None:
+        assert state.target is not None
+        try:
+            target = await self._target_space(state.target)
+        except GatewayError as exc:
+            log.error("cannot resume migration to %s:%s (%s); rolling back", self.model,
+                      state.target, exc)
+            await self.versions.abandon(self.model)
+            return
+        rows = await self.versions.shadow_vectors()
+        await asyncio.to_thread(target.index.rebuild, rows)
+        self.service.begin_target(target)
+        self._start(state.target, state.started_at)
+        log.info("resuming migration to %s:%s after %d re-embedded memories", self.model,
+                 state.target, len(rows))
+
+    async def _target_space(self, version: str) -> Space:
+        info = await self.embedder.probe(version)
+        index = self.make_index()
+        return Space(info, index, SearchBatcher(index, window_s=self.window_s))
+
+    # -- operator actions ---------------------------------------------------------------------
+    async def activate(self, version: str) -> MigrationStatus:
+        """Start migrating to ``version``; returns at once (poll ``status``)."""
+        info = await self.connect()
+        if self._task is not None and not self._task.done():
+            raise Conflict(f"a migration to {self.model}:{self.status.target} is running")
+        if version not in repository_versions(self.repository, self.model):
+            raise NotFound(f"{self.model} version {version} is not in the model repository")
+        if version == info.version:
+            raise Conflict(f"{self.model}:{version} is already active")
+        await self.control.serve(self.model, [info.version, version])
+        target = await self._target_space(version)
+        started = utc_now()
+        await self.versions.begin(self.model, version, started)
+        self.service.begin_target(target)
+        self._start(version, started)
+        return self.status
+
+    async def abandon(self) -> MigrationStatus:
+        """Roll a running or stalled migration back; the active version stays."""
+        state = await self.versions.state(self.model)
+        if state is None or state.target is None:
+            raise Conflict("no migration to abandon")
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        async with self.service.mutation:
+            await self.versions.abandon(self.model)
+            target = self.service.target
+            self.service.begin_target(None)
+        if target is not None:
+            await target.close()
+        await self.control.serve(self.model, [state.active])
+        self.status.state, self.status.target = "idle", None
+        return self.status
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- the job ------------------------------------------------------------------------------
+    def _start(self, version: str, started_at: str | None) -> None:
+        self.status = MigrationStatus(state="running", active=self.status.active, target=version,
+                                      started_at=started_at)
+        self._task = asyncio.create_task(self._run(version), name=f"migrate-{version}")
+
+    async def _run(self, version: str) -> None:
+        target = self.service.target
+        assert target is not None
+        label = target.info.label
+        began, embedded = time.monotonic(), 0
+        while True:
+            try:
+                state = await self.versions.state(self.model)
+                assert state is not None
+                self.status.done, self.status.total = await self.versions.progress()
+                batch = await self.versions.pending(state.cursor, self.batch_size)
+                if not batch:
+                    if await self._switch(version, target):
+                        return
+                    continue  # rows arrived meanwhile: go round again
+                vectors = await self.embedder.embed([b.text for b in batch], version=version)
+                async with self.service.mutation:
+                    written = await self.versions.put_batch(self.model, label, batch, vectors)
+                    keep = [i for i, b in enumerate(batch) if b in written]
+                    _index_rows(target.index, [batch[i].user_id for i in keep],
+                                [batch[i].id for i in keep], vectors[keep]
+                                if keep else np.zeros((0, target.info.dim), np.float32))
+                embedded += len(batch)
+                self.status.rate_per_s = round(embedded / (time.monotonic() - began), 1)
+                self.status.state, self.status.error = "running", None
+            except asyncio.CancelledError:
+                raise
+            except GatewayError as exc:  # Triton away or overloaded: keep the cursor, retry
+                self.status.state, self.status.error = "stalled", str(exc.detail)
+                log.warning("migration to %s stalled: %s; retrying", label, exc.detail)
+                await asyncio.sleep(self.retry_s)
+
+    async def _switch(self, version: str, target: Space) -> bool:
+        self.status.state = "switching"
+        async with self.service.mutation:
+            if not await self.versions.switch(self.model, version, target.info.label):
+                return False
+            old = self.service.active
+            self.service.adopt(target)
+        self.status.done, self.status.total = await self.versions.progress()
+        self.status.done = self.status.total
+        self.status.state, self.status.active = "done", version
+        self.status.finished_at = utc_now()
+        log.info("switched %s to version %s", self.model, version)
+        try:
+            await self.control.serve(self.model, [version])
+        except GatewayError as exc:  # the old version lingers in Triton; harmless
+            log.warning("could not unload the old %s version: %s", self.model, exc.detail)
+        if old is not None:
+            await old.close()
+        return True
