@@ -20,10 +20,10 @@ from gateway.inference import EmbedderClient
 from gateway.inference.control import ModelControl
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.service import MemoryService
-from gateway.store.versions import VersionStore
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.versions import VersionStore
 
 log = logging.getLogger("gateway")
 
