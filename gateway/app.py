@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from gateway.admission import Admission, AdmissionController
-from gateway.api import health, memories
+from gateway.api import admin, health, memories
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.errors import GatewayError
@@ -32,7 +32,7 @@ def _export_index_metrics(metrics: Metrics, service: MemoryService) -> None:
     """Gauges read at scrape time from whatever index is active (it changes on a switch)."""
 
     def stats():  # noqa: ANN202
-        return service.index.stats()  # type: ignore[attr-defined]
+        return service.index.stats()
 
     metrics.index_size.set_function(lambda: service.index.size())
     metrics.index_graphs.set_function(lambda: stats().graphs)
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s),
             partial(build_index, settings), model=settings.embedder_model,
             repository=settings.model_repository, window_s=window_s,
+            batch_size=settings.reembed_batch,
         )
         service.connect = versions.connect
         _export_index_metrics(metrics, service)
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(memories.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 10.0
     retry_after_s: int = 2
 
+    # Admin API (model versions): on, loopback clients only until authentication exists
+    admin_enabled: bool = True
+    admin_allow_remote: bool = False
+    reembed_batch: int = 128  # memories per Triton request while re-embedding
+
     # Index: "auto" = CAGRA graphs on a visible GPU with cuVS, faiss HNSW graphs on CPU
     index_backend: Literal["auto", "exact", "hnsw", "cagra"] = "auto"
     ann_threshold: int = 20_000  # live vectors before a partition gets an ANN graph

@@ -49,6 +49,7 @@ def make_triton(
 def settings_for(triton: TritonServer, data_dir: Path, **overrides: object) -> Settings:
     return Settings(
         data_dir=data_dir,
+        model_repository=triton.model_repository,
         triton_managed=False,
         triton_host=triton.host,
         triton_grpc_port=triton.grpc_port,

@@ -12,6 +12,7 @@ gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -162,7 +163,9 @@ class EmbedderVersions:
     def _start(self, version: str, started_at: str | None) -> None:
         self.status = MigrationStatus(state="running", active=self.status.active, target=version,
                                       started_at=started_at)
-        self._task = asyncio.create_task(self._run(version), name=f"migrate-{version}")
+        # A fresh context: the job must not inherit the deadline of the request that started it.
+        self._task = asyncio.create_task(self._run(version), name=f"migrate-{version}",
+                                         context=contextvars.Context())
 
     async def _run(self, version: str) -> None:
         target = self.service.target
@@ -203,10 +206,6 @@ class EmbedderVersions:
                 return False
             old = self.service.active
             self.service.adopt(target)
-        self.status.done, self.status.total = await self.versions.progress()
-        self.status.done = self.status.total
-        self.status.state, self.status.active = "done", version
-        self.status.finished_at = utc_now()
         log.info("switched %s to version %s", self.model, version)
         try:
             await self.control.serve(self.model, [version])
@@ -214,4 +213,8 @@ class EmbedderVersions:
             log.warning("could not unload the old %s version: %s", self.model, exc.detail)
         if old is not None:
             await old.close()
+        _, total = await self.versions.progress()
+        self.status.done = self.status.total = total
+        self.status.state, self.status.active = "done", version
+        self.status.finished_at = utc_now()
         return True

@@ -1,0 +1,82 @@
+"""``/v1/admin``: model versions and migrations, for operators (``python -m gateway.models``).
+
+Disabled unless ``MEMORY_ADMIN_ENABLED`` (default on) and, until authentication exists,
+answered only to loopback clients unless ``MEMORY_ADMIN_ALLOW_REMOTE`` is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import Field
+
+from gateway.api.schemas import Request as RequestBody
+from gateway.errors import GatewayError, NotFound
+from gateway.inference.control import repository_versions
+from gateway.memory.migration import EmbedderVersions
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+
+
+def guard(request: Request) -> EmbedderVersions:
+    settings = request.app.state.settings
+    if not settings.admin_enabled:
+        raise NotFound("the admin API is disabled (MEMORY_ADMIN_ENABLED=false)")
+    client = request.client.host if request.client else ""
+    if not settings.admin_allow_remote and client not in _LOOPBACK:
+        raise Forbidden("the admin API answers loopback clients only")
+    return request.app.state.versions
+
+
+Versions = Annotated[EmbedderVersions, Depends(guard)]
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class ActivateIn(RequestBody):
+    version: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}$")]
+
+
+async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
+    state = await versions.versions.state(versions.model)
+    served = await versions.control.served_versions(versions.model)
+    if versions.status.state in ("running", "stalled", "switching"):
+        done, total = await versions.versions.progress()
+        versions.status.done, versions.status.total = done, total
+    return {
+        "active": state.active if state else None,
+        "target": state.target if state else None,
+        "served": served,
+        "repository": repository_versions(versions.repository, versions.model),
+        "migration": asdict(versions.status),
+    }
+
+
+@router.get("/models")
+async def list_models(versions: Versions) -> dict[str, Any]:
+    """Repository versions, which ones Triton serves, which is active, migration progress."""
+    return {versions.model: await _embedder_view(versions)}
+
+
+@router.get("/models/embedder/migration")
+async def migration_status(versions: Versions) -> dict[str, Any]:
+    return (await _embedder_view(versions))["migration"]
+
+
+@router.post("/models/embedder/activate", status_code=status.HTTP_202_ACCEPTED)
+async def activate_embedder(body: ActivateIn, versions: Versions) -> dict[str, Any]:
+    """Start re-embedding every memory with ``version``; the switch happens when it is done."""
+    await versions.activate(body.version)
+    return (await _embedder_view(versions))["migration"]
+
+
+@router.post("/models/embedder/abandon")
+async def abandon_migration(versions: Versions) -> dict[str, Any]:
+    """Roll a migration back: the active version stays, the re-embedded vectors are dropped."""
+    await versions.abandon()
+    return (await _embedder_view(versions))["migration"]

@@ -1,0 +1,190 @@
+"""Live embedder version swaps against a real Triton server.
+
+Version 2 here is version 1 with its output reversed and cut to 256 dimensions: a different
+embedding space of a different size. A query embedded in one space and searched in the other
+would fail outright (dimension mismatch), so "no failed request" also proves "never mixed".
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from support import MODEL_REPOSITORY, make_triton, settings_for
+
+from gateway.app import create_app
+from gateway.inference.control import repository_versions
+from gateway.triton import TritonServer
+from loadtest.stack import gateway_process
+
+OTHER_SPACE = '''
+
+# Test fixture: a different embedding space (reversed, 256-d) on top of the real model.
+_original_embed = EmbeddingRuntime.embed
+
+
+def _other_space(self, texts):
+    vectors = _original_embed(self, texts)[:, ::-1][:, :256]
+    return l2_normalise(np.ascontiguousarray(vectors))
+
+
+EmbeddingRuntime.embed = _other_space
+'''
+
+FACTS = ["I love hiking in the Alps", "My sister lives in Lisbon", "I am allergic to peanuts",
+         "The deploy failed because the disk was full", "I prefer window seats on flights"]
+
+
+def one_version_repository(root: Path) -> Path:
+    repo = root / "repository"
+    source = MODEL_REPOSITORY / "embedder"
+    latest = repository_versions(MODEL_REPOSITORY, "embedder")[-1]
+    shutil.copytree(source, repo / "embedder",
+                    ignore=lambda d, names: [n for n in names if n.isdigit() or n == "__pycache__"])
+    shutil.copytree(source / latest, repo / "embedder" / "1",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return repo
+
+
+def add_other_space_version(repo: Path) -> None:
+    """What an operator does: export a new version into the running server's repository."""
+    target = repo / "embedder" / "2"
+    shutil.copytree(repo / "embedder" / "1", target)
+    runtime = target / "embedding_runtime.py"
+    runtime.write_text(runtime.read_text() + OTHER_SPACE)
+
+
+@pytest.fixture
+def own_triton(tmp_path: Path):  # noqa: ANN201
+    server = make_triton(tmp_path, repository=one_version_repository(tmp_path))
+    with server:
+        yield server
+
+
+def wait_for(check, timeout_s: float = 180):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return value
+
+
+def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) -> None:
+    env = {"MEMORY_REEMBED_BATCH": "16", "MEMORY_ADMISSION_ENABLED": "false",
+           "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository)}
+    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
+        http = httpx.Client(base_url=url, timeout=30)
+        users = [f"user-{i}" for i in range(4)]
+        seed = [{"user_id": u, "text": f"{fact} (note {i} of {u})"}
+                for u in users for i, fact in enumerate(FACTS * 12)]
+        assert http.post("/v1/memories/batch", json={"items": seed}).status_code == 201
+        assert http.get("/v1/admin/models").json()["embedder"]["active"] == "1"
+
+        failures: list[str] = []
+        counts = {"add": 0, "search": 0}
+        stop = threading.Event()
+
+        def client(user: str) -> None:
+            with httpx.Client(base_url=url, timeout=30) as mine:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    added = mine.post("/v1/memories", json={"user_id": user,
+                                                            "text": f"{user} event {n}"})
+                    found = mine.post("/v1/memories/search", json={
+                        "user_id": user, "query": "allergy to nuts", "limit": 3})
+                    for response in (added, found):
+                        if response.status_code >= 300:
+                            failures.append(f"{response.status_code} {response.text[:200]}")
+                    if found.status_code == 200 and "peanuts" not in found.json()[
+                            "results"][0]["text"]:
+                        failures.append(f"bad ranking: {found.json()['results'][0]['text']}")
+                    counts["add"] += 1
+                    counts["search"] += 1
+
+        threads = [threading.Thread(target=client, args=(u,)) for u in users]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        add_other_space_version(Path(own_triton.model_repository))
+        started = http.post("/v1/admin/models/embedder/activate", json={"version": "2"})
+        assert started.status_code == 202, started.text
+        status = wait_for(lambda: (s := http.get("/v1/admin/models/embedder/migration").json())[
+            "state"] == "done" and s)
+        time.sleep(1)  # keep the load on after the switch
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+        assert failures == [], failures[:5]
+        assert counts["search"] > 20
+        models = http.get("/v1/admin/models").json()["embedder"]
+        assert (models["active"], models["served"]) == ("2", ["2"])
+        stored = 0
+        for user in users:
+            page = http.get("/v1/memories", params={"user_id": user, "limit": 1000}).json()
+            assert {m["embedding_model"] for m in page["results"]} == {"embedder:2"}
+            stored += len(page["results"])
+        assert stored == len(seed) + counts["add"]
+        assert status["done"] == status["total"]
+        found = http.post("/v1/memories/search",
+                          json={"user_id": "user-0", "query": "where does my sister live"})
+        assert "Lisbon" in found.json()["results"][0]["text"]
+        http.close()
+
+
+def test_interrupted_migration_resumes_after_restart(
+    own_triton: TritonServer, tmp_path: Path
+) -> None:
+    settings = settings_for(own_triton, tmp_path / "data", reembed_batch=4)
+    items = [{"user_id": "u", "text": f"{fact} #{i}"} for i, fact in enumerate(FACTS * 20)]
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories/batch", json={"items": items})
+        add_other_space_version(Path(own_triton.model_repository))
+        assert client.post("/v1/admin/models/embedder/activate",
+                           json={"version": "2"}).status_code == 202
+        assert client.post("/v1/admin/models/embedder/activate",  # one at a time
+                           json={"version": "2"}).status_code == 409
+    # The gateway stopped mid-way (100 memories, 4 per batch): the store has the cursor.
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: client.get("/v1/admin/models/embedder/migration").json()[
+            "state"] == "done")
+        page = client.get("/v1/memories", params={"user_id": "u", "limit": 1000}).json()
+        assert {m["embedding_model"] for m in page["results"]} == {"embedder:2"}
+        found = client.post("/v1/memories/search", json={"user_id": "u", "query": "nut allergy"})
+        assert "peanuts" in found.json()["results"][0]["text"]
+
+
+def test_abandon_rolls_back_and_bad_requests_change_nothing(
+    own_triton: TritonServer, tmp_path: Path
+) -> None:
+    settings = settings_for(own_triton, tmp_path / "data", reembed_batch=2)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories/batch", json={"items": [
+            {"user_id": "u", "text": f"{fact} #{i}"} for i, fact in enumerate(FACTS * 10)]})
+        for body, code in [({"version": "7"}, 404), ({"version": "1"}, 409),
+                           ({"version": "x"}, 422), ({}, 422)]:
+            response = client.post("/v1/admin/models/embedder/activate", json=body)
+            assert response.status_code == code, (body, response.text)
+        assert client.post("/v1/admin/models/embedder/abandon").status_code == 409
+        add_other_space_version(Path(own_triton.model_repository))
+        client.post("/v1/admin/models/embedder/activate", json={"version": "2"})
+        rolled = client.post("/v1/admin/models/embedder/abandon")
+        assert rolled.status_code == 200, rolled.text
+        models = client.get("/v1/admin/models").json()["embedder"]
+        assert (models["active"], models["target"], models["served"]) == ("1", None, ["1"])
+        page = client.get("/v1/memories", params={"user_id": "u", "limit": 1000}).json()
+        assert {m["embedding_model"] for m in page["results"]} == {"embedder:1"}
+        found = client.post("/v1/memories/search", json={"user_id": "u", "query": "nut allergy"})
+        assert "peanuts" in found.json()["results"][0]["text"]
+
+
+def test_admin_api_can_be_disabled(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", admin_enabled=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/admin/models").status_code == 404
