@@ -8,6 +8,8 @@ would fail outright (dimension mismatch), so "no failed request" also proves "ne
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -188,3 +190,25 @@ def test_admin_api_can_be_disabled(triton: TritonServer, tmp_path: Path) -> None
     settings = settings_for(triton, tmp_path / "data", admin_enabled=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/admin/models").status_code == 404
+
+
+def test_operator_cli_activates_and_lists(own_triton: TritonServer, tmp_path: Path) -> None:
+    env = {"MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository)}
+    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
+        httpx.post(f"{url}/v1/memories/batch", json={"items": [
+            {"user_id": "u", "text": fact} for fact in FACTS]}, timeout=30)
+        add_other_space_version(Path(own_triton.model_repository))
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "gateway.models", *args, "--url", url],
+                                  capture_output=True, text=True, timeout=300, check=False)
+
+        listed = cli("list")
+        assert listed.returncode == 0, listed.stderr
+        assert "embedder" in listed.stdout and "1, 2" in listed.stdout
+        activated = cli("activate", "embedder", "2")
+        assert activated.returncode == 0, activated.stderr
+        assert "embedder:2 is active" in activated.stderr
+        again = cli("activate", "embedder", "2")
+        assert again.returncode == 1 and "already active" in again.stderr
+        assert "2" in cli("list").stdout
