@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -176,7 +176,7 @@ class MemoryService:
         return (vector / norm).astype(np.float32)
 
     async def _vectors_in(
-        self, space: Space, texts: list[str | None], supplied: list[list[float] | None],
+        self, space: Space, texts: Sequence[str | None], supplied: list[list[float] | None],
         locs: list[list[str | int]],
     ) -> np.ndarray:
         """Client vectors where given, one Triton request (to ``space``'s version) for the rest."""
