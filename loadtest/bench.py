@@ -3,7 +3,9 @@
 (a) Triton embedder vs sentence-transformers in-process on the same sentences, same run,
     with the throughput ratio and the minimum cosine between their vectors;
 (b) gateway ``/v1/memories/batch`` ingest rate;
-(c) single-client search latency percentiles over one user's memories.
+(c) single-client search latency percentiles over one user's memories;
+(d) a live embedder swap (fp32 -> int8 exported on the spot): re-embed rate and search latency
+    before and during the migration.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from gateway.metrics import Metrics
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
 from loadtest.corpus import sentences
-from loadtest.stack import gateway_process, triton_server
+from loadtest.stack import free_port, gateway_process, triton_server
 
 RESULTS = ROOT / "loadtest" / "results"
 
@@ -124,6 +126,57 @@ def bench_search(url: str, count: int, memories: int) -> dict:
             **percentiles(samples), "queries_per_s": round(count / sum(samples), 1)}
 
 
+def bench_migration(work: Path, count: int) -> dict:
+    """(d) A real version swap: fp32 v1 -> per-channel int8 v2 (exported here), on ``count``
+    memories, with single-client search latency before and during the re-embedding."""
+    import subprocess
+
+    from loadtest.repository import copy_latest_as_v1
+
+    repo = copy_latest_as_v1(work / "swap")
+    with TritonServer(
+        model_repository=repo, http_port=free_port(), grpc_port=free_port(),
+        metrics_port=free_port(), log_file=work / "swap" / "triton.log",
+    ) as triton:
+        log("(d) exporting the int8 variant as version 2 ...")
+        subprocess.run([sys.executable, "-m", "export", "embedder", "--quantize", "int8",
+                        "--repository", str(repo)], check=True, capture_output=True)
+        env = {"MEMORY_MODEL_REPOSITORY": str(repo), "MEMORY_ADMISSION_ENABLED": "false"}
+        with gateway_process(triton, work / "swap" / "data", work / "swap", env=env) as url, \
+                httpx.Client(base_url=url, timeout=120) as http:
+            texts = sentences(count, seed=7)
+            for start in range(0, count, 500):
+                http.post("/v1/memories/batch", json={"items": [
+                    {"user_id": f"u{i % 50}", "text": t}
+                    for i, t in enumerate(texts[start : start + 500], start)]}
+                ).raise_for_status()
+            before = _timed_search(http, 200)
+            log(f"(d) migrating {count} memories to version 2 ...")
+            started = time.perf_counter()
+            http.post("/v1/admin/models/embedder/activate", json={"version": "2"}
+                      ).raise_for_status()
+            during: list[float] = []
+            while http.get("/v1/admin/models/embedder/migration").json()["state"] != "done":
+                during += _timed_search(http, 10)
+            seconds = time.perf_counter() - started
+            models = http.get("/v1/admin/models").json()["embedder"]
+    return {"memories": count, "from": "fp32 v1", "to": "int8 per-channel v2",
+            "seconds": round(seconds, 2), "reembed_per_s": round(count / seconds, 1),
+            "active_after": models["active"], "served_after": models["served"],
+            "search_before": percentiles(before),
+            "search_during": percentiles(during) | {"searches": len(during)}}
+
+
+def _timed_search(http: httpx.Client, count: int) -> list[float]:
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        http.post("/v1/memories/search", json={"user_id": f"u{i % 50}",
+                                               "query": "travel plans"}).raise_for_status()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--migration", type=int, default=10_000,
+                        help="memories to migrate fp32 -> int8 in (d); 0 = skip")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -144,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             with gateway_process(triton, work / "data", work) as url:
                 report["ingest"] = bench_ingest(url, args.memories, args.batch)
                 report["search"] = bench_search(url, args.queries, args.memories)
+        if args.migration:
+            report["migration"] = bench_migration(work, args.migration)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

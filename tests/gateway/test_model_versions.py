@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from support import MODEL_REPOSITORY, make_triton, settings_for
+from support import make_triton, settings_for
 
 from gateway.app import create_app
-from gateway.inference.control import repository_versions
 from gateway.triton import TritonServer
+from loadtest.repository import copy_latest_as_v1
 from loadtest.stack import gateway_process
 
 OTHER_SPACE = '''
@@ -42,17 +42,6 @@ FACTS = ["I love hiking in the Alps", "My sister lives in Lisbon", "I am allergi
          "The deploy failed because the disk was full", "I prefer window seats on flights"]
 
 
-def one_version_repository(root: Path) -> Path:
-    repo = root / "repository"
-    source = MODEL_REPOSITORY / "embedder"
-    latest = repository_versions(MODEL_REPOSITORY, "embedder")[-1]
-    shutil.copytree(source, repo / "embedder",
-                    ignore=lambda d, names: [n for n in names if n.isdigit() or n == "__pycache__"])
-    shutil.copytree(source / latest, repo / "embedder" / "1",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return repo
-
-
 def add_other_space_version(repo: Path) -> None:
     """What an operator does: export a new version into the running server's repository."""
     target = repo / "embedder" / "2"
@@ -63,7 +52,7 @@ def add_other_space_version(repo: Path) -> None:
 
 @pytest.fixture
 def own_triton(tmp_path: Path):  # noqa: ANN201
-    server = make_triton(tmp_path, repository=one_version_repository(tmp_path))
+    server = make_triton(tmp_path, repository=copy_latest_as_v1(tmp_path))
     with server:
         yield server
 
