@@ -151,7 +151,7 @@ class Partition:
     def _rows_for(self, allow: Collection[str] | None) -> np.ndarray | None:
         if allow is None:
             return None
-        return np.fromiter((self.rows[key] for key in allow if key in self.rows), dtype=np.int64)
+        return _lookup(self.rows, allow)
 
     def exact(
         self, queries: np.ndarray, k: int, allow: Collection[str] | None,
@@ -166,8 +166,11 @@ class Partition:
             return [[] for _ in range(len(queries))]
         if scorer is not None:
             scores = scorer(queries, rows)
-        elif rows is None:
+        elif rows is None or rows.size * 4 > self.used:
+            # A wide filter: one pass over the contiguous matrix beats gathering its rows.
             scores = queries @ self.matrix[: self.used].T
+            if rows is not None:
+                scores = scores[:, rows]
         else:
             scores = queries @ self.matrix[rows].T
         if rows is None and self.tombstones:
@@ -201,11 +204,11 @@ class Partition:
                 keep[snap.label_of[key]] = False
             if allow is not None:
                 allowed = np.zeros(len(snap.labels), dtype=bool)
-                allowed_labels = [snap.label_of[key] for key in allow if key in snap.label_of]
+                allowed_labels = _lookup(snap.label_of, allow)
                 allowed[allowed_labels] = True
                 keep &= allowed
                 # A filter keeping a share s of the graph needs ~1/s the breadth to find k.
-                share = max(len(allowed_labels), 1) / len(snap.labels)
+                share = max(allowed_labels.size, 1) / len(snap.labels)
                 effort = int(min(snap.effort / share, snap.effort * 8))
         scores, labels = snap.graph.search(queries, k, keep=keep, effort=effort)
         fresh = snap.fresh if allow is None else {key for key in snap.fresh if key in allow}
@@ -217,3 +220,9 @@ class Partition:
             merged = sorted(hits + line_extra, key=lambda hit: -hit.score)
             results.append(merged[:k])
         return results
+
+
+def _lookup(positions: dict[str, int], keys: Collection[str]) -> np.ndarray:
+    """Positions of the keys present in ``positions``; the set algebra runs in C, not Python."""
+    present = positions.keys() & keys
+    return np.fromiter(map(positions.__getitem__, present), dtype=np.int64, count=len(present))
