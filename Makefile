@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench bench-ann lint install clean help
+.PHONY: run test export bench bench-ann lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -13,6 +13,11 @@ help:
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make lint    - ruff and mypy"
+	@echo "make loadtest SCENARIO=mixed USERS=20 DURATION=30 [ADMISSION=on|off|both] - headless Locust on a local stack"
+	@echo "make loadtest-knee SCENARIO=mixed [SLO_MS=100] - step load, reports the knee"
+	@echo "make loadtest-report - knee, at-knee and 2x-knee with/without admission control, outage"
+	@echo "make triton-sweep - client concurrency sweep against Triton (perf_analyzer stand-in)"
+	@echo "make perf-inputs  - perf_analyzer --input-data JSON for the models in model_repository/"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -20,7 +25,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[triton,export,dev]'
+	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +44,30 @@ bench: export
 
 bench-ann: export
 	$(PY) -m loadtest.bench_ann
+
+# Load tests (loadtest/): bounded in time, loopback only, results in loadtest/results/<timestamp>-*/
+SCENARIO  ?= mixed
+USERS     ?= 20
+DURATION  ?= 30
+ADMISSION ?= on
+SLO_MS    ?= 100
+
+loadtest: export
+	$(PY) -m loadtest.runner --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
+		--admission $(ADMISSION) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
+
+loadtest-knee: export
+	$(PY) -m loadtest.runner --scenario $(SCENARIO) --knee --slo-ms $(SLO_MS) \
+		--admission $(ADMISSION) $(LOADTEST_ARGS)
+
+loadtest-report: export
+	$(PY) -m loadtest.campaign --scenario $(SCENARIO) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
+
+triton-sweep: export
+	$(PY) -m loadtest.triton_sweep $(LOADTEST_ARGS)
+
+perf-inputs: install
+	$(PY) -m loadtest.perf_analyzer.inputs $(LOADTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check gateway export loadtest tests

@@ -32,10 +32,14 @@ def triton_server(log_dir: Path) -> TritonServer:
 
 
 @contextlib.contextmanager
-def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path) -> Iterator[str]:
-    """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200."""
+def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
+                    env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200.
+
+    ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``).
+    """
     port = free_port()
-    env = dict(os.environ) | {
+    environment = dict(os.environ) | (env or {}) | {
         "GATEWAY_PORT": str(port),
         "MEMORY_DATA_DIR": str(data_dir),
         "MEMORY_TRITON_MANAGED": "false",
@@ -44,7 +48,7 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path) -> Iter
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "gateway.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
