@@ -16,9 +16,10 @@ from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
-from gateway.inference import EmbedderClient
+from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.memory.migration import EmbedderVersions
+from gateway.memory.rerank import RerankPolicy
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -37,6 +38,7 @@ def _export_index_metrics(metrics: Metrics, service: MemoryService) -> None:
     metrics.index_size.set_function(lambda: service.index.size())
     metrics.index_graphs.set_function(lambda: stats().graphs)
     metrics.index_bytes.set_function(lambda: stats().bytes)
+    metrics.index_graph_vectors.set_function(lambda: stats().graph_vectors)
     metrics.search_batches.set_function(lambda: service.searcher.stats.mean_batch)
     for stat in ("hits", "misses", "promotions", "evictions", "bytes", "promotion_seconds"):
         metrics.tier.labels(stat).set_function(partial(_tier_stat, service, stat))
@@ -62,7 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         window_s = settings.search_window_ms / 1000
         index = build_index(settings)
-        service = MemoryService(store, index, embedder, SearchBatcher(index, window_s=window_s))
+        reranker = RerankerClient(
+            embedder.grpc, settings.reranker_model, timeout_s=settings.inference_timeout_s,
+            retry_after_s=settings.retry_after_s, metrics=metrics,
+        )
+        policy = RerankPolicy(settings.rerank_default, settings.rerank_pool_factor,
+                              settings.rerank_pool_min)
+        service = MemoryService(store, index, embedder, SearchBatcher(index, window_s=window_s),
+                                reranker=reranker, rerank_policy=policy)
         versions = EmbedderVersions(
             service, VersionStore(store),
             ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s),
@@ -78,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await versions.connect()
         except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
             log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
+        if await reranker.available():
+            log.info("reranker %s served; rerank by default: %s", reranker.label,
+                     settings.rerank_default)
         app.state.service = service
         app.state.versions = versions
         try:

@@ -28,6 +28,9 @@ class Metrics:
         self.index_graphs = Gauge(
             "memory_index_graphs", "Partitions answered by an ANN graph", registry=self.registry
         )
+        self.index_graph_vectors = Gauge(
+            "memory_index_graph_vectors", "Vectors covered by ANN graphs", registry=self.registry
+        )
         self.index_bytes = Gauge(
             "memory_index_bytes", "RAM held by index matrices and graphs", registry=self.registry
         )

@@ -4,7 +4,8 @@ Data: synthetic clustered 384-d sets (default 100k and 200k rows) and, with ``--
 MiniLM embeddings of N generated sentences made by the Triton embedder. Queries are held out
 (stored rows plus noise); ground truth is exact search. For each set and backend: build time,
 bytes, recall@10, QPS at batch 1 and 64, p50/p99 at batch 1, filtered search at 50/10/1%.
-Then: per-user search latency in a many-user engine, and what micro-batching gains.
+Then: per-user search latency in a many-user engine, what micro-batching gains, and search
+latency end to end through a gateway process holding ``--gateway-rows`` memories per backend.
 """
 
 from __future__ import annotations
@@ -199,6 +200,54 @@ def bench_micro_batching(vectors: np.ndarray, concurrency: int, searches: int) -
             "gain": round(single / merged, 2)}
 
 
+def bench_gateway(rows: int, searches: int, backends: list[str]) -> dict:
+    """End to end through a real gateway process: one collection of ``rows`` memories (client
+    vectors, so ingest and queries skip Triton and the figures isolate gateway + index)."""
+    import tempfile
+
+    import httpx
+
+    from loadtest.stack import gateway_process, triton_server
+
+    vectors = clustered(rows, seed=12)
+    queries = held_out_queries(vectors, searches, seed=13)
+    out: dict = {"rows": rows, "searches": searches, "query": "client embedding, limit 10"}
+    with tempfile.TemporaryDirectory() as tmp, triton_server(Path(tmp)) as triton:
+        for backend in backends:
+            work = Path(tmp) / backend
+            threshold = min(20_000, rows // 2)  # make sure the collection gets its graph
+            env = {"MEMORY_INDEX_BACKEND": backend, "MEMORY_ADMISSION_ENABLED": "false",
+                   "MEMORY_ANN_THRESHOLD": str(threshold)}
+            with gateway_process(triton, work / "data", work, env=env) as url, \
+                    httpx.Client(base_url=url, timeout=300) as http:
+                log(f"gateway/{backend}: ingesting {rows} memories ...")
+                began = time.perf_counter()
+                for start in range(0, rows, 1000):
+                    items = [{"user_id": "kb", "text": f"memory {i}",
+                              "embedding": [round(float(v), 5) for v in vectors[i]]}
+                             for i in range(start, min(start + 1000, rows))]
+                    http.post("/v1/memories/batch", json={"items": items}).raise_for_status()
+                ingest_s = time.perf_counter() - began
+                deadline = time.monotonic() + 1800
+                covered = f"memory_index_graph_vectors {float(rows)}"
+                while backend != "exact" and covered not in http.get("/metrics").text:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"no {backend} graph after 30 min")
+                    time.sleep(1)
+                samples = []
+                for query in queries:
+                    body = {"user_id": "kb", "embedding": [round(float(v), 5) for v in query]}
+                    began = time.perf_counter()
+                    http.post("/v1/memories/search", json=body).raise_for_status()
+                    samples.append(time.perf_counter() - began)
+                ms = np.asarray(samples) * 1000
+                out[backend] = {"ingest_per_s": round(rows / ingest_s, 1),
+                                "p50_ms": round(float(np.percentile(ms, 50)), 3),
+                                "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+                log(f"gateway/{backend}: {out[backend]}")
+    return out
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -232,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="real MiniLM sentences to embed through Triton (0 = skip)")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--per-user", type=int, default=200)
+    parser.add_argument("--gateway-rows", type=int, default=100_000,
+                        help="memories in the end-to-end gateway run per backend (0 = skip)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -250,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             f"clustered-{size}", clustered(size), backends)
     report["many_users"] = bench_many_users(args.users, args.per_user, 2000)
     report["micro_batching"] = bench_micro_batching(clustered(100_000, seed=9), 32, 2000)
+    if args.gateway_rows:
+        report["gateway"] = bench_gateway(args.gateway_rows, 500,
+                                          [b for b in backends if b != "cagra"] +
+                                          (["cagra"] if "cagra" in backends else []))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     path = args.out / f"bench-ann-{stamp}.json"

@@ -6,6 +6,8 @@ and filters through ``IDSelectorBitmap`` during the graph walk rather than after
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -31,6 +33,9 @@ class HnswGraph:
         import faiss
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        # One OpenMP thread per search call (set for this thread only): a few queries gain
+        # nothing from a team, and its spinning workers steal the cores from the event loop.
+        faiss.omp_set_num_threads(1 if len(queries) < 64 else os.cpu_count() or 1)
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(effort or self._effort, k)
         if keep is not None:

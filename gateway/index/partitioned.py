@@ -247,6 +247,7 @@ class PartitionedIndex:
                 label_of = {key: label for label, key in enumerate(ids)}
                 partition.install(Snapshot(graph, ids, label_of, recall, effort))
                 self._built += 1
+                self._maybe_build(collection, partition)  # rows that arrived meanwhile
             log.info("%s graph for %r: %d rows, recall@%d %.3f at effort %d",
                      self.builder.name, collection, len(ids), self.policy.probe_k, recall, effort)
         except Exception:
