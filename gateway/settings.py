@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     admission_admin_limit: int = 8
     admission_admin_queue: int = 16
     admission_max_wait_ms: float = 250.0  # longest wait in a queue before 429
+    # Adaptive limits (AIMD): keep each class's p90 service time under its target by moving
+    # its limit between admission_min_limit and the configured limit; 0 = fixed limit.
+    admission_ingest_target_ms: float = 0.0
+    admission_search_target_ms: float = 0.0
+    admission_admin_target_ms: float = 0.0
+    admission_min_limit: int = 1
     admission_retry_after_s: int = 1
     admission_tenant_share: float = 0.5  # share of a class one tenant may hold; 0 = off
     admission_tenant_rate: float = 0.0  # requests/s per tenant and route class; 0 = off

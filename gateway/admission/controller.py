@@ -13,6 +13,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
 
+from gateway.admission.adaptive import AdaptiveLimit
 from gateway.admission.deadline import Deadline
 from gateway.admission.limiter import ClassLimiter, Priority
 from gateway.admission.tenants import AllOf, FairShare, RateLimit, TenantPolicy
@@ -34,7 +35,7 @@ class AdmissionController:
                 metrics.admission_in_flight.labels(name).set_function(_reader(limiter, "in_flight"))
                 metrics.admission_queue_depth.labels(name).set_function(
                     _reader(limiter, "queue_depth"))
-                metrics.admission_limit.labels(name).set(limiter.limit)
+                metrics.admission_limit.labels(name).set_function(_reader(limiter, "limit"))
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics | None = None
@@ -43,12 +44,15 @@ class AdmissionController:
         for name in ROUTE_CLASSES:
             limit = getattr(settings, f"admission_{name}_limit")
             queue = getattr(settings, f"admission_{name}_queue")
+            target_ms = getattr(settings, f"admission_{name}_target_ms")
+            adaptive = AdaptiveLimit(maximum=limit, target_s=target_ms / 1000,
+                                     minimum=settings.admission_min_limit) if target_ms else None
             limiters[name] = ClassLimiter(
                 name, limit=limit, queue_size=queue,
                 max_wait_s=settings.admission_max_wait_ms / 1000,
                 retry_after_s=settings.admission_retry_after_s,
                 tenants=_tenant_policy(settings, limit + queue),
-                enabled=settings.admission_enabled,
+                enabled=settings.admission_enabled, adaptive=adaptive,
             )
         deadlines = {name: getattr(settings, f"deadline_{name}_ms") / 1000
                      for name in ROUTE_CLASSES}
@@ -69,8 +73,9 @@ class AdmissionController:
             self.record_shed(route_class, exc.reason)
             raise
 
-    def release(self, route_class: str, tenant: str | None) -> None:
-        self.limiters[route_class].release(tenant)
+    def release(self, route_class: str, tenant: str | None,
+                service_s: float | None = None) -> None:
+        self.limiters[route_class].release(tenant, service_s=service_s)
 
     def record_shed(self, route_class: str, reason: str) -> None:
         if self.metrics is not None:

@@ -20,6 +20,7 @@ import itertools
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from gateway.admission.adaptive import AdaptiveLimit
 from gateway.admission.deadline import Deadline
 from gateway.admission.tenants import TenantPolicy
 from gateway.errors import Overloaded
@@ -46,6 +47,7 @@ class ClassLimiter:
     def __init__(
         self, name: str, *, limit: int, queue_size: int, max_wait_s: float,
         retry_after_s: int = 1, tenants: TenantPolicy | None = None, enabled: bool = True,
+        adaptive: AdaptiveLimit | None = None,
     ) -> None:
         self.name = name
         self.limit = max(1, limit)
@@ -54,6 +56,7 @@ class ClassLimiter:
         self.retry_after_s = retry_after_s
         self.tenants = tenants
         self.enabled = enabled  # False: count in-flight work, never wait or refuse
+        self.adaptive = adaptive  # moves ``limit`` within [minimum, the configured limit]
         self.in_flight = 0
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
@@ -116,16 +119,28 @@ class ClassLimiter:
             raise self._shed("queue_timeout", "queue wait exceeded its bound")
         waiter.future.result()  # raises if preempted; the slot was handed over otherwise
 
-    def release(self, tenant: str | None = None) -> None:
-        """Give the slot back: to the most urgent waiter if there is one."""
+    def release(self, tenant: str | None = None, *, service_s: float | None = None) -> None:
+        """Give the slot back: to the most urgent waiter if there is one, unless the limit has
+        shrunk below what is running. ``service_s`` (how long the request held the slot)
+        feeds the adaptive limit."""
         if tenant is not None and self.tenants is not None and self.enabled:
             self.tenants.release(tenant)
+        if self.adaptive is not None and service_s is not None and self.enabled:
+            self.limit = self.adaptive.observe(service_s,
+                                               saturated=self.in_flight >= self.limit)
+        if not (self.in_flight <= self.limit and self._hand_over()):
+            self.in_flight -= 1  # else the slot passed on to a waiter: in_flight unchanged
+        while self.in_flight < self.limit and self._hand_over():  # the limit grew
+            self.in_flight += 1
+
+    def _hand_over(self) -> bool:
+        """Admit the most urgent live waiter, if any."""
         while self._queue:
             waiter = heapq.heappop(self._queue)
             if not waiter.future.done():
-                waiter.future.set_result(None)  # the slot passes on; in_flight unchanged
-                return
-        self.in_flight -= 1
+                waiter.future.set_result(None)
+                return True
+        return False
 
     def _remove(self, waiter: _Waiter) -> None:
         with contextlib.suppress(ValueError):

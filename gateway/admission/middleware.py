@@ -13,6 +13,7 @@ Request headers it reads (all optional):
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -108,10 +109,11 @@ class Admission:
             if deadline is not None and deadline.dropped_at:
                 self.controller.record_deadline_drop(deadline.dropped_at)
             return await _respond(send, 429, str(exc.detail), exc.retry_after)
+        started = time.perf_counter()
         try:
             with deadline_scope(deadline):
                 await self.app(scope, receive, send)
         finally:
-            self.controller.release(klass, tenant)
+            self.controller.release(klass, tenant, time.perf_counter() - started)
             if deadline is not None and deadline.dropped_at:
                 self.controller.record_deadline_drop(deadline.dropped_at)

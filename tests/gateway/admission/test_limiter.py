@@ -8,6 +8,7 @@ import time
 import pytest
 
 from gateway.admission import ClassLimiter, Deadline, FairShare, Priority, RateLimit
+from gateway.admission.adaptive import AdaptiveLimit
 from gateway.admission.tenants import AllOf
 from gateway.errors import Overloaded
 
@@ -185,3 +186,52 @@ def test_rate_limit_and_all_of_undo_partial_grants() -> None:
     assert policy.admit("t") is None
     assert policy.admit("t") == "tenant_rate"
     assert share._held["t"] == 2  # the refused third request holds nothing
+
+
+def test_adaptive_limit_shrinks_fast_and_grows_slowly() -> None:
+    limit = AdaptiveLimit(maximum=10, target_s=0.1, minimum=2, window=4)
+    for _ in range(4):
+        limit.observe(0.5, saturated=True)
+    assert limit.limit == 8  # over target: -20%
+    for _ in range(3):
+        for _ in range(4):
+            limit.observe(0.5, saturated=True)
+    assert limit.limit == 3
+    for _ in range(8):
+        limit.observe(0.5, saturated=True)
+    assert limit.limit == 2  # never below the minimum
+    for _ in range(4):
+        limit.observe(0.01, saturated=False)
+    assert limit.limit == 2  # fast, but the limit was never reached: no reason to grow
+    for _ in range(4):
+        limit.observe(0.01, saturated=True)
+    assert limit.limit == 3  # +1
+    for _ in range(4):
+        limit.observe(0.08, saturated=True)
+    assert limit.limit == 3  # between 70% and 100% of the target: hold
+
+
+def test_a_shrunk_limit_holds_waiters_until_running_work_drains() -> None:
+    async def scenario() -> list[tuple[int, int, int]]:
+        limiter = ClassLimiter("search", limit=4, queue_size=8, max_wait_s=5,
+                               adaptive=AdaptiveLimit(maximum=4, target_s=0.1, window=1))
+        for _ in range(4):
+            await limiter.acquire()
+        waiters = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        seen = []
+        limiter.release(service_s=1.0)  # slow: limit 4 -> 3, the slot is not handed on
+        await asyncio.sleep(0.01)
+        seen.append((limiter.limit, limiter.in_flight, limiter.queue_depth))
+        limiter.release(service_s=1.0)  # 3 -> 2
+        await asyncio.sleep(0.01)
+        seen.append((limiter.limit, limiter.in_flight, limiter.queue_depth))
+        limiter.release(service_s=0.01)  # fast and saturated: 2 -> 3, two waiters admitted
+        await asyncio.sleep(0.01)
+        seen.append((limiter.limit, limiter.in_flight, limiter.queue_depth))
+        for task in waiters:
+            task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        return seen
+
+    assert run(scenario()) == [(3, 3, 3), (2, 2, 3), (3, 3, 1)]
