@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=45, help="seconds per fixed run")
     parser.add_argument("--outage-s", type=float, default=5, help="0 skips the outage run")
     parser.add_argument("--seed-users", type=int, default=20)
-    parser.add_argument("--seed-memories", type=int, default=200)
+    parser.add_argument("--seed-memories", type=int, default=100)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     meta = machine_meta(argv) | {"command": "python -m loadtest.campaign " + " ".join(argv)}

@@ -122,7 +122,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, default=15)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--seed-users", type=int, default=20)
-    parser.add_argument("--seed-memories", type=int, default=200, help="per user")
+    parser.add_argument("--seed-memories", type=int, default=100, help="per user")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s")
     parser.add_argument("--url", help="a running gateway on loopback instead of a new stack")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -2,8 +2,10 @@
 
     python -m loadtest.seed --url http://127.0.0.1:8080 --users 50 --memories 200
 
-Batch adds because they are one Triton request each (the fastest way in); a few in flight so
-Triton's batcher stays busy. Users are ``seed-00000`` ... (what the scenarios search), texts are
+Batch adds because they are one Triton request each (the fastest way in); two in flight so
+Triton always has the next batch while it embeds one, small enough (100) that a batch of long
+texts finishes well within the gateway's inference timeout on a slow CPU. Users are
+``seed-00000`` ... (what the scenarios search), texts are
 deterministic per user. 429/503 answers are retried after their ``Retry-After``, so seeding
 works against a gateway with admission control on. Loopback URLs only.
 """
@@ -57,8 +59,8 @@ async def _post(client: httpx.AsyncClient, items: list[dict]) -> None:
     raise RuntimeError("seeding kept being refused (429/503) for 30 tries")
 
 
-async def seed_async(url: str, users: int, memories: int, *, batch: int = 500,
-                     concurrency: int = 4, show_progress: bool = True) -> SeedResult:
+async def seed_async(url: str, users: int, memories: int, *, batch: int = 100,
+                     concurrency: int = 2, show_progress: bool = True) -> SeedResult:
     items = [item for user in range(users) for item in seed_items(user, memories)]
     chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
     gate = asyncio.Semaphore(concurrency)
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--memories", type=int, default=200, help="per user")
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args(argv)
     result = seed(args.url, args.users, args.memories, batch=args.batch,
                   concurrency=args.concurrency)

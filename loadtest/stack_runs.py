@@ -87,8 +87,11 @@ def seeded_stack(work: Path, log_dir: Path, *, users: int, memories: int) -> Ite
     with triton_server(log_dir) as triton:
         result = None
         if users and memories:
+            # Seeding is bulk work on an idle stack: no shedding, and time for big batches.
             with gateway_process(triton, template, log_dir / "seeding",
-                                 env={"MEMORY_SQLITE_SYNCHRONOUS": "NORMAL"}) as url:
+                                 env={"MEMORY_SQLITE_SYNCHRONOUS": "NORMAL",
+                                      "MEMORY_ADMISSION_ENABLED": "false",
+                                      "MEMORY_INFERENCE_TIMEOUT_S": "300"}) as url:
                 result = seed(url, users, memories)
         else:
             template.mkdir(parents=True, exist_ok=True)

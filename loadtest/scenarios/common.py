@@ -3,7 +3,7 @@
 Configuration comes from the environment that ``loadtest.runner`` sets for the Locust process
 (Locust owns the command line):
 
-    LOADTEST_RATE          requests/s per simulated user (constant throughput, default 2):
+    LOADTEST_RATE          requests/s per simulated user (Poisson arrivals, default 2):
                            offered load = users x rate while answers come faster than 1/rate
     LOADTEST_SEED_USERS    users the seeding tool filled (ids seed-00000 ...), default 20
     LOADTEST_TIMEOUT_S     client timeout, default 10 (a real client gives up too)
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from locust import FastHttpUser, constant_throughput, events
+from locust import FastHttpUser, events
 from locust.exception import CatchResponseError
 
 from loadtest.population import memory_text, query_text, seeded_user
@@ -31,6 +31,24 @@ from loadtest.population import memory_text, query_text, seeded_user
 RATE = float(os.environ.get("LOADTEST_RATE", "2"))
 SEED_USERS = int(os.environ.get("LOADTEST_SEED_USERS", "20"))
 TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
+
+
+def poisson_throughput(rate: float) -> Callable[[Any], float]:
+    """Locust wait time giving each user Poisson arrivals at ``rate``/s on average.
+
+    Like ``constant_throughput`` it counts from the start of the previous task, so slow answers
+    do not lower the offered load (until one takes longer than the gap); unlike it, users do not
+    march in step, so the gateway sees the independent arrivals of many real callers, not
+    bursts of every user at once.
+    """
+
+    def wait_time(user: Any) -> float:
+        now = time.monotonic()
+        next_at = max(getattr(user, "_next_at", now) + random.expovariate(rate), now)
+        user._next_at = next_at
+        return next_at - now
+
+    return wait_time
 
 
 def failure_kind(status: int, error: object | None) -> str:
@@ -55,7 +73,7 @@ class MemoryUser(FastHttpUser):
     """A caller of the memory API: one tenant, paced at ``RATE`` requests/s."""
 
     abstract = True
-    wait_time = constant_throughput(RATE)
+    wait_time = poisson_throughput(RATE)
     network_timeout = TIMEOUT_S
     connection_timeout = TIMEOUT_S
     priority = "interactive"
