@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test    - install and run the whole test suite (real Triton server, real SQLite)"
-	@echo "make export  - export/validate the embedder into model_repository/ (idempotent)"
+	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make lint    - ruff and mypy"
@@ -30,8 +30,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The reranker is optional: `make export RERANKER=<cross-encoder folder or hub id>` (also with
+# run/test/bench) exports it next to the embedder; without RERANKER only the embedder is made.
+RERANKER ?=
+
 export: install
 	$(PY) -m export embedder
+ifneq ($(strip $(RERANKER)),)
+	$(PY) -m export reranker --model $(RERANKER)
+endif
 
 run: export
 	$(PY) -m gateway

@@ -1,4 +1,4 @@
-"""Command line: ``python -m export embedder [options]``.
+"""Command line: ``python -m export embedder|reranker [options]``.
 
 The up-to-date check runs first and needs only hashlib and json, so a no-op run stays well
 under two seconds; torch, optimum and sentence-transformers are imported only when a new
@@ -13,9 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import repository, triton_config
+from . import repository, reranker_config, triton_config
 from .errors import ExportError
 from .fingerprint import fingerprint, source_digest
+from .sources import resolve_model
 
 DEFAULT_REPOSITORY = Path("model_repository")
 
@@ -51,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     emb.add_argument(
         "--int8-mean-cosine", type=float, default=0.98, help="int8 bound on the mean cosine"
     )
+    rer = sub.add_parser("reranker", help="export a Hugging Face cross-encoder as the reranker")
+    rer.add_argument(
+        "--model", required=True,
+        help="cross-encoder folder or hub id (e.g. cross-encoder/ms-marco-MiniLM-L6-v2)",
+    )
+    rer.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    rer.add_argument("--max-length", type=int, default=None,
+                     help="truncate pairs to this many tokens (default: the model's limit)")
+    rer.add_argument("--force", action="store_true", help="write a new version even if up to date")
+    rer.add_argument("--atol", type=float, default=1e-4, help="bound on max |logit diff|")
     return parser
 
 
@@ -58,11 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok or up to date, 1 invalid, 3 error)."""
     args = _parser().parse_args(argv)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    command = {"embedder": _embedder, "reranker": _reranker}[args.command]
     try:
-        return _embedder(args, console)
+        return command(args, console)
     except ExportError as exc:
-        console.print(f"[bold red]embedder: {type(exc).__name__}:[/] {exc}")
+        console.print(f"[bold red]{args.command}: {type(exc).__name__}:[/] {exc}")
         return exc.exit_code
+
+
+def _up_to_date(model_dir: Path, wanted: str, force: bool) -> bool:
+    """True (and says so on stdout) when the newest version has the wanted fingerprint."""
+    latest = repository.latest_manifest(model_dir)
+    if latest and latest[1].get("fingerprint") == wanted and not force:
+        print(f"{model_dir.name}: up to date (version {latest[0]})")
+        return True
+    return False
+
+
+def _digest(source: Path) -> str:
+    try:
+        return source_digest(source)
+    except FileNotFoundError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def _embedder(args: argparse.Namespace, console: Console) -> int:
@@ -73,17 +101,11 @@ def _embedder(args: argparse.Namespace, console: Console) -> int:
     repo = args.repository.resolve()
     if not source.is_dir():
         raise ExportError(f"source folder {source} does not exist")
-    try:
-        source_sha = source_digest(source)
-    except FileNotFoundError as exc:
-        raise ExportError(str(exc)) from exc
+    source_sha = _digest(source)
     options = {"quantize": args.quantize, "backend": args.backend, "tensorrt": args.tensorrt}
     print_ = console.print
-    wanted = fingerprint(source_sha, options)
-
-    latest = repository.latest_manifest(repo / triton_config.MODEL_NAME)
-    if latest and latest[1].get("fingerprint") == wanted and not args.force:
-        print(f"embedder: up to date (version {latest[0]})")
+    wanted = fingerprint(source_sha, options, triton_config.TEMPLATES)
+    if _up_to_date(repo / triton_config.MODEL_NAME, wanted, args.force):
         return 0
 
     # Only now pay for the heavy imports.
@@ -119,3 +141,33 @@ def _describe(options: dict[str, object]) -> str:
     quant = options["quantize"] or "fp32"
     trt = ", tensorrt fp16" if options["tensorrt"] else ""
     return f"{quant}, backend {options['backend']}{trt}"
+
+
+def _reranker(args: argparse.Namespace, console: Console) -> int:
+    started = time.perf_counter()
+    if args.max_length is not None and args.max_length < 8:
+        raise ExportError("--max-length must be at least 8 tokens")
+    source = resolve_model(args.model)
+    repo = args.repository.resolve()
+    source_sha = _digest(source)
+    wanted = fingerprint(source_sha, {"max_length": args.max_length}, reranker_config.TEMPLATES)
+    if _up_to_date(repo / reranker_config.MODEL_NAME, wanted, args.force):
+        return 0
+
+    from .reranker import RerankerJob, check_source, run
+
+    check_source(source)
+    job = RerankerJob(
+        source=source, repository=repo, fingerprint=wanted, source_sha256=source_sha,
+        model_id=args.model, max_length=args.max_length, atol=args.atol,
+    )
+    console.print(f"[bold]reranker[/]: exporting {source} → {repo}")
+    with console.status("exporting…"):
+        try:
+            version, manifest = run(job, lambda line: console.print(f"  {line}"))
+        except (OSError, ValueError) as exc:  # disk, permissions, unreadable model files
+            raise ExportError(f"{type(exc).__name__}: {exc}") from exc
+    took = time.perf_counter() - started
+    console.print(f"  wrote {repo / reranker_config.MODEL_NAME / str(version)} in {took:.1f} s")
+    print(f"reranker: wrote version {version} (max length {manifest['max_length']})")
+    return 0

@@ -6,7 +6,6 @@ that passed its parity checks is renamed into place, and the config is refreshed
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -65,8 +64,7 @@ def _next_version(job: EmbedderJob) -> int:
     names = [triton_config.MODEL_NAME]
     if job.backend == "onnxruntime":
         names += [triton_config.TOKENIZE_MODEL, triton_config.ONNX_MODEL]
-    existing = [v for name in names for v in repository.versions(job.repository / name)]
-    return max(existing, default=0) + 1
+    return repository.next_version(job.repository / name for name in names)
 
 
 def _timed(log: Log, what: str, start: float) -> None:
@@ -141,7 +139,7 @@ def run(job: EmbedderJob, log: Log) -> tuple[int, dict]:
             shutil.copy2(TEMPLATES / "embedder_model.py", stage / "model.py")
         else:
             manifest["models"] = _publish_ensemble_parts(job, stage, version)
-        (stage / repository.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        repository.write_manifest(stage, manifest)
         repository.publish(stage, model_dir, version)
     _write_configs(job, manifest)
     return version, manifest

@@ -1,4 +1,4 @@
-"""The heavy steps: sentence-transformers → ONNX (optimum), int8 quantisation, tokenizer files.
+"""The heavy steps: HF/sentence-transformers → ONNX (optimum), int8 quantisation, tokenizers.
 
 Imported only when an export is actually needed: it pulls in torch, transformers and optimum.
 """
@@ -30,10 +30,18 @@ def max_seq_length(source: Path) -> int:
         raise ValueError(f"cannot read max_seq_length from {config_path}: {exc}") from exc
 
 
-def export_onnx(source: Path, destination: Path) -> Path:
-    """Export ``source`` to ``destination/model.onnx`` with ``sentence_embedding`` output.
+def export_onnx(
+    source: Path,
+    destination: Path,
+    *,
+    task: str = "feature-extraction",
+    library: str = "sentence_transformers",
+) -> Path:
+    """Export ``source`` to ``destination/model.onnx`` with optimum, from local files only.
 
-    optimum's sentence_transformers path folds pooling and normalisation into the graph.
+    The defaults are the embedder's: optimum's sentence_transformers path folds pooling and
+    normalisation into the graph (output ``sentence_embedding``). A cross-encoder is
+    ``task="text-classification", library="transformers"`` (output ``logits``).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from optimum.exporters.onnx import main_export
@@ -45,8 +53,8 @@ def export_onnx(source: Path, destination: Path) -> Path:
         main_export(
             model_name_or_path=str(source),
             output=tmp,
-            task="feature-extraction",
-            library_name="sentence_transformers",
+            task=task,
+            library_name=library,
             local_files_only=True,
         )
         target = destination / GRAPH_FILE

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +37,17 @@ def latest_manifest(model_dir: Path) -> tuple[int, dict] | None:
     except (OSError, ValueError):
         return None
     return latest, manifest
+
+
+def next_version(model_dirs: Iterable[Path]) -> int:
+    """One past the newest version in any of ``model_dirs`` (parts of one export share it)."""
+    return max((v for d in model_dirs for v in versions(d)), default=0) + 1
+
+
+def write_manifest(stage: Path, manifest: dict) -> Path:
+    path = stage / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
 
 
 @contextmanager

@@ -61,10 +61,11 @@ class Comparison:
         return asdict(self)
 
 
-def load_runtime(version_dir: Path) -> ModuleType:
-    """Import the staged copy of embedding_runtime.py, exactly as model.py does in Triton."""
-    path = version_dir / "embedding_runtime.py"
-    spec = importlib.util.spec_from_file_location(f"staged_runtime_{version_dir.name}", path)
+def load_runtime(version_dir: Path, filename: str = "embedding_runtime.py") -> ModuleType:
+    """Import a version's staged runtime file by path, exactly as model.py does in Triton."""
+    path = version_dir / filename
+    name = f"staged_{Path(filename).stem}_{version_dir.name}"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ValidationError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Triton server for the session, gateways on temporary SQLite files."""
+"""Shared fixtures: a real Triton server for the session, gateways on temporary SQLite files,
+and a tiny cross-encoder exported as a reranker (built once, used by export and gateway tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
 
+from export.cli import main as export_main
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.triton import TritonServer
@@ -32,3 +34,20 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A gateway on a fresh SQLite file, talking to the session's Triton server."""
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained 2-layer cross-encoder, laid out like a hub model (see tiny_cross_encoder)."""
+    from tiny_cross_encoder import build
+
+    return build(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+@pytest.fixture(scope="session")
+def reranker_repo(cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding ``reranker/1``, exported and validated by the real CLI."""
+    repo = tmp_path_factory.mktemp("reranker-export") / "model_repository"
+    argv = ["reranker", "--model", str(cross_encoder_dir), "--repository", str(repo)]
+    assert export_main(argv) == 0
+    return repo

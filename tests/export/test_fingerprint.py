@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from export.fingerprint import fingerprint, source_digest
+from export import reranker_config, triton_config
+from export.fingerprint import fingerprint, source_digest, templates_digest
 
 OPTIONS = {"quantize": None, "backend": "python", "tensorrt": False}
+TEMPLATES = triton_config.TEMPLATES
 
 
 @pytest.fixture
@@ -20,8 +22,8 @@ def source(tmp_path: Path) -> Path:
 
 
 def test_stable_for_the_same_inputs(source: Path) -> None:
-    assert fingerprint(source_digest(source), OPTIONS) == fingerprint(
-        source_digest(source), dict(OPTIONS)
+    assert fingerprint(source_digest(source), OPTIONS, TEMPLATES) == fingerprint(
+        source_digest(source), dict(OPTIONS), list(TEMPLATES)
     )
 
 
@@ -32,8 +34,21 @@ def test_changes_with_content_name_and_options(source: Path) -> None:
     (source / "sub" / "weights.bin").rename(source / "sub" / "weights2.bin")
     changed_name = source_digest(source)
     assert len({base, changed_content, changed_name}) == 3
-    assert fingerprint(base, OPTIONS) != fingerprint(base, {**OPTIONS, "quantize": "int8"})
-    assert fingerprint(base, OPTIONS) != fingerprint(base, {**OPTIONS, "backend": "onnxruntime"})
+    first = fingerprint(base, OPTIONS, TEMPLATES)
+    assert first != fingerprint(base, {**OPTIONS, "quantize": "int8"}, TEMPLATES)
+    assert first != fingerprint(base, {**OPTIONS, "backend": "onnxruntime"}, TEMPLATES)
+    assert first != fingerprint(base, OPTIONS, reranker_config.TEMPLATES)
+
+
+def test_each_model_hashes_only_its_own_templates() -> None:
+    """A reranker template must not make an up-to-date embedder stale (and vice versa)."""
+    embedder = set(triton_config.TEMPLATES)
+    reranker = set(reranker_config.TEMPLATES)
+    assert not embedder & reranker
+    template_dir = Path(triton_config.__file__).parent / "triton"
+    assert embedder | reranker == {p.name for p in template_dir.glob("*.py")}
+    assert templates_digest(sorted(embedder)) == templates_digest(triton_config.TEMPLATES)
+    assert templates_digest(embedder) != templates_digest(reranker)
 
 
 def test_empty_source_is_an_error(tmp_path: Path) -> None:

@@ -1,0 +1,54 @@
+"""Triton's per-model statistics (``/v2/models/NAME/stats``), read race-free.
+
+Triton may update a model's counters just after the response reached the client, so a test
+that reads them right after a call can see the previous request's numbers. ``settled`` polls
+until the expected number of new successful requests is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from gateway.triton import TritonServer
+
+
+@dataclass(frozen=True)
+class Counts:
+    requests: int  # successful inference requests
+    inferences: int  # batch rows inferred (a request of 50 pairs counts 50)
+    executions: int  # model executions (one may serve several merged requests)
+    batch_sizes: dict[int, int]  # executions per batch size
+
+    def __sub__(self, other: Counts) -> Counts:
+        sizes = {size: count - other.batch_sizes.get(size, 0)
+                 for size, count in self.batch_sizes.items()
+                 if count > other.batch_sizes.get(size, 0)}
+        return Counts(self.requests - other.requests, self.inferences - other.inferences,
+                      self.executions - other.executions, sizes)
+
+
+def counts(server: TritonServer, model: str) -> Counts:
+    with urllib.request.urlopen(f"{server.http_url}/v2/models/{model}/stats", timeout=5) as r:
+        stats = json.load(r)["model_stats"][0]
+    return Counts(
+        requests=int(stats["inference_stats"]["success"]["count"]),
+        inferences=int(stats["inference_count"]),
+        executions=int(stats["execution_count"]),
+        batch_sizes={int(b["batch_size"]): int(b["compute_infer"]["count"])
+                     for b in stats["batch_stats"]},
+    )
+
+
+def settled(server: TritonServer, model: str, before: Counts, requests: int,
+            timeout_s: float = 5.0) -> Counts:
+    """Counts since ``before`` once at least ``requests`` new requests are counted."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        delta = counts(server, model) - before
+        if delta.requests >= requests or time.monotonic() > deadline:
+            time.sleep(0.05)  # let a straggler show up, so "exactly" checks are fair
+            return counts(server, model) - before
+        time.sleep(0.02)
