@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     triton_log_dir: Path = ROOT / "logs"
     triton_start_timeout_s: float = 120.0
     embedder_model: str = "embedder"
+    # Optional cross-encoder (loaded when model_repository/reranker has a version). Reranked
+    # searches score max(limit * factor, min) vector hits in one request (<= 1024 rows).
+    reranker_model: str = "reranker"
+    rerank_default: bool = False  # rerank searches that do not say, when a reranker is served
+    rerank_pool_factor: int = Field(4, ge=1, le=10)
+    rerank_pool_min: int = Field(50, ge=1, le=1000)
     inference_timeout_s: float = 10.0
     retry_after_s: int = 2
 

@@ -121,7 +121,7 @@ class TritonServer:
                 f"model repository {self.model_repository} does not exist: run `make export`"
             )
         for name in self.models:
-            if not any(p.name.isdigit() for p in (self.model_repository / name).glob("*")):
+            if not has_version(self.model_repository, name):
                 raise TritonLaunchError(
                     f"model {name!r} has no version in {self.model_repository}: run `make export`"
                 )
@@ -194,13 +194,22 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def has_version(repository: Path, model: str) -> bool:
+    """Whether ``repository/model`` holds at least one numbered version folder."""
+    return any(p.name.isdigit() for p in (repository / model).glob("*"))
+
+
 def server_from_settings(settings: object) -> TritonServer:
+    """The embedder always; the reranker too when one was exported (it is optional)."""
     from gateway.settings import Settings
 
     assert isinstance(settings, Settings)
+    models = [settings.embedder_model]
+    if has_version(settings.model_repository, settings.reranker_model):
+        models.append(settings.reranker_model)
     return TritonServer(
         model_repository=settings.model_repository,
-        models=(settings.embedder_model,),
+        models=tuple(models),
         host=settings.triton_host,
         http_port=settings.triton_http_port,
         grpc_port=settings.triton_grpc_port,

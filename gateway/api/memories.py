@@ -54,6 +54,7 @@ async def search_memories(body: SearchIn, service: Service) -> SearchOut:
         limit=body.limit,
         filters=filters_to_domain(body.filters),
         threshold=body.threshold,
+        rerank=body.rerank,
     )
     return SearchOut(results=[SearchHitOut.of_scored(s) for s in found])
 

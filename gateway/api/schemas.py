@@ -120,7 +120,10 @@ class SearchIn(Request):
     embedding: Embedding | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT, strict=True)] = 10
     filters: FiltersIn | None = None
+    # Bounds the cosine similarity, also when reranking (applied before the reranker).
     threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] | None = None
+    # Cross-encoder second stage; None: the server's default (MEMORY_RERANK_DEFAULT).
+    rerank: Annotated[bool, Field(strict=True)] | None = None
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchIn:
@@ -159,12 +162,14 @@ class MemoryOut(BaseModel):
 
 
 class SearchHitOut(MemoryOut):
-    score: float  # cosine similarity in [-1, 1], higher is better
+    score: float  # the order: the reranker's logit when reranked, else equal to similarity
+    similarity: float  # cosine similarity of query and memory in [-1, 1]; higher is better
 
     @classmethod
     def of_scored(cls, scored: ScoredMemory) -> SearchHitOut:
         fields = {name: getattr(scored.memory, name) for name in MemoryOut.model_fields}
-        return cls(**fields, score=scored.score)
+        similarity = scored.score if scored.similarity is None else scored.similarity
+        return cls(**fields, score=scored.score, similarity=similarity)
 
 
 class BatchOut(BaseModel):

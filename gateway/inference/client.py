@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,55 @@ def map_triton_errors(retry_after: int) -> Iterator[None]:
             f"inference service unavailable ({status.removeprefix('StatusCode.') or 'error'})",
             retry_after=retry_after,
         ) from exc
+
+
+def string_input(name: str, values: Sequence[str]) -> InferInput:
+    """A BYTES tensor of UTF-8 strings, one per batch row (``[len(values), 1]``)."""
+    batch = np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
+    tensor = InferInput(name, list(batch.shape), "BYTES")
+    tensor.set_data_from_numpy(batch)
+    return tensor
+
+
+async def infer(
+    client: grpcclient.InferenceServerClient,
+    model: str,
+    inputs: list[InferInput],
+    output: str,
+    *,
+    rows: int,
+    version: str,
+    timeout_s: float,
+    retry_after: int,
+    metrics: Metrics,
+) -> np.ndarray:
+    """One Triton request with deadlines on both sides, metrics and translated errors.
+
+    Every model client calls Triton through here, so timeouts, the request deadline and the
+    error mapping are the same for the embedder and the reranker.
+    """
+    # The request's deadline caps the timeout; an expired one raises before Triton is asked.
+    timeout_s = inference_timeout(timeout_s)
+    metrics.triton_batch_texts.labels(model).observe(rows)
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        with map_triton_errors(retry_after):
+            result = await client.infer(
+                model,
+                inputs,
+                model_version=version,
+                outputs=[InferRequestedOutput(output)],
+                timeout=max(1, int(timeout_s * 1_000_000)),  # Triton-side, microseconds
+                client_timeout=timeout_s,
+            )
+        outcome = "ok"
+    finally:
+        metrics.triton_latency.labels(model, outcome).observe(time.perf_counter() - started)
+    values = result.as_numpy(output)
+    if values is None or values.shape[0] != rows:
+        raise InferenceUnavailable(f"{model} returned a malformed response")
+    return values
 
 
 class EmbedderClient:
@@ -126,30 +175,9 @@ class EmbedderClient:
         return ModelInfo(self._model, version, int(vector.shape[1]))
 
     async def _infer(self, texts: list[str], version: str) -> np.ndarray:
-        batch = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-        text_input = InferInput("TEXT", list(batch.shape), "BYTES")
-        text_input.set_data_from_numpy(batch)
-        # The request's deadline caps the timeout; an expired one raises before Triton is asked.
-        timeout_s = inference_timeout(self._timeout_s)
-        self._metrics.triton_batch_texts.labels(self._model).observe(len(texts))
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            with map_triton_errors(self._retry_after):
-                result = await self._client.infer(
-                    self._model,
-                    [text_input],
-                    model_version=version,
-                    outputs=[InferRequestedOutput("EMBEDDING")],
-                    timeout=max(1, int(timeout_s * 1_000_000)),  # Triton-side, microseconds
-                    client_timeout=timeout_s,
-                )
-            outcome = "ok"
-        finally:
-            self._metrics.triton_latency.labels(self._model, outcome).observe(
-                time.perf_counter() - started
-            )
-        embeddings = result.as_numpy("EMBEDDING")
-        if embeddings is None or embeddings.shape[0] != len(texts):
-            raise InferenceUnavailable("embedder returned a malformed response")
+        embeddings = await infer(
+            self._client, self._model, [string_input("TEXT", texts)], "EMBEDDING",
+            rows=len(texts), version=version, timeout_s=self._timeout_s,
+            retry_after=self._retry_after, metrics=self._metrics,
+        )
         return np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -60,5 +60,10 @@ class SearchFilters:
 
 @dataclass(frozen=True, slots=True)
 class ScoredMemory:
+    """A search result. ``score`` orders the results: the cosine similarity in [-1, 1], or the
+    reranker's raw logit when the search was reranked; ``similarity`` is then the cosine that
+    found it (None: the same as ``score``). Higher is better for both."""
+
     memory: Memory
-    score: float  # cosine similarity in [-1, 1], higher is better
+    score: float
+    similarity: float | None = None

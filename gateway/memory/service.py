@@ -20,7 +20,8 @@ import numpy as np
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient, ModelInfo
+from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
+from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.ids import parse_id, uuid7
 from gateway.memory.model import (
     HistoryEvent,
@@ -29,6 +30,7 @@ from gateway.memory.model import (
     SearchFilters,
     StoredMemory,
 )
+from gateway.memory.rerank import RerankPolicy, rerank_candidates
 from gateway.store import Store
 
 DEFAULT_PRIORITY = 5
@@ -106,9 +108,14 @@ class MemoryService:
     def __init__(
         self, store: Store, index: VectorIndex, embedder: EmbedderClient,
         searcher: SearchBatcher | None = None,
+        *,
+        reranker: RerankerClient | None = None,
+        rerank_policy: RerankPolicy | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.reranker = reranker
+        self.rerank_policy = rerank_policy or RerankPolicy()
         self.index = index  # the active space's index, also before the model is known
         self.searcher = searcher or SearchBatcher(index)
         self.target: Space | None = None  # set while an embedder migration runs
@@ -327,8 +334,15 @@ class MemoryService:
         limit: int,
         filters: SearchFilters,
         threshold: float | None,
+        rerank: bool | None = None,
     ) -> list[ScoredMemory]:
-        """The user's memories closest in meaning to the query, best first."""
+        """The user's memories closest in meaning to the query, best first.
+
+        ``rerank`` (None: the policy's default, applied only when a reranker is served) orders
+        a larger vector pool with the cross-encoder. ``threshold`` always bounds the cosine
+        ``similarity``, before re-ranking: reranker logits have no fixed range to bound.
+        """
+        reranking = await self._reranking(rerank, query)
         space = await self.active_space()
         vector = (await self._vectors_in(space, [query], [embedding], [["body", "embedding"]]))[0]
         await self._ensure_loaded(space, user_id)
@@ -337,11 +351,32 @@ class MemoryService:
         allow = None if filters.empty else await self.store.filter_ids(user_id, filters)
         if allow is not None and not allow:
             return []
-        hits = await space.searcher.search(user_id, vector, limit, allow=allow)
+        k = self.rerank_policy.pool(limit) if reranking else limit
+        hits = await space.searcher.search(user_id, vector, k, allow=allow)
         if threshold is not None:
             hits = [hit for hit in hits if hit.score >= threshold]
         found = await self.store.get_many([hit.id for hit in hits])
-        return [ScoredMemory(found[h.id], h.score) for h in hits if h.id in found]
+        scored = [ScoredMemory(found[h.id], h.score, h.score) for h in hits if h.id in found]
+        if not reranking:
+            return scored
+        assert self.reranker is not None and query is not None
+        return await rerank_candidates(self.reranker, query, scored, limit)
+
+    async def _reranking(self, asked: bool | None, query: str | None) -> bool:
+        """Whether a search reranks. An explicit ``true`` is honoured or refused (422 without a
+        text query, 409 without a served reranker); the default applies only where it can."""
+        if asked is None:
+            return (self.rerank_policy.default and query is not None
+                    and self.reranker is not None and await self.reranker.available())
+        if not asked:
+            return False
+        if query is None:
+            raise InvalidInput({"loc": ["body", "rerank"], "msg": "re-ranking needs a text "
+                                "'query'; a cross-encoder cannot read an 'embedding'"})
+        if self.reranker is None:
+            raise Conflict(NOT_LOADED)
+        await self.reranker.require()
+        return True
 
 
 def _index_rows(index: VectorIndex, users: list[str], ids: list[str], vectors: np.ndarray) -> None:
