@@ -78,7 +78,11 @@ def write_summary(out: Path, title: str, meta: dict, results: dict[str, dict],
     lines = [f"# {title}", "", *sections, f"Command: `{meta['command']}`  ",
              f"Started: {meta['started']} on {meta['cpus']} CPUs "
              f"(load average {meta['load']} at start)  ",
-             f"Load: {meta['load_text']}", "",
+             f"Load: {meta['load_text']}  ",
+             "Gateway settings from the environment (admission on; off runs set "
+             "MEMORY_ADMISSION_ENABLED=false): "
+             + (", ".join(f"`{k}={v}`" for k, v in meta["gateway_env"].items()) or "defaults"),
+             "",
              "Latency is over successful requests; refused ones are counted by kind beside it.",
              "", markdown_table({label: r["figures"] for label, r in results.items()}), ""]
     lines += ["| run | shed (class/reason: count) | deadline drops | Triton requests | "
@@ -105,7 +109,10 @@ def write_summary(out: Path, title: str, meta: dict, results: dict[str, dict],
 def machine_meta(argv: list[str]) -> dict:
     return {"command": " ".join(shlex.quote(a) for a in ["python -m loadtest.runner", *argv]),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "cpus": os.cpu_count(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+            "cpus": os.cpu_count(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            # Gateway settings given through the environment: part of what was measured.
+            "gateway_env": {k: v for k, v in sorted(os.environ.items())
+                            if k.startswith(("MEMORY_ADMISSION_", "MEMORY_DEADLINE_"))}}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
