@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
+from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -72,9 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               settings.rerank_pool_min)
         service = MemoryService(store, index, embedder, SearchBatcher(index, window_s=window_s),
                                 reranker=reranker, rerank_policy=policy)
+        version_store = VersionStore(store)
+        control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
         versions = EmbedderVersions(
-            service, VersionStore(store),
-            ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s),
+            service, version_store, control,
             partial(build_index, settings), model=settings.embedder_model,
             repository=settings.model_repository, window_s=window_s,
             batch_size=settings.reembed_batch,
@@ -87,11 +90,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await versions.connect()
         except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
             log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
+        reranker_versions = RerankerVersions(reranker, version_store, control,
+                                             model=settings.reranker_model,
+                                             repository=settings.model_repository)
         if await reranker.available():
+            with contextlib.suppress(GatewayError):
+                await reranker_versions.connect()
             log.info("reranker %s served; rerank by default: %s", reranker.label,
                      settings.rerank_default)
         app.state.service = service
         app.state.versions = versions
+        app.state.reranker_versions = reranker_versions
         try:
             yield
         finally:

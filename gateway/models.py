@@ -73,9 +73,9 @@ def list_models(url: UrlOption = None) -> None:
         models = _call(client, "GET", "/v1/admin/models")
     table = Table("model", "repository", "served", "active", "migration")
     for name, view in models.items():
-        migration = view["migration"]
+        migration = view.get("migration") or {"state": "-"}
         progress = (f"{migration['state']} → {view['target']} {migration['done']}/"
-                    f"{migration['total']}" if view["target"] else migration["state"])
+                    f"{migration['total']}" if view.get("target") else migration["state"])
         table.add_row(name, ", ".join(view["repository"]), ", ".join(view["served"]),
                       str(view["active"]), progress)
     Console().print(table)
@@ -83,16 +83,22 @@ def list_models(url: UrlOption = None) -> None:
 
 @app.command()
 def activate(
-    model: Annotated[str, typer.Argument(help="embedder")],
+    model: Annotated[str, typer.Argument(help="embedder or reranker")],
     version: Annotated[int, typer.Argument(min=1)],
     url: UrlOption = None,
     wait: Annotated[bool, typer.Option(help="follow the migration to the end")] = True,
 ) -> None:
-    """Activate a version: the embedder re-embeds every memory first, then switches."""
-    if model != "embedder":
-        console.print(f"[red]unknown model {model!r}: only 'embedder' has versions here[/red]")
+    """Activate a version: the embedder re-embeds every memory first, then switches; the
+    reranker switches at once."""
+    if model not in ("embedder", "reranker"):
+        console.print(f"[red]unknown model {model!r}: 'embedder' or 'reranker'[/red]")
         raise typer.Exit(2)
     with _client(url) as client:
+        if model == "reranker":
+            view = _call(client, "POST", "/v1/admin/models/reranker/activate",
+                         json={"version": str(version)})
+            console.print(f"[green]reranker:{view['active']} is active[/green]")
+            return
         _call(client, "POST", f"/v1/admin/models/{model}/activate", json={"version": str(version)})
         console.print(f"migration to {model}:{version} started")
         if wait:

@@ -16,6 +16,7 @@ from gateway.api.schemas import Request as RequestBody
 from gateway.errors import GatewayError, NotFound
 from gateway.inference.control import repository_versions
 from gateway.memory.migration import EmbedderVersions
+from gateway.memory.reranker_versions import RerankerVersions
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
@@ -57,10 +58,30 @@ async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
     }
 
 
+async def _reranker_view(request: Request, versions: EmbedderVersions) -> dict[str, Any]:
+    rerankers: RerankerVersions = request.app.state.reranker_versions
+    state = await versions.versions.state(rerankers.model)
+    return {
+        "active": state.active if state else None,
+        "served": await versions.control.served_versions(rerankers.model),
+        "repository": repository_versions(rerankers.repository, rerankers.model),
+    }
+
+
 @router.get("/models")
-async def list_models(versions: Versions) -> dict[str, Any]:
+async def list_models(request: Request, versions: Versions) -> dict[str, Any]:
     """Repository versions, which ones Triton serves, which is active, migration progress."""
-    return {versions.model: await _embedder_view(versions)}
+    return {versions.model: await _embedder_view(versions),
+            request.app.state.reranker_versions.model: await _reranker_view(request, versions)}
+
+
+@router.post("/models/reranker/activate")
+async def activate_reranker(body: ActivateIn, request: Request,
+                            versions: Versions) -> dict[str, Any]:
+    """Load ``version``, switch to it and unload the old one (scores are not stored: no
+    migration)."""
+    await request.app.state.reranker_versions.activate(body.version)
+    return await _reranker_view(request, versions)
 
 
 @router.get("/models/embedder/migration")
