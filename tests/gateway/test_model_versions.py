@@ -201,3 +201,34 @@ def test_operator_cli_activates_and_lists(own_triton: TritonServer, tmp_path: Pa
         again = cli("activate", "embedder", "2")
         assert again.returncode == 1 and "already active" in again.stderr
         assert "2" in cli("list").stdout
+
+
+def test_reranker_swap_is_remembered_across_restarts(
+    reranker_repo: Path, tmp_path: Path
+) -> None:
+    repo = copy_latest_as_v1(tmp_path, "embedder")
+    copy_latest_as_v1(tmp_path, "reranker", source=reranker_repo)
+    shutil.copytree(repo / "reranker" / "1", repo / "reranker" / "2")
+    server = make_triton(tmp_path, repository=repo, models=("embedder", "reranker"))
+    with server:
+        settings = settings_for(server, tmp_path / "data")
+        with TestClient(create_app(settings)) as client:
+            view = client.get("/v1/admin/models").json()["reranker"]
+            assert (view["active"], view["served"], view["repository"]) == ("2", ["2"], ["1", "2"])
+            switched = client.post("/v1/admin/models/reranker/activate", json={"version": "1"})
+            assert switched.status_code == 200, switched.text
+            assert (switched.json()["active"], switched.json()["served"]) == ("1", ["1"])
+            client.post("/v1/memories", json={"user_id": "u", "text": "I play chess on Sundays"})
+            found = client.post("/v1/memories/search", json={
+                "user_id": "u", "query": "what does the user think about chess?",
+                "rerank": True})
+            assert found.status_code == 200, found.text
+            assert client.post("/v1/admin/models/reranker/activate",
+                               json={"version": "1"}).status_code == 409
+            assert client.post("/v1/admin/models/reranker/activate",
+                               json={"version": "9"}).status_code == 404
+        server.stop()
+        server.start()  # Triton loads the newest (2) again; the gateway restores its choice
+        with TestClient(create_app(settings)) as client:
+            view = client.get("/v1/admin/models").json()["reranker"]
+            assert (view["active"], view["served"]) == ("1", ["1"])
