@@ -47,7 +47,7 @@ test: export
 	$(PY) -m pytest
 
 bench: export
-	$(PY) -m loadtest.bench
+	$(PY) -m loadtest.bench $(if $(strip $(RERANKER)),--reranker $(RERANKER))
 
 bench-ann: export
 	$(PY) -m loadtest.bench_ann

@@ -5,7 +5,9 @@
 (b) gateway ``/v1/memories/batch`` ingest rate;
 (c) single-client search latency percentiles over one user's memories;
 (d) a live embedder swap (fp32 -> int8 exported on the spot): re-embed rate and search latency
-    before and during the migration.
+    before and during the migration;
+(e) with ``--reranker DIR`` only: reranker pairs/s through Triton vs PyTorch in-process, and
+    search latency with and without rerank (see ``loadtest.bench_rerank``).
 """
 
 from __future__ import annotations
@@ -186,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--migration", type=int, default=10_000,
                         help="memories to migrate fp32 -> int8 in (d); 0 = skip")
+    parser.add_argument("--reranker", metavar="DIR",
+                        help="cross-encoder folder or hub id: adds section (e), the reranker")
+    parser.add_argument("--rerank-queries", type=int, default=200,
+                        help="(e): searches per mode; the throughput run scores 50 pairs each")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -201,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                 report["search"] = bench_search(url, args.queries, args.memories)
         if args.migration:
             report["migration"] = bench_migration(work, args.migration)
+        if args.reranker:
+            from loadtest.bench_rerank import bench_rerank
+
+            report["rerank"] = bench_rerank(work, args.reranker, queries=args.rerank_queries,
+                                            memories=args.memories, log=log)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
