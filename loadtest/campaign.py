@@ -48,17 +48,46 @@ def check_targets(knee: dict, at_2x: dict, outage: dict | None, slo_ms: float) -
         bad = {k for k in outage["figures"]["failures"] if not k.startswith(("429", "503"))}
         lines.append(f"- during a Triton outage only 429/503: failures "
                      f"{outage['figures']['failures'] or 0} — {'FAIL' if bad else 'PASS'}")
+        if "outage" in outage:
+            o = outage["outage"]
+            after = o["after"]
+            recovered = after["requests"] > 0 and after["ok"] >= 0.99 * after["requests"]
+            lines.append(
+                f"- recovery: Triton stopped at {o['stopped_at_s']} s, ready at "
+                f"{o['ready_at_s']} s of the run; statuses while down {o['down']['statuses']}; "
+                f"after it was back {after['ok']}/{after['requests']} succeeded — "
+                f"{'PASS' if recovered else 'FAIL'}")
     return lines
 
 
-def _outage(stack: SeededStack, at_s: float, down_s: float) -> threading.Thread:
+def outage_figures(log_path: Path, marks: dict[str, float], requests: Requests) -> dict:
+    """When Triton was down within the run, and how requests fared before, during, after."""
+    started = float(log_path.read_text().split("\n", 1)[0].split()[-1])
+    stopped, ready = marks["stopped"] - started, marks["ready"] - started
+    phases = {"before": requests.window(0, stopped), "down": requests.window(stopped, ready),
+              "after": requests.window(ready + 1.0)}  # a second for gRPC to reconnect
+    return {"stopped_at_s": round(stopped, 1), "ready_at_s": round(ready, 1)} | {
+        name: {"requests": len(part), "ok": int(part.ok.sum()),
+               "statuses": sorted({int(s) for s in part.status})}
+        for name, part in phases.items()}
+
+
+def _outage(stack: SeededStack, at_s: float, down_s: float, done: threading.Event,
+            marks: dict[str, float]) -> threading.Thread:
+    """Stop Triton at ``at_s`` for ``down_s``. The thread then waits for ``done``: the launcher
+    asks Linux to stop Triton when the thread that started it exits (PR_SET_PDEATHSIG is per
+    thread), so this thread must outlive the stack."""
+
     def stop_then_start() -> None:
         time.sleep(at_s)
         log(f"outage: stopping Triton for {down_s:g} s")
+        marks["stopped"] = time.time()
         stack.triton.stop()
         time.sleep(down_s)
         stack.triton.start()
+        marks["ready"] = time.time()
         log("outage: Triton is back")
+        done.wait()
 
     thread = threading.Thread(target=stop_then_start, daemon=True)
     thread.start()
@@ -89,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"steps of {args.step_users} users x {args.step_seconds:g} s")
     results: dict[str, dict] = {}
     requests: dict[str, Requests] = {}
+    stack_closed = threading.Event()
     with tempfile.TemporaryDirectory(prefix="campaign-") as tmp, seeded_stack(
             Path(tmp), out, users=args.seed_users, memories=args.seed_memories) as stack:
         steps = Steps(args.step_users, args.step_seconds, args.steps)
@@ -112,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         outage = None
         if args.outage_s > 0:
             spec = LoadSpec(**{**base.__dict__, "users": knee["users"]})
-            thread = _outage(stack, args.duration / 3, args.outage_s)
+            marks: dict[str, float] = {}
+            _outage(stack, args.duration / 3, args.outage_s, stack_closed, marks)
             label = f"at knee, Triton down {args.outage_s:g} s, admission on"
             requests[label], outage = run_on_stack(stack, spec, out / "outage", admission="on",
                                                    slo_ms=args.slo_ms)
-            thread.join(timeout=120)
+            outage["outage"] = outage_figures(out / "outage" / "requests.csv", marks,
+                                              requests[label])
             results[label] = outage
+    stack_closed.set()
     results = {"knee (step load, admission off)": knee_run} | results
     users_2x = 2 * knee["users"]
     sections = [

@@ -38,6 +38,8 @@ def triton_stats(triton: TritonServer, model: str = "embedder") -> dict[str, int
 
 def triton_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
     """What Triton did during one run: requests, mean batch, mean queue and compute time."""
+    if after["requests"] < before["requests"]:  # Triton restarted: its counters began anew
+        before = dict.fromkeys(before, 0)
     d = {k: after[k] - before[k] for k in before}
     requests = max(d["requests"], 1)
     return {"requests": d["requests"], "failed": d["failed"],
