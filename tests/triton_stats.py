@@ -1,8 +1,9 @@
 """Triton's per-model statistics (``/v2/models/NAME/stats``), read race-free.
 
 Triton may update a model's counters just after the response reached the client, so a test
-that reads them right after a call can see the previous request's numbers. ``settled`` polls
-until the expected number of new successful requests is counted.
+that reads them right after a call can see the previous request's numbers. ``quiet`` waits
+until the counters stop moving (take the "before" with it); ``settled`` polls until the expected
+number of new successful requests is counted (the "after").
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def counts(server: TritonServer, model: str) -> Counts:
         batch_sizes={int(b["batch_size"]): int(b["compute_infer"]["count"])
                      for b in stats["batch_stats"]},
     )
+
+
+def quiet(server: TritonServer, model: str, timeout_s: float = 5.0) -> Counts:
+    """The counters once two reads 100 ms apart agree (earlier requests fully counted)."""
+    deadline = time.monotonic() + timeout_s
+    last = counts(server, model)
+    while True:
+        time.sleep(0.1)
+        now = counts(server, model)
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
 
 
 def settled(server: TritonServer, model: str, before: Counts, requests: int,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from support import make_triton
-from triton_stats import counts, settled
+from triton_stats import counts, quiet, settled
 from tritonclient.utils import InferenceServerException
 
 from export.rerank_validate import pairs, reference_scores
@@ -69,7 +69,7 @@ def test_concurrent_requests_are_batched_and_split_back(server: TritonServer) ->
 
     requests = [(query(t, 1), [passage(o, 0) for o in TOPICS[:5]]) for t in TOPICS[:5] * 8]
     alone = {q: score(server.grpc_url, encode([q] * 5), encode(p))[:, 0] for q, p in requests}
-    before = counts(server, "reranker")
+    before = quiet(server, "reranker")
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
         results = list(pool.map(
             lambda r: score(server.grpc_url, encode([r[0]] * 5), encode(r[1])), requests))

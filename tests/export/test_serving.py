@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from support import make_triton
+from triton_stats import counts, quiet, settled
 from tritonclient.utils import InferenceServerException
 
 from export.validate import SENTENCES, reference_embeddings
@@ -58,18 +58,6 @@ def infer(url: str, texts: list[bytes], model: str = "embedder") -> np.ndarray:
         client.close()
 
 
-def stats(server: TritonServer) -> dict:
-    url = f"{server.http_url}/v2/models/embedder/stats"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)["model_stats"][0]
-
-
-def executions_by_batch_size(model_stats: dict) -> dict[int, int]:
-    return {
-        int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in model_stats["batch_stats"]
-    }
-
-
 def test_embeddings_match_sentence_transformers(
     server: TritonServer, reference: np.ndarray, version_dir: Path
 ) -> None:
@@ -87,30 +75,22 @@ def test_embeddings_match_sentence_transformers(
 
 def test_warmup_samples_ran_at_load(server: TritonServer) -> None:
     # Warm-up runs before READY and is counted in the statistics.
-    assert executions_by_batch_size(stats(server)).get(8, 0) >= 1
+    assert counts(server, "embedder").batch_sizes.get(8, 0) >= 1
     assert not re.search(r"warm.?up.*(fail|error)", server.log_tail(400), re.IGNORECASE)
 
 
 def test_concurrent_requests_are_batched(server: TritonServer, reference: np.ndarray) -> None:
-    before = stats(server)
+    before = quiet(server, "embedder")  # the previous test's request may still be counting
     texts = [SENTENCES[i % len(SENTENCES)].encode("utf-8") for i in range(64)]
     with ThreadPoolExecutor(max_workers=64) as pool:
         results = list(pool.map(lambda t: infer(server.grpc_url, [t]), texts))
     for i, vectors in enumerate(results):
         assert vectors.shape == (1, 384)
         assert float(vectors[0] @ reference[i % len(SENTENCES)]) >= 0.999
-    after = stats(server)
-    requests = int(after["inference_count"]) - int(before["inference_count"])
-    executions = int(after["execution_count"]) - int(before["execution_count"])
-    old = executions_by_batch_size(before)
-    grown = {
-        size: count - old.get(size, 0)
-        for size, count in executions_by_batch_size(after).items()
-        if count > old.get(size, 0)
-    }
-    assert requests == 64
-    assert executions < 64, f"no batching: {executions} executions for 64 requests"
-    assert any(size > 1 for size in grown), grown
+    delta = settled(server, "embedder", before, 64)
+    assert delta.requests == delta.inferences == 64
+    assert delta.executions < 64, f"no batching: {delta.executions} executions for 64 requests"
+    assert any(size > 1 for size in delta.batch_sizes), delta.batch_sizes
 
 
 def test_bad_utf8_fails_only_its_own_request(server: TritonServer) -> None:

@@ -17,7 +17,7 @@ import tritonclient.grpc as grpcclient
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
 from tiny_cross_encoder import TOPICS, passage, query
-from triton_stats import counts, settled
+from triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
@@ -115,7 +115,7 @@ def test_one_triton_request_scores_the_whole_pool(
         "items": [{"user_id": "alice", "text": t} for t in texts]})
     assert response.status_code == 201
     for limit, pool in ((5, 50), (20, 60)):  # max(limit * 4, 50), capped by what exists
-        before = counts(both_models, "reranker")
+        before = quiet(both_models, "reranker")
         results = search(rerank_client, query=QUERY, limit=limit, rerank=True)
         delta = settled(both_models, "reranker", before, 1)
         assert (delta.requests, delta.executions, delta.inferences) == (1, 1, pool)
