@@ -360,7 +360,12 @@ class MemoryService:
         if not reranking:
             return scored
         assert self.reranker is not None and query is not None
-        return await rerank_candidates(self.reranker, query, scored, limit)
+        try:
+            return await rerank_candidates(self.reranker, query, scored, limit)
+        except Conflict:  # the reranker went away since we looked
+            if rerank is not None:
+                raise  # asked for explicitly: say so (409)
+            return scored[:limit]  # the default applies only while a reranker is served
 
     async def _reranking(self, asked: bool | None, query: str | None) -> bool:
         """Whether a search reranks. An explicit ``true`` is honoured or refused (422 without a

@@ -168,22 +168,28 @@ def test_default_on_without_a_reranker_searches_by_vector(triton: TritonServer,
         assert "no reranker" in search(c, 409, query=QUERY, rerank=True)
 
 
-def test_reranker_unloaded_while_running_is_a_409(
-    rerank_client: TestClient, both_models: TritonServer
+def test_reranker_unloaded_while_running(
+    rerank_client: TestClient, both_models: TritonServer, tmp_path: Path
 ) -> None:
-    """Runs last in this module: it unloads the reranker, then loads it back."""
-    plant(rerank_client, both_models)
-    assert search(rerank_client, query=QUERY, limit=1, rerank=True)[0]["text"] == ON_TOPIC
+    """An explicit ask becomes a 409, a default falls back to vector order; runs last in the
+    module because it unloads the reranker (and loads it back)."""
+    settings = settings_for(both_models, tmp_path / "d", rerank_default=True)
     control = grpcclient.InferenceServerClient(both_models.grpc_url)
     try:
-        control.unload_model("reranker")
-        deadline = time.monotonic() + 30
-        while control.is_model_ready("reranker"):  # unloading finishes in the background
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert "no reranker model is loaded" in search(rerank_client, 409, query=QUERY,
-                                                       rerank=True)
-        assert search(rerank_client, query=QUERY, limit=1)[0]["text"] == DISTRACTORS[0][0]
+        with TestClient(create_app(settings)) as by_default:
+            for client in (rerank_client, by_default):
+                plant(client, both_models)
+            assert search(rerank_client, query=QUERY, limit=1, rerank=True)[0]["text"] == ON_TOPIC
+            assert search(by_default, query=QUERY, limit=1)[0]["text"] == ON_TOPIC
+            control.unload_model("reranker")
+            deadline = time.monotonic() + 30
+            while control.is_model_ready("reranker"):  # unloading finishes in the background
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert search(by_default, query=QUERY, limit=1)[0]["text"] == DISTRACTORS[0][0]
+            detail = search(rerank_client, 409, query=QUERY, rerank=True)
+            assert "no reranker model is loaded" in detail
+            assert search(rerank_client, query=QUERY, limit=1)[0]["text"] == DISTRACTORS[0][0]
         control.load_model("reranker")
         assert search(rerank_client, query=QUERY, limit=1, rerank=True)[0]["text"] == ON_TOPIC
     finally:
