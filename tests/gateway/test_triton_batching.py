@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 
 import numpy as np
+from triton_stats import quiet, settled
 
 from gateway.inference import EmbedderClient
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
-
-
-def inference_stats(triton: TritonServer) -> tuple[int, int]:
-    """(inference requests, model executions) for the embedder since the server started."""
-    with urllib.request.urlopen(f"{triton.http_url}/v2/models/embedder/stats") as response:
-        stats = json.load(response)["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
 
 
 def test_concurrent_requests_are_batched(triton: TritonServer) -> None:
@@ -32,11 +24,10 @@ def test_concurrent_requests_are_batched(triton: TritonServer) -> None:
         finally:
             await client.close()
 
-    before_inferences, before_executions = inference_stats(triton)
+    before = quiet(triton, "embedder")  # earlier tests' requests fully counted
     vectors = asyncio.run(scenario())
-    inferences, executions = inference_stats(triton)
-    inferences -= before_inferences
-    executions -= before_executions
+    delta = settled(triton, "embedder", before, 129)  # the probe + 128 texts
+    inferences, executions = delta.inferences, delta.executions
     assert inferences >= 128
     assert inferences / executions > 1.5, (inferences, executions)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
