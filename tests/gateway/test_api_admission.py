@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from support import settings_for
+from triton_stats import quiet, settled
 
 from gateway.admission import Deadline, deadline_scope
 from gateway.app import create_app
@@ -50,15 +51,17 @@ def test_an_expired_deadline_never_reaches_triton(triton: TritonServer) -> None:
                                 metrics=Metrics())
         try:
             await client.discover()
-            before = triton_requests(triton)
+            before = quiet(triton, "embedder")
+            failed = triton_requests(triton)[1]
             with deadline_scope(Deadline.after(-0.01)) as deadline:
                 with pytest.raises(DeadlineExceeded):
                     await client.embed(["nobody is waiting for this"])
             assert deadline is not None and deadline.dropped_at == "before_inference"
-            assert triton_requests(triton) == before
+            assert quiet(triton, "embedder") == before
+            assert triton_requests(triton)[1] == failed
             with deadline_scope(Deadline.after(5)):  # a live deadline goes through
                 assert (await client.embed(["someone is waiting"])).shape[0] == 1
-            assert triton_requests(triton)[0] == before[0] + 1
+            assert settled(triton, "embedder", before, 1).requests == 1
         finally:
             await client.close()
 
@@ -113,7 +116,8 @@ def test_request_queued_past_its_deadline_is_dropped_before_triton(
                             admission_ingest_queue=4, admission_max_wait_ms=60_000)
     settings = patient(settings)
     with TestClient(create_app(settings)) as client:
-        before = triton_requests(triton)
+        before = quiet(triton, "embedder")
+        failed = triton_requests(triton)[1]
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(client.post, "/v1/memories/batch", json=batch_body("big", 300))
             wait_for_in_flight(client, "ingest", 1)  # the batch holds the only ingest slot
@@ -124,7 +128,8 @@ def test_request_queued_past_its_deadline_is_dropped_before_triton(
             assert slow.result().status_code == 201
         assert late.status_code == 429 and late.headers["retry-after"] == "1"
         assert 0.09 < late_s < 1.0
-        assert triton_requests(triton) == (before[0] + 1, before[1])  # only the batch
+        assert settled(triton, "embedder", before, 1).requests == 1  # only the batch
+        assert triton_requests(triton)[1] == failed
         assert client.get("/v1/memories", params={"user_id": "late"}).json()["results"] == []
         assert 'memory_deadline_drops_total{stage="queue"} 1.0' in client.get("/metrics").text
 
