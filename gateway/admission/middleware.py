@@ -12,7 +12,6 @@ Request headers it reads (all optional):
 
 from __future__ import annotations
 
-import json
 import time
 from urllib.parse import parse_qs
 
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admission.controller import AdmissionController
 from gateway.admission.deadline import deadline_scope
 from gateway.admission.limiter import Priority
+from gateway.api.middleware import send_json_error
 from gateway.errors import Overloaded
 
 DEADLINE_HEADER = b"x-deadline-ms"
@@ -75,17 +75,6 @@ def _tenant(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
     return f"user:{users[0]}" if users else None
 
 
-async def _respond(send: Send, status: int, detail: object, retry_after: int | None = None
-                   ) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if retry_after:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class Admission:
     def __init__(self, app: ASGIApp, controller: AdmissionController) -> None:
         self.app, self.controller = app, controller
@@ -100,7 +89,7 @@ class Admission:
         try:
             priority, budget_s = _parse(headers)
         except _BadHeader as exc:
-            return await _respond(send, 422, [exc.error])
+            return await send_json_error(send, 422, [exc.error])
         tenant = _tenant(scope, headers)
         deadline = self.controller.deadline_for(klass, budget_s)
         try:
@@ -108,7 +97,7 @@ class Admission:
         except Overloaded as exc:
             if deadline is not None and deadline.dropped_at:
                 self.controller.record_deadline_drop(deadline.dropped_at)
-            return await _respond(send, 429, str(exc.detail), exc.retry_after)
+            return await send_json_error(send, 429, str(exc.detail), exc.retry_after)
         started = time.perf_counter()
         try:
             with deadline_scope(deadline):

@@ -10,11 +10,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.metrics import Metrics
 
 
-async def _reject(send: Send, status: int, detail: str) -> None:
+async def send_json_error(send: Send, status: int, detail: object,
+                          retry_after: int | None = None) -> None:
+    """A complete ``{"detail": ...}`` response from ASGI middleware (no app involved)."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -30,7 +34,7 @@ class BodyLimit:
         detail = f"request body larger than {self.max_bytes} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await _reject(send, 413, detail)
+                return await send_json_error(send, 413, detail)
         seen = 0
         too_large = False
 
@@ -49,7 +53,7 @@ class BodyLimit:
             if not too_large:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await _reject(send, 413, detail)
+                await send_json_error(send, 413, detail)
 
         await self.app(scope, limited_receive, guarded_send)
 
