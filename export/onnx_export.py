@@ -22,11 +22,20 @@ TOKENIZER_EXTRAS = ("tokenizer_config.json", "special_tokens_map.json", "vocab.t
 
 
 def max_seq_length(source: Path) -> int:
-    """The truncation length sentence-transformers uses (sentence_bert_config.json)."""
+    """The truncation length sentence-transformers uses.
+
+    Hub folders (all-MiniLM-L6-v2, all-mpnet-base-v2) state it as ``max_seq_length`` in
+    sentence_bert_config.json; folders saved by sentence-transformers 5 keep it only as the
+    tokenizer's ``model_max_length`` in tokenizer_config.json.
+    """
     config_path = source / "sentence_bert_config.json"
     try:
-        return int(json.loads(config_path.read_text("utf-8"))["max_seq_length"])
-    except (OSError, KeyError, ValueError) as exc:
+        config = json.loads(config_path.read_text("utf-8"))
+        if "max_seq_length" in config:
+            return int(config["max_seq_length"])
+        config_path = source / "tokenizer_config.json"
+        return int(json.loads(config_path.read_text("utf-8"))["model_max_length"])
+    except (OSError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"cannot read max_seq_length from {config_path}: {exc}") from exc
 
 
