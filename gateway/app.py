@@ -14,6 +14,8 @@ from gateway.admission import Admission, AdmissionController
 from gateway.api import admin, health, memories
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import BodyLimit, RequestMetrics
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.middleware import Authenticate
 from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
@@ -54,9 +56,13 @@ def _tier_stat(service: MemoryService, stat: str) -> float:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
+    authenticator = Authenticator(settings.keys_path, required=settings.auth_required)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await authenticator.open()
+        log.info("authentication: %s", f"required (API keys in {settings.keys_path})"
+                 if settings.auth_required else "off")
         store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
         await store.open()
         embedder = EmbedderClient(
@@ -110,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await space.close()
             await embedder.close()
             await store.close()
+            await authenticator.close()
 
     app = FastAPI(
         title="Agent memory gateway",
@@ -129,5 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.
     app.add_middleware(Admission, controller=admission)
+    # Outside Admission so shedding counts the key's tenant and a bad key takes no slot.
+    app.add_middleware(Authenticate, authenticator=authenticator)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -2,6 +2,8 @@
 
     GatewayError
     ├── InvalidInput          422  the request is well-formed JSON but makes no sense
+    ├── Unauthorized          401  no API key, or not a valid one
+    ├── Forbidden             403  the key's scope does not allow the call
     ├── NotFound              404
     ├── Conflict              409
     ├── Overloaded            429  shed before any work; carries Retry-After
@@ -18,6 +20,7 @@ from __future__ import annotations
 class GatewayError(Exception):
     status_code = 500
     retry_after: int | None = None
+    headers: dict[str, str] | None = None  # extra response headers
 
     def __init__(self, detail: object, *, retry_after: int | None = None) -> None:
         super().__init__(str(detail))
@@ -28,6 +31,15 @@ class GatewayError(Exception):
 
 class InvalidInput(GatewayError):
     status_code = 422
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="agent-memory"'}
+
+
+class Forbidden(GatewayError):
+    status_code = 403
 
 
 class NotFound(GatewayError):

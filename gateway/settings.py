@@ -5,6 +5,7 @@ No other module reads ``os.environ``: build a ``Settings`` and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMORY_", env_file=".env", extra="ignore")
 
@@ -21,6 +32,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, validation_alias="GATEWAY_PORT")
     max_body_bytes: int = 16 * 1024 * 1024
+    # API keys (gateway/auth/, `python -m gateway.keys`): "required" or "off"; unset means
+    # off while bound to a loopback address and required otherwise, so the service never
+    # listens beyond this machine unauthenticated unless MEMORY_AUTH=off says so.
+    auth: Literal["required", "off"] | None = None
+    keys_file: str = "keys.sqlite3"  # in data_dir, apart from the memories
 
     # Durable store
     data_dir: Path = ROOT / "data"
@@ -47,7 +63,8 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 10.0
     retry_after_s: int = 2
 
-    # Admin API (model versions): on, loopback clients only until authentication exists
+    # Admin API (model versions): with authentication, admin-scope keys only; with it off,
+    # loopback clients only unless admin_allow_remote.
     admin_enabled: bool = True
     admin_allow_remote: bool = False
     reembed_batch: int = 128  # memories per Triton request while re-embedding
@@ -91,6 +108,16 @@ class Settings(BaseSettings):
     # used are evicted past it.
     ram_budget_mb: int = 0
     hot_tier_promote_after: int = 2  # searches of a non-resident partition before promotion
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth is not None:
+            return self.auth == "required"
+        return not is_loopback(self.host)
+
+    @property
+    def keys_path(self) -> Path:
+        return self.data_dir / self.keys_file
 
     @property
     def db_path(self) -> Path:

@@ -7,11 +7,16 @@ runs in this task and sees the deadline context variable.
 Request headers it reads (all optional):
     X-Deadline-Ms   budget in milliseconds from arrival (default: the route class's)
     X-Priority      interactive | batch | background (default: interactive)
-    X-API-Key, X-Tenant-Id   who the request is for (fair share); else ``user_id`` in the query
+    X-Tenant-Id     who the request is for (fair share) when authentication is off; else
+                    ``user_id`` in the query
+
+With authentication on, the tenant is the API key's (resolved by ``gateway.auth.middleware``
+before this runs), and a key with its own rate is limited first (``gateway.auth.rates``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from urllib.parse import parse_qs
 
@@ -21,25 +26,33 @@ from gateway.admission.controller import AdmissionController
 from gateway.admission.deadline import deadline_scope
 from gateway.admission.limiter import Priority
 from gateway.api.middleware import send_json_error
+from gateway.auth.principal import Principal
+from gateway.auth.rates import SHED_REASON as KEY_RATE
+from gateway.auth.rates import KeyRates
 from gateway.errors import Overloaded
 
 DEADLINE_HEADER = b"x-deadline-ms"
 PRIORITY_HEADER = b"x-priority"
-TENANT_HEADERS = (b"x-api-key", b"x-tenant-id")
+TENANT_HEADER = b"x-tenant-id"
 MAX_DEADLINE_MS = 600_000
 _PRIORITIES = {p.name.lower(): p for p in Priority}
 
 
+API_PREFIXES = ("/v1/", "/v2/", "/v3/", "/api/")  # the service's and the Mem0-compatible API
+SEARCH_PATHS = ("/v1/memories/search", "/v3/memories/search")
+INGEST_POSTS = ("/v1/memories", "/v1/memories/batch", "/v3/memories/add")
+
+
 def route_class(method: str, path: str) -> str | None:
-    """``ingest`` (writes that embed), ``search``, ``admin`` (other /v1 calls) or None (exempt:
+    """``ingest`` (writes that embed), ``search``, ``admin`` (other API calls) or None (exempt:
     health, metrics, docs must answer under any load)."""
     path = path.rstrip("/")
-    if not path.startswith("/v1/"):
+    if not path.startswith(API_PREFIXES):
         return None
-    if method == "POST" and path == "/v1/memories/search":
+    if method == "POST" and path in SEARCH_PATHS:
         return "search"
-    if (method == "POST" and path in ("/v1/memories", "/v1/memories/batch")) or (
-            method == "PATCH" and path.startswith("/v1/memories/")):
+    if (method == "POST" and path in INGEST_POSTS) or (
+            method in ("PATCH", "PUT") and path.startswith(("/v1/memories/", "/v1/batch"))):
         return "ingest"
     return "admin"
 
@@ -68,9 +81,11 @@ def _parse(headers: dict[bytes, bytes]) -> tuple[Priority, float | None]:
 
 
 def _tenant(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
-    for name in TENANT_HEADERS:
-        if headers.get(name):
-            return f"{name.decode()}:{headers[name].decode('latin-1')}"
+    principal = scope.get("auth")
+    if isinstance(principal, Principal) and principal.key_id is not None:
+        return principal.admission_label
+    if headers.get(TENANT_HEADER):
+        return f"{TENANT_HEADER.decode()}:{headers[TENANT_HEADER].decode('latin-1')}"
     users = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("user_id")
     return f"user:{users[0]}" if users else None
 
@@ -78,6 +93,7 @@ def _tenant(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
 class Admission:
     def __init__(self, app: ASGIApp, controller: AdmissionController) -> None:
         self.app, self.controller = app, controller
+        self.key_rates = KeyRates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,6 +106,12 @@ class Admission:
             priority, budget_s = _parse(headers)
         except _BadHeader as exc:
             return await send_json_error(send, 422, [exc.error])
+        principal = scope.get("auth")
+        if isinstance(principal, Principal) and self.key_rates.admit(principal) is not None:
+            self.controller.record_shed(klass, KEY_RATE)
+            assert principal.rate_per_s is not None
+            return await send_json_error(send, 429, "this API key is over its request rate; "
+                                         "retry later", math.ceil(1 / principal.rate_per_s))
         tenant = _tenant(scope, headers)
         deadline = self.controller.deadline_for(klass, budget_s)
         try:

@@ -1,7 +1,8 @@
 """``/v1/admin``: model versions and migrations, for operators (``python -m gateway.models``).
 
-Disabled unless ``MEMORY_ADMIN_ENABLED`` (default on) and, until authentication exists,
-answered only to loopback clients unless ``MEMORY_ADMIN_ALLOW_REMOTE`` is set.
+Disabled unless ``MEMORY_ADMIN_ENABLED`` (default on). With authentication on, it answers
+admin-scope keys only; with it off, loopback clients only unless
+``MEMORY_ADMIN_ALLOW_REMOTE`` is set.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import Field
 
+from gateway.api.deps import authenticated
 from gateway.api.schemas import Request as RequestBody
-from gateway.errors import GatewayError, NotFound
+from gateway.auth.principal import KeyScope, Principal
+from gateway.errors import Forbidden, NotFound
 from gateway.inference.control import repository_versions
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.reranker_versions import RerankerVersions
@@ -21,17 +24,19 @@ from gateway.memory.reranker_versions import RerankerVersions
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 
-class Forbidden(GatewayError):
-    status_code = 403
-
-
-def guard(request: Request) -> EmbedderVersions:
+def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
+          ) -> EmbedderVersions:
     settings = request.app.state.settings
     if not settings.admin_enabled:
         raise NotFound("the admin API is disabled (MEMORY_ADMIN_ENABLED=false)")
+    if settings.auth_required:
+        if not caller.allows(KeyScope.ADMIN):
+            raise Forbidden(f"this API key has scope '{caller.scope.label}'; the admin API "
+                            "needs 'admin'")
+        return request.app.state.versions
     client = request.client.host if request.client else ""
     if not settings.admin_allow_remote and client not in _LOOPBACK:
-        raise Forbidden("the admin API answers loopback clients only")
+        raise Forbidden("the admin API answers loopback clients only (authentication is off)")
     return request.app.state.versions
 
 

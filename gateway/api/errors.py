@@ -24,9 +24,12 @@ def _clean(errors: list[dict]) -> list[dict]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        headers = dict(exc.headers or {})
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
         detail = exc.detail if isinstance(exc.detail, list | str) else [exc.detail]
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

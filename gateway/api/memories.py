@@ -1,4 +1,8 @@
-"""``/v1/memories``: add, batch add, search, read, page, update, delete, history."""
+"""``/v1/memories``: add, batch add, search, read, page, update, delete, history.
+
+Every route acts for the caller's tenant: user ids go in through ``caller.users.internal`` and
+memories come out through ``caller.users.outward``; by-id routes go through ``owned_memory``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from gateway.api.deps import MemoryId, Service
+from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, owned_memory
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
     BatchIn,
@@ -24,31 +28,37 @@ from gateway.api.schemas import (
     SearchOut,
     filters_to_domain,
 )
+from gateway.auth.scope import TenantScope
+from gateway.memory.model import Memory
 from gateway.memory.service import MemoryChanges, NewMemory
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 
 
-def _draft(item: MemoryIn) -> NewMemory:
-    return NewMemory(**item.model_dump())
+def _draft(item: MemoryIn, users: TenantScope) -> NewMemory:
+    return NewMemory(**{**item.model_dump(), "user_id": users.internal(item.user_id)})
+
+
+def _out(memory: Memory, users: TenantScope) -> MemoryOut:
+    return MemoryOut.of(users.outward(memory))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemoryOut)
-async def add_memory(body: MemoryIn, service: Service) -> MemoryOut:
-    [memory] = await service.add_many([_draft(body)], field="body")
-    return MemoryOut.of(memory)
+async def add_memory(body: MemoryIn, service: Service, caller: Writer) -> MemoryOut:
+    [memory] = await service.add_many([_draft(body, caller.users)], field="body")
+    return _out(memory, caller.users)
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut)
-async def add_memories(body: BatchIn, service: Service) -> BatchOut:
-    memories = await service.add_many([_draft(item) for item in body.items])
-    return BatchOut(results=[MemoryOut.of(m) for m in memories])
+async def add_memories(body: BatchIn, service: Service, caller: Writer) -> BatchOut:
+    memories = await service.add_many([_draft(item, caller.users) for item in body.items])
+    return BatchOut(results=[_out(m, caller.users) for m in memories])
 
 
 @router.post("/search", response_model=SearchOut)
-async def search_memories(body: SearchIn, service: Service) -> SearchOut:
+async def search_memories(body: SearchIn, service: Service, caller: Caller) -> SearchOut:
     found = await service.search(
-        body.user_id,
+        caller.users.internal(body.user_id),
         query=body.query,
         embedding=body.embedding,
         limit=body.limit,
@@ -56,45 +66,50 @@ async def search_memories(body: SearchIn, service: Service) -> SearchOut:
         threshold=body.threshold,
         rerank=body.rerank,
     )
-    return SearchOut(results=[SearchHitOut.of_scored(s) for s in found])
+    return SearchOut(results=[SearchHitOut.of_scored(caller.users.outward_scored(s))
+                              for s in found])
 
 
 @router.get("", response_model=PageOut)
 async def list_memories(
     service: Service,
+    caller: Caller,
     user_id: Annotated[ScopeId, Query()],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
 ) -> PageOut:
-    page, next_cursor = await service.list_page(user_id, limit, cursor)
-    return PageOut(results=[MemoryOut.of(m) for m in page], next_cursor=next_cursor)
+    page, next_cursor = await service.list_page(caller.users.internal(user_id), limit, cursor)
+    return PageOut(results=[_out(m, caller.users) for m in page], next_cursor=next_cursor)
 
 
 @router.delete("", response_model=DeletedOut)
 async def delete_user_memories(
-    service: Service, user_id: Annotated[ScopeId, Query()]
+    service: Service, caller: Writer, user_id: Annotated[ScopeId, Query()]
 ) -> DeletedOut:
-    return DeletedOut(deleted=await service.delete_user(user_id))
+    return DeletedOut(deleted=await service.delete_user(caller.users.internal(user_id)))
 
 
 @router.get("/{id}", response_model=MemoryOut)
-async def get_memory(memory_id: MemoryId, service: Service) -> MemoryOut:
-    return MemoryOut.of(await service.get(memory_id))
+async def get_memory(memory_id: MemoryId, service: Service, caller: Caller) -> MemoryOut:
+    return _out(await owned_memory(service, caller, memory_id), caller.users)
 
 
 @router.patch("/{id}", response_model=MemoryOut)
-async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service) -> MemoryOut:
+async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service,
+                        caller: Writer) -> MemoryOut:
+    await owned_memory(service, caller, memory_id)
     changes = MemoryChanges(text=body.text, metadata=body.metadata, priority=body.priority)
-    return MemoryOut.of(await service.update(memory_id, changes))
+    return _out(await service.update(memory_id, changes), caller.users)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_memory(memory_id: MemoryId, service: Service) -> Response:
+async def delete_memory(memory_id: MemoryId, service: Service, caller: Writer) -> Response:
+    await owned_memory(service, caller, memory_id)
     await service.delete(memory_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{id}/history", response_model=HistoryOut)
-async def memory_history(memory_id: MemoryId, service: Service) -> HistoryOut:
-    events = await service.history(memory_id)
+async def memory_history(memory_id: MemoryId, service: Service, caller: Caller) -> HistoryOut:
+    events = await owned_history(service, caller, memory_id)
     return HistoryOut(results=[HistoryEventOut.of(e) for e in events])

@@ -40,6 +40,13 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _no_control(value: str) -> str:
+    """Ids carry no control characters (``\x1f`` separates a tenant from its user ids)."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of a JSON value, without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -77,7 +84,7 @@ Text = Annotated[
 ]
 ScopeId = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_encodable),
-    AfterValidator(_not_blank),
+    AfterValidator(_not_blank), AfterValidator(_no_control),
 ]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)]

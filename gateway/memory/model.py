@@ -38,6 +38,7 @@ class HistoryEvent:
     new_text: str | None
     payload: dict[str, Any]
     at: str
+    user_id: str = ""  # whose memory it is (kept after a delete: ownership checks need it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,13 +271,13 @@ class Store:
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         def work() -> list[HistoryEvent]:
             rows = self.conn.execute(
-                "SELECT memory_id, event, old_text, new_text, payload, at FROM history "
+                "SELECT memory_id, event, old_text, new_text, payload, at, user_id FROM history "
                 "WHERE memory_id = ? ORDER BY seq",
                 (memory_id,),
             ).fetchall()
             return [
                 HistoryEvent(r["memory_id"], r["event"], r["old_text"], r["new_text"],
-                             json.loads(r["payload"]), r["at"])
+                             json.loads(r["payload"]), r["at"], r["user_id"])
                 for r in rows
             ]
 
