@@ -63,7 +63,8 @@ def settings_for(triton: TritonServer, data_dir: Path, **overrides: object) -> S
 def memory(user: str = "alice", text: str = "hello", **fields: object) -> StoredMemory:
     now = utc_now()
     base = dict(id=uuid7(), user_id=user, text=text, agent_id=None, run_id=None, metadata={},
-                priority=5, created_at=now, updated_at=now, embedding_model="embedder:1")
+                priority=5, created_at=now, updated_at=now, embedding_model="embedder:1",
+                occurred_at=now)
     base.update(fields)
     return StoredMemory(Memory(**base), np.ones(4, dtype=np.float32) / 2)  # type: ignore[arg-type]
 

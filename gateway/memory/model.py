@@ -20,6 +20,8 @@ class Memory:
     created_at: str  # UTC ISO-8601 with microseconds and "Z": sorts as text
     updated_at: str
     embedding_model: str  # "name:version" of the model that made the vector
+    occurred_at: str  # when the remembered event happened (UTC, like created_at)
+    expires_at: str | None = None  # from then on left out of search and list by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,28 +45,36 @@ class HistoryEvent:
 
 @dataclass(frozen=True, slots=True)
 class SearchFilters:
-    """Exact-match scopes and a created_at range; all given conditions must hold."""
+    """Exact-match scopes, created_at and occurred_at ranges, and liveness; all given
+    conditions must hold. Times are the store's UTC ISO-8601 text."""
 
     agent_id: str | None = None
     run_id: str | None = None
     metadata: dict[str, str | int | float | bool | None] = field(default_factory=dict)
     created_after: str | None = None  # inclusive, ISO-8601 UTC
     created_before: str | None = None  # exclusive
+    occurred_after: str | None = None  # inclusive
+    occurred_before: str | None = None  # exclusive
+    live_at: str | None = None  # leave out memories expired at this instant
 
     @property
     def empty(self) -> bool:
+        """No condition but (possibly) liveness, which searches apply more cheaply."""
         return not (
             self.agent_id or self.run_id or self.metadata
             or self.created_after or self.created_before
+            or self.occurred_after or self.occurred_before
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredMemory:
-    """A search result. ``score`` orders the results: the cosine similarity in [-1, 1], or the
-    reranker's raw logit when the search was reranked; ``similarity`` is then the cosine that
-    found it (None: the same as ``score``). Higher is better for both."""
+    """A search result. ``score`` orders the results (higher is better): see
+    ``gateway.memory.search`` for what it is in each mode. ``similarity`` is the cosine of
+    query and memory in [-1, 1] (None where it was not computed); ``keyword_score`` the BM25
+    score (None where keyword search did not return the memory)."""
 
     memory: Memory
     score: float
     similarity: float | None = None
+    keyword_score: float | None = None

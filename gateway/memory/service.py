@@ -50,6 +50,8 @@ class NewMemory:
     metadata: dict[str, Any] | None = None
     priority: int = DEFAULT_PRIORITY
     embedding: list[float] | None = None  # client-supplied, in the active model's space
+    occurred_at: str | None = None  # UTC ISO-8601; None: when it is stored
+    expires_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,7 @@ class MemoryService:
                         agent_id=draft.agent_id, run_id=draft.run_id,
                         metadata=draft.metadata or {}, priority=draft.priority,
                         created_at=now, updated_at=now, embedding_model=made.active.info.label,
+                        occurred_at=draft.occurred_at or now, expires_at=draft.expires_at,
                     )
                     items.append(StoredMemory(memory, vector))
                 shadows = None

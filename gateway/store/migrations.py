@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from gateway.store import lexical
+
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
     """
@@ -54,6 +56,18 @@ MIGRATIONS: list[str] = [
         embedding BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: time and keywords. When a memory's event happened (defaults to when it was stored)
+    # and when it expires; the per-user lexical index over text and date, kept in step by
+    # triggers (needs ``lexical.install`` on the connection), backfilled from existing rows.
+    """
+    ALTER TABLE memories ADD COLUMN occurred_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE memories ADD COLUMN expires_at TEXT;
+    UPDATE memories SET occurred_at = created_at;
+    CREATE INDEX memories_by_occurrence ON memories (user_id, occurred_at, id);
+    CREATE INDEX memories_expiring ON memories (user_id, expires_at)
+        WHERE expires_at IS NOT NULL;
+    """
+    + lexical.SCHEMA,
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.store import lexical
 from gateway.store.migrations import migrate
 
 T = TypeVar("T")
@@ -24,8 +25,9 @@ ShadowVector = tuple[str, np.ndarray]  # (target model label, vector) during a m
 
 _COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model"
+    "embedding_model, occurred_at, expires_at"
 )
+ListOrder = Literal["id", "occurred_at"]
 
 
 def _row_to_memory(row: sqlite3.Row) -> Memory:
@@ -40,6 +42,8 @@ def _row_to_memory(row: sqlite3.Row) -> Memory:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         embedding_model=row["embedding_model"],
+        occurred_at=row["occurred_at"],
+        expires_at=row["expires_at"],
     )
 
 
@@ -56,8 +60,6 @@ def dump_metadata(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, allow_nan=False, separators=(",", ":"), sort_keys=True)
 
 
-
-
 def _metadata_condition(key: str, value: object) -> tuple[str, list[object]]:
     """One exact-match condition on a top-level metadata key, safe for any key text."""
     base = "EXISTS (SELECT 1 FROM json_each(m.metadata) j WHERE j.key = ?"
@@ -68,6 +70,34 @@ def _metadata_condition(key: str, value: object) -> tuple[str, list[object]]:
     if isinstance(value, int | float):
         return base + " AND j.type IN ('integer', 'real') AND j.value = ?)", [key, value]
     return base + " AND j.type = 'text' AND j.value = ?)", [key, value]
+
+
+def _filter_conditions(user_id: str, filters: SearchFilters) -> tuple[list[str], list[Any]]:
+    """SQL conditions on ``memories m`` for one user and every given filter."""
+    where: list[str] = ["m.user_id = ?"]
+    args: list[Any] = [user_id]
+    for column in ("agent_id", "run_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"m.{column} = ?")
+            args.append(value)
+    ranges = (("created_at", filters.created_after, filters.created_before),
+              ("occurred_at", filters.occurred_after, filters.occurred_before))
+    for column, after, before in ranges:
+        if after is not None:
+            where.append(f"m.{column} >= ?")
+            args.append(after)
+        if before is not None:
+            where.append(f"m.{column} < ?")
+            args.append(before)
+    if filters.live_at is not None:
+        where.append("(m.expires_at IS NULL OR m.expires_at > ?)")
+        args.append(filters.live_at)
+    for key, value in filters.metadata.items():
+        condition, condition_args = _metadata_condition(key, value)
+        where.append(condition)
+        args.extend(condition_args)
+    return where, args
 
 
 class Store:
@@ -102,6 +132,7 @@ class Store:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
+        lexical.install(conn)
         self._conn = conn
         return migrate(conn)
 
@@ -160,10 +191,10 @@ class Store:
                 m = item.memory
                 conn.execute(
                     f"INSERT INTO memories ({_COLUMNS}, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
-                     m.priority, m.created_at, m.updated_at, m.embedding_model,
-                     vector_blob(item.embedding)),
+                     m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
+                     m.expires_at, vector_blob(item.embedding)),
                 )
                 self._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
                              "priority": m.priority}, m.created_at)
@@ -182,9 +213,11 @@ class Store:
         memory = updated.memory if isinstance(updated, StoredMemory) else updated
 
         def work(conn: sqlite3.Connection) -> bool:
-            sets = "text = ?, metadata = ?, priority = ?, updated_at = ?, embedding_model = ?"
+            sets = ("text = ?, metadata = ?, priority = ?, updated_at = ?, embedding_model = ?, "
+                    "occurred_at = ?, expires_at = ?")
             args: list[Any] = [memory.text, dump_metadata(memory.metadata), memory.priority,
-                               memory.updated_at, memory.embedding_model]
+                               memory.updated_at, memory.embedding_model, memory.occurred_at,
+                               memory.expires_at]
             if isinstance(updated, StoredMemory):
                 sets += ", embedding = ?"
                 args.append(vector_blob(updated.embedding))
@@ -255,15 +288,36 @@ class Store:
 
         return await self.run(work)
 
-    async def list_page(self, user_id: str, limit: int, after_id: str | None) -> list[Memory]:
-        """Up to ``limit`` of a user's memories in id (creation) order, after ``after_id``."""
+    async def list_page(
+        self, user_id: str, limit: int, after_id: str | None, *,
+        order_by: ListOrder = "id", after_occurred: str | None = None,
+        descending: bool = False, live_at: str | None = None,
+    ) -> list[Memory]:
+        """Up to ``limit`` of a user's memories after a position, in id (creation) order or
+        in (occurred_at, id) order; ``live_at`` leaves out those expired at that instant.
+
+        The position is the last row of the previous page (``after_id``, with its
+        ``after_occurred`` when ordering by occurrence): keyset paging, stable under writes.
+        """
+        keys = "m.id" if order_by == "id" else "m.occurred_at, m.id"
+        direction, beyond = ("DESC", "<") if descending else ("ASC", ">")
+        where, args = ["m.user_id = ?"], [user_id]
+        if after_id is not None:
+            if order_by == "id":
+                where.append(f"m.id {beyond} ?")
+                args.append(after_id)
+            else:
+                where.append(f"(m.occurred_at, m.id) {beyond} (?, ?)")
+                args.extend([after_occurred or "", after_id])
+        if live_at is not None:
+            where.append("(m.expires_at IS NULL OR m.expires_at > ?)")
+            args.append(live_at)
+        order = ", ".join(f"{key} {direction}" for key in keys.split(", "))
+        sql = (f"SELECT {_COLUMNS} FROM memories m WHERE {' AND '.join(where)} "
+               f"ORDER BY {order} LIMIT ?")
 
         def work() -> list[Memory]:
-            rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (user_id, after_id or "", limit),
-            ).fetchall()
+            rows = self.conn.execute(sql, [*args, limit]).fetchall()
             return [_row_to_memory(row) for row in rows]
 
         return await self.run(work)
@@ -285,26 +339,67 @@ class Store:
 
     async def filter_ids(self, user_id: str, filters: SearchFilters) -> set[str]:
         """Ids of the user's memories that satisfy every filter condition."""
-        where, args = ["m.user_id = ?"], [user_id]
-        for column in ("agent_id", "run_id"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"m.{column} = ?")
-                args.append(value)
-        if filters.created_after is not None:
-            where.append("m.created_at >= ?")
-            args.append(filters.created_after)
-        if filters.created_before is not None:
-            where.append("m.created_at < ?")
-            args.append(filters.created_before)
-        for key, value in filters.metadata.items():
-            condition, condition_args = _metadata_condition(key, value)
-            where.append(condition)
-            args.extend(condition_args)  # type: ignore[arg-type]
+        where, args = _filter_conditions(user_id, filters)
         sql = f"SELECT m.id FROM memories m WHERE {' AND '.join(where)}"
 
         def work() -> set[str]:
             return {row[0] for row in self.conn.execute(sql, args)}
+
+        return await self.run(work)
+
+    async def expired_ids(self, user_id: str, at: str, limit: int) -> set[str]:
+        """Up to ``limit`` ids of the user's memories expired at ``at`` (a partial index)."""
+
+        def work() -> set[str]:
+            rows = self.conn.execute(
+                "SELECT id FROM memories WHERE user_id = ? AND expires_at IS NOT NULL "
+                "AND expires_at <= ? LIMIT ?", (user_id, at, limit),
+            )
+            return {row[0] for row in rows}
+
+        return await self.run(work)
+
+    async def keyword_search(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0,
+    ) -> list[tuple[str, float]]:
+        """BM25 keyword search over the user's memories (see ``lexical.LexicalSearch``).
+
+        ``date_weight`` weighs matches in the memory's date ("8 May 2023") against matches in
+        its text (1.0); 0 searches the text only.
+        """
+        expression = lexical.match_expression(user_id, query, with_dates=date_weight > 0)
+        if expression is None:
+            return []
+        where, args = _filter_conditions(user_id, filters)
+        # bm25() is negative-is-better; it is turned around here, once.
+        sql = (
+            "SELECT d.memory_id, bm25(lexical_index, 1.0, ?) AS rank FROM lexical_index "
+            "JOIN lexical_docs d ON d.doc = lexical_index.rowid "
+            "JOIN memories m ON m.id = d.memory_id "
+            f"WHERE lexical_index MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
+        )
+
+        def work() -> list[tuple[str, float]]:
+            rows = self.conn.execute(sql, [date_weight, expression, *args, k]).fetchall()
+            return [(row[0], -float(row[1])) for row in rows]
+
+        return await self.run(work)
+
+    async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
+        """(model label, vector) of each found id: cosines for hits the vector search missed."""
+
+        def work() -> dict[str, tuple[str, np.ndarray]]:
+            found: dict[str, tuple[str, np.ndarray]] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self.conn.execute(
+                    f"SELECT id, embedding_model, embedding FROM memories WHERE id IN ({marks})",
+                    chunk,
+                ):
+                    found[row[0]] = (row[1], blob_vector(row[2]))
+            return found
 
         return await self.run(work)
 

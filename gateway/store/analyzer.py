@@ -1,0 +1,76 @@
+"""Text analysis for the lexical index: text in, search terms out.
+
+The same analysis runs on memory text when it is indexed and on a query when it is searched, so
+"Running!" finds "runs". Terms are lower-cased, accent-free Snowball (Porter 2) stems of runs of
+letters and digits; a short list of English function words is dropped because it matches nearly
+every memory and says nothing about any of them. No user text ever reaches a query parser: the
+analyser only ever emits letters and digits.
+
+Changing what this module emits changes the index: bump ``ANALYZER_VERSION`` and add a store
+migration that rebuilds the lexical index (``gateway.store.lexical.rebuild``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from functools import lru_cache
+
+import Stemmer
+
+ANALYZER_VERSION = 1
+MAX_TERM_CHARS = 64  # longer runs (hashes, base64 blobs) are cut: their head still matches
+MAX_QUERY_TERMS = 64  # distinct terms searched per query; a pasted document keeps its first 64
+
+# Function words that carry no topic. Deliberately short: "may" (the month), "not", numbers and
+# question words like "when" stay searchable.
+STOP_WORDS = frozenset(
+    "a an and are as at be been but by for from had has have he her him his i if in into is it "
+    "its me my of on or our she so such than that the their them then there these they this "
+    "those to was we were which will with you your".split()
+)
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December")  # not strftime("%B"): that follows the locale
+
+_WORD = re.compile(r"[^\W_]+")
+_stemmer = Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65_536)
+def _fold(token: str) -> str:
+    """Lower-case, compatibility-normalised, accents removed ("Café" -> "cafe")."""
+    decomposed = unicodedata.normalize("NFKD", token.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """The text's words, folded, in order, stop words included."""
+    out: list[str] = []
+    for match in _WORD.finditer(text):
+        token = _fold(match.group())
+        # Folding can expose separators (e.g. a compatibility form); split again.
+        out.extend(part[:MAX_TERM_CHARS] for part in _WORD.findall(token))
+    return out
+
+
+def terms(text: str) -> list[str]:
+    """Index terms of a text, in order and with repeats (BM25 counts them)."""
+    kept = [w for w in words(text) if w not in STOP_WORDS]
+    return list(_stemmer.stemWords(kept))
+
+
+def query_terms(text: str) -> list[str]:
+    """Distinct index terms of a query, in first-seen order, at most ``MAX_QUERY_TERMS``."""
+    return list(dict.fromkeys(terms(text)))[:MAX_QUERY_TERMS]
+
+
+def date_terms(moment: str) -> list[str]:
+    """Terms for when something happened, as people write it: "8 May 2023" -> 8, may, 2023.
+
+    ``moment`` is the store's UTC ISO-8601 text. Month names are stemmed like query words so a
+    question saying "in May" meets them.
+    """
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return terms(f"{when.day} {MONTHS[when.month - 1]} {when.year}")

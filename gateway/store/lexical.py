@@ -1,0 +1,123 @@
+"""The lexical (keyword) index: SQLite FTS5 ranked by BM25, scoped per user.
+
+Why the terms are folded with the user: an FTS5 ``MATCH`` walks every posting of a term, and a
+``user_id`` column (or a join) only filters afterwards, so one user's search for "coffee" would
+walk the postings of every user who ever said "coffee". Each indexed term is therefore prefixed
+with a short hash of its user (``k3x9q2ma`` + ``coffe``): a user's terms are their own, and a
+search reads only that user's postings, however many users the store holds. A hash collision
+between two users only costs speed; the join on ``memories.user_id`` keeps results correct.
+BM25's document counts (idf, average length) are store-wide; the term counts are the user's.
+
+The FTS table is contentless (the text lives in ``memories``); ``lexical_docs`` gives each
+memory the integer row id FTS5 needs. Triggers on ``memories`` (see migration 3) keep both in
+step in the same transaction as every write, whichever code path writes. They call the SQL
+functions installed here, so a connection without them cannot write memories at all rather
+than silently skipping the index.
+
+Queries never reach the FTS5 parser as user text: the analyser emits only letters and digits,
+and each folded term is quoted besides.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.memory.model import SearchFilters
+from gateway.store.analyzer import date_terms, query_terms, terms
+
+USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
+
+
+class LexicalSearch(Protocol):
+    """Keyword search a store offers (SQLite FTS5 here; PostgreSQL full-text search next)."""
+
+    async def keyword_search(
+        self, user_id: str, query: str, k: int, filters: SearchFilters
+    ) -> list[tuple[str, float]]:
+        """Up to ``k`` of the user's memories matching any query term, as (id, BM25 score),
+        best first. Scores are positive, higher is better, with no fixed upper bound; a query
+        with no searchable term (only punctuation or stop words) returns []."""
+        ...
+
+
+def user_key(user_id: str) -> str:
+    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=5).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:USER_KEY_CHARS]
+
+
+def _folded(user_id: str, words: Sequence[str]) -> str:
+    key = user_key(user_id)
+    return " ".join(key + word for word in words)
+
+
+def body_terms(user_id: str, text: str) -> str:
+    """What the index stores for a memory's text (the ``lexical_body`` SQL function)."""
+    return _folded(user_id, terms(text))
+
+
+def when_terms(user_id: str, occurred_at: str) -> str:
+    """What the index stores for a memory's date (the ``lexical_when`` SQL function)."""
+    return _folded(user_id, date_terms(occurred_at))
+
+
+def install(conn: sqlite3.Connection) -> None:
+    """Register the functions the lexical triggers call; needed before any memory write."""
+    conn.create_function("lexical_body", 2, body_terms, deterministic=True)
+    conn.create_function("lexical_when", 2, when_terms, deterministic=True)
+
+
+def match_expression(user_id: str, query: str, *, with_dates: bool) -> str | None:
+    """An FTS5 query matching any of the query's terms, or None when it has none.
+
+    Every term is a quoted string of letters and digits, so no FTS5 syntax (AND, NEAR, ``*``,
+    ``^``, column filters, quotes) can come from the user.
+    """
+    words = query_terms(query)
+    if not words:
+        return None
+    key = user_key(user_id)
+    anyof = " OR ".join(f'"{key}{word}"' for word in words)
+    return anyof if with_dates else f"body : ({anyof})"
+
+
+# Migration 3's lexical part: the FTS table, the id map, the triggers and the backfill.
+SCHEMA = """
+CREATE VIRTUAL TABLE lexical_index USING fts5 (
+    body, occurred, content = '', tokenize = 'ascii'
+);
+CREATE TABLE lexical_docs (
+    doc       INTEGER PRIMARY KEY,
+    memory_id TEXT NOT NULL UNIQUE
+);
+CREATE TRIGGER memories_lexical_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO lexical_docs (memory_id) VALUES (new.id);
+    INSERT INTO lexical_index (rowid, body, occurred)
+    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
+            lexical_when(new.user_id, new.occurred_at));
+END;
+CREATE TRIGGER memories_lexical_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM lexical_docs WHERE memory_id = old.id;
+    DELETE FROM lexical_docs WHERE memory_id = old.id;
+END;
+CREATE TRIGGER memories_lexical_update AFTER UPDATE OF user_id, text, occurred_at ON memories
+BEGIN
+    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM lexical_docs WHERE memory_id = old.id;
+    INSERT INTO lexical_index (rowid, body, occurred)
+    SELECT doc, lexical_body(new.user_id, new.text), lexical_when(new.user_id, new.occurred_at)
+    FROM lexical_docs WHERE memory_id = new.id;
+END;
+INSERT INTO lexical_docs (memory_id) SELECT id FROM memories ORDER BY id;
+INSERT INTO lexical_index (rowid, body, occurred)
+SELECT d.doc, lexical_body(m.user_id, m.text), lexical_when(m.user_id, m.occurred_at)
+FROM lexical_docs d JOIN memories m ON m.id = d.memory_id;
+"""

@@ -1,0 +1,227 @@
+"""The lexical index on a real SQLite file: analysis, BM25 search, per-user scoping, filters,
+the migration's backfill, and consistency with the memories under random writes."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import memory, opened, run
+
+from gateway.memory.model import SearchFilters
+from gateway.memory.service import utc_now
+from gateway.store import Store
+from gateway.store.analyzer import MAX_QUERY_TERMS, date_terms, query_terms, terms
+from gateway.store.lexical import user_key
+from gateway.store.migrations import MIGRATIONS
+from gateway.store.versions import VersionStore
+
+HOSTILE = ['"', '"unbalanced', "a AND b", "OR", "NOT x", "NEAR(a b)", "x*", "^start",
+           "body: x", "{body occurred}: x", "(((", "a' OR '1'='1", "-x", "+", "x" * 10_000,
+           "\x00", "🙂", "   ", "the of and"]
+
+
+def test_analysis_stems_folds_and_drops_function_words() -> None:
+    assert terms("The CAFÉS were running!") == ["cafe", "run"]
+    assert query_terms("running runs RUN") == ["run"]
+    assert terms("?!... --- the of and") == []
+    assert terms("order #B-1234 at 10:30") == ["order", "b", "1234", "10", "30"]
+    assert date_terms("2023-05-08T13:56:00.000000Z") == ["8", "may", "2023"]
+    assert len(query_terms(" ".join(f"w{i}" for i in range(500)))) == MAX_QUERY_TERMS
+
+
+def _store(tmp_path: Path) -> Store:
+    return run(opened(tmp_path / "m.db"))
+
+
+def test_keyword_search_ranks_matches_and_stays_in_the_user(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        rare = memory(text="Ticket ZX-4471 was escalated to Priyanka")
+        common = [memory(text=f"The deploy ran fine on day {i}") for i in range(5)]
+        other = memory(user="bob", text="Ticket ZX-4471 belongs to bob")
+        await store.insert_many([rare, *common, other])
+        found = await store.keyword_search("alice", "who has zx-4471?", 10, SearchFilters())
+        assert [hit[0] for hit in found] == [rare.memory.id]
+        assert found[0][1] > 0
+        both = await store.keyword_search("alice", "Priyanka deploy", 10, SearchFilters())
+        assert both[0][0] == rare.memory.id  # the rare term outweighs a common one
+        assert {hit[0] for hit in both} == {rare.memory.id} | {c.memory.id for c in common}
+        assert await store.keyword_search("carol", "ticket", 10, SearchFilters()) == []
+        assert await store.keyword_search("alice", "the of and ?!", 10, SearchFilters()) == []
+        assert len(await store.keyword_search("alice", "deploy", 3, SearchFilters())) == 3
+        await store.close()
+
+    run(scenario())
+
+
+def test_every_indexed_term_carries_its_users_key(tmp_path: Path) -> None:
+    """A user's search reads only that user's postings: no term is shared across users."""
+
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        await store.insert_many([memory(user=u, text="coffee with the team in May")
+                                 for u in ("alice", "bob", "carol")])
+        await store.close()
+
+    run(scenario())
+    conn = sqlite3.connect(tmp_path / "m.db")
+    conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, lexical_index, row)")
+    rows = conn.execute("SELECT term, doc FROM temp.vocab").fetchall()
+    keys = {user_key(u) for u in ("alice", "bob", "carol")}
+    assert rows and all(term[:8] in keys and doc == 1 for term, doc in rows)
+    assert set(Counter(term[8:] for term, _ in rows).values()) == {3}
+
+
+def test_filters_time_and_expiry_apply_to_keyword_search(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        old = memory(text="lunch with Dana", agent_id="a1",
+                     occurred_at="2023-05-08T12:00:00.000000Z")
+        new = memory(text="lunch with Dana again", occurred_at="2024-01-02T12:00:00.000000Z",
+                     metadata={"kind": "meal"})
+        gone = memory(text="lunch coupon for Dana", expires_at="2024-01-01T00:00:00.000000Z")
+        await store.insert_many([old, new, gone])
+
+        async def ids(query: str = "dana lunch", **conditions: object) -> set[str]:
+            found = await store.keyword_search("alice", query, 10,
+                                               SearchFilters(**conditions))  # type: ignore[arg-type]
+            return {hit[0] for hit in found}
+
+        everything = {old.memory.id, new.memory.id, gone.memory.id}
+        assert await ids() == everything
+        assert await ids(agent_id="a1") == {old.memory.id}
+        assert await ids(metadata={"kind": "meal"}) == {new.memory.id}
+        assert await ids(occurred_after="2024-01-01T00:00:00.000000Z") == {
+            new.memory.id, gone.memory.id}
+        assert await ids(occurred_before="2024-01-01T00:00:00.000000Z") == {old.memory.id}
+        assert await ids(live_at="2024-06-01T00:00:00.000000Z") == {old.memory.id, new.memory.id}
+        assert await ids(live_at="2023-12-31T00:00:00.000000Z") == everything
+        # The date is indexed too: "in May 2023" finds the May memory first.
+        found = await store.keyword_search("alice", "Dana in May 2023", 10, SearchFilters())
+        assert found[0][0] == old.memory.id
+        text_only = await store.keyword_search("alice", "May 2023", 10, SearchFilters(),
+                                               date_weight=0.0)
+        assert text_only == []
+        await store.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_are_never_fts_syntax(tmp_path: Path, query: str) -> None:
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        await store.insert_many([memory(text='body: x AND "quoted" NEAR(a b) x* ^start')])
+        await store.keyword_search("alice", query, 10, SearchFilters())  # must not raise
+        await store.close()
+
+    run(scenario())
+
+
+def test_migration_backfills_an_existing_database(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in enumerate(MIGRATIONS[:2], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    at = "2023-05-08T12:00:00.000000Z"
+    conn.execute(
+        "INSERT INTO memories (id, user_id, text, priority, created_at, updated_at, embedding, "
+        "embedding_model) VALUES ('m1', 'alice', 'Gardening on Sunday', 5, ?, ?, x'00', 'e:1')",
+        (at, at),
+    )
+    conn.close()
+
+    async def scenario() -> None:
+        store = await opened(path)
+        stored = await store.get("m1")
+        assert stored is not None and stored.occurred_at == at and stored.expires_at is None
+        found = await store.keyword_search("alice", "garden", 5, SearchFilters())
+        assert [hit[0] for hit in found] == ["m1"]
+        await store.close()
+
+    run(scenario())
+
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+USERS = ["alice", "bob", "carol"]
+
+
+def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> None:
+    """Add, batch, failed batch, update, delete, delete-all and a re-embedding switch in a
+    random order; after each, every user's keyword search sees exactly the live memories."""
+    rng = random.Random(7)
+
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        versions = VersionStore(store)
+        await versions.set_active("embedder", "1")
+        model: dict[str, tuple[str, str]] = {}  # id -> (user, text)
+        live: dict[str, object] = {}  # id -> Memory, for updates
+
+        def text() -> str:
+            return " ".join(rng.sample(WORDS, 3))
+
+        async def check() -> None:
+            for user in USERS:
+                for word in WORDS:
+                    found = await store.keyword_search(user, word, 1000, SearchFilters())
+                    expected = {i for i, (u, t) in model.items() if u == user and word in t}
+                    assert {hit[0] for hit in found} == expected, (user, word)
+            await store.run(lambda: store.conn.execute(
+                "INSERT INTO lexical_index (lexical_index, rank) VALUES ('integrity-check', 0)"))
+            docs = await store.run(lambda: store.conn.execute(
+                "SELECT count(*) FROM lexical_docs").fetchone()[0])
+            assert docs == len(model)
+
+        for _ in range(60):
+            op = rng.choice(["add", "batch", "failed", "update", "when", "delete", "drop",
+                             "switch"])
+            if op in ("add", "batch"):
+                items = [memory(user=rng.choice(USERS), text=text())
+                         for _ in range(1 if op == "add" else rng.randint(2, 6))]
+                await store.insert_many(items)
+                for item in items:
+                    model[item.memory.id] = (item.memory.user_id, item.memory.text)
+                    live[item.memory.id] = item.memory
+            elif op == "failed" and live:
+                duplicate = live[rng.choice(sorted(live))]
+                fresh = memory(user=rng.choice(USERS), text=text())
+                with pytest.raises(sqlite3.IntegrityError):
+                    await store.insert_many([fresh, replace(fresh, memory=duplicate)])  # type: ignore[arg-type]
+            elif op in ("update", "when") and live:
+                key = rng.choice(sorted(live))
+                before = live[key]
+                changes = ({"text": text()} if op == "update"
+                           else {"occurred_at": f"2022-02-0{rng.randint(1, 9)}T00:00:00.000000Z"})
+                after = replace(before, updated_at=utc_now(), **changes)  # type: ignore[type-var]
+                assert await store.update(after, before)  # type: ignore[arg-type]
+                live[key] = after
+                model[key] = (after.user_id, after.text)  # type: ignore[attr-defined]
+            elif op == "delete" and live:
+                key = rng.choice(sorted(live))
+                await store.delete(key, utc_now())
+                del live[key], model[key]
+            elif op == "drop":
+                user = rng.choice(USERS)
+                await store.delete_user(user, utc_now())
+                for key in [k for k, (u, _) in model.items() if u == user]:
+                    del live[key], model[key]
+            elif op == "switch":
+                state = await versions.state("embedder")
+                assert state is not None
+                target = str(int(state.active) + 1)
+                await versions.begin("embedder", target, utc_now())
+                batch = await versions.pending("", 10_000)
+                await versions.put_batch("embedder", f"embedder:{target}", batch,
+                                         np.zeros((len(batch), 4)))
+                assert await versions.switch("embedder", target, f"embedder:{target}")
+            await check()
+        await store.close()
+
+    run(scenario())
