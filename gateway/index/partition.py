@@ -1,228 +1,159 @@
-"""One collection's vectors: an exact matrix, plus an optional ANN graph over a snapshot.
+"""One collection's vectors: written under its own lock, read through immutable ``View``s.
 
-The matrix is the partition's truth in RAM (rows appended, doubling growth, tombstones
+The matrix is the partition's truth in RAM (rows appended, doubling growth, dead rows
 compacted past a quarter). A graph, when present, covers the rows of the snapshot it was built
 from; rows added or changed since are ``fresh`` (searched exactly) and rows removed or changed
-since are ``stale`` (masked out of graph results). Not thread-safe: the engine holds its lock.
+since are ``stale`` (masked out of graph results).
+
+Writers hold ``lock`` (one per partition: writes to different users never meet) and publish
+a new ``view`` for every change; searches read ``view`` without taking any lock (see
+``view.py`` for why that is safe). An update of an existing id masks its old row and appends
+a new one, so no row a search may be reading is ever overwritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
-from gateway.index.base import Hit
-from gateway.index.graph import AnnGraph
+from gateway.index.view import Snapshot, View
 
 _INITIAL_CAPACITY = 16
 _versions = itertools.count()  # process-wide, so no two partition states share one
 
-# (queries [q, dim], rows or None for all used rows) -> inner products [q, len(rows)]
-Scorer = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
-
-
-@dataclass
-class Snapshot:
-    """A graph and the ids its labels stand for."""
-
-    graph: AnnGraph
-    labels: list[str]
-    label_of: dict[str, int]
-    recall: float
-    effort: int
-    stale: set[str] = field(default_factory=set)
-    fresh: set[str] = field(default_factory=set)
-
-    @property
-    def drift(self) -> float:
-        """Share of the snapshot no longer answered by the graph alone."""
-        return (len(self.stale) + len(self.fresh)) / max(len(self.labels), 1)
-
 
 class Partition:
     def __init__(self, dim: int) -> None:
-        self.matrix = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
-        self.ids: list[str | None] = []  # row -> id; None marks a tombstone
-        self.rows: dict[str, int] = {}  # id -> row
-        self.tombstones = 0
-        self.version = next(_versions)  # new on every change: copies elsewhere can tell
-        self.snapshot: Snapshot | None = None
+        self.lock = threading.RLock()  # writers only; re-entrant for inline graph builds
+        self.view = View(
+            matrix=np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32), ids=[], used=0,
+            alive=np.zeros(0, dtype=bool), live=0, rows={}, version=next(_versions),
+        )
         self.changed_since_capture: set[str] | None = None  # tracked while a build runs
         self.building = False
         self.failed_at: int = 0  # live rows when a build last missed the recall bound
+        # (live, bytes, graphs, graph rows) as last counted in the engine's totals.
+        self.accounted: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
     def dim(self) -> int:
-        return int(self.matrix.shape[1])
-
-    @property
-    def used(self) -> int:
-        return len(self.ids)
+        return self.view.dim
 
     @property
     def live(self) -> int:
-        return len(self.rows)
+        return self.view.live
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.view.snapshot
 
     @property
     def nbytes(self) -> int:
-        graph = self.snapshot.graph.nbytes if self.snapshot else 0
-        return int(self.matrix.nbytes) + graph
+        view = self.view
+        graph = view.snapshot.graph.nbytes if view.snapshot else 0
+        return int(view.matrix.nbytes) + graph
 
-    # -- mutation ---------------------------------------------------------------------------
-    def _touch(self, key: str, *, alive: bool) -> None:
+    def counts(self) -> tuple[int, int, int, int]:
+        """(live, bytes, graphs, graph rows): this partition's share of the engine's totals."""
+        snap = self.view.snapshot
+        return (self.live, self.nbytes, int(snap is not None),
+                len(snap.labels) if snap is not None else 0)
+
+    # -- mutation (caller holds ``lock``) ------------------------------------------------------
+    def _graph_changes(
+        self, keys: Collection[str], *, alive: bool
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """The view's (stale, fresh) after ``keys`` were written (alive) or removed."""
         if self.changed_since_capture is not None:
-            self.changed_since_capture.add(key)
-        snap = self.snapshot
+            self.changed_since_capture.update(keys)
+        view = self.view
+        snap = view.snapshot
         if snap is None:
-            return
-        if key in snap.label_of:
-            snap.stale.add(key)
-        if alive:
-            snap.fresh.add(key)
-        else:
-            snap.fresh.discard(key)
+            return view.stale, view.fresh
+        stale = view.stale | (snap.label_of.keys() & keys)
+        fresh = view.fresh.union(keys) if alive else view.fresh.difference(keys)
+        return stale, fresh
 
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
-        self.version = next(_versions)
-        fresh = [i for i, key in enumerate(ids) if key not in self.rows]
-        for i, key in enumerate(ids):
-            if key in self.rows:  # replace in place
-                self.matrix[self.rows[key]] = vectors[i]
-            self._touch(key, alive=True)
-        needed = self.used + len(fresh)
-        if needed > len(self.matrix):
-            capacity = len(self.matrix)
-            while capacity < needed:
+        """Append the rows; an id already here gets a new row and its old one is masked."""
+        view = self.view
+        start, end = view.used, view.used + len(ids)
+        moved = [view.rows[key] for key in ids if key in view.rows]
+        matrix = view.matrix
+        if end > len(matrix):
+            capacity = len(matrix)
+            while capacity < end:
                 capacity *= 2
-            grown = np.zeros((capacity, self.dim), dtype=np.float32)
-            grown[: self.used] = self.matrix[: self.used]
-            self.matrix = grown
-        start = self.used
-        self.matrix[start : start + len(fresh)] = vectors[fresh]
-        for offset, i in enumerate(fresh):
-            self.rows[ids[i]] = start + offset
-            self.ids.append(ids[i])
+            matrix = np.zeros((capacity, view.dim), dtype=np.float32)
+            matrix[:start] = view.matrix[:start]
+        matrix[start:end] = vectors  # past every published ``used``: no search reads these
+        view.ids.extend(ids)
+        alive = np.concatenate([view.alive, np.ones(len(ids), dtype=bool)])
+        rows = view.rows
+        if moved:  # an id moves: older views must keep their own mapping
+            alive[moved] = False
+            rows = dict(rows)
+        rows.update(zip(ids, range(start, end), strict=True))
+        stale, fresh = self._graph_changes(ids, alive=True)
+        self.view = dataclasses.replace(
+            view, matrix=matrix, used=end, alive=alive, live=view.live + len(ids) - len(moved),
+            rows=rows, version=next(_versions), stale=stale, fresh=fresh,
+        )
+        self._maybe_compact()
 
     def remove(self, ids: Iterable[str]) -> int:
-        self.version = next(_versions)
-        removed = 0
-        for key in ids:
-            row = self.rows.pop(key, None)
-            if row is not None:
-                self.ids[row] = None
-                self.tombstones += 1
-                removed += 1
-                self._touch(key, alive=False)
-        if self.tombstones and self.tombstones * 4 >= self.used:
+        view = self.view
+        gone = {key: view.rows[key] for key in ids if key in view.rows}
+        if not gone:
+            return 0
+        rows = dict(view.rows)  # older views keep theirs
+        for key in gone:
+            del rows[key]
+        alive = view.alive.copy()
+        alive[list(gone.values())] = False
+        stale, fresh = self._graph_changes(gone.keys(), alive=False)
+        self.view = dataclasses.replace(
+            view, alive=alive, live=view.live - len(gone), rows=rows, version=next(_versions),
+            stale=stale, fresh=fresh,
+        )
+        self._maybe_compact()
+        return len(gone)
+
+    def _maybe_compact(self) -> None:
+        view = self.view
+        dead = view.used - view.live
+        if dead and dead * 4 >= view.used:
             self.compact()
-        return removed
 
     def compact(self) -> None:
-        self.version = next(_versions)
-        keep = [row for row, key in enumerate(self.ids) if key is not None]
+        """Copy the live rows into a new, tight matrix (searches on the old one carry on)."""
+        view = self.view
+        keep = np.flatnonzero(view.alive)
         capacity = max(_INITIAL_CAPACITY, 1 << max(len(keep) - 1, 0).bit_length())
-        matrix = np.zeros((capacity, self.dim), dtype=np.float32)
-        matrix[: len(keep)] = self.matrix[keep]
-        self.matrix = matrix
-        self.ids = [self.ids[row] for row in keep]
-        self.rows = {key: row for row, key in enumerate(self.ids) if key is not None}
-        self.tombstones = 0
+        matrix = np.zeros((capacity, view.dim), dtype=np.float32)
+        matrix[: len(keep)] = view.matrix[keep]
+        ids = [view.ids[row] for row in keep]
+        self.view = dataclasses.replace(
+            view, matrix=matrix, ids=ids, used=len(keep), alive=np.ones(len(keep), dtype=bool),
+            live=len(keep), rows={key: row for row, key in enumerate(ids)},
+            version=next(_versions),
+        )
 
-    def capture(self) -> tuple[list[str], np.ndarray]:
-        """Copy of the live rows for a graph build; changes are tracked from here on."""
-        keep = [row for row, key in enumerate(self.ids) if key is not None]
+    def begin_capture(self) -> View:
+        """The view a graph build copies from; changes are tracked from here on."""
         self.changed_since_capture = set()
-        return [self.ids[row] for row in keep], self.matrix[keep].copy()  # type: ignore[misc]
+        return self.view
 
     def install(self, snapshot: Snapshot) -> None:
         """Adopt a graph built from the last capture, reconciling changes made meanwhile."""
-        for key in self.changed_since_capture or ():
-            if key in snapshot.label_of:
-                snapshot.stale.add(key)
-            if key in self.rows:
-                snapshot.fresh.add(key)
-        self.snapshot = snapshot
+        view = self.view
+        changed = self.changed_since_capture or set()
+        self.view = dataclasses.replace(
+            view, snapshot=snapshot, stale=frozenset(snapshot.label_of.keys() & changed),
+            fresh=frozenset(view.rows.keys() & changed),  # the matrix is unchanged: same version
+        )
         self.changed_since_capture = None
-
-    # -- search -----------------------------------------------------------------------------
-    def _rows_for(self, allow: Collection[str] | None) -> np.ndarray | None:
-        if allow is None:
-            return None
-        return _lookup(self.rows, allow)
-
-    def exact(
-        self, queries: np.ndarray, k: int, allow: Collection[str] | None,
-        scorer: Scorer | None = None,
-    ) -> list[list[Hit]]:
-        """Brute force over the live rows (optionally only ``allow``), for every query.
-
-        ``scorer`` computes the inner products elsewhere (a device copy of this matrix).
-        """
-        rows = self._rows_for(allow)
-        if rows is not None and rows.size == 0:
-            return [[] for _ in range(len(queries))]
-        if scorer is not None:
-            scores = scorer(queries, rows)
-        elif rows is None or rows.size * 4 > self.used:
-            # A wide filter: one pass over the contiguous matrix beats gathering its rows.
-            scores = queries @ self.matrix[: self.used].T
-            if rows is not None:
-                scores = scores[:, rows]
-        else:
-            scores = queries @ self.matrix[rows].T
-        if rows is None and self.tombstones:
-            dead = np.fromiter((key is None for key in self.ids), dtype=bool, count=self.used)
-            scores[:, dead] = -np.inf
-        return [self._top(line, k, rows) for line in scores]
-
-    def _top(self, scores: np.ndarray, k: int, row_of: np.ndarray | None) -> list[Hit]:
-        k = min(k, scores.size)
-        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        hits = []
-        for position in top:
-            score = float(scores[position])
-            if score == -np.inf:
-                break
-            row = int(row_of[position]) if row_of is not None else int(position)
-            hits.append(Hit(id=self.ids[row], score=score))  # type: ignore[arg-type]
-        return hits
-
-    def approximate(
-        self, queries: np.ndarray, k: int, allow: Collection[str] | None
-    ) -> list[list[Hit]]:
-        """Graph search over the snapshot, merged with exact search over fresh rows."""
-        snap = self.snapshot
-        assert snap is not None
-        keep, effort = None, snap.effort
-        if snap.stale or allow is not None:
-            keep = np.ones(len(snap.labels), dtype=bool)
-            for key in snap.stale:
-                keep[snap.label_of[key]] = False
-            if allow is not None:
-                allowed = np.zeros(len(snap.labels), dtype=bool)
-                allowed_labels = _lookup(snap.label_of, allow)
-                allowed[allowed_labels] = True
-                keep &= allowed
-                # A filter keeping a share s of the graph needs ~1/s the breadth to find k.
-                share = max(allowed_labels.size, 1) / len(snap.labels)
-                effort = int(min(snap.effort / share, snap.effort * 8))
-        scores, labels = snap.graph.search(queries, k, keep=keep, effort=effort)
-        fresh = snap.fresh if allow is None else {key for key in snap.fresh if key in allow}
-        extra = self.exact(queries, k, fresh) if fresh else [[] for _ in range(len(queries))]
-        results = []
-        for line_scores, line_labels, line_extra in zip(scores, labels, extra, strict=True):
-            hits = [Hit(snap.labels[label], float(score))
-                    for score, label in zip(line_scores, line_labels, strict=True) if label >= 0]
-            merged = sorted(hits + line_extra, key=lambda hit: -hit.score)
-            results.append(merged[:k])
-        return results
-
-
-def _lookup(positions: dict[str, int], keys: Collection[str]) -> np.ndarray:
-    """Positions of the keys present in ``positions``; the set algebra runs in C, not Python."""
-    present = positions.keys() & keys
-    return np.fromiter(map(positions.__getitem__, present), dtype=np.int64, count=len(present))

@@ -8,6 +8,13 @@ Rows added or changed after the snapshot are searched exactly and merged; remove
 masked. When those changes pass ``policy.rebuild_drift`` of the snapshot, it is rebuilt.
 Filters that keep few rows (``policy.exact_filter_share``) go to pre-filtered exact search,
 where graph search loses recall.
+
+Concurrency: no lock is held across a search. Each partition has its own writer lock and
+publishes immutable views that searches read without locking (``partition.py``, ``view.py``),
+so a write never waits for a search, of its own user or any other. ``_registry`` guards only
+the partition dict, the RAM budget and the running totals, for dictionary-sized steps. Lock
+order: a partition's lock, then ``_registry``, then the hot tier's; never the reverse. Sizes
+and stats are totals kept by the writers, so reading them (``/metrics``) takes no lock.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.index.base import Hit
-from gateway.index.graph import AnnGraph, GraphBuilder
-from gateway.index.partition import Partition, Snapshot
+from gateway.index.graph import GraphBuilder
+from gateway.index.partition import Partition
+from gateway.index.recall import held_out_queries, measure_recall
 from gateway.index.residency import RamBudget
 from gateway.index.tiers import HotTier
+from gateway.index.view import Snapshot
+
+__all__ = ["AnnPolicy", "IndexStats", "PartitionedIndex", "held_out_queries", "measure_recall"]
 
 log = logging.getLogger("gateway.index")
 
@@ -50,24 +61,16 @@ class IndexStats:
     builds_rejected: int
 
 
-def measure_recall(
-    graph: AnnGraph, vectors: np.ndarray, queries: np.ndarray, k: int
-) -> float:
-    """recall@k of ``graph`` against exact inner-product search on ``vectors``."""
-    k = min(k, len(vectors))
-    scores = queries @ vectors.T
-    truth = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    _, found = graph.search(queries, k)
-    hits = sum(len(set(t.tolist()) & set(f.tolist())) for t, f in zip(truth, found, strict=True))
-    return hits / (k * len(queries))
+@dataclass
+class _Totals:
+    """Running sums over the registered partitions, changed under ``_registry`` only."""
 
-
-def held_out_queries(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Queries near the data but not in it: stored rows plus noise, re-normalised."""
-    rng = np.random.default_rng(seed)
-    picked = vectors[rng.choice(len(vectors), size=min(count, len(vectors)), replace=False)]
-    noisy = picked + rng.normal(0, 0.5 / np.sqrt(vectors.shape[1]), picked.shape)
-    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+    vectors: int = 0
+    bytes: int = 0
+    graphs: int = 0
+    graph_vectors: int = 0
+    builds: int = 0
+    builds_rejected: int = 0
 
 
 class PartitionedIndex:
@@ -88,16 +91,46 @@ class PartitionedIndex:
         self.policy = policy or AnnPolicy()
         self._partitions: dict[str, Partition] = {}
         self._dim: int | None = None
-        self._lock = threading.RLock()
+        self._registry = threading.Lock()
+        self._totals = _Totals()
         self._background = background
         self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ann-build")
         self._pending: set[Future[None]] = set()
-        self._built = 0
-        self._rejected = 0
 
     @property
     def dim(self) -> int | None:
         return self._dim
+
+    # -- registry (``_registry`` held) -------------------------------------------------------
+    def _claim_dim(self, dim: int) -> None:
+        if self._dim is None:
+            self._dim = dim
+        elif dim != self._dim:
+            raise ValueError(f"index holds {self._dim}-d vectors, got {dim}-d")
+
+    def _count(self, partition: Partition, counts: tuple[int, int, int, int]) -> None:
+        """Move the totals from what ``partition`` last counted for to ``counts``."""
+        old, totals = partition.accounted, self._totals
+        totals.vectors += counts[0] - old[0]
+        totals.bytes += counts[1] - old[1]
+        totals.graphs += counts[2] - old[2]
+        totals.graph_vectors += counts[3] - old[3]
+        partition.accounted = counts
+
+    def _unregister(self, collection: str) -> Partition | None:
+        """Forget a collection here, in the RAM budget and in the hot tier."""
+        partition = self._partitions.pop(collection, None)
+        if partition is not None:
+            self._count(partition, (0, 0, 0, 0))
+        if self.ram is not None:
+            self.ram.forget(collection)
+        if self.tier is not None:
+            self.tier.forget(collection)
+        return partition
+
+    def _evict(self, victims: list[str]) -> None:
+        for victim in victims:  # the RAM budget chose them; the store still has their rows
+            self._unregister(victim)
 
     # -- mutation ---------------------------------------------------------------------------
     def _check(self, ids: list[str], vectors: np.ndarray) -> np.ndarray:
@@ -110,20 +143,52 @@ class PartitionedIndex:
             raise ValueError("duplicate ids in one add")
         return vectors
 
+    def _writable(self, collection: str, dim: int | None = None) -> Partition | None:
+        """The collection's partition with its lock held (the caller releases it).
+
+        Created when ``dim`` is given and RAM is not budgeted; None when absent (with a
+        budget, an absent partition was evicted: the store has its rows, the next load brings
+        them).
+        """
+        while True:
+            with self._registry:
+                partition = self._partitions.get(collection)
+                if partition is None:
+                    if dim is None or self.ram is not None:
+                        return None
+                    self._claim_dim(dim)
+                    partition = self._partitions[collection] = Partition(dim)
+            partition.lock.acquire()
+            if self._partitions.get(collection) is partition:
+                return partition
+            partition.lock.release()  # dropped, evicted or reloaded meanwhile: look again
+
+    def _settle(self, collection: str, partition: Partition) -> None:
+        """Totals and RAM budget catch up with a change to ``partition`` (its lock held)."""
+        counts = partition.counts()
+        with self._registry:
+            if self._partitions.get(collection) is not partition:
+                return  # dropped, evicted or reloaded meanwhile
+            if counts[0] == 0:
+                self._unregister(collection)
+                return
+            self._count(partition, counts)
+            if self.ram is not None:
+                self._evict(self.ram.touch(collection, counts[1]))
+
     def add(self, collection: str, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
             return
-        with self._lock:
-            vectors = self._check(ids, vectors)
-            self._dim = vectors.shape[1]
-            partition = self._partitions.get(collection)
-            if partition is None:
-                if self.needs_load(collection):
-                    return  # evicted: the store has the rows, the next load brings them
-                partition = self._partitions[collection] = Partition(self._dim)
+        vectors = self._check(ids, vectors)
+        partition = self._writable(collection, vectors.shape[1])
+        if partition is None:
+            return
+        try:
             partition.add(ids, vectors)
-            self._account(collection, partition)
+            self._settle(collection, partition)
             self._maybe_build(collection, partition)
+        finally:
+            partition.lock.release()
 
     def needs_load(self, collection: str) -> bool:
         """True when RAM is budgeted and the collection is not in it (the store may have it)."""
@@ -131,55 +196,41 @@ class PartitionedIndex:
 
     def load(self, collection: str, ids: list[str], vectors: np.ndarray) -> None:
         """(Re)place a collection with rows read from the store."""
-        with self._lock:
-            self._partitions.pop(collection, None)
-            if self.tier is not None:
-                self.tier.forget(collection)
-            if ids:
-                vectors = self._check(ids, vectors)
-                self._dim = vectors.shape[1]
-                partition = self._partitions[collection] = Partition(self._dim)
-                partition.add(ids, vectors)
-                self._account(collection, partition)
-                self._maybe_build(collection, partition)
+        partition = None
+        if ids:
+            vectors = self._check(ids, vectors)
+            partition = Partition(vectors.shape[1])
+            partition.add(ids, vectors)  # private until registered: no lock needed yet
+        with self._registry:
+            if partition is not None:
+                self._claim_dim(partition.dim)
+            self._unregister(collection)
+            if partition is not None:
+                self._partitions[collection] = partition
             if self.ram is not None:
                 self.ram.loads += 1
-
-    def _account(self, collection: str, partition: Partition | None) -> None:
-        """Keep the RAM budget: evict least recently used partitions past it."""
-        if self.ram is None:
-            return
-        if partition is None:
-            self.ram.forget(collection)
-            return
-        for victim in self.ram.touch(collection, partition.nbytes):
-            self._partitions.pop(victim, None)
-            if self.tier is not None:
-                self.tier.forget(victim)
+        if partition is not None:
+            with partition.lock:
+                self._settle(collection, partition)
+                self._maybe_build(collection, partition)
 
     def remove(self, collection: str, ids: Iterable[str]) -> int:
-        with self._lock:
-            partition = self._partitions.get(collection)
-            if partition is None:
-                return 0
+        partition = self._writable(collection)
+        if partition is None:
+            return 0
+        try:
             removed = partition.remove(ids)
-            if not partition.rows:
-                del self._partitions[collection]
-                self._account(collection, None)
-                if self.tier is not None:
-                    self.tier.forget(collection)
-            else:
-                self._account(collection, partition)
+            self._settle(collection, partition)  # an emptied partition is forgotten
+            if partition.live:
                 self._maybe_build(collection, partition)
             return removed
+        finally:
+            partition.lock.release()
 
     def drop(self, collection: str) -> int:
-        with self._lock:
-            partition = self._partitions.pop(collection, None)
-            self._account(collection, None)
-            if self.tier is not None:
-                self.tier.forget(collection)
-            return 0 if partition is None else partition.live
+        with self._registry:
+            partition = self._unregister(collection)
+        return 0 if partition is None else partition.live
 
     def rebuild(self, rows: Iterable[tuple[str, str, np.ndarray]]) -> int:
         grouped: dict[str, tuple[list[str], list[np.ndarray]]] = {}
@@ -187,28 +238,29 @@ class PartitionedIndex:
             ids, vectors = grouped.setdefault(collection, ([], []))
             ids.append(key)
             vectors.append(vector)
-        with self._lock:
-            self._partitions, self._dim = {}, None
+        with self._registry:
+            for collection in list(self._partitions):
+                self._unregister(collection)
             if self.tier is not None:
                 for collection in self.tier.resident():
                     self.tier.forget(collection)
+            self._dim = None
             if self.ram is not None:  # budgeted: partitions load lazily from the store
                 self.ram = RamBudget(self.ram.budget_bytes)
                 return 0
-            for collection, (ids, vectors) in grouped.items():
-                self.add(collection, ids, np.stack(vectors))
-            return self.size()
+        for collection, (ids, vectors) in grouped.items():
+            self.add(collection, ids, np.stack(vectors))
+        return self.size()
 
-    # -- graphs -----------------------------------------------------------------------------
+    # -- graphs (the partition's lock held) --------------------------------------------------
     def _maybe_build(self, collection: str, partition: Partition) -> None:
         if self.builder is None or partition.building:
             return
-        policy = self.policy
-        snap = partition.snapshot
+        policy, view = self.policy, partition.view
         wanted = (
-            snap is None and partition.live >= policy.threshold
-            and partition.live >= 2 * partition.failed_at
-        ) or (snap is not None and snap.drift > policy.rebuild_drift)
+            view.snapshot is None and view.live >= policy.threshold
+            and view.live >= 2 * partition.failed_at
+        ) or (view.snapshot is not None and view.drift > policy.rebuild_drift)
         if not wanted:
             return
         partition.building = True
@@ -220,10 +272,12 @@ class PartitionedIndex:
             self._build(collection, partition)
 
     def _build(self, collection: str, partition: Partition) -> None:
+        """Capture under the partition's lock, build and measure outside it, install under it."""
         assert self.builder is not None
         try:
-            with self._lock:
-                ids, vectors = partition.capture()
+            with partition.lock:
+                view = partition.begin_capture()
+            ids, vectors = view.live_rows()
             graph = self.builder.build(vectors)
             queries = held_out_queries(vectors, self.policy.probe_queries)
             recall, effort = 0.0, 0
@@ -232,26 +286,29 @@ class PartitionedIndex:
                 recall = measure_recall(graph, vectors, queries, self.policy.probe_k)
                 if recall >= self.policy.recall_bound:
                     break
-            with self._lock:
+            with partition.lock:
                 partition.building = False
                 if self._partitions.get(collection) is not partition:
                     return  # dropped or rebuilt meanwhile
                 if recall < self.policy.recall_bound:
                     partition.failed_at = len(ids)
                     partition.changed_since_capture = None
-                    self._rejected += 1
+                    with self._registry:
+                        self._totals.builds_rejected += 1
                     log.warning("%s graph for %r rejected: recall@%d %.3f < %.3f",
                                 self.builder.name, collection, self.policy.probe_k, recall,
                                 self.policy.recall_bound)
                     return
                 label_of = {key: label for label, key in enumerate(ids)}
                 partition.install(Snapshot(graph, ids, label_of, recall, effort))
-                self._built += 1
+                with self._registry:
+                    self._totals.builds += 1
+                self._settle(collection, partition)
                 self._maybe_build(collection, partition)  # rows that arrived meanwhile
             log.info("%s graph for %r: %d rows, recall@%d %.3f at effort %d",
                      self.builder.name, collection, len(ids), self.policy.probe_k, recall, effort)
         except Exception:
-            with self._lock:
+            with partition.lock:
                 partition.building = False
                 partition.changed_since_capture = None
             log.exception("graph build for %r failed; the partition stays exact", collection)
@@ -264,7 +321,7 @@ class PartitionedIndex:
     def close(self) -> None:
         self._builds.shutdown(wait=True, cancel_futures=True)
 
-    # -- search -----------------------------------------------------------------------------
+    # -- search (no lock held while computing) ------------------------------------------------
     def search(
         self, collection: str, query: np.ndarray, k: int, *, allow: Collection[str] | None = None
     ) -> list[Hit]:
@@ -278,40 +335,34 @@ class PartitionedIndex:
         queries = np.asarray(queries, dtype=np.float32)
         if k <= 0:
             return [[] for _ in range(len(queries))]
-        with self._lock:
-            partition = self._partitions.get(collection)
-            if partition is None:
-                return [[] for _ in range(len(queries))]
-            if self.ram is not None:
-                self.ram.touch(collection)
-            if queries.ndim != 2 or queries.shape[1] != partition.dim:
-                raise ValueError(f"query is {queries.shape[-1]}-d, index holds "
-                                 f"{partition.dim}-d")
-            heavy_filter = allow is not None and (
-                len(allow) <= self.policy.exact_filter_share * partition.live
-            )
-            if partition.snapshot is None or heavy_filter:
-                scorer = self.tier.scorer(collection, partition) if self.tier else None
-                return partition.exact(queries, k, allow, scorer)
-            return partition.approximate(queries, k, allow)
+        partition = self._partitions.get(collection)
+        if partition is None:
+            return [[] for _ in range(len(queries))]
+        if self.ram is not None:
+            with self._registry:
+                self._evict(self.ram.touch(collection))
+        view = partition.view  # immutable: the rest runs without any lock
+        if queries.ndim != 2 or queries.shape[1] != view.dim:
+            raise ValueError(f"query is {queries.shape[-1]}-d, index holds {view.dim}-d")
+        heavy_filter = allow is not None and (
+            len(allow) <= self.policy.exact_filter_share * view.live
+        )
+        if view.snapshot is None or heavy_filter:
+            scorer = self.tier.scorer(collection, view) if self.tier else None
+            return view.exact(queries, k, allow, scorer)
+        return view.approximate(queries, k, allow)
 
-    # -- sizes ------------------------------------------------------------------------------
+    # -- sizes: lock-free reads of a dict entry or the running totals -------------------------
     def size(self, collection: str | None = None) -> int:
-        with self._lock:
-            if collection is not None:
-                partition = self._partitions.get(collection)
-                return 0 if partition is None else partition.live
-            return sum(p.live for p in self._partitions.values())
+        if collection is not None:
+            partition = self._partitions.get(collection)
+            return 0 if partition is None else partition.live
+        return self._totals.vectors
 
     def stats(self) -> IndexStats:
-        with self._lock:
-            snaps = [p.snapshot for p in self._partitions.values() if p.snapshot]
-            return IndexStats(
-                collections=len(self._partitions),
-                vectors=sum(p.live for p in self._partitions.values()),
-                graphs=len(snaps),
-                graph_vectors=sum(len(s.labels) for s in snaps),
-                bytes=sum(p.nbytes for p in self._partitions.values()),
-                builds=self._built,
-                builds_rejected=self._rejected,
-            )
+        totals = self._totals
+        return IndexStats(
+            collections=len(self._partitions), vectors=totals.vectors, graphs=totals.graphs,
+            graph_vectors=totals.graph_vectors, bytes=totals.bytes, builds=totals.builds,
+            builds_rejected=totals.builds_rejected,
+        )

@@ -80,7 +80,7 @@ def test_drift_triggers_a_rebuild(pair) -> None:  # noqa: ANN001
     index.add("kb", [f"x{i}" for i in range(100)], clustered(100, seed=3))
     stats = index.stats()
     assert stats.builds == 2 and stats.graph_vectors == 950
-    assert index._partitions["kb"].snapshot.drift == 0  # type: ignore[union-attr]
+    assert index._partitions["kb"].view.drift == 0
 
 
 def test_filters(pair) -> None:  # noqa: ANN001
