@@ -168,7 +168,7 @@ class MemoryService:
         async with self.mutation:
             if space.index.needs_load(user_id) and space.index is self.index:
                 ids, vectors = await self.store.user_vectors(user_id)
-                space.index.load(user_id, ids, vectors)
+                await asyncio.to_thread(space.index.load, user_id, ids, vectors)
 
     # -- vectors --------------------------------------------------------------------------------
     @staticmethod
@@ -248,9 +248,11 @@ class MemoryService:
                 await self.store.insert_many(items, shadows)
                 ids = [item.memory.id for item in items]
                 users = [item.memory.user_id for item in items]
-                _index_rows(made.active.index, users, ids, made.vectors)
+                await asyncio.to_thread(_index_rows, made.active.index, users, ids,
+                                        made.vectors)
                 if made.target is not None and made.target_vectors is not None:
-                    _index_rows(made.target.index, users, ids, made.target_vectors)
+                    await asyncio.to_thread(_index_rows, made.target.index, users, ids,
+                                            made.target_vectors)
                 return [item.memory for item in items]
         raise Conflict("the embedding model changed repeatedly during this request; retry")
 
@@ -281,10 +283,11 @@ class MemoryService:
                         raise NotFound(f"memory {memory_id} not found")
                     raise Conflict(f"memory {memory_id} changed concurrently; retry the update")
                 if made is not None:
-                    made.active.index.add(updated.user_id, [updated.id], made.vectors[:1])
+                    await asyncio.to_thread(made.active.index.add, updated.user_id,
+                                            [updated.id], made.vectors[:1])
                     if made.target is not None and made.target_vectors is not None:
-                        made.target.index.add(updated.user_id, [updated.id],
-                                              made.target_vectors[:1])
+                        await asyncio.to_thread(made.target.index.add, updated.user_id,
+                                                [updated.id], made.target_vectors[:1])
                 return updated
         raise Conflict("the embedding model changed repeatedly during this request; retry")
 
@@ -297,13 +300,13 @@ class MemoryService:
             if memory is None:
                 raise NotFound(f"memory {memory_id} not found")
             for index in self._indexes():
-                index.remove(memory.user_id, [memory_id])
+                await asyncio.to_thread(index.remove, memory.user_id, [memory_id])
 
     async def delete_user(self, user_id: str) -> int:
         async with self.mutation:
             ids = await self.store.delete_user(user_id, utc_now())
             for index in self._indexes():
-                index.drop(user_id)
+                await asyncio.to_thread(index.drop, user_id)
         return len(ids)
 
     # -- reads ----------------------------------------------------------------------------------
