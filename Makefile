@@ -26,8 +26,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]'
+$(STAMP): pyproject.toml client/pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]' -e ./client
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -92,8 +92,9 @@ perf-inputs: install
 	$(PY) -m loadtest.perf_analyzer.inputs $(LOADTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check gateway export loadtest tests
+	$(PY) -m ruff check gateway export loadtest tests client
 	$(PY) -m mypy gateway
+	$(PY) -m mypy --strict client/agent_memory
 
 clean:
 	rm -rf $(VENV) data logs model_repository/*/[0-9]*

@@ -1,0 +1,121 @@
+"""What the sync and async clients share: request bodies, paths, retries, error mapping.
+
+The two clients differ only in transport (``httpx.Client`` or ``httpx.AsyncClient``), in how
+they sleep between retries and in how they call the embedding function.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from agent_memory._exceptions import error_for
+from agent_memory._routes import ROUTES
+from agent_memory._types import MemoryCreate, SearchRequest
+
+__version__ = "0.1.0"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RETRIES = 3
+RETRY_STATUSES = frozenset({429, 503})
+BACKOFF_BASE_S = 0.5
+MAX_RETRY_WAIT_S = 60.0  # a longer Retry-After is capped here
+Data = str | Mapping[str, Any]
+
+
+def headers(api_key: str | None) -> dict[str, str]:
+    out = {"User-Agent": f"agent-memory-python/{__version__}", "Accept": "application/json"}
+    if api_key:
+        out["Authorization"] = f"Bearer {api_key}"
+    return out
+
+
+def path(name: str, memory_id: str | None = None) -> str:
+    template = ROUTES[name].path
+    return template.replace("{id}", quote(memory_id, safe="")) if memory_id else template
+
+
+def split(data: Data) -> tuple[str, dict[str, Any]]:
+    """``{"text": ..., **metadata}`` (or a bare string) into text and metadata."""
+    if isinstance(data, str):
+        return data, {}
+    if "text" not in data:
+        raise ValueError("data needs a 'text' entry: {'text': ..., **metadata}")
+    return data["text"], {k: v for k, v in data.items() if k != "text"}
+
+
+def memory_body(user_id: str, data: Data, *, agent_id: str | None, run_id: str | None,
+                priority: int | None, embedding: Sequence[float] | None) -> MemoryCreate:
+    text, metadata = split(data)
+    body: MemoryCreate = {"user_id": user_id, "text": text}
+    if metadata:
+        body["metadata"] = metadata
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    if run_id is not None:
+        body["run_id"] = run_id
+    if priority is not None:
+        body["priority"] = priority
+    if embedding is not None:
+        body["embedding"] = vector(embedding)
+    return body
+
+
+def search_body(user_id: str, query: str, *, limit: int, filters: Mapping[str, Any] | None,
+                threshold: float | None, rerank: bool | None,
+                embedding: Sequence[float] | None) -> SearchRequest:
+    body: SearchRequest = {"user_id": user_id, "limit": limit}
+    if embedding is not None:
+        body["embedding"] = vector(embedding)
+    else:
+        body["query"] = query
+    if filters:
+        body["filters"] = dict(filters)  # type: ignore[typeddict-item]
+    if threshold is not None:
+        body["threshold"] = threshold
+    if rerank is not None:
+        body["rerank"] = rerank
+    return body
+
+
+def vector(values: Sequence[float]) -> list[float]:
+    """Plain floats (numpy arrays and tensors come in too)."""
+    return [float(v) for v in values]
+
+
+def check_vectors(texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
+    if len(vectors) != len(texts):
+        raise ValueError(f"embedding_fn returned {len(vectors)} vectors for {len(texts)} texts")
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def retry_delay(response: httpx.Response | None, attempt: int, retries: int) -> float | None:
+    """Seconds to wait before retrying, or None not to retry. ``response`` None means the
+    connection could not be made (the request never reached the server: safe to repeat)."""
+    if attempt >= retries:
+        return None
+    if response is not None and response.status_code not in RETRY_STATUSES:
+        return None
+    backoff = BACKOFF_BASE_S * 2.0 ** attempt * (0.5 + random.random() / 2)
+    if response is not None:
+        try:
+            asked = float(response.headers["retry-after"])
+            return min(MAX_RETRY_WAIT_S, max(0.0, asked))
+        except (KeyError, ValueError):
+            pass
+    return min(MAX_RETRY_WAIT_S, backoff)
+
+
+def result(response: httpx.Response) -> Any:
+    """The JSON answer, or the typed exception for an error status."""
+    if response.status_code >= 400:
+        raise error_for(response)
+    if response.status_code == 204 or not response.content:
+        return None
+    return response.json()
