@@ -182,3 +182,29 @@ def test_concurrent_writers_and_searchers_agree_with_a_serial_replay() -> None:
         assert [h.id for h in found] == [h.id for h in truth]
         np.testing.assert_allclose([h.score for h in found], [h.score for h in truth], atol=1e-6)
     assert index.size() == replay.size() == index.stats().vectors
+
+
+def test_gateway_answers_writes_while_a_search_is_held(client) -> None:  # noqa: ANN001
+    """Through the API on a real Triton: while user b's search is held inside its scoring, a
+    write for user a, a delete for user b and a metrics scrape all complete."""
+    device = GatedDevice()
+    index = client.app.state.service.index
+    index.tier = HotTier(device, 1 << 30, promote_after=1)
+    texts = ["I keep bees on the roof", "My sister lives in Lyon", "Tea, never coffee"]
+    made = client.post("/v1/memories/batch", json={
+        "items": [{"user_id": "b", "text": t} for t in texts]}).json()["results"]
+    search = {"user_id": "b", "query": "honey", "limit": 2}
+    assert client.post("/v1/memories/search", json=search).status_code == 200  # promotes b
+    device.release.clear()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        held = pool.submit(client.post, "/v1/memories/search", json=search)
+        assert device.entered.wait(DEADLINE_S), "the search never reached its scoring"
+        write = pool.submit(client.post, "/v1/memories", json={"user_id": "a", "text": "hi"})
+        assert write.result(timeout=DEADLINE_S).status_code == 201
+        assert client.delete(f"/v1/memories/{made[2]['id']}").status_code == 204
+        assert "memory_index_vectors 3.0" in client.get("/metrics").text
+        assert not held.done(), "the search finished early: this test proved nothing"
+        device.release.set()
+        found = held.result(timeout=DEADLINE_S)
+    assert found.status_code == 200
+    assert found.json()["results"][0]["text"] == "I keep bees on the roof"
