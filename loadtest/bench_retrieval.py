@@ -27,8 +27,8 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -370,12 +370,15 @@ def main(argv: list[str] | None = None) -> int:
                     "gateway_env": {k: v for k, v in os.environ.items()
                                     if k.startswith("MEMORY_") and k != DATA_ENV},
                     "runs": []}
-    with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
-        for number, repository in enumerate(repositories):
-            report["runs"].append(run_embedder(repository, plan, Path(tmp) / str(number)))
+    stamp = f"bench-retrieval-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    logs = args.out / f"{stamp}-logs"  # Triton and gateway logs stay; the databases do not
+    for number, repository in enumerate(repositories):
+        try:
+            report["runs"].append(run_embedder(repository, plan, logs / str(number)))
+        finally:
+            shutil.rmtree(logs / str(number) / "data", ignore_errors=True)
     report["machine"]["load_average_after"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-retrieval-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path = args.out / f"{stamp}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     if plan.sweep:
