@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import Field
 
 from gateway.api.deps import authenticated
+from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.schemas import Request as RequestBody
 from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import Forbidden, NotFound
@@ -41,7 +42,8 @@ def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
 
 
 Versions = Annotated[EmbedderVersions, Depends(guard)]
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"],
+                   responses=error_responses(*COMMON_ERRORS, 400, 404, 409))
 
 
 class ActivateIn(RequestBody):

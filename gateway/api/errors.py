@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway")
+
+
+class ValidationProblem(BaseModel):
+    loc: list[str | int]  # where: ["body", "items", 3, "text"], ["query", "user_id"], ...
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a message, or for invalid input the list of problems."""
+
+    detail: str | list[ValidationProblem]
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON",
+    401: "Missing or invalid API key",
+    403: "The API key's scope does not allow this call",
+    404: "No such memory (also another tenant's)",
+    409: "Conflict: changed concurrently, or re-ranking without a served reranker",
+    413: "Request body too large",
+    422: "Invalid input; detail lists each problem with its location",
+    429: "Shed by admission control or over the key's rate; retry after Retry-After",
+    501: "Not implemented by this service",
+    503: "Inference unavailable or the request's deadline passed; retry after Retry-After",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for these error statuses, all ``ErrorOut``."""
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+# What any authenticated API call may answer, whatever it does.
+COMMON_ERRORS = (401, 403, 422, 429, 503)
 
 
 def _clean(errors: list[dict]) -> list[dict]:

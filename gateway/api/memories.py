@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, owned_memory
+from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
     BatchIn,
@@ -32,7 +33,10 @@ from gateway.auth.scope import TenantScope
 from gateway.memory.model import Memory
 from gateway.memory.service import MemoryChanges, NewMemory
 
-router = APIRouter(prefix="/v1/memories", tags=["memories"])
+router = APIRouter(prefix="/v1/memories", tags=["memories"],
+                   responses=error_responses(*COMMON_ERRORS))
+_BODY = error_responses(400, 413)  # routes that read a JSON body
+_BY_ID = error_responses(404)
 
 
 def _draft(item: MemoryIn, users: TenantScope) -> NewMemory:
@@ -43,19 +47,22 @@ def _out(memory: Memory, users: TenantScope) -> MemoryOut:
     return MemoryOut.of(users.outward(memory))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemoryOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemoryOut,
+             responses=_BODY)
 async def add_memory(body: MemoryIn, service: Service, caller: Writer) -> MemoryOut:
     [memory] = await service.add_many([_draft(body, caller.users)], field="body")
     return _out(memory, caller.users)
 
 
-@router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut)
+@router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut,
+             responses=_BODY)
 async def add_memories(body: BatchIn, service: Service, caller: Writer) -> BatchOut:
     memories = await service.add_many([_draft(item, caller.users) for item in body.items])
     return BatchOut(results=[_out(m, caller.users) for m in memories])
 
 
-@router.post("/search", response_model=SearchOut)
+@router.post("/search", response_model=SearchOut,
+             responses=_BODY | error_responses(409))
 async def search_memories(body: SearchIn, service: Service, caller: Caller) -> SearchOut:
     found = await service.search(
         caller.users.internal(body.user_id),
@@ -89,12 +96,13 @@ async def delete_user_memories(
     return DeletedOut(deleted=await service.delete_user(caller.users.internal(user_id)))
 
 
-@router.get("/{id}", response_model=MemoryOut)
+@router.get("/{id}", response_model=MemoryOut, responses=_BY_ID)
 async def get_memory(memory_id: MemoryId, service: Service, caller: Caller) -> MemoryOut:
     return _out(await owned_memory(service, caller, memory_id), caller.users)
 
 
-@router.patch("/{id}", response_model=MemoryOut)
+@router.patch("/{id}", response_model=MemoryOut,
+              responses=_BODY | _BY_ID | error_responses(409))
 async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service,
                         caller: Writer) -> MemoryOut:
     await owned_memory(service, caller, memory_id)
@@ -102,14 +110,14 @@ async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service
     return _out(await service.update(memory_id, changes), caller.users)
 
 
-@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=_BY_ID)
 async def delete_memory(memory_id: MemoryId, service: Service, caller: Writer) -> Response:
     await owned_memory(service, caller, memory_id)
     await service.delete(memory_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{id}/history", response_model=HistoryOut)
+@router.get("/{id}/history", response_model=HistoryOut, responses=_BY_ID)
 async def memory_history(memory_id: MemoryId, service: Service, caller: Caller) -> HistoryOut:
     events = await owned_history(service, caller, memory_id)
     return HistoryOut(results=[HistoryEventOut.of(e) for e in events])
