@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from gateway.admission import Admission, AdmissionController
 from gateway.api import admin, health, memories
 from gateway.api.errors import install_error_handlers
+from gateway.api.mem0 import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.middleware import Authenticate
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(memories.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(mem0_router)  # the Mem0 Platform-compatible API
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.

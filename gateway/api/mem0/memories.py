@@ -1,0 +1,257 @@
+"""Mem0 memory routes: add, search, list, get, update, delete, history, delete-all, batches.
+
+Each handler translates the Mem0 request into service calls through the caller's ``Finder``
+and the answer back into Mem0's shapes; ``memory`` is our ``text``, ``top_k`` our ``limit``.
+Paths end with ``/`` exactly as the client sends them (it does not follow redirects).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from gateway.api.mem0 import query
+from gateway.api.mem0.deps import Mem0MemoryId, Reader, Writer, mem0_memory_id
+from gateway.api.mem0.entities import Entity
+from gateway.api.mem0.filters import as_time
+from gateway.api.mem0.finder import Finder
+from gateway.api.mem0.schemas import (
+    ACTOR_KEY,
+    APP_KEY,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    RESERVED_PREFIX,
+    ROLE_KEY,
+    AddIn,
+    BatchDeleteIn,
+    BatchUpdateIn,
+    ListIn,
+    SearchIn,
+    UpdateIn,
+)
+from gateway.api.mem0.views import history_out, memory_out, store_time
+from gateway.errors import InvalidInput
+from gateway.memory.service import MemoryChanges, NewMemory
+
+router = APIRouter(tags=["mem0"])
+Json = dict[str, Any]
+
+
+def _metadata(given: dict[str, Any] | None) -> dict[str, Any]:
+    reserved = sorted(k for k in (given or {}) if k.startswith(RESERVED_PREFIX))
+    if reserved:
+        raise InvalidInput(f"metadata keys starting with {RESERVED_PREFIX!r} are reserved: "
+                           f"{', '.join(reserved)}")
+    return dict(given or {})
+
+
+def _expires_at(expiration_date: str | None) -> str | None:
+    """Mem0 keeps a memory through its expiration date (it expires when that day ends)."""
+    if expiration_date is None:
+        return None
+    moment = as_time(expiration_date)
+    if moment is None or len(expiration_date.strip()) != 10:
+        raise InvalidInput("expiration_date must be a date, YYYY-MM-DD")
+    return store_time(moment + timedelta(days=1))
+
+
+def _occurred_at(timestamp: float | str | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = as_time(timestamp)
+    if moment is None:
+        raise InvalidInput("timestamp must be Unix seconds or an ISO-8601 time")
+    return store_time(moment)
+
+
+def _drafts(body: AddIn, finder: Finder) -> list[NewMemory]:
+    """One memory per user/assistant message, as Mem0 stores them without an LLM."""
+    entity: Entity = query.add_entity(body, body.filters)
+    base = _metadata(body.metadata)
+    if entity.app_id:
+        base[APP_KEY] = entity.app_id
+    occurred, expires = _occurred_at(body.timestamp), _expires_at(body.expiration_date)
+    drafts = []
+    for message in body.messages:
+        if message.role == "system":  # instructions, not something to remember
+            continue
+        metadata = {**base, ROLE_KEY: message.role}
+        if message.name:
+            metadata[ACTOR_KEY] = message.name
+        drafts.append(NewMemory(
+            user_id=finder.parts.of(entity), text=message.content, agent_id=entity.agent_id,
+            run_id=entity.run_id, metadata=metadata, occurred_at=occurred, expires_at=expires,
+        ))
+    if not drafts:
+        raise InvalidInput("messages: nothing to remember (only system messages)")
+    return drafts
+
+
+async def _add(body: AddIn, finder: Finder) -> Json:
+    memories = await finder.service.add_many(_drafts(body, finder), field="body")
+    return {
+        "message": "Memories added successfully",
+        "status": "SUCCEEDED",
+        "event_id": str(uuid.uuid4()),
+        "results": [
+            {"id": m.id, "memory": m.text, "data": {"memory": m.text}, "event": "ADD",
+             "role": m.metadata.get(ROLE_KEY), "actor_id": m.metadata.get(ACTOR_KEY)}
+            for m in memories
+        ],
+    }
+
+
+@router.post("/v3/memories/add/", summary="Mem0: add memories")
+async def add_v3(body: AddIn, finder: Writer) -> Json:
+    return await _add(body, finder)
+
+
+@router.post("/v1/memories/", summary="Mem0 (mem0ai 1.0.x): add memories")
+async def add_v1(body: AddIn, finder: Writer) -> Json:
+    return await _add(body, finder)
+
+
+async def _search(body: SearchIn, finder: Finder) -> Json:
+    extra = query.entity_conditions(body)
+    if body.categories:
+        extra.append({"categories": {"in": body.categories}})
+    if body.metadata:
+        extra.append({"metadata": body.metadata})
+    node = query.tree(body.filters, extra)
+    hits = await finder.search(
+        node, query=body.query, top_k=body.limit or body.top_k, threshold=body.threshold,
+        rerank=body.rerank,
+    )
+    return {"results": [memory_out(h.memory, finder.parts, score=h.score, fields=body.fields)
+                        for h in hits]}
+
+
+@router.post("/v3/memories/search/", summary="Mem0: search memories")
+async def search_v3(body: SearchIn, finder: Reader) -> Json:
+    return await _search(body, finder)
+
+
+@router.post("/v2/memories/search/", summary="Mem0 (mem0ai 1.0.x): search memories")
+async def search_v2(body: SearchIn, finder: Reader) -> Json:
+    return await _search(body, finder)
+
+
+async def _list(request: Request, body: ListIn, finder: Finder, page: int | None,
+                page_size: int | None) -> Json:
+    extra = query.entity_conditions(body)
+    if body.categories:
+        extra.append({"categories": {"in": body.categories}})
+    if body.start_date:
+        extra.append({"created_at": {"gte": body.start_date}})
+    if body.end_date:
+        extra.append({"created_at": {"lte": body.end_date}})
+    node = query.tree(body.filters, extra)
+    found = await finder.matching(node)
+    page, size = page or 1, page_size or DEFAULT_PAGE_SIZE
+    start = (page - 1) * size
+    url = request.url
+    return {
+        "count": len(found),
+        "next": str(url.include_query_params(page=page + 1, page_size=size))
+        if start + size < len(found) else None,
+        "previous": str(url.include_query_params(page=page - 1, page_size=size))
+        if page > 1 else None,
+        "results": [memory_out(m, finder.parts, fields=body.fields)
+                    for m in found[start:start + size]],
+    }
+
+
+Page = Annotated[int | None, Query(ge=1, le=1_000_000)]
+PageSize = Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+@router.post("/v3/memories/", summary="Mem0: list memories (paged)")
+async def list_v3(request: Request, body: ListIn, finder: Reader, page: Page = None,
+                  page_size: PageSize = None) -> Json:
+    return await _list(request, body, finder, page, page_size)
+
+
+@router.post("/v2/memories/", summary="Mem0 (mem0ai 1.0.x): list memories (paged)")
+async def list_v2(request: Request, body: ListIn, finder: Reader, page: Page = None,
+                  page_size: PageSize = None) -> Json:
+    return await _list(request, body, finder, page, page_size)
+
+
+@router.get("/v1/memories/{memory_id}/", summary="Mem0: one memory")
+async def get_memory(memory_id: Mem0MemoryId, finder: Reader) -> Json:
+    return memory_out(await finder.owned(memory_id), finder.parts)
+
+
+@router.put("/v1/memories/{memory_id}/", summary="Mem0: update a memory")
+async def update_memory(memory_id: Mem0MemoryId, body: UpdateIn, finder: Writer) -> Json:
+    if not body.model_fields_set - {"org_id", "project_id"}:
+        raise InvalidInput("give at least one of text, metadata, timestamp, expiration_date")
+    if "timestamp" in body.model_fields_set or "expiration_date" in body.model_fields_set:
+        raise InvalidInput("changing timestamp or expiration_date is not supported yet; "
+                           "add the memory again with the new values")
+    previous = await finder.owned(memory_id)
+    metadata = None
+    if body.metadata is not None:  # keep the Mem0 attributes that ride in metadata
+        kept = {k: v for k, v in previous.metadata.items() if k.startswith(RESERVED_PREFIX)}
+        metadata = {**_metadata(body.metadata), **kept}
+    updated = await finder.service.update(memory_id, MemoryChanges(text=body.text,
+                                                                   metadata=metadata))
+    return {"message": "Memory updated successfully!", **memory_out(updated, finder.parts)}
+
+
+@router.delete("/v1/memories/{memory_id}/", summary="Mem0: delete a memory")
+async def delete_memory(memory_id: Mem0MemoryId, finder: Writer,
+                        delete_linked: bool = False) -> Json:
+    await finder.owned(memory_id)
+    await finder.service.delete(memory_id)  # no linked chains here: delete_linked is moot
+    return {"message": "Memory deleted successfully!"}
+
+
+@router.get("/v1/memories/{memory_id}/history/", summary="Mem0: a memory's history")
+async def memory_history(memory_id: Mem0MemoryId, finder: Reader) -> list[Json]:
+    events = await finder.owned_history(memory_id)
+    return [history_out(e, memory_id, finder.parts) for e in events]
+
+
+@router.delete("/v1/memories/", summary="Mem0: delete the memories a filter matches")
+async def delete_all(request: Request, finder: Writer) -> Json:
+    """Every argument comes in the query string; ``filters`` and ``metadata`` as dicts in
+    JSON or in the Python ``repr`` the mem0ai client writes."""
+    params = request.query_params
+    extra: list[dict[str, Any]] = [{name: params[name]} for name in
+                                   ("user_id", "agent_id", "app_id", "run_id") if name in params]
+    raw_filters = query.query_dict(params["filters"], "filters") if "filters" in params else None
+    if "metadata" in params:
+        extra.append({"metadata": query.query_dict(params["metadata"], "metadata")})
+    deleted = await finder.delete_matching(query.tree(raw_filters, extra))
+    return {"message": "Memories deleted successfully!", "deleted": deleted}
+
+
+@router.put("/v1/batch/", summary="Mem0: update up to 1000 memories")
+async def batch_update(body: BatchUpdateIn, finder: Writer) -> Json:
+    """Every id is checked (and every metadata) before the first change: all or nothing."""
+    changes = []
+    for item in body.memories:
+        memory_id = mem0_memory_id(item.memory_id)
+        before = await finder.owned(memory_id)
+        metadata = None
+        if item.metadata is not None:
+            kept = {k: v for k, v in before.metadata.items() if k.startswith(RESERVED_PREFIX)}
+            metadata = {**_metadata(item.metadata), **kept}
+        changes.append((memory_id, MemoryChanges(text=item.text, metadata=metadata)))
+    for memory_id, change in changes:
+        await finder.service.update(memory_id, change)
+    return {"message": f"Successfully updated {len(changes)} memories"}
+
+
+@router.delete("/v1/batch/", summary="Mem0: delete up to 1000 memories")
+async def batch_delete(body: BatchDeleteIn, finder: Writer) -> Json:
+    ids = list(dict.fromkeys(mem0_memory_id(item.memory_id) for item in body.memories))
+    for memory_id in ids:  # all exist, or nothing is deleted
+        await finder.owned(memory_id)
+    for memory_id in ids:
+        await finder.service.delete(memory_id)
+    return {"message": f"Successfully deleted {len(ids)} memories"}
