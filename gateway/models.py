@@ -28,10 +28,12 @@ UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from s
 
 
 def _client(url: str | None) -> httpx.Client:
+    settings = Settings()
     if url is None:
-        settings = Settings()
         url = f"http://{settings.host}:{settings.port}"
-    return httpx.Client(base_url=url, timeout=60)
+    key = settings.api_key  # an admin-scope key, when the gateway requires keys
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else None
+    return httpx.Client(base_url=url, timeout=60, headers=headers)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

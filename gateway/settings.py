@@ -9,7 +9,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # listens beyond this machine unauthenticated unless MEMORY_AUTH=off says so.
     auth: Literal["required", "off"] | None = None
     keys_file: str = "keys.sqlite3"  # in data_dir, apart from the memories
+    api_key: SecretStr | None = None  # what `python -m gateway.models` sends (admin scope)
 
     # Durable store
     data_dir: Path = ROOT / "data"
