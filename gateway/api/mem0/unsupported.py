@@ -47,7 +47,14 @@ def _refusal(what: str):  # noqa: ANN202 - a route handler made per feature
     return refuse
 
 
+def _operation_id(method: str, path: str) -> str:
+    words = "".join(ch if ch.isalnum() else "_" for ch in path).strip("_")
+    return f"mem0_unsupported_{method.lower()}_{words}"
+
+
 for _methods, _path, _what in ROUTES:
-    router.add_api_route(_path, _refusal(_what), methods=list(_methods), status_code=501,
-                         summary=f"Mem0: {_what} (not supported: 501)",
-                         responses={501: {"description": "not supported"}})
+    for _method in _methods:  # one route per method: OpenAPI operation ids stay unique
+        router.add_api_route(_path, _refusal(_what), methods=[_method], status_code=501,
+                             operation_id=_operation_id(_method, _path),
+                             summary=f"Mem0: {_what} (not supported: 501)",
+                             responses={501: {"description": "not supported"}})
