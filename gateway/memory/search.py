@@ -1,0 +1,69 @@
+"""Search modes and what a search's ``score`` means in each.
+
+- ``semantic``: dense retrieval; ``score`` = cosine similarity in [-1, 1].
+- ``keyword``: BM25 over the lexical index; ``score`` = BM25 (> 0, no fixed upper bound).
+  Needs no embedding, so it answers while Triton is down (unless a threshold asks for cosines).
+- ``hybrid`` (default): both, fused (``gateway.memory.fusion``); ``score`` = the fused score.
+
+Then, optionally: a reranked search's ``score`` is the cross-encoder's logit; a ranking policy
+(``gateway.memory.ranking``) multiplies a positive form of the score by recency and priority.
+``similarity`` is the cosine wherever a query vector exists (semantic and hybrid always, keyword
+only with a threshold); ``threshold`` always bounds it, in every mode, before re-ranking.
+An ``embedding`` query has no text to match words with: it is searched semantically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from gateway.errors import InvalidInput
+from gateway.memory.fusion import FusionPolicy
+from gateway.memory.model import ScoredMemory
+from gateway.memory.ranking import RankingPolicy
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+SearchMode = Literal["hybrid", "semantic", "keyword"]
+MAX_SKIPPED_EXPIRED = 256  # expired hits skipped after vector search; more: pre-filter instead
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPolicy:
+    mode: SearchMode = "hybrid"
+    fusion: FusionPolicy = field(default_factory=FusionPolicy)
+    ranking: RankingPolicy = field(default_factory=RankingPolicy)
+    date_weight: float = 1.0  # keyword matches in the memory's date vs its text; 0 = text only
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SearchPolicy:
+        return cls(
+            mode=settings.search_mode,
+            fusion=FusionPolicy(
+                method=settings.hybrid_fusion,
+                semantic_weight=settings.hybrid_semantic_weight,
+                rrf_k=settings.hybrid_rrf_k,
+                pool_factor=settings.hybrid_pool_factor,
+                pool_min=settings.hybrid_pool_min,
+            ),
+            ranking=RankingPolicy(settings.ranking_recency_half_life_days,
+                                  settings.ranking_priority_weight),
+            date_weight=settings.lexical_date_weight,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    results: list[ScoredMemory]
+    mode: SearchMode  # the mode actually used
+
+
+def resolve_mode(asked: SearchMode, query: str | None, embedding: object | None) -> SearchMode:
+    """The mode a search runs in: an embedding-only query can only be semantic."""
+    if query is not None:
+        return asked
+    if asked == "keyword":
+        raise InvalidInput("keyword search needs a text query; an embedding can only be "
+                           "searched semantically")
+    return "semantic"
