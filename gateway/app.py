@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from gateway.admission import Admission, AdmissionController
 from gateway.api import admin, health, memories
-from gateway.api.errors import install_error_handlers
+from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from gateway.api.mem0 import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.auth.authenticator import Authenticator
@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(memories.router)
     app.include_router(health.router)
     app.include_router(admin.router)
-    app.include_router(mem0_router)  # the Mem0 Platform-compatible API
+    # the Mem0 Platform-compatible API; its errors are {"detail"} answers like ours
+    app.include_router(mem0_router, responses=error_responses(*COMMON_ERRORS))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.

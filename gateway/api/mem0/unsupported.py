@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.api.errors import error_responses
 from gateway.errors import GatewayError
 
 router = APIRouter(tags=["mem0"])
@@ -57,4 +58,4 @@ for _methods, _path, _what in ROUTES:
         router.add_api_route(_path, _refusal(_what), methods=[_method], status_code=501,
                              operation_id=_operation_id(_method, _path),
                              summary=f"Mem0: {_what} (not supported: 501)",
-                             responses={501: {"description": "not supported"}})
+                             responses=error_responses(501))
