@@ -201,8 +201,14 @@ def stack(repository: Path, work: Path) -> Iterator[tuple[httpx.Client, bool]]:
                           models=("embedder", "reranker") if reranker else ("embedder",),
                           http_port=free_port(), grpc_port=free_port(),
                           metrics_port=free_port(), log_file=work / "triton.log")
-    env = {"MEMORY_MODEL_REPOSITORY": str(repository), "MEMORY_ADMISSION_ENABLED": "false",
-           "MEMORY_SQLITE_SYNCHRONOUS": "NORMAL", "MEMORY_INFERENCE_TIMEOUT_S": "300"}
+    # Recall is measured, not overload: nothing is shed and no deadline drops a slow batch
+    # (a larger embedder on a loaded machine takes well over the default 30 s per 500 texts).
+    # Settings the caller exported win.
+    env = {"MEMORY_ADMISSION_ENABLED": "false", "MEMORY_SQLITE_SYNCHRONOUS": "NORMAL",
+           "MEMORY_INFERENCE_TIMEOUT_S": "600", "MEMORY_DEADLINE_INGEST_MS": "0",
+           "MEMORY_DEADLINE_SEARCH_MS": "0"}
+    env = {k: v for k, v in env.items() if k not in os.environ}
+    env["MEMORY_MODEL_REPOSITORY"] = str(repository)
     with triton, gateway_process(triton, work / "data", work, env=env) as url, \
             httpx.Client(base_url=url, timeout=300) as http:
         yield http, reranker
