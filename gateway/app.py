@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,9 +23,11 @@ from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
+from gateway.memory.active import ActiveModels
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.reranker_versions import RerankerVersions
+from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -79,24 +82,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         policy = RerankPolicy(settings.rerank_default, settings.rerank_pool_factor,
                               settings.rerank_pool_min)
-        service = MemoryService(store, index, embedder, SearchBatcher(index, window_s=window_s),
-                                reranker=reranker, rerank_policy=policy)
+        models = ActiveModels(index, SearchBatcher(index, window_s=window_s),
+                              retry_after_s=settings.retry_after_s)
+        service = MemoryService(store, index, embedder, reranker=reranker, rerank_policy=policy,
+                                models=models, search_policy=SearchPolicy.from_settings(settings))
         version_store = VersionStore(store)
         control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
         versions = EmbedderVersions(
             service, version_store, control,
             partial(build_index, settings), model=settings.embedder_model,
             repository=settings.model_repository, window_s=window_s,
-            batch_size=settings.reembed_batch,
+            batch_size=settings.reembed_batch, admission=app.state.admission,
         )
-        service.connect = versions.connect
         _export_index_metrics(metrics, service)
         count = await service.build_index()
         log.info("index built from the store: %d vectors", count)
+        connecting: asyncio.Task[None] | None = None
         try:
             await versions.connect()
         except GatewayError as exc:  # start anyway: /readyz says 503 until Triton is back
-            log.warning("Triton not reachable at start-up (%s); will retry on demand", exc)
+            log.warning("Triton not reachable at start-up (%s); retrying in the background",
+                        exc)
+            connecting = asyncio.create_task(versions.keep_connected(), name="connect-triton")
         reranker_versions = RerankerVersions(reranker, version_store, control,
                                              model=settings.reranker_model,
                                              repository=settings.model_repository)
@@ -111,6 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if connecting is not None:
+                connecting.cancel()
+                await asyncio.gather(connecting, return_exceptions=True)
             await versions.close()
             for space in (service.target, service.active):
                 if space is not None:

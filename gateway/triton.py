@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.inference.query_model import sync_query_model
+
 
 class TritonLaunchError(RuntimeError):
     """The server could not be started or did not become ready."""
@@ -65,6 +67,10 @@ class TritonServer:
     metrics_port: int = 8002
     log_file: Path = Path("logs/triton.log")
     extra_args: Sequence[str] = ()
+    # The model whose batcher-free twin serves search queries (gateway.inference.query_model);
+    # the twin is made in the repository and loaded when this model is among ``models``.
+    query_twin_of: str | None = "embedder"
+    _twin: str | None = field(default=None, init=False, repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -74,6 +80,11 @@ class TritonServer:
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def loaded_models(self) -> list[str]:
+        """The models loaded at start: ``models`` and the query twin, when there is one."""
+        return list(self.models) + ([self._twin] if self._twin else [])
 
     @property
     def running(self) -> bool:
@@ -96,7 +107,7 @@ class TritonServer:
             "--model-control-mode=explicit",
             "--exit-timeout-secs=10",
         ]
-        args += [f"--load-model={name}" for name in self.models]
+        args += [f"--load-model={name}" for name in self.loaded_models]
         return args + list(self.extra_args)
 
     def _environment(self) -> dict[str, str]:
@@ -126,6 +137,8 @@ class TritonServer:
                     f"model {name!r} has no version in {self.model_repository}: run `make export`"
                 )
         _prepare_python_backend(_package_dir())
+        if self.query_twin_of is not None and self.query_twin_of in self.models:
+            self._twin = sync_query_model(self.model_repository, self.query_twin_of)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         try:
@@ -146,7 +159,7 @@ class TritonServer:
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         urls = [f"{self.http_url}/v2/health/ready"]
-        urls += [f"{self.http_url}/v2/models/{name}/ready" for name in self.models]
+        urls += [f"{self.http_url}/v2/models/{name}/ready" for name in self.loaded_models]
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise TritonLaunchError(

@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 
 from gateway.inference import EmbedderClient
+from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
@@ -50,14 +51,14 @@ async def _triton_embed(triton: TritonServer, texts: list[str], batch: int,
     client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=60, retry_after_s=1,
                             metrics=Metrics())
     try:
-        await client.discover()
-        await client.embed(texts[:batch])  # warm-up
+        version = repository_versions(triton.model_repository, "embedder")[-1]
+        await client.embed(texts[:batch], version)  # warm-up
         chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
         gate = asyncio.Semaphore(concurrency)
 
         async def one(chunk: list[str]) -> np.ndarray:
             async with gate:
-                return await client.embed(chunk)
+                return await client.embed(chunk, version)
 
         started = time.perf_counter()
         vectors = await asyncio.gather(*(one(c) for c in chunks))

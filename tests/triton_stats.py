@@ -65,3 +65,21 @@ def settled(server: TritonServer, model: str, before: Counts, requests: int,
             time.sleep(0.05)  # let a straggler show up, so "exactly" checks are fair
             return counts(server, model) - before
         time.sleep(0.02)
+
+
+def pending(server: TritonServer, model: str) -> int:
+    """Requests queued in Triton for ``model`` and not yet executing (a gauge, read live)."""
+    url = f"http://{server.host}:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    prefix = f'nv_inference_pending_request_count{{model="{model}",'
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines if line.startswith(prefix))
+
+
+def wait_until_busy(server: TritonServer, model: str, timeout_s: float = 30.0) -> None:
+    """Block until a request waits in ``model``'s queue: its only instance is busy."""
+    deadline = time.monotonic() + timeout_s
+    while pending(server, model) < 1:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{model} never had a queued request within {timeout_s} s")
+        time.sleep(0.01)

@@ -6,8 +6,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.errors import GatewayError
-
 router = APIRouter(tags=["health"])
 
 
@@ -19,23 +17,25 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready to serve: store open, Triton and the model ready, index built."""
+    """Ready to serve: store open, Triton serving the active version, index built.
+
+    Only reads state (it never asks Triton to load a model). The reranker is reported, not
+    required: searches work without one.
+    """
     service = request.app.state.service
-    if service.embedder.info is None:
-        try:
-            await service.active_space()
-        except GatewayError:
-            pass  # not ready yet; the checks below say which part
+    info = service.models.info
     checks = {
         "store": service.store.is_open,
-        "triton": await service.embedder.ready(),
-        "model": service.embedder.info.label if service.embedder.info else None,
+        "triton": await service.embedder.ready(info.version if info else None),
+        "model": info.label if info else None,
         "index": service.index_built,
     }
     ok = all(checks.values())
+    reranker = service.reranker.label if service.reranker is not None else None
     headers = {} if ok else {"Retry-After": str(request.app.state.settings.retry_after_s)}
     return JSONResponse(
-        {"status": "ready" if ok else "not ready", "checks": checks},
+        {"status": "ready" if ok else "not ready", "checks": checks,
+         "reranker": reranker, "query_model": service.models.query_model},
         status_code=200 if ok else 503,
         headers=headers,
     )

@@ -111,17 +111,20 @@ async def infer(
 
 
 class EmbedderClient:
-    """Embeds texts with the Triton ``embedder`` model (raw strings in, unit vectors out)."""
+    """Embeds texts with the Triton ``embedder`` model (raw strings in, unit vectors out).
+
+    Stateless about versions: every call names the version it wants. Which version is active
+    is ``gateway.memory.active.ActiveModels``' business.
+    """
 
     def __init__(
         self, url: str, model: str, *, timeout_s: float, retry_after_s: int, metrics: Metrics
     ) -> None:
         self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
-        self._model = model
+        self.model = model
         self._timeout_s = timeout_s
         self._retry_after = retry_after_s
         self._metrics = metrics
-        self.info: ModelInfo | None = None
 
     @property
     def grpc(self) -> grpcclient.InferenceServerClient:
@@ -131,52 +134,36 @@ class EmbedderClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def ready(self) -> bool:
-        """Server and the pinned model version both ready (False rather than raising)."""
+    async def ready(self, version: str | None) -> bool:
+        """Triton is up and serves ``version`` (any version when None); False, never raises.
+
+        A read: it never asks Triton to load anything.
+        """
         try:
             return bool(
                 await self._client.is_server_ready(client_timeout=2)
-                and await self._client.is_model_ready(
-                    self._model, self.info.version if self.info else "", client_timeout=2
-                )
+                and await self._client.is_model_ready(self.model, version or "",
+                                                      client_timeout=2)
             )
         except InferenceServerException:
             return False
 
-    async def discover(self) -> ModelInfo:
-        """Pin the newest loaded version and learn its dimension by embedding a probe text."""
-        with map_triton_errors(self._retry_after):
-            metadata = await self._client.get_model_metadata(
-                self._model, client_timeout=self._timeout_s
-            )
-        versions = sorted(metadata.versions, key=int)
-        if not versions:
-            raise InferenceUnavailable(f"model {self._model!r} has no loaded version")
-        version = versions[-1]
-        probe = await self._infer(["dimension probe"], version)
-        self.info = ModelInfo(self._model, version, int(probe.shape[1]))
-        return self.info
-
-    async def embed(self, texts: list[str], version: str | None = None) -> np.ndarray:
+    async def embed(self, texts: list[str], version: str, *, model: str | None = None
+                    ) -> np.ndarray:
         """float32 ``[len(texts), dim]``, L2-normalised, in one Triton request.
 
-        ``version`` pins the model version (a migration embeds with two); default: the active.
+        ``model`` names another model serving the same versions (the query twin).
         """
-        if version is None:
-            if self.info is None:
-                await self.discover()
-            assert self.info is not None
-            version = self.info.version
-        return await self._infer(texts, version)
+        return await self._infer(texts, version, model or self.model)
 
-    async def probe(self, version: str) -> ModelInfo:
+    async def probe(self, version: str, *, model: str | None = None) -> ModelInfo:
         """Describe one served version (its dimension comes from embedding a probe text)."""
-        vector = await self._infer(["dimension probe"], version)
-        return ModelInfo(self._model, version, int(vector.shape[1]))
+        vector = await self._infer(["dimension probe"], version, model or self.model)
+        return ModelInfo(self.model, version, int(vector.shape[1]))
 
-    async def _infer(self, texts: list[str], version: str) -> np.ndarray:
+    async def _infer(self, texts: list[str], version: str, model: str) -> np.ndarray:
         embeddings = await infer(
-            self._client, self._model, [string_input("TEXT", texts)], "EMBEDDING",
+            self._client, model, [string_input("TEXT", texts)], "EMBEDDING",
             rows=len(texts), version=version, timeout_s=self._timeout_s,
             retry_after=self._retry_after, metrics=self._metrics,
         )

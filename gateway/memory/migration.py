@@ -12,6 +12,7 @@ gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -21,12 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound
+from gateway.admission import AdmissionController
+from gateway.admission.limiter import Priority
+from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound, Overloaded
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo
 from gateway.inference.control import ModelControl, repository_versions
-from gateway.memory.service import MemoryService, Space, _index_rows, utc_now
+from gateway.inference.query_model import query_model_name, sync_query_model
+from gateway.memory.active import ActiveModels, Space
+from gateway.memory.service import MemoryService, _index_rows, utc_now
 from gateway.store.versions import ModelState, VersionStore
 
 log = logging.getLogger("gateway.migration")
@@ -58,17 +63,59 @@ class EmbedderVersions:
         window_s: float,
         batch_size: int = 128,
         retry_s: float = 2.0,
+        admission: AdmissionController | None = None,
     ) -> None:
         self.service, self.versions, self.control = service, versions, control
         self.make_index, self.model, self.repository = make_index, model, repository
         self.window_s, self.batch_size, self.retry_s = window_s, batch_size, retry_s
+        self.admission = admission  # re-embedding takes ingest slots at background priority
         self.status = MigrationStatus()
         self._task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        twin = query_model_name(model)
+        # The batcher-free twin for search queries (see gateway.inference.query_model), when
+        # the launcher made one; it must serve exactly the versions the model serves.
+        self.query_model: str | None = (
+            twin if (repository / twin / "config.pbtxt").is_file() else None)
 
     @property
     def embedder(self) -> EmbedderClient:
         return self.service.embedder
+
+    @property
+    def models(self) -> ActiveModels:
+        return self.service.models
+
+    async def _serve(self, versions: list[str], *, twin: list[str] | None = None) -> None:
+        """Serve exactly ``versions`` in the model and ``twin`` (default: the same) in its
+        query twin. A migration target needs no twin until the switch: searches use the
+        active version, so ``activate`` does not wait for a second load."""
+        await self.control.serve(self.model, versions)
+        await self._serve_twin(versions if twin is None else twin)
+
+    async def _serve_twin(self, versions: list[str]) -> None:
+        if self.query_model is None:
+            return
+        try:  # a version exported since launch needs its link in the twin first
+            if await self.control.served_versions(self.query_model) == versions:
+                return
+            await asyncio.to_thread(sync_query_model, self.repository, self.model)
+            await self.control.serve(self.query_model, versions)
+        except (GatewayError, OSError, RuntimeError) as exc:  # searches use the batching model
+            log.warning("query model %s cannot serve %s (%s); searches use %s", self.query_model,
+                        versions, getattr(exc, "detail", exc), self.model)
+            self.query_model = self.models.query_model = None
+
+    async def keep_connected(self, first_delay_s: float = 0.5, max_delay_s: float = 5.0) -> None:
+        """Retry ``connect`` with back-off until it succeeds (Triton down at start-up)."""
+        delay = first_delay_s
+        while self.models.info is None:
+            try:
+                await self.connect()
+            except GatewayError as exc:
+                log.info("Triton not ready (%s); retrying in %.1f s", exc.detail, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay_s)
 
     # -- start-up ---------------------------------------------------------------------------
     async def connect(self) -> ModelInfo:
@@ -77,8 +124,8 @@ class EmbedderVersions:
         On a fresh store the newest version Triton serves becomes the active one.
         """
         async with self._connect_lock:
-            if self.embedder.info is not None:
-                return self.embedder.info
+            if self.models.info is not None:
+                return self.models.info
             state = await self.versions.state(self.model)
             served = await self.control.served_versions(self.model)
             if state is None:
@@ -87,11 +134,12 @@ class EmbedderVersions:
                 await self.versions.set_active(self.model, served[-1])
                 state = await self.versions.state(self.model)
                 assert state is not None
-            wanted = [state.active] + ([state.target] if state.target else [])
-            if sorted(wanted, key=int) != served:
+            wanted = sorted([state.active] + ([state.target] if state.target else []), key=int)
+            if wanted != served:
                 await self.control.serve(self.model, wanted)
+            await self._serve_twin([state.active])
             info = await self.embedder.probe(state.active)
-            self.embedder.info = info
+            self.models.pin(info, self.query_model)
             self.status.active = state.active
             if state.target and self._task is None:
                 await self._resume(state)
@@ -108,7 +156,7 @@ class EmbedderVersions:
             return
         rows = await self.versions.shadow_vectors()
         await asyncio.to_thread(target.index.rebuild, rows)
-        self.service.begin_target(target)
+        self.models.begin_target(target)
         self._start(state.target, state.started_at)
         log.info("resuming migration to %s:%s after %d re-embedded memories", self.model,
                  state.target, len(rows))
@@ -128,11 +176,11 @@ class EmbedderVersions:
             raise NotFound(f"{self.model} version {version} is not in the model repository")
         if version == info.version:
             raise Conflict(f"{self.model}:{version} is already active")
-        await self.control.serve(self.model, [info.version, version])
+        await self._serve(sorted([info.version, version], key=int), twin=[info.version])
         target = await self._target_space(version)
         started = utc_now()
         await self.versions.begin(self.model, version, started)
-        self.service.begin_target(target)
+        self.models.begin_target(target)
         self._start(version, started)
         return self.status
 
@@ -146,11 +194,11 @@ class EmbedderVersions:
             await asyncio.gather(self._task, return_exceptions=True)
         async with self.service.mutation:
             await self.versions.abandon(self.model)
-            target = self.service.target
-            self.service.begin_target(None)
+            target = self.models.target
+            self.models.begin_target(None)
         if target is not None:
             await target.close()
-        await self.control.serve(self.model, [state.active])
+        await self._serve([state.active])
         self.status.state, self.status.target = "idle", None
         return self.status
 
@@ -168,7 +216,7 @@ class EmbedderVersions:
                                          context=contextvars.Context())
 
     async def _run(self, version: str) -> None:
-        target = self.service.target
+        target = self.models.target
         assert target is not None
         label = target.info.label
         began, embedded = time.monotonic(), 0
@@ -182,7 +230,8 @@ class EmbedderVersions:
                     if await self._switch(version, target):
                         return
                     continue  # rows arrived meanwhile: go round again
-                vectors = await self.embedder.embed([b.text for b in batch], version=version)
+                async with self._ingest_slot():
+                    vectors = await self.embedder.embed([b.text for b in batch], version=version)
                 async with self.service.mutation:
                     written = await self.versions.put_batch(self.model, label, batch, vectors)
                     keep = [i for i, b in enumerate(batch) if b in written]
@@ -194,6 +243,8 @@ class EmbedderVersions:
                 self.status.state, self.status.error = "running", None
             except asyncio.CancelledError:
                 raise
+            except Overloaded:  # user traffic holds the ingest slots: yield to it, then resume
+                await asyncio.sleep(self.retry_s / 4)
             except GatewayError as exc:  # Triton away or overloaded: keep the cursor, retry
                 self.status.state, self.status.error = "stalled", str(exc.detail)
                 log.warning("migration to %s stalled: %s; retrying", label, exc.detail)
@@ -201,14 +252,17 @@ class EmbedderVersions:
 
     async def _switch(self, version: str, target: Space) -> bool:
         self.status.state = "switching"
+        active = self.models.info
+        if active is not None:  # searches embed with the twin from the switch on
+            await self._serve_twin(sorted({active.version, version}, key=int))
         async with self.service.mutation:
             if not await self.versions.switch(self.model, version, target.info.label):
                 return False
-            old = self.service.active
-            self.service.adopt(target)
+            old = self.models.active
+            self.models.adopt(target)
         log.info("switched %s to version %s", self.model, version)
         try:
-            await self.control.serve(self.model, [version])
+            await self._serve([version])
         except GatewayError as exc:  # the old version lingers in Triton; harmless
             log.warning("could not unload the old %s version: %s", self.model, exc.detail)
         if old is not None:
@@ -218,3 +272,9 @@ class EmbedderVersions:
         self.status.state, self.status.active = "done", version
         self.status.finished_at = utc_now()
         return True
+
+    def _ingest_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """An ingest admission slot at background priority: user writes go first."""
+        if self.admission is None:
+            return contextlib.nullcontext()
+        return self.admission.slot("ingest", Priority.BACKGROUND)

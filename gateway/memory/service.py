@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Sequence
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
 from gateway.inference.reranker import NOT_LOADED
+from gateway.memory.active import ActiveModels, Space
+from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
 from gateway.memory.model import (
     HistoryEvent,
@@ -30,8 +33,17 @@ from gateway.memory.model import (
     SearchFilters,
     StoredMemory,
 )
+from gateway.memory.ranking import RankingPolicy, cosine_relevance, logit_relevance, rank, unchanged
 from gateway.memory.rerank import RerankPolicy, rerank_candidates
+from gateway.memory.search import (
+    MAX_SKIPPED_EXPIRED,
+    SearchMode,
+    SearchOutcome,
+    SearchPolicy,
+    resolve_mode,
+)
 from gateway.store import Store
+from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
 
@@ -54,15 +66,41 @@ class NewMemory:
     expires_at: str | None = None
 
 
+class Keep(enum.Enum):
+    """A change that leaves a field as it is (where None would mean: clear it)."""
+
+    KEEP = "keep"
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryChanges:
     text: str | None = None
     metadata: dict[str, Any] | None = None
     priority: int | None = None
+    occurred_at: str | None = None  # UTC ISO-8601 (None: unchanged)
+    expires_at: str | None | Keep = Keep.KEEP  # None clears it
 
 
 def encode_cursor(memory_id: str) -> str:
     return base64.urlsafe_b64encode(memory_id.encode()).decode().rstrip("=")
+
+
+def encode_occurred_cursor(memory: Memory) -> str:
+    return encode_cursor(f"{memory.occurred_at}|{memory.id}")
+
+
+def decode_occurred_cursor(cursor: str) -> tuple[str, str]:
+    """(occurred_at, id) of the last row of a page listed by occurrence."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        occurred, raw_id = raw.split("|")
+        datetime.fromisoformat(occurred.replace("Z", "+00:00"))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        occurred, raw_id = "", ""
+    memory_id = parse_id(raw_id)
+    if memory_id is None:
+        raise InvalidInput({"loc": ["query", "cursor"], "msg": "invalid cursor"})
+    return occurred, memory_id
 
 
 def decode_cursor(cursor: str) -> str:
@@ -74,25 +112,6 @@ def decode_cursor(cursor: str) -> str:
     if memory_id is None:
         raise InvalidInput({"loc": ["query", "cursor"], "msg": "invalid cursor"})
     return memory_id
-
-
-@dataclass(frozen=True, slots=True)
-class Space:
-    """One embedding space: the model version that makes its vectors, and their index.
-
-    Searches take the active space once, embed with its version and search its index, so a
-    query vector never meets vectors from another version, even across a switch.
-    """
-
-    info: ModelInfo
-    index: VectorIndex
-    searcher: SearchBatcher
-
-    async def close(self) -> None:
-        await self.searcher.close()
-        close = getattr(self.index, "close", None)
-        if close is not None:
-            close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,42 +132,43 @@ class MemoryService:
         *,
         reranker: RerankerClient | None = None,
         rerank_policy: RerankPolicy | None = None,
+        search_policy: SearchPolicy | None = None,
+        models: ActiveModels | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
         self.rerank_policy = rerank_policy or RerankPolicy()
-        self.index = index  # the active space's index, also before the model is known
-        self.searcher = searcher or SearchBatcher(index)
-        self.target: Space | None = None  # set while an embedder migration runs
+        self.search_policy = search_policy or SearchPolicy()
+        # Which version serves: owned by ActiveModels, written only by the version manager.
+        self.models = models or ActiveModels(index, searcher or SearchBatcher(index))
         self.index_built = False
-        self.generation = 0  # bumped when spaces change: in-flight writes re-embed
         self.mutation = asyncio.Lock()
-        # How the active model is found when not yet known; the version manager replaces it.
-        self.connect: Callable[[], Awaitable[ModelInfo]] = embedder.discover
+
+    # Read-only views of the active state (the version manager changes it via ``models``).
+    @property
+    def index(self) -> VectorIndex:
+        return self.models.index
+
+    @property
+    def searcher(self) -> SearchBatcher:
+        return self.models.searcher
+
+    @property
+    def target(self) -> Space | None:
+        return self.models.target
+
+    @property
+    def generation(self) -> int:
+        return self.models.generation
 
     @property
     def active(self) -> Space | None:
-        info = self.embedder.info
-        return None if info is None else Space(info, self.index, self.searcher)
+        return self.models.active
 
     async def active_space(self) -> Space:
-        if self.embedder.info is None:
-            await self.connect()
-        space = self.active
-        assert space is not None
-        return space
-
-    def adopt(self, space: Space) -> None:
-        """Make ``space`` the active one (a migration's switch), in one synchronous step."""
-        self.embedder.info = space.info
-        self.index, self.searcher = space.index, space.searcher
-        self.target = None
-        self.generation += 1
-
-    def begin_target(self, space: Space | None) -> None:
-        self.target = space
-        self.generation += 1
+        """The active space; 503 until the version manager has connected to Triton."""
+        return self.models.require()
 
     # -- start-up -----------------------------------------------------------------------------
     async def build_index(self) -> int:
@@ -186,9 +206,12 @@ class MemoryService:
 
     async def _vectors_in(
         self, space: Space, texts: Sequence[str | None], supplied: list[list[float] | None],
-        locs: list[list[str | int]],
+        locs: list[list[str | int]], *, query: bool = False,
     ) -> np.ndarray:
-        """Client vectors where given, one Triton request (to ``space``'s version) for the rest."""
+        """Client vectors where given, one Triton request (to ``space``'s version) for the rest.
+
+        ``query``: a search's text, embedded by the batcher-free twin when Triton serves it.
+        """
         out = np.zeros((len(texts), space.info.dim), dtype=np.float32)
         missing = []
         for i, values in enumerate(supplied):
@@ -198,7 +221,8 @@ class MemoryService:
                 out[i] = self._client_vector(space.info, values, locs[i])
         if missing:
             out[missing] = await self.embedder.embed(
-                [texts[i] or "" for i in missing], version=space.info.version
+                [texts[i] or "" for i in missing], version=space.info.version,
+                model=self.models.query_model if query else None,
             )
         return out
 
@@ -264,6 +288,9 @@ class MemoryService:
                 text=changes.text if changes.text is not None else previous.text,
                 metadata=changes.metadata if changes.metadata is not None else previous.metadata,
                 priority=changes.priority if changes.priority is not None else previous.priority,
+                occurred_at=changes.occurred_at or previous.occurred_at,
+                expires_at=(previous.expires_at if changes.expires_at is Keep.KEEP
+                            else changes.expires_at),
                 updated_at=max(utc_now(), previous.updated_at),
             )
             made = None
@@ -292,7 +319,7 @@ class MemoryService:
         raise Conflict("the embedding model changed repeatedly during this request; retry")
 
     def _indexes(self) -> list[VectorIndex]:
-        return [self.index] + ([self.target.index] if self.target is not None else [])
+        return self.models.indexes()
 
     async def delete(self, memory_id: str) -> None:
         async with self.mutation:
@@ -317,12 +344,26 @@ class MemoryService:
         return memory
 
     async def list_page(
-        self, user_id: str, limit: int, cursor: str | None
+        self, user_id: str, limit: int, cursor: str | None, *, order_by: ListOrder = "id",
+        descending: bool = False, include_expired: bool = False,
     ) -> tuple[list[Memory], str | None]:
-        after = decode_cursor(cursor) if cursor else None
-        rows = await self.store.list_page(user_id, limit + 1, after)
+        """A page of the user's memories in id (creation) or occurrence order; the cursor
+        only continues a listing in the same order."""
+        after, occurred = None, None
+        if cursor and order_by == "occurred_at":
+            occurred, after = decode_occurred_cursor(cursor)
+        elif cursor:
+            after = decode_cursor(cursor)
+        rows = await self.store.list_page(
+            user_id, limit + 1, after, order_by=order_by, after_occurred=occurred,
+            descending=descending, live_at=None if include_expired else utc_now(),
+        )
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = (encode_occurred_cursor(last) if order_by == "occurred_at"
+                           else encode_cursor(last.id))
         return page, next_cursor
 
     async def history(self, memory_id: str) -> list[HistoryEvent]:
@@ -341,37 +382,132 @@ class MemoryService:
         filters: SearchFilters,
         threshold: float | None,
         rerank: bool | None = None,
+        mode: SearchMode | None = None,
+        ranking: RankingPolicy | None = None,
+        include_expired: bool = False,
     ) -> list[ScoredMemory]:
-        """The user's memories closest in meaning to the query, best first.
+        """The user's memories that best answer the query, best first (see ``search_outcome``)."""
+        outcome = await self.search_outcome(
+            user_id, query=query, embedding=embedding, limit=limit, filters=filters,
+            threshold=threshold, rerank=rerank, mode=mode, ranking=ranking,
+            include_expired=include_expired,
+        )
+        return outcome.results
+
+    async def search_outcome(
+        self,
+        user_id: str,
+        *,
+        query: str | None,
+        embedding: list[float] | None,
+        limit: int,
+        filters: SearchFilters,
+        threshold: float | None,
+        rerank: bool | None = None,
+        mode: SearchMode | None = None,
+        ranking: RankingPolicy | None = None,
+        include_expired: bool = False,
+    ) -> SearchOutcome:
+        """Search in ``mode`` (None: the policy's), rerank, rank; see ``gateway.memory.search``.
 
         ``rerank`` (None: the policy's default, applied only when a reranker is served) orders
-        a larger vector pool with the cross-encoder. ``threshold`` always bounds the cosine
-        ``similarity``, before re-ranking: reranker logits have no fixed range to bound.
+        the candidate pool with the cross-encoder. ``threshold`` bounds the cosine
+        ``similarity`` in every mode, before re-ranking. ``ranking`` (None: the policy's)
+        weighs recency and priority. Expired memories are left out unless asked for.
         """
+        used = resolve_mode(mode or self.search_policy.mode, query, embedding)
         reranking = await self._reranking(rerank, query)
-        space = await self.active_space()
-        vector = (await self._vectors_in(space, [query], [embedding], [["body", "embedding"]]))[0]
+        policy = self.search_policy.ranking if ranking is None else ranking
+        now = utc_now()
+        if not include_expired:
+            filters = replace(filters, live_at=now)
+        pool = limit
+        if used == "hybrid" or policy.active:
+            pool = max(pool, self.search_policy.fusion.pool(limit))
+        if reranking:
+            pool = max(pool, self.rerank_policy.pool(limit))
+        space = await self.active_space() if used != "keyword" or threshold is not None else None
+
+        async def dense() -> tuple[np.ndarray | None, list[tuple[str, float]]]:
+            if space is None:
+                return None, []
+            vector_and_skip = await asyncio.gather(
+                self._vectors_in(space, [query], [embedding], [["body", "embedding"]],
+                                 query=True),
+                self._vector_scope(space, user_id, filters) if used != "keyword"
+                else _nothing(),
+            )
+            vector = vector_and_skip[0][0]
+            scope = vector_and_skip[1]
+            if used == "keyword" or scope is None:
+                return vector, []
+            allow, skip = scope
+            hits = await space.searcher.search(user_id, vector, pool + len(skip), allow=allow)
+            return vector, [(h.id, h.score) for h in hits if h.id not in skip][:pool]
+
+        async def lexical() -> list[tuple[str, float]]:
+            if used == "semantic" or query is None:
+                return []
+            return await self.store.keyword_search(user_id, query, pool, filters,
+                                                   date_weight=self.search_policy.date_weight)
+
+        (vector, semantic), keyword = await asyncio.gather(dense(), lexical())
+        if used == "hybrid":
+            ranked = fuse(semantic, keyword, self.search_policy.fusion)
+        else:
+            ranked = list(semantic if used == "semantic" else keyword)
+        wide = reranking or policy.active
+        similarity = dict(semantic)
+        if space is not None and vector is not None:
+            unscored = [i for i, _ in (ranked if threshold is not None else ranked[:pool])
+                        if i not in similarity]
+            similarity.update(await self._cosines(space, vector, unscored))
+        if threshold is not None:
+            ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= threshold]
+        ranked = ranked[: pool if wide else limit]
+        found = await self.store.get_many([i for i, _ in ranked])
+        keyword_scores = dict(keyword)
+        scored = [ScoredMemory(found[i], score, similarity.get(i), keyword_scores.get(i))
+                  for i, score in ranked if i in found]
+        relevance = cosine_relevance if used == "semantic" else unchanged
+        if reranking:
+            assert self.reranker is not None and query is not None
+            try:
+                scored = await rerank_candidates(self.reranker, query, scored,
+                                                 len(scored) if policy.active else limit)
+                relevance = logit_relevance
+            except Conflict:  # the reranker went away since we looked
+                if rerank is not None:
+                    raise  # asked for explicitly: say so (409)
+        if policy.active:
+            scored = rank(scored, policy, _parse_time(now), relevance)
+        return SearchOutcome(scored[:limit], used)
+
+    async def _vector_scope(
+        self, space: Space, user_id: str, filters: SearchFilters
+    ) -> tuple[set[str] | None, set[str]] | None:
+        """What a vector search may return: (allow-list or None for all, ids to skip after);
+        None when nothing can match. Expired memories are skipped after the search while they
+        are few (a partial index finds them), pre-filtered when there are many."""
         await self._ensure_loaded(space, user_id)
         if space.index.size(user_id) == 0:
-            return []
-        allow = None if filters.empty else await self.store.filter_ids(user_id, filters)
-        if allow is not None and not allow:
-            return []
-        k = self.rerank_policy.pool(limit) if reranking else limit
-        hits = await space.searcher.search(user_id, vector, k, allow=allow)
-        if threshold is not None:
-            hits = [hit for hit in hits if hit.score >= threshold]
-        found = await self.store.get_many([hit.id for hit in hits])
-        scored = [ScoredMemory(found[h.id], h.score, h.score) for h in hits if h.id in found]
-        if not reranking:
-            return scored
-        assert self.reranker is not None and query is not None
-        try:
-            return await rerank_candidates(self.reranker, query, scored, limit)
-        except Conflict:  # the reranker went away since we looked
-            if rerank is not None:
-                raise  # asked for explicitly: say so (409)
-            return scored[:limit]  # the default applies only while a reranker is served
+            return None
+        skip: set[str] = set()
+        if filters.empty and filters.live_at is not None:
+            skip = await self.store.expired_ids(user_id, filters.live_at, MAX_SKIPPED_EXPIRED + 1)
+        if filters.empty and len(skip) <= MAX_SKIPPED_EXPIRED:
+            return None, skip
+        allow = await self.store.filter_ids(user_id, filters)
+        return (allow, set()) if allow else None
+
+    async def _cosines(self, space: Space, vector: np.ndarray, ids: list[str]) -> dict[str, float]:
+        """Cosines of stored memories the vector search did not return (keyword-only hits),
+        from their stored vectors when those are in ``space``'s model."""
+        if not ids:
+            return {}
+        stored = await self.store.embeddings(ids)
+        return {key: float(np.dot(row, vector)) for key, (label, row) in stored.items()
+                if label == space.info.label and row.shape == vector.shape}
 
     async def _reranking(self, asked: bool | None, query: str | None) -> bool:
         """Whether a search reranks. An explicit ``true`` is honoured or refused (422 without a
@@ -388,6 +524,14 @@ class MemoryService:
             raise Conflict(NOT_LOADED)
         await self.reranker.require()
         return True
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _index_rows(index: VectorIndex, users: list[str], ids: list[str], vectors: np.ndarray) -> None:

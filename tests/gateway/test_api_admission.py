@@ -14,15 +14,18 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpc_infer
 from fastapi.testclient import TestClient
 from support import settings_for
-from triton_stats import quiet, settled
+from triton_stats import quiet, settled, wait_until_busy
 
 from gateway.admission import Deadline, deadline_scope
 from gateway.app import create_app
 from gateway.errors import DeadlineExceeded
 from gateway.inference import EmbedderClient
+from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton import TritonServer
@@ -50,17 +53,17 @@ def test_an_expired_deadline_never_reaches_triton(triton: TritonServer) -> None:
         client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=5, retry_after_s=1,
                                 metrics=Metrics())
         try:
-            await client.discover()
+            version = repository_versions(triton.model_repository, "embedder")[-1]
             before = quiet(triton, "embedder")
             failed = triton_requests(triton)[1]
             with deadline_scope(Deadline.after(-0.01)) as deadline:
                 with pytest.raises(DeadlineExceeded):
-                    await client.embed(["nobody is waiting for this"])
+                    await client.embed(["nobody is waiting for this"], version)
             assert deadline is not None and deadline.dropped_at == "before_inference"
             assert quiet(triton, "embedder") == before
             assert triton_requests(triton)[1] == failed
             with deadline_scope(Deadline.after(5)):  # a live deadline goes through
-                assert (await client.embed(["someone is waiting"])).shape[0] == 1
+                assert (await client.embed(["someone is waiting"], version)).shape[0] == 1
             assert settled(triton, "embedder", before, 1).requests == 1
         finally:
             await client.close()
@@ -134,21 +137,50 @@ def test_request_queued_past_its_deadline_is_dropped_before_triton(
         assert 'memory_deadline_drops_total{stage="queue"} 1.0' in client.get("/metrics").text
 
 
+def _embed_directly(triton: TritonServer, model: str, count: int) -> None:
+    """A big request straight to Triton: keeps ``model``'s only instance busy for a while."""
+    texts = np.array([[t.encode()] for t in sentences(count, seed=3)], dtype=np.object_)
+    tensor = grpc_infer.InferInput("TEXT", list(texts.shape), "BYTES")
+    tensor.set_data_from_numpy(texts)
+    with grpc_infer.InferenceServerClient(triton.grpc_url) as direct:
+        direct.infer(model, [tensor], client_timeout=120)
+
+
 def test_search_deadline_caps_the_triton_timeout(triton: TritonServer, tmp_path: Path) -> None:
-    """Triton busy with a big batch: a search with a 200 ms budget answers 503 near 200 ms,
-    not after the 60 s inference timeout."""
+    """Triton's query model busy with a big request: a search with a 200 ms budget answers 503
+    near 200 ms, not after the 60 s inference timeout."""
     settings = settings_for(triton, tmp_path / "data")
     settings = patient(settings)
     with TestClient(create_app(settings)) as client:
         client.post("/v1/memories", json={"user_id": "s", "text": "hiking in the Alps"})
-        with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(client.post, "/v1/memories/batch", json=batch_body("big", 500))
-            wait_for_in_flight(client, "ingest", 1)
-            time.sleep(0.1)  # Triton's only instance is now embedding the batch
+        query_model = client.app.state.service.models.query_model  # type: ignore[attr-defined]
+        assert query_model == "embedder_query"
+        with ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(_embed_directly, triton, query_model, 300) for _ in range(3)]
+            wait_until_busy(triton, query_model)
             started = time.perf_counter()
             search = client.post("/v1/memories/search", json={"user_id": "s", "query": "alps"},
                                  headers={"X-Deadline-Ms": "200"})
             search_s = time.perf_counter() - started
-            assert slow.result().status_code == 201
+            for request in slow:
+                request.result()
         assert search.status_code == 503 and search.headers["retry-after"]
         assert search_s < 1.5  # answered on its own deadline, not on the Triton timeout
+
+
+def test_a_search_does_not_queue_behind_a_bulk_ingest(triton: TritonServer,
+                                                      tmp_path: Path) -> None:
+    """Searches embed with the batcher-free twin, so a 1000-text batch in the embedder's only
+    instance does not hold them up."""
+    with TestClient(create_app(patient(settings_for(triton, tmp_path / "data")))) as client:
+        client.post("/v1/memories", json={"user_id": "s", "text": "hiking in the Alps"})
+        with ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(client.post, "/v1/memories/batch", json=batch_body(f"big{i}", 500))
+                    for i in range(2)]
+            wait_until_busy(triton, "embedder")  # one batch embedding, the other queued
+            search = client.post("/v1/memories/search", json={"user_id": "s", "query": "alps"})
+            finished_first = not all(request.done() for request in slow)
+            assert all(request.result().status_code == 201 for request in slow)
+        assert search.status_code == 200
+        assert search.json()["results"][0]["text"] == "hiking in the Alps"
+        assert finished_first, "the search waited for the bulk batch"

@@ -21,7 +21,7 @@ def stored(client: TestClient) -> list[dict]:
 
 
 def dim(client: TestClient) -> int:
-    return client.app.state.service.embedder.info.dim  # type: ignore[attr-defined]
+    return client.app.state.service.models.info.dim  # type: ignore[attr-defined]
 
 
 BAD_ADDS = [

@@ -66,8 +66,10 @@ def wait_for(check, timeout_s: float = 180):  # noqa: ANN001, ANN201
 
 
 def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) -> None:
+    # Loading a version under load can outlast the 10 s admin default on a busy 2-core machine.
     env = {"MEMORY_REEMBED_BATCH": "16", "MEMORY_ADMISSION_ENABLED": "false",
-           "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository)}
+           "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository),
+           "MEMORY_DEADLINE_ADMIN_MS": "120000"}
     with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
         http = httpx.Client(base_url=url, timeout=30)
         users = [f"user-{i}" for i in range(4)]

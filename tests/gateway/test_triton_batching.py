@@ -8,6 +8,7 @@ import numpy as np
 from triton_stats import quiet, settled
 
 from gateway.inference import EmbedderClient
+from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
 
@@ -17,16 +18,16 @@ def test_concurrent_requests_are_batched(triton: TritonServer) -> None:
         client = EmbedderClient(triton.grpc_url, "embedder", timeout_s=30, retry_after_s=1,
                                 metrics=Metrics())
         try:
-            await client.discover()
+            version = repository_versions(triton.model_repository, "embedder")[-1]
             texts = [f"concurrent request number {i}" for i in range(128)]
-            vectors = await asyncio.gather(*(client.embed([t]) for t in texts))
+            vectors = await asyncio.gather(*(client.embed([t], version) for t in texts))
             return np.concatenate(vectors)
         finally:
             await client.close()
 
     before = quiet(triton, "embedder")  # earlier tests' requests fully counted
     vectors = asyncio.run(scenario())
-    delta = settled(triton, "embedder", before, 129)  # the probe + 128 texts
+    delta = settled(triton, "embedder", before, 128)
     inferences, executions = delta.inferences, delta.executions
     assert inferences >= 128
     assert inferences / executions > 1.5, (inferences, executions)
@@ -42,8 +43,9 @@ def test_batched_results_equal_single_results(triton: TritonServer) -> None:
                                 metrics=Metrics())
         try:
             texts = ["short", "a much longer sentence " * 12, "medium length sentence here"]
-            together = await client.embed(texts)
-            alone = np.concatenate([await client.embed([t]) for t in texts])
+            version = repository_versions(triton.model_repository, "embedder")[-1]
+            together = await client.embed(texts, version)
+            alone = np.concatenate([await client.embed([t], version) for t in texts])
             return together, alone
         finally:
             await client.close()
