@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     rerank_default: bool = False  # rerank searches that do not say, when a reranker is served
     rerank_pool_factor: int = Field(4, ge=1, le=10)
     rerank_pool_min: int = Field(50, ge=1, le=1000)
+    # Search (gateway/memory/search.py). hybrid: dense and BM25 keyword candidate pools of
+    # max(limit * pool_factor, pool_min) each, fused by weighted reciprocal rank ("rrf") or a
+    # normalised score blend; the dense list weighs semantic_weight, the keyword list 1 - w.
+    search_mode: Literal["hybrid", "semantic", "keyword"] = "hybrid"
+    hybrid_fusion: Literal["rrf", "blend"] = "rrf"
+    hybrid_semantic_weight: float = Field(0.4, ge=0.0, le=1.0)
+    hybrid_rrf_k: int = Field(60, ge=0, le=1000)
+    hybrid_pool_factor: int = Field(4, ge=1, le=20)
+    hybrid_pool_min: int = Field(40, ge=1, le=1000)
+    lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only
+    # Ranking policy (gateway/memory/ranking.py); 0 turns each part off.
+    ranking_recency_half_life_days: float = Field(0.0, ge=0.0, le=36_500.0)
+    ranking_priority_weight: float = Field(0.0, ge=0.0, le=1.0)
     inference_timeout_s: float = 10.0
     retry_after_s: int = 2
 

@@ -6,7 +6,7 @@ memories come out through ``caller.users.outward``; by-id routes go through ``ow
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -28,10 +28,12 @@ from gateway.api.schemas import (
     SearchIn,
     SearchOut,
     filters_to_domain,
+    moment_text,
 )
 from gateway.auth.scope import TenantScope
 from gateway.memory.model import Memory
-from gateway.memory.service import MemoryChanges, NewMemory
+from gateway.memory.service import Keep, MemoryChanges, NewMemory
+from gateway.store.sqlite import ListOrder
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"],
                    responses=error_responses(*COMMON_ERRORS))
@@ -40,7 +42,15 @@ _BY_ID = error_responses(404)
 
 
 def _draft(item: MemoryIn, users: TenantScope) -> NewMemory:
-    return NewMemory(**{**item.model_dump(), "user_id": users.internal(item.user_id)})
+    return NewMemory(**{**item.model_dump(), "user_id": users.internal(item.user_id),
+                        "occurred_at": moment_text(item.occurred_at),
+                        "expires_at": moment_text(item.expires_at)})
+
+
+def _changes(body: MemoryPatch) -> MemoryChanges:
+    expires = moment_text(body.expires_at) if "expires_at" in body.model_fields_set else Keep.KEEP
+    return MemoryChanges(text=body.text, metadata=body.metadata, priority=body.priority,
+                         occurred_at=moment_text(body.occurred_at), expires_at=expires)
 
 
 def _out(memory: Memory, users: TenantScope) -> MemoryOut:
@@ -64,7 +74,10 @@ async def add_memories(body: BatchIn, service: Service, caller: Writer) -> Batch
 @router.post("/search", response_model=SearchOut,
              responses=_BODY | error_responses(409))
 async def search_memories(body: SearchIn, service: Service, caller: Caller) -> SearchOut:
-    found = await service.search(
+    ranking = service.search_policy.ranking
+    if body.ranking is not None:
+        ranking = ranking.overridden(**body.ranking.model_dump())
+    found = await service.search_outcome(
         caller.users.internal(body.user_id),
         query=body.query,
         embedding=body.embedding,
@@ -72,9 +85,12 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller) -> S
         filters=filters_to_domain(body.filters),
         threshold=body.threshold,
         rerank=body.rerank,
+        mode=body.mode,
+        ranking=ranking,
+        include_expired=body.include_expired,
     )
-    return SearchOut(results=[SearchHitOut.of_scored(caller.users.outward_scored(s))
-                              for s in found])
+    return SearchOut(mode=found.mode, results=[
+        SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
 
 
 @router.get("", response_model=PageOut)
@@ -84,8 +100,13 @@ async def list_memories(
     user_id: Annotated[ScopeId, Query()],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
+    order_by: Annotated[ListOrder, Query()] = "id",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    include_expired: Annotated[bool, Query()] = False,
 ) -> PageOut:
-    page, next_cursor = await service.list_page(caller.users.internal(user_id), limit, cursor)
+    page, next_cursor = await service.list_page(
+        caller.users.internal(user_id), limit, cursor, order_by=order_by,
+        descending=order == "desc", include_expired=include_expired)
     return PageOut(results=[_out(m, caller.users) for m in page], next_cursor=next_cursor)
 
 
@@ -106,8 +127,7 @@ async def get_memory(memory_id: MemoryId, service: Service, caller: Caller) -> M
 async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service,
                         caller: Writer) -> MemoryOut:
     await owned_memory(service, caller, memory_id)
-    changes = MemoryChanges(text=body.text, metadata=body.metadata, priority=body.priority)
-    return _out(await service.update(memory_id, changes), caller.users)
+    return _out(await service.update(memory_id, _changes(body)), caller.users)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=_BY_ID)

@@ -6,10 +6,11 @@ Every request model forbids unknown fields, so a typo ("userid") is a 422, not a
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 
@@ -23,6 +24,8 @@ MAX_BATCH_ITEMS = 1_000
 MAX_SEARCH_LIMIT = 100
 MAX_PAGE_LIMIT = 1_000
 MIN_PRIORITY, MAX_PRIORITY = 0, 10
+MIN_YEAR, MAX_YEAR = 1900, 2200  # dates outside are typos or units mix-ups, not events
+MAX_HALF_LIFE_DAYS = 36_500
 
 
 def _encodable(value: str) -> str:
@@ -79,6 +82,23 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: object) -> object:
+    """Only ISO-8601 text: no epoch numbers (seconds or milliseconds?), a bare date = midnight
+    UTC."""
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO-8601 date-time such as 2023-05-08T13:56:00+02:00")
+    return value + "T00:00:00Z" if _ISO_DATE.fullmatch(value) else value
+
+
+def _plausible(value: datetime) -> datetime:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year must lie in {MIN_YEAR}..{MAX_YEAR}")
+    return value
+
+
 Text = Annotated[
     str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_encodable), AfterValidator(_not_blank)
 ]
@@ -92,6 +112,8 @@ Embedding = Annotated[
     list[Annotated[float, Field(allow_inf_nan=False)]],
     Field(min_length=1, max_length=MAX_EMBEDDING_DIM),
 ]
+# When something happened or expires: ISO-8601 with an offset (naive = UTC), stored in UTC.
+Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_plausible)]
 FilterValue = Annotated[str, AfterValidator(_encodable)] | int | float | bool | None
 
 
@@ -107,6 +129,8 @@ class MemoryIn(Request):
     metadata: Metadata | None = None
     priority: Priority = 5
     embedding: Embedding | None = None
+    occurred_at: Moment | None = None  # when it happened; default: when it is stored
+    expires_at: Moment | None = None  # left out of search and list from then on
 
 
 class BatchIn(Request):
@@ -119,6 +143,16 @@ class FiltersIn(Request):
     metadata: Annotated[dict[str, FilterValue], Field(max_length=MAX_FILTER_KEYS)] | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    occurred_after: Moment | None = None  # inclusive
+    occurred_before: Moment | None = None  # exclusive
+
+
+class RankingIn(Request):
+    """Per-request override of the ranking policy (MEMORY_RANKING_*); 0 turns a part off."""
+
+    recency_half_life_days: Annotated[
+        float, Field(ge=0, le=MAX_HALF_LIFE_DAYS, allow_inf_nan=False)] | None = None
+    priority_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
 
 class SearchIn(Request):
@@ -131,11 +165,18 @@ class SearchIn(Request):
     threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] | None = None
     # Cross-encoder second stage; None: the server's default (MEMORY_RERANK_DEFAULT).
     rerank: Annotated[bool, Field(strict=True)] | None = None
+    # None: MEMORY_SEARCH_MODE. An 'embedding' query is semantic only.
+    mode: Literal["hybrid", "semantic", "keyword"] | None = None
+    ranking: RankingIn | None = None
+    include_expired: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchIn:
         if (self.query is None) == (self.embedding is None):
             raise ValueError("give exactly one of 'query' (text) or 'embedding' (vector)")
+        if self.mode == "keyword" and self.query is None:
+            raise ValueError("mode 'keyword' needs a text 'query'; an 'embedding' can only be "
+                             "searched semantically")
         return self
 
 
@@ -143,11 +184,17 @@ class MemoryPatch(Request):
     text: Text | None = None
     metadata: Metadata | None = None
     priority: Priority | None = None
+    occurred_at: Moment | None = None
+    expires_at: Moment | None = None  # null clears it
 
     @model_validator(mode="after")
     def _something(self) -> MemoryPatch:
-        if self.text is None and self.metadata is None and self.priority is None:
-            raise ValueError("give at least one of 'text', 'metadata', 'priority'")
+        if not self.model_fields_set:
+            raise ValueError("give at least one of 'text', 'metadata', 'priority', "
+                             "'occurred_at', 'expires_at'")
+        for name in ("text", "metadata", "priority", "occurred_at"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' cannot be null")
         return self
 
 
@@ -162,6 +209,8 @@ class MemoryOut(BaseModel):
     created_at: str
     updated_at: str
     embedding_model: str
+    occurred_at: str
+    expires_at: str | None
 
     @classmethod
     def of(cls, memory: Memory) -> MemoryOut:
@@ -169,14 +218,15 @@ class MemoryOut(BaseModel):
 
 
 class SearchHitOut(MemoryOut):
-    score: float  # the order: the reranker's logit when reranked, else equal to similarity
-    similarity: float  # cosine similarity of query and memory in [-1, 1]; higher is better
+    score: float  # what ordered the results (see the README: it depends on the mode)
+    similarity: float | None  # cosine of query and memory in [-1, 1]; null: not computed
+    keyword_score: float | None  # BM25 (> 0); null: keyword search did not return it
 
     @classmethod
     def of_scored(cls, scored: ScoredMemory) -> SearchHitOut:
         fields = {name: getattr(scored.memory, name) for name in MemoryOut.model_fields}
-        similarity = scored.score if scored.similarity is None else scored.similarity
-        return cls(**fields, score=scored.score, similarity=similarity)
+        return cls(**fields, score=scored.score, similarity=scored.similarity,
+                   keyword_score=scored.keyword_score)
 
 
 class BatchOut(BaseModel):
@@ -184,6 +234,7 @@ class BatchOut(BaseModel):
 
 
 class SearchOut(BaseModel):
+    mode: Literal["hybrid", "semantic", "keyword"]  # the mode actually used
     results: list[SearchHitOut]
 
 
@@ -222,4 +273,10 @@ def filters_to_domain(filters: FiltersIn | None) -> SearchFilters:
         metadata=dict(filters.metadata or {}),
         created_after=_utc_text(filters.created_after) if filters.created_after else None,
         created_before=_utc_text(filters.created_before) if filters.created_before else None,
+        occurred_after=moment_text(filters.occurred_after),
+        occurred_before=moment_text(filters.occurred_before),
     )
+
+
+def moment_text(value: datetime | None) -> str | None:
+    return None if value is None else _utc_text(value)

@@ -9,7 +9,7 @@ best ``limit`` by reranker score. Each result keeps the cosine that found it (``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,7 +36,5 @@ async def rerank_candidates(
         return []
     scores = await reranker.score(query, [c.memory.text for c in candidates])
     order = np.argsort(-scores, kind="stable")[:limit]
-    return [
-        ScoredMemory(candidates[i].memory, float(scores[i]), similarity=candidates[i].score)
-        for i in order
-    ]
+    # Each keeps the cosine (and keyword score) that found it; only the score changes.
+    return [replace(candidates[i], score=float(scores[i])) for i in order]

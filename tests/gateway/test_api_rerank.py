@@ -78,7 +78,9 @@ def plant(client: TestClient, server: TritonServer, user: str = "alice") -> dict
 
 
 def search(client: TestClient, status: int = 200, **body: object) -> list[dict]:
-    response = client.post("/v1/memories/search", json={"user_id": "alice", **body})
+    # Semantic mode: these tests compare the reranker with the cosine order.
+    response = client.post("/v1/memories/search",
+                           json={"user_id": "alice", "mode": "semantic", **body})
     assert response.status_code == status, response.text
     return response.json()["results"] if status == 200 else response.json()["detail"]
 
