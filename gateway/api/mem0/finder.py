@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from gateway.api.deps import not_found
 from gateway.api.mem0 import filters
@@ -22,6 +25,7 @@ from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
 from gateway.api.mem0.views import record, store_time
 from gateway.errors import InvalidInput, NotFound
 from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
+from gateway.memory.search import SearchMode
 from gateway.memory.service import MemoryService
 from gateway.store.populations import populations
 
@@ -29,6 +33,8 @@ MAX_PARTITIONS = 100  # users (or agent/app/run partitions) one call may fan out
 MAX_SCAN = 100_000  # memories one list or delete call may read
 SCAN_PAGE = 1_000
 POOL_FACTOR, POOL_MIN, MAX_POOL = 5, 50, 1_000
+INLINE_ITEMS = 1_000  # filtering more than this runs in a worker thread
+T = TypeVar("T")
 
 
 def pushdown(node: Node) -> tuple[SearchFilters, bool]:
@@ -98,6 +104,12 @@ class Finder:
     def matches(self, node: Node, memory: Memory) -> bool:
         return bool(evaluate(node, record(memory, self.parts)))
 
+    def _keep(self, node: Node, memories: list[Memory]) -> list[Memory]:
+        return [m for m in memories if self.matches(node, m)]
+
+    def _keep_hits(self, node: Node, hits: list[ScoredMemory]) -> list[ScoredMemory]:
+        return [hit for hit in hits if self.matches(node, hit.memory)]
+
     async def partitions(self, node: Node) -> list[str]:
         """The caller's partitions where ``node`` can hold, sorted; at most MAX_PARTITIONS."""
         users = filters.pinned_values(node, "user_id")
@@ -125,7 +137,7 @@ class Finder:
 
     async def search(
         self, node: Node, *, query: str, top_k: int, threshold: float | None,
-        rerank: bool | None,
+        rerank: bool | None, mode: SearchMode | None, include_expired: bool,
     ) -> list[ScoredMemory]:
         """The best ``top_k`` memories matching ``node`` across its partitions, best first."""
         partitions = await self.partitions(node)
@@ -133,26 +145,37 @@ class Finder:
         pool = top_k if exact else min(max(top_k * POOL_FACTOR, POOL_MIN), MAX_POOL)
         found = await asyncio.gather(*(
             self.service.search(partition, query=query, embedding=None, limit=pool,
-                                filters=pushed, threshold=threshold, rerank=rerank)
+                                filters=pushed, threshold=threshold, rerank=rerank, mode=mode,
+                                include_expired=include_expired)
             for partition in partitions
         ))
-        hits = [hit for hits in found for hit in hits if self.matches(node, hit.memory)]
-        hits.sort(key=lambda hit: hit.score, reverse=True)
-        return hits[:top_k]
+        pooled = [hit for hits in found for hit in hits]
+        kept = await self._off_loop(pooled, partial(self._keep_hits, node, pooled))
+        kept.sort(key=lambda hit: hit.score, reverse=True)
+        return kept[:top_k]
 
-    async def matching(self, node: Node) -> list[Memory]:
+    async def matching(self, node: Node, *, include_expired: bool = True) -> list[Memory]:
         """Every memory matching ``node``, newest first (ids are time-ordered)."""
         out: list[Memory] = []
         for partition in await self.partitions(node):
-            out.extend(m for m in await self._scan(partition) if self.matches(node, m))
-        out.sort(key=lambda m: m.id, reverse=True)
-        return out
+            rows = await self._scan(partition, include_expired)
+            out.extend(await self._off_loop(rows, partial(self._keep, node, rows)))
+        return await self._off_loop(out, lambda: sorted(out, key=lambda m: m.id, reverse=True))
 
-    async def _scan(self, partition: str) -> list[Memory]:
+    @staticmethod
+    async def _off_loop(items: list[Any], work: Callable[[], list[T]]) -> list[T]:
+        """Run a filter or sort over ``items`` in a thread when it is big enough to stall the
+        event loop (Python evaluation, about a microsecond per memory and condition)."""
+        if len(items) <= INLINE_ITEMS:
+            return work()
+        return await asyncio.to_thread(work)
+
+    async def _scan(self, partition: str, include_expired: bool) -> list[Memory]:
         rows: list[Memory] = []
         cursor = None
         while True:
-            page, cursor = await self.service.list_page(partition, SCAN_PAGE, cursor)
+            page, cursor = await self.service.list_page(partition, SCAN_PAGE, cursor,
+                                                        include_expired=include_expired)
             rows.extend(page)
             if cursor is None:
                 return rows

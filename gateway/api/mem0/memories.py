@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from gateway.api.errors import error_responses
 from gateway.api.mem0 import query
 from gateway.api.mem0.deps import Mem0MemoryId, Reader, Writer, mem0_memory_id
 from gateway.api.mem0.entities import Entity
@@ -34,9 +35,10 @@ from gateway.api.mem0.schemas import (
 )
 from gateway.api.mem0.views import history_out, memory_out, store_time
 from gateway.errors import InvalidInput
-from gateway.memory.service import MemoryChanges, NewMemory
+from gateway.memory.search import SearchMode
+from gateway.memory.service import Keep, MemoryChanges, NewMemory
 
-router = APIRouter(tags=["mem0"])
+router = APIRouter(tags=["mem0"], responses=error_responses(400, 404, 409, 413))
 Json = dict[str, Any]
 
 
@@ -114,6 +116,14 @@ async def add_v1(body: AddIn, finder: Writer) -> Json:
     return await _add(body, finder)
 
 
+def _mode(keyword_search: bool | None) -> SearchMode | None:
+    """Mem0's ``keyword_search`` adds keyword matching to semantic search: our hybrid mode;
+    ``false`` asks for semantic only; absent leaves the server's default mode."""
+    if keyword_search is None:
+        return None
+    return "hybrid" if keyword_search else "semantic"
+
+
 async def _search(body: SearchIn, finder: Finder) -> Json:
     extra = query.entity_conditions(body)
     if body.categories:
@@ -123,7 +133,8 @@ async def _search(body: SearchIn, finder: Finder) -> Json:
     node = query.tree(body.filters, extra)
     hits = await finder.search(
         node, query=body.query, top_k=body.limit or body.top_k, threshold=body.threshold,
-        rerank=body.rerank,
+        rerank=body.rerank, mode=_mode(body.keyword_search),
+        include_expired=bool(body.show_expired),
     )
     return {"results": [memory_out(h.memory, finder.parts, score=h.score, fields=body.fields)
                         for h in hits]}
@@ -149,7 +160,7 @@ async def _list(request: Request, body: ListIn, finder: Finder, page: int | None
     if body.end_date:
         extra.append({"created_at": {"lte": body.end_date}})
     node = query.tree(body.filters, extra)
-    found = await finder.matching(node)
+    found = await finder.matching(node, include_expired=bool(body.show_expired))
     page, size = page or 1, page_size or DEFAULT_PAGE_SIZE
     start = (page - 1) * size
     url = request.url
@@ -187,18 +198,20 @@ async def get_memory(memory_id: Mem0MemoryId, finder: Reader) -> Json:
 
 @router.put("/v1/memories/{memory_id}/", summary="Mem0: update a memory")
 async def update_memory(memory_id: Mem0MemoryId, body: UpdateIn, finder: Writer) -> Json:
-    if not body.model_fields_set - {"org_id", "project_id"}:
+    given = body.model_fields_set - {"org_id", "project_id"}
+    if not given:
         raise InvalidInput("give at least one of text, metadata, timestamp, expiration_date")
-    if "timestamp" in body.model_fields_set or "expiration_date" in body.model_fields_set:
-        raise InvalidInput("changing timestamp or expiration_date is not supported yet; "
-                           "add the memory again with the new values")
     previous = await finder.owned(memory_id)
     metadata = None
     if body.metadata is not None:  # keep the Mem0 attributes that ride in metadata
         kept = {k: v for k, v in previous.metadata.items() if k.startswith(RESERVED_PREFIX)}
         metadata = {**_metadata(body.metadata), **kept}
-    updated = await finder.service.update(memory_id, MemoryChanges(text=body.text,
-                                                                   metadata=metadata))
+    changes = MemoryChanges(
+        text=body.text, metadata=metadata, occurred_at=_occurred_at(body.timestamp),
+        expires_at=_expires_at(body.expiration_date) if "expiration_date" in given
+        else Keep.KEEP,  # an explicit null clears it
+    )
+    updated = await finder.service.update(memory_id, changes)
     return {"message": "Memory updated successfully!", **memory_out(updated, finder.parts)}
 
 

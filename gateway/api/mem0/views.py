@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.api.mem0.entities import Partitions
@@ -19,8 +19,10 @@ def iso(stored: str | None) -> str | None:
 
 
 def expiry_date(stored: str | None) -> str | None:
-    """Mem0 expiration dates are days (YYYY-MM-DD)."""
-    return stored[:10] if stored else None
+    """The last day a memory is live (YYYY-MM-DD): Mem0's ``expiration_date``, which keeps it
+    through that day, so it is the day before the instant it expires."""
+    moment = as_time(stored) if stored else None
+    return None if moment is None else str((moment - timedelta(microseconds=1)).date())
 
 
 def user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def record(memory: Memory, parts: Partitions) -> dict[str, Any]:
         "created_at": as_time(memory.created_at),
         "updated_at": as_time(memory.updated_at),
         "timestamp": as_time(memory.occurred_at),
-        "expiration_date": as_time(memory.expires_at) if memory.expires_at else None,
+        "expiration_date": as_time(expiry_date(memory.expires_at)),  # the day, as shown
     }
 
 

@@ -5,6 +5,7 @@ back must mean what Mem0 means."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -261,3 +262,51 @@ def test_mem0ai_1_0_routes(gateway_url: str) -> None:
         assert http.get(f"/v1/memories/{memory_id}/", params=ids).json()["memory"] == HIKING
         gone = http.delete("/v1/memories/", params={"user_id": user, **ids})
         assert gone.status_code == 200 and gone.json()["deleted"] == 1
+
+
+def test_timestamps_and_expiration(client: MemoryClient) -> None:
+    user = fresh("when")
+    today = datetime.now(UTC).date()
+    [old] = client.add(HIKING, user_id=user, timestamp=1_700_000_000,
+                       expiration_date=str(today - timedelta(days=1)))["results"]
+    [live] = client.add(FOOD, user_id=user, expiration_date=str(today))["results"]  # lasts today
+
+    assert texts(client.get_all(filters={"user_id": user})["results"]) == [FOOD]
+    assert texts(client.search("mountains", filters={"user_id": user})["results"]) == [FOOD]
+    shown = client.get_all(filters={"user_id": user}, show_expired=True)["results"]
+    assert sorted(texts(shown)) == sorted([HIKING, FOOD])
+    expired = client.get(old["id"])
+    assert datetime.fromisoformat(expired["timestamp"]).timestamp() == 1_700_000_000
+    assert expired["expiration_date"] == str(today - timedelta(days=1))
+    assert client.get(live["id"])["expiration_date"] == str(today)
+    before_2024 = {"user_id": user, "timestamp": {"lt": "2024-01-01"}}
+    assert texts(client.get_all(filters=before_2024, show_expired=True)["results"]) == [HIKING]
+
+    client.update(old["id"], expiration_date=None)  # an explicit null clears it
+    assert HIKING in texts(client.search("mountains", filters={"user_id": user})["results"])
+    client.update(old["id"], timestamp=1_600_000_000)
+    assert datetime.fromisoformat(client.get(old["id"])["timestamp"]).timestamp() == 1.6e9
+
+
+def test_keyword_search_modes(client: MemoryClient) -> None:
+    user = fresh("kw")
+    client.add([{"role": "user", "content": t} for t in
+                (HIKING, FOOD, "The router's serial number is XQ-7731-B")], user_id=user)
+    for keyword_search in (True, False, None):
+        found = client.search("serial XQ-7731-B", filters={"user_id": user},
+                              keyword_search=keyword_search, top_k=1)
+        assert texts(found["results"]) == ["The router's serial number is XQ-7731-B"]
+
+
+def test_big_filter_work_runs_off_the_event_loop(client: MemoryClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past INLINE_ITEMS, filtering and sorting run in a worker thread: same answers."""
+    from gateway.api.mem0 import finder
+
+    user = fresh("threaded")
+    client.add([{"role": "user", "content": t} for t in (HIKING, FOOD, WORK)], user_id=user,
+               metadata={"n": 1})
+    monkeypatch.setattr(finder, "INLINE_ITEMS", 1)
+    flt = {"user_id": user, "metadata": {"n": {"in": [1]}}}
+    assert sorted(texts(client.get_all(filters=flt)["results"])) == sorted([HIKING, FOOD, WORK])
+    assert texts(client.search("mountains", filters=flt, top_k=1)["results"]) == [HIKING]
