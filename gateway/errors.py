@@ -7,6 +7,7 @@
     ├── NotFound              404
     ├── Conflict              409
     ├── Overloaded            429  shed before any work; carries Retry-After
+    ├── NotSupported          501  a foreign API's feature this service does not offer
     ├── InferenceUnavailable  503  Triton down, model not loaded, or its queue full
     └── InferenceTimeout      503  Triton did not answer within the deadline
         └── DeadlineExceeded  503  the request's own deadline ran out before inference
@@ -59,6 +60,10 @@ class Overloaded(GatewayError):
     ) -> None:
         super().__init__(detail, retry_after=retry_after)
         self.reason = reason  # why it was shed: a metrics label, e.g. "queue_full"
+
+
+class NotSupported(GatewayError):
+    status_code = 501
 
 
 class InferenceUnavailable(GatewayError):

@@ -10,13 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.api.errors import error_responses
-from gateway.errors import GatewayError
+from gateway.errors import NotSupported
 
 router = APIRouter(tags=["mem0"])
-
-
-class NotSupported(GatewayError):
-    status_code = 501
 
 
 # (methods, path, what it is) for every route of mem0ai 2.2.1 that is not served.
