@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from gateway.admission import Admission, AdmissionController
 from gateway.api import admin, health, memories
@@ -23,6 +24,7 @@ from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
+from gateway.inference.query_cache import QueryCache
 from gateway.memory.active import ActiveModels
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
@@ -57,6 +59,13 @@ def _tier_stat(service: MemoryService, stat: str) -> float:
     return float(getattr(tier.stats, stat)) if tier is not None else 0.0
 
 
+def limit_compute_threads(threads: int) -> None:
+    """Cap the BLAS and OpenMP pools the gateway loaded (numpy, faiss) at ``threads``."""
+    threadpool_limits(limits=threads)
+    apis = sorted({pool["internal_api"] for pool in threadpool_info()})
+    log.info("compute threads: %d for %s", threads, ", ".join(apis) or "no thread pools")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -85,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models = ActiveModels(index, SearchBatcher(index, window_s=window_s),
                               retry_after_s=settings.retry_after_s)
         service = MemoryService(store, index, embedder, reranker=reranker, rerank_policy=policy,
-                                models=models, search_policy=SearchPolicy.from_settings(settings))
+                                models=models, search_policy=SearchPolicy.from_settings(settings),
+                                query_cache=QueryCache(settings.query_cache_size))
         version_store = VersionStore(store)
         control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
         versions = EmbedderVersions(
@@ -95,8 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batch_size=settings.reembed_batch, admission=app.state.admission,
         )
         _export_index_metrics(metrics, service)
+        metrics.query_cache.labels("hits").set_function(lambda: service.query_cache.stats.hits)
+        metrics.query_cache.labels("misses").set_function(
+            lambda: service.query_cache.stats.misses)
         count = await service.build_index()
         log.info("index built from the store: %d vectors", count)
+        limit_compute_threads(settings.compute_threads)
         connecting: asyncio.Task[None] | None = None
         try:
             await versions.connect()

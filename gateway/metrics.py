@@ -42,6 +42,10 @@ class Metrics:
             "memory_search_mean_batch", "Mean searches per backend call (micro-batching)",
             registry=self.registry,
         )
+        self.query_cache = Gauge(
+            "memory_query_cache", "Query embedding cache lookups since start (hits, misses)",
+            ["outcome"], registry=self.registry,
+        )
         self.triton_batch_texts = Histogram(
             "memory_triton_request_texts", "Texts per gateway request to Triton (its batch rows)",
             ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     ranking_recency_half_life_days: float = Field(0.0, ge=0.0, le=36_500.0)
     ranking_priority_weight: float = Field(0.0, ge=0.0, le=1.0)
     inference_timeout_s: float = 10.0
+    # Query embeddings kept per (model version, text): a repeated query skips Triton; 0 = off.
+    query_cache_size: int = Field(4096, ge=0, le=1_000_000)
     retry_after_s: int = 2
 
     # Admin API (model versions): with authentication, admin-scope keys only; with it off,
@@ -89,6 +91,10 @@ class Settings(BaseSettings):
     ann_recall_bound: float = 0.95  # recall@10 a graph must reach on held-out queries
     ann_rebuild_drift: float = 0.2  # share of changed rows that triggers a graph rebuild
     search_window_ms: float = 1.0  # micro-batching window under load
+    # Threads for the gateway's own maths (numpy BLAS, faiss OpenMP). One: the gateway shares a
+    # small CPU with Triton, and spinning thread pools fighting each other cost more than a
+    # second thread gains on per-user matrices (measured: make bench-latency).
+    compute_threads: int = Field(1, ge=1, le=256)
 
     # Admission control (gateway/admission/): bounded concurrency + a bounded priority queue per
     # route class; beyond it 429 + Retry-After. False keeps the counting, never waits or sheds.

@@ -22,6 +22,7 @@ from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
+from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.fusion import fuse
@@ -134,6 +135,7 @@ class MemoryService:
         rerank_policy: RerankPolicy | None = None,
         search_policy: SearchPolicy | None = None,
         models: ActiveModels | None = None,
+        query_cache: QueryCache | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -142,6 +144,7 @@ class MemoryService:
         self.search_policy = search_policy or SearchPolicy()
         # Which version serves: owned by ActiveModels, written only by the version manager.
         self.models = models or ActiveModels(index, searcher or SearchBatcher(index))
+        self.query_cache = query_cache if query_cache is not None else QueryCache(0)
         self.index_built = False
         self.mutation = asyncio.Lock()
 
@@ -219,12 +222,22 @@ class MemoryService:
                 missing.append(i)
             else:
                 out[i] = self._client_vector(space.info, values, locs[i])
-        if missing:
+        if missing and query:
+            out[missing] = [await self._query_vector(space, texts[i] or "") for i in missing]
+        elif missing:
             out[missing] = await self.embedder.embed(
-                [texts[i] or "" for i in missing], version=space.info.version,
-                model=self.models.query_model if query else None,
-            )
+                [texts[i] or "" for i in missing], version=space.info.version)
         return out
+
+    async def _query_vector(self, space: Space, text: str) -> np.ndarray:
+        """A search text's vector: from the query cache, else from the batcher-free twin."""
+        cached = self.query_cache.get(space.info.label, text)
+        if cached is not None:
+            return cached
+        [vector] = await self.embedder.embed([text], version=space.info.version,
+                                             model=self.models.query_model)
+        self.query_cache.put(space.info.label, text, vector)
+        return vector
 
     async def _write_vectors(
         self, texts: list[str], supplied: list[list[float] | None], locs: list[list[str | int]]
