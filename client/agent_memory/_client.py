@@ -23,7 +23,6 @@ from agent_memory._types import (
     SearchHit,
 )
 
-
 # Aliases: inside the classes, ``list`` names the method.
 Memories = list[Memory]
 Hits = list[SearchHit]
