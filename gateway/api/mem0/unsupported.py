@@ -25,7 +25,7 @@ ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("POST",), "/v2/profiles/jobs/", "profile generation"),
     (("GET",), "/v2/profiles/jobs/{job_id}/", "profile generation"),
     (("GET", "POST"), "/v2/profiles/settings/", "profile settings"),
-    (("GET", "PATCH"), "/api/v1/orgs/organizations/{org_id}/projects/{project_id}/",
+    (("GET", "PATCH", "DELETE"), "/api/v1/orgs/organizations/{org_id}/projects/{project_id}/",
      "project administration"),
     (("POST",), "/api/v1/orgs/organizations/{org_id}/projects/", "project administration"),
     (("GET", "POST", "PUT", "DELETE"),

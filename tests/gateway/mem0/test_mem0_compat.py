@@ -228,9 +228,15 @@ def test_entities_listed_and_deleted(gateway_url: str) -> None:
     lambda c: c.update_project(custom_instructions="x"),
     lambda c: c.project.get(),
     lambda c: c.project.create("p"),
+    lambda c: c.project.update(custom_instructions="x"),
+    lambda c: c.project.delete(),
     lambda c: c.project.get_members(),
+    lambda c: c.project.add_member("a@example.com"),
+    lambda c: c.project.update_member("a@example.com", "OWNER"),
+    lambda c: c.project.remove_member("a@example.com"),
     lambda c: c.get_webhooks("p"),
     lambda c: c.create_webhook("http://127.0.0.1:9/h", "h", "p", ["memory_add"]),
+    lambda c: c.update_webhook(1, name="h2"),
     lambda c: c.delete_webhook(1),
 ])
 def test_unsupported_features_answer_501(client: MemoryClient, call) -> None:  # noqa: ANN001
@@ -238,6 +244,11 @@ def test_unsupported_features_answer_501(client: MemoryClient, call) -> None:  #
         call(client)
     assert refused.value.error_code == "HTTP_501"
     assert "not supported" in refused.value.message
+
+
+def test_chat_is_refused_by_the_client_itself(client: MemoryClient) -> None:
+    with pytest.raises(NotImplementedError):
+        client.chat()
 
 
 def test_mem0ai_1_0_routes(gateway_url: str) -> None:
