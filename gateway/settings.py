@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 10.0
     # Query embeddings kept per (model version, text): a repeated query skips Triton; 0 = off.
     query_cache_size: int = Field(4096, ge=0, le=1_000_000)
+    # Embed search queries with the batcher-free twin of the embedder (gateway.inference.
+    # query_model) when the launcher made one; false: queries share the batching model.
+    query_twin: bool = True
     retry_after_s: int = 2
 
     # Admin API (model versions): with authentication, admin-scope keys only; with it off,

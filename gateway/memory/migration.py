@@ -64,6 +64,7 @@ class EmbedderVersions:
         batch_size: int = 128,
         retry_s: float = 2.0,
         admission: AdmissionController | None = None,
+        query_twin: bool = True,
     ) -> None:
         self.service, self.versions, self.control = service, versions, control
         self.make_index, self.model, self.repository = make_index, model, repository
@@ -76,7 +77,7 @@ class EmbedderVersions:
         # The batcher-free twin for search queries (see gateway.inference.query_model), when
         # the launcher made one; it must serve exactly the versions the model serves.
         self.query_model: str | None = (
-            twin if (repository / twin / "config.pbtxt").is_file() else None)
+            twin if query_twin and (repository / twin / "config.pbtxt").is_file() else None)
 
     @property
     def embedder(self) -> EmbedderClient:
