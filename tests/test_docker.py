@@ -65,3 +65,27 @@ def test_gateway_waits_for_a_healthy_gpu_triton() -> None:
     assert "--model-control-mode=explicit" in services["triton"]["command"]
     published = services["gateway"]["ports"]
     assert all(port.startswith("127.0.0.1:") for port in published)  # loopback only
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts."""
+    found = {}
+    for volume in service.get("volumes", []):
+        host, container = volume.split(":")[:2]
+        if host.startswith((".", "/")):
+            found[container] = host
+    return found
+
+
+def test_gateway_sees_the_repository_triton_serves() -> None:
+    """Model swaps read the versions on disk: the gateway's MEMORY_MODEL_REPOSITORY must be a
+    mount of the very folder Triton serves (without it, activate answered 404 in compose)."""
+    services = compose()["services"]
+    triton_path = next(arg.split("=", 1)[1] for arg in services["triton"]["command"]
+                       if arg.startswith("--model-repository="))
+    gateway_path = services["gateway"]["environment"]["MEMORY_MODEL_REPOSITORY"]
+    triton_host = _mounts(services["triton"])[triton_path]
+    gateway_mount = next(v for v in services["gateway"]["volumes"]
+                         if v.split(":")[1] == gateway_path)
+    assert _mounts(services["gateway"])[gateway_path] == triton_host
+    assert gateway_mount.endswith(":ro")  # the gateway never writes the repository
