@@ -39,7 +39,7 @@ _PRIORITIES = {p.name.lower(): p for p in Priority}
 
 
 API_PREFIXES = ("/v1/", "/v2/", "/v3/", "/api/")  # the service's and the Mem0-compatible API
-SEARCH_PATHS = ("/v1/memories/search", "/v3/memories/search")
+SEARCH_PATHS = ("/v1/memories/search", "/v2/memories/search", "/v3/memories/search")
 INGEST_POSTS = ("/v1/memories", "/v1/memories/batch", "/v3/memories/add")
 
 

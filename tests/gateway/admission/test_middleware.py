@@ -127,6 +127,8 @@ def test_health_is_never_shed() -> None:
 
 def test_route_classes() -> None:
     assert route_class("POST", "/v1/memories/search") == "search"
+    assert route_class("POST", "/v2/memories/search/") == "search"  # Mem0 1.0.x
+    assert route_class("POST", "/v3/memories/search/") == "search"
     assert route_class("POST", "/v1/memories") == "ingest"
     assert route_class("POST", "/v1/memories/batch/") == "ingest"
     assert route_class("PATCH", "/v1/memories/abc") == "ingest"
