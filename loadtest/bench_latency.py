@@ -7,7 +7,8 @@ measured the same way in the same run:
   same user searched with a client-supplied embedding (the floor: no Triton), and text queries
   over a user with ``--large`` memories;
 - ``--clients`` concurrent clients, each searching its own ``--small``-memory user;
-- the query-cache hit ratio on the load-test mix (``loadtest.population.query_text``).
+- the query-cache hit ratio on the load-test mix (``loadtest.population.query_text``);
+- sequential single-text adds (they embed with the batching model), with stalls over 100 ms.
 
 Latency queries are made unique (a counter suffix), so the query cache never answers them.
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
@@ -118,6 +119,18 @@ def concurrent(url: str, users: list[str], per_client: int) -> dict:
                                    "clients": len(users)}
 
 
+def _single_adds(http: httpx.Client, count: int) -> dict:
+    """Sequential one-text adds (the batching model): percentiles and stalls over 100 ms."""
+    rng, samples = random.Random(5), []
+    for i in range(count):
+        started = time.perf_counter()
+        response = http.post("/v1/memories", json={"user_id": "adds",
+                                                   "text": f"{memory_text(rng)} #{i}"})
+        samples.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return percentiles(samples) | {"over_100ms": sum(1 for ms in samples if ms > 100)}
+
+
 def cache_counts(http: httpx.Client) -> tuple[float, float]:
     text = http.get("/metrics").text
     found = dict(re.findall(r'memory_query_cache\{outcome="(\w+)"\} ([0-9.e+]+)', text))
@@ -140,6 +153,7 @@ def measure(url: str, args: argparse.Namespace, dim: int) -> dict:
             http, text_bodies("large", n, "ls", mode="semantic")))
         result["large_text_hybrid"] = percentiles(timed_searches(
             http, text_bodies("large", n, "lh", mode="hybrid")))
+        result["single_add"] = _single_adds(http, n)
         hits0, misses0 = cache_counts(http)
         rng = random.Random(7)
         timed_searches(http, [{"user_id": "small", "query": query_text(rng)}
