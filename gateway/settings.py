@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, validation_alias="GATEWAY_PORT")
     max_body_bytes: int = 16 * 1024 * 1024
+    # Browsers may call the API from these origins (CORS); empty = no cross-origin access.
+    # JSON list in the environment: MEMORY_CORS_ALLOW_ORIGINS='["https://app.example"]'.
+    cors_allow_origins: list[str] = []
     # API keys (gateway/auth/, `python -m gateway.keys`): "required" or "off"; unset means
     # off while bound to a loopback address and required otherwise, so the service never
     # listens beyond this machine unauthenticated unless MEMORY_AUTH=off says so.
