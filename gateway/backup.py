@@ -1,0 +1,381 @@
+"""Backups and portable exports of the store.
+
+    python -m gateway.backup create PATH        # consistent copy while the gateway serves
+    python -m gateway.backup restore PATH       # put it back (gateway stopped)
+    python -m gateway.backup export FILE [--vectors]   # memories as JSON Lines
+    python -m gateway.backup import FILE        # into this instance's store (gateway stopped)
+
+``create`` uses SQLite's online backup API: it copies the database as of one read transaction,
+so writes committed while it runs are either all in the copy or all out of it, and the gateway
+keeps serving (WAL readers never block writers). A backup is a directory: ``memories.sqlite3``,
+the API keys' ``keys.sqlite3`` (stored hashed; ``--no-keys`` leaves them out) and
+``manifest.json`` with checksums, so ``restore`` refuses a damaged or partial copy.
+
+``export`` writes one header line (format, schema version, the active model versions) and then
+one line per memory: every field, and with ``--vectors`` its embedding with the model label
+that made it. ``import`` keeps ids and times; lines without a vector are embedded by the Triton
+server the settings point at. History is not exported: a backup keeps it, an export moves
+memories only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from gateway.memory.model import Memory, StoredMemory
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite import blob_vector
+
+EXPORT_FORMAT = "agent-memory-export"
+EXPORT_VERSION = 1
+MANIFEST = "manifest.json"
+MEMORIES_FILE = "memories.sqlite3"
+KEYS_FILE = "keys.sqlite3"
+IMPORT_BATCH = 500  # memories per transaction (and per Triton request without vectors)
+_FIELDS = tuple(Memory.__dataclass_fields__)
+
+
+class BackupError(RuntimeError):
+    """A backup or export that cannot be made or used; the message says why."""
+
+
+# -- online backup --------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_online(source: Path, target: Path) -> None:
+    """One-step SQLite backup (one read snapshot), then a self-contained, checked file."""
+    tmp = target.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(tmp)
+    try:
+        src.execute("PRAGMA busy_timeout = 5000")
+        src.backup(dst)  # pages=-1: the whole database in one step, from one snapshot
+        dst.execute("PRAGMA journal_mode = DELETE")  # no -wal beside the copy
+        # quick_check: pages, records and constraints; it needs none of the SQL functions the
+        # store registers for its expression indexes and triggers (integrity_check does).
+        check = dst.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise BackupError(f"copy of {source} failed its integrity check: {check}")
+    finally:
+        dst.close()
+        src.close()
+    os.replace(tmp, target)
+
+
+def create_backup(settings: Settings, path: Path, *, keys: bool = True) -> dict[str, Any]:
+    """Copy the store (and the keys) into the new directory ``path``; returns the manifest."""
+    if not settings.db_path.exists():
+        raise BackupError(f"no store at {settings.db_path}")
+    if path.exists() and any(path.iterdir()):
+        raise BackupError(f"{path} exists and is not empty")
+    path.mkdir(parents=True, exist_ok=True)
+    files = {MEMORIES_FILE: settings.db_path}
+    if keys and settings.keys_path.exists():
+        files[KEYS_FILE] = settings.keys_path
+    for name, source in files.items():
+        _copy_online(source, path / name)
+    with sqlite3.connect(path / MEMORIES_FILE) as conn:
+        schema = conn.execute("PRAGMA user_version").fetchone()[0]
+        count = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+    conn.close()
+    manifest = {
+        "created_at": datetime.now(UTC).isoformat(),
+        "schema_version": schema,
+        "memories": count,
+        "files": {name: _sha256(path / name) for name in files},
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _checked_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{path} is not a backup ({MANIFEST}: {exc})") from exc
+    for name, digest in manifest["files"].items():
+        if not (path / name).exists() or _sha256(path / name) != digest:
+            raise BackupError(f"{path / name} is missing or damaged (checksum differs)")
+    if manifest["schema_version"] > len(MIGRATIONS):
+        raise BackupError(f"backup schema {manifest['schema_version']} is newer than this "
+                          f"gateway knows ({len(MIGRATIONS)})")
+    return manifest
+
+
+def _replace_database(source: Path, target: Path) -> None:
+    """Copy next to ``target``, then rename over it, dropping the old WAL and shared memory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".restoring")
+    shutil.copyfile(source, tmp)
+    for suffix in ("-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    os.replace(tmp, target)
+
+
+def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> dict[str, Any]:
+    """Put a backup in place of the store (and keys). Run it with the gateway stopped."""
+    manifest = _checked_manifest(path)
+    if settings.db_path.exists() and not force:
+        raise BackupError(f"{settings.db_path} exists: pass --force to replace it")
+    _replace_database(path / MEMORIES_FILE, settings.db_path)
+    if KEYS_FILE in manifest["files"]:
+        _replace_database(path / KEYS_FILE, settings.keys_path)
+    return manifest
+
+
+# -- JSON Lines export / import -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    imported: int
+    skipped: int  # ids already present (with --skip-existing)
+    embedded: int  # lines without a vector, embedded on the way in
+
+
+def _rows(conn: sqlite3.Connection, user_id: str | None) -> Iterator[sqlite3.Row]:
+    where, args = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
+    columns = ", ".join(_FIELDS)
+    yield from conn.execute(
+        f"SELECT {columns}, embedding FROM memories {where} ORDER BY id", args)
+
+
+def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
+                 user_id: str | None = None) -> int:
+    """Write the memories (of one user, or all) as JSON Lines; returns how many."""
+    if not settings.db_path.exists():
+        raise BackupError(f"no store at {settings.db_path}")
+    conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    count = 0
+    try:
+        conn.execute("BEGIN")  # one snapshot for the whole export
+        header = {
+            "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+            "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "exported_at": datetime.now(UTC).isoformat(),
+            "models": {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")},
+            "vectors": vectors,
+        }
+        with out.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header) + "\n")
+            for row in _rows(conn, user_id):
+                line = {name: row[name] for name in _FIELDS}
+                line["metadata"] = json.loads(row["metadata"])
+                if vectors:
+                    line["embedding"] = blob_vector(row["embedding"]).tolist()
+                handle.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
+                count += 1
+    finally:
+        conn.close()
+    return count
+
+
+def _read_export(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    handle = path.open(encoding="utf-8")
+    try:
+        header = json.loads(handle.readline())
+    except ValueError as exc:
+        handle.close()
+        raise BackupError(f"{path}: no export header ({exc})") from exc
+    if header.get("format") != EXPORT_FORMAT or header.get("version") != EXPORT_VERSION:
+        handle.close()
+        raise BackupError(f"{path} is not an {EXPORT_FORMAT} v{EXPORT_VERSION} file")
+
+    def lines() -> Iterator[dict[str, Any]]:
+        with handle:
+            for number, text in enumerate(handle, start=2):
+                if text.strip():
+                    try:
+                        yield json.loads(text)
+                    except ValueError as exc:
+                        raise BackupError(f"{path}:{number}: not JSON ({exc})") from exc
+
+    return header, lines()
+
+
+def _memory(line: dict[str, Any], label: str | None) -> Memory:
+    try:
+        fields = {name: line[name] for name in _FIELDS if name in line}
+        if label is not None:
+            fields["embedding_model"] = label
+        return Memory(**fields)
+    except TypeError as exc:
+        raise BackupError(f"memory {line.get('id')!r}: {exc}") from exc
+
+
+async def _embedder(settings: Settings) -> Any:
+    from gateway.inference import EmbedderClient
+    from gateway.metrics import Metrics
+
+    return EmbedderClient(settings.triton_grpc_url, settings.embedder_model,
+                          timeout_s=max(settings.inference_timeout_s, 60.0),
+                          retry_after_s=settings.retry_after_s, metrics=Metrics())
+
+
+async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = False
+                       ) -> ImportReport:
+    """Add the file's memories to the store, keeping ids and times (gateway stopped)."""
+    header, lines = _read_export(path)
+    store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
+    await store.open()
+    embedder = None
+    imported = skipped = embedded = 0
+    try:
+        active = await store.run(_adopt_models, store, header.get("models") or {})
+        version = active.get(settings.embedder_model)
+        batch: list[dict[str, Any]] = []
+
+        async def flush() -> None:
+            nonlocal embedder, imported, skipped, embedded
+            if skip_existing:
+                known = await store.run(_existing_ids, store, [line["id"] for line in batch])
+                skipped += sum(line["id"] in known for line in batch)
+                batch[:] = [line for line in batch if line["id"] not in known]
+            bare = [line for line in batch if "embedding" not in line]
+            if bare:
+                if version is None:
+                    raise BackupError("lines without vectors, and no embedder version known")
+                embedder = embedder or await _embedder(settings)
+                vectors = await embedder.embed([line["text"] for line in bare], version)
+                for line, vector in zip(bare, vectors, strict=True):
+                    line["_vector"] = vector
+                embedded += len(bare)
+            items = []
+            for line in batch:
+                if "_vector" in line:
+                    items.append(StoredMemory(
+                        _memory(line, f"{settings.embedder_model}:{version}"), line["_vector"]))
+                else:
+                    vector = np.asarray(line["embedding"], dtype=np.float32)
+                    items.append(StoredMemory(_memory(line, None), vector))
+            try:
+                await store.insert_many(items)
+            except sqlite3.IntegrityError as exc:
+                raise BackupError(f"cannot import (an id exists already? try --skip-existing): "
+                                  f"{exc}") from exc
+            imported += len(items)
+            batch.clear()
+
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= IMPORT_BATCH:
+                await flush()
+        if batch:
+            await flush()
+    finally:
+        if embedder is not None:
+            await embedder.close()
+        await store.close()
+    return ImportReport(imported, skipped, embedded)
+
+
+def _adopt_models(store: Store, models: dict[str, str]) -> dict[str, str]:
+    """On a store that has no active versions yet, take the export's: its vectors fit them."""
+    def work(conn: sqlite3.Connection) -> dict[str, str]:
+        for model, active in models.items():
+            conn.execute("INSERT OR IGNORE INTO model_state (model, active) VALUES (?, ?)",
+                         (model, active))
+        return {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")}
+
+    return store.transaction(work)
+
+
+def _existing_ids(store: Store, ids: list[str]) -> set[str]:
+    marks = ",".join("?" * len(ids))
+    rows = store.conn.execute(f"SELECT id FROM memories WHERE id IN ({marks})", ids)
+    return {r[0] for r in rows}
+
+
+# -- CLI ------------------------------------------------------------------------------------
+cli = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Backups (online, consistent) and JSON Lines export/import of memories.")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    print(f"error: {exc}", file=sys.stderr)
+    return typer.Exit(1)
+
+
+@cli.command()
+def create(path: Path,
+           no_keys: Annotated[bool, typer.Option("--no-keys", help="leave the API keys out")]
+           = False) -> None:
+    """Copy the store (and API keys) into the new directory PATH, while the gateway serves."""
+    try:
+        manifest = create_backup(Settings(), path, keys=not no_keys)
+    except (BackupError, sqlite3.Error, OSError) as exc:
+        raise _fail(exc) from exc
+    print(f"backup of {manifest['memories']} memories in {path} "
+          f"({', '.join(manifest['files'])})")
+
+
+@cli.command()
+def restore(path: Path,
+            force: Annotated[bool, typer.Option(help="replace an existing store")] = False
+            ) -> None:
+    """Put the backup in PATH in place of the store. Stop the gateway first."""
+    try:
+        manifest = restore_backup(Settings(), path, force=force)
+    except (BackupError, sqlite3.Error, OSError) as exc:
+        raise _fail(exc) from exc
+    print(f"restored {manifest['memories']} memories from {path}")
+
+
+@cli.command("export")
+def export_command(
+    out: Path,
+    vectors: Annotated[bool, typer.Option(help="include each memory's embedding")] = False,
+    user_id: Annotated[str | None, typer.Option(help="only this user's memories")] = None,
+) -> None:
+    """Write memories to OUT as JSON Lines (a header line first)."""
+    try:
+        count = export_jsonl(Settings(), out, vectors=vectors, user_id=user_id)
+    except (BackupError, sqlite3.Error, OSError) as exc:
+        raise _fail(exc) from exc
+    print(f"exported {count} memories to {out}")
+
+
+@cli.command("import")
+def import_command(
+    path: Path,
+    skip_existing: Annotated[bool, typer.Option(help="skip ids already stored")] = False,
+) -> None:
+    """Add the memories in PATH to the store (embedding lines without vectors). Gateway
+    stopped: a running gateway sees them after its next start."""
+    from gateway.errors import GatewayError
+
+    try:
+        report = asyncio.run(import_jsonl(Settings(), path, skip_existing=skip_existing))
+    except (BackupError, GatewayError, sqlite3.Error, OSError) as exc:
+        raise _fail(exc) from exc
+    print(json.dumps(asdict(report)))
+
+
+def main() -> None:
+    cli(prog_name="python -m gateway.backup")
+
+
+if __name__ == "__main__":
+    main()

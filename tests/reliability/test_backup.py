@@ -1,0 +1,182 @@
+"""Backup while serving, restore, and the JSON Lines round trip (export -> fresh instance ->
+import -> the same 100 queries give the same answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from reliability.corpus import queries, texts
+from support import settings_for
+from typer.testing import CliRunner
+
+from gateway.app import create_app
+from gateway.auth.principal import KeyScope
+from gateway.auth.store import KeyStore
+from gateway.backup import (
+    BackupError,
+    cli,
+    create_backup,
+    export_jsonl,
+    import_jsonl,
+    restore_backup,
+)
+from gateway.settings import Settings
+from gateway.triton import TritonServer
+
+USERS = ["alice", "bob", "carol"]
+QUERIES = 100
+
+
+def _fill(client: TestClient, count: int = 180) -> None:
+    items = [{"user_id": USERS[i % len(USERS)], "text": text,
+              "metadata": {"n": i, "tag": f"t{i % 4}", "ü": "ok"}, "priority": i % 11}
+             for i, text in enumerate(texts(count))]
+    response = client.post("/v1/memories/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+
+
+def _answers(client: TestClient) -> list[dict]:
+    out = []
+    for i, query in enumerate(queries(QUERIES)):
+        body = {"user_id": USERS[i % len(USERS)], "query": query, "limit": 5}
+        response = client.post("/v1/memories/search", json=body)
+        assert response.status_code == 200, response.text
+        out.append(response.json())
+    return out
+
+
+def test_export_import_round_trip_gives_identical_answers(settings: Settings,
+                                                          triton: TritonServer,
+                                                          tmp_path: Path) -> None:
+    with TestClient(create_app(settings)) as client:
+        _fill(client)
+        before = _answers(client)
+        listing = client.get("/v1/memories", params={"user_id": "bob", "limit": 100}).json()
+    assert all(answer["results"] for answer in before), "queries that find nothing prove little"
+    with_vectors, bare = tmp_path / "with.jsonl", tmp_path / "bare.jsonl"
+    assert export_jsonl(settings, with_vectors, vectors=True) == 180
+    assert export_jsonl(settings, bare) == 180
+    header = json.loads(with_vectors.read_text().splitlines()[0])
+    assert header["models"] == {"embedder": "1"} and header["vectors"] is True
+
+    for name, source, embedded in (("vectors", with_vectors, 0), ("bare", bare, 180)):
+        fresh = settings_for(triton, tmp_path / f"fresh-{name}")
+        report = asyncio.run(import_jsonl(fresh, source))
+        assert (report.imported, report.embedded) == (180, embedded)
+        with TestClient(create_app(fresh)) as client:
+            after = _answers(client)
+            assert client.get("/v1/memories", params={"user_id": "bob", "limit": 100}
+                              ).json() == listing
+        if name == "vectors":
+            assert after == before  # byte for byte: ids, texts, metadata, times, scores
+        else:  # re-embedded by the same model: same memories in the same order
+            for old, new in zip(before, after, strict=True):
+                assert [h["id"] for h in new["results"]] == [h["id"] for h in old["results"]]
+                for h_old, h_new in zip(old["results"], new["results"], strict=True):
+                    assert h_new["score"] == pytest.approx(h_old["score"], abs=1e-5)
+
+
+def test_import_refuses_duplicates_unless_skipping(settings: Settings, tmp_path: Path) -> None:
+    with TestClient(create_app(settings)) as client:
+        _fill(client, 12)
+    dump = tmp_path / "dump.jsonl"
+    export_jsonl(settings, dump, vectors=True)
+    with pytest.raises(BackupError, match="skip-existing"):
+        asyncio.run(import_jsonl(settings, dump))
+    report = asyncio.run(import_jsonl(settings, dump, skip_existing=True))
+    assert (report.imported, report.skipped) == (0, 12)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "something else"}\n')
+    with pytest.raises(BackupError, match="not an agent-memory-export"):
+        asyncio.run(import_jsonl(settings, bad))
+
+
+def test_backup_while_writing_is_consistent_and_restores(triton: TritonServer,
+                                                         tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "live", auth="required")
+    with KeyStore(settings.keys_path) as keys:
+        key = keys.create("acme", KeyScope.WRITE)[0].secret_key
+    auth = {"Authorization": f"Bearer {key}"}
+    acked: list[str] = []
+    stop = threading.Event()
+    with TestClient(create_app(settings)) as client:
+        def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                response = client.post("/v1/memories", headers=auth, json={
+                    "user_id": "alice", "text": f"fact number {n}", "metadata": {"n": n}})
+                assert response.status_code == 201, response.text
+                acked.append(response.json()["id"])
+                n += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            while len(acked) < 20 and thread.is_alive():
+                threading.Event().wait(0.05)  # poll the writer's progress (no fixed sleep)
+            acked_before = list(acked)
+            manifest = create_backup(settings, tmp_path / "backup")
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert not thread.is_alive()
+        total = len(acked)
+    assert manifest["memories"] >= len(acked_before) > 0
+    assert set(manifest["files"]) == {"memories.sqlite3", "keys.sqlite3"}
+    with sqlite3.connect(tmp_path / "backup" / "memories.sqlite3") as copy:
+        ids = {r[0] for r in copy.execute("SELECT id FROM memories")}
+        added = {r[0] for r in copy.execute("SELECT memory_id FROM history WHERE event='ADD'")}
+        lexical = {r[0] for r in copy.execute("SELECT memory_id FROM lexical_docs")}
+    copy.close()
+    assert set(acked_before) <= ids, "a write acknowledged before the backup is missing"
+    assert ids == added == lexical, "the copy is not one consistent snapshot"
+
+    restored = settings_for(triton, tmp_path / "restored", auth="required")
+    restore_backup(restored, tmp_path / "backup")
+    with pytest.raises(BackupError, match="--force"):
+        restore_backup(restored, tmp_path / "backup")
+    with TestClient(create_app(restored)) as client:
+        page = client.get("/v1/memories", headers=auth,
+                          params={"user_id": "alice", "limit": 1000}).json()["results"]
+        assert {m["id"] for m in page} == ids
+        hit = client.post("/v1/memories/search", headers=auth,
+                          json={"user_id": "alice", "query": "fact number 3", "mode": "keyword"})
+        assert hit.status_code == 200 and hit.json()["results"], hit.text
+    assert total >= len(ids)
+
+
+def test_restore_refuses_a_damaged_backup(settings: Settings, tmp_path: Path) -> None:
+    with TestClient(create_app(settings)) as client:
+        _fill(client, 5)
+    create_backup(settings, tmp_path / "b")
+    with (tmp_path / "b" / "memories.sqlite3").open("r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\x00garbage")
+    with pytest.raises(BackupError, match="damaged"):
+        restore_backup(settings, tmp_path / "b", force=True)
+
+
+def test_cli_create_restore_export_import(settings: Settings, tmp_path: Path) -> None:
+    with TestClient(create_app(settings)) as client:
+        _fill(client, 9)
+    runner = CliRunner()
+    env = {"MEMORY_DATA_DIR": str(settings.data_dir)}
+    made = runner.invoke(cli, ["create", str(tmp_path / "bk")], env=env)
+    assert made.exit_code == 0 and "backup of 9 memories" in made.output, made.output
+    again = runner.invoke(cli, ["create", str(tmp_path / "bk")], env=env)
+    assert again.exit_code == 1 and "not empty" in again.output
+    out = runner.invoke(cli, ["export", str(tmp_path / "e.jsonl"), "--vectors"], env=env)
+    assert out.exit_code == 0 and "exported 9" in out.output
+    env2 = {"MEMORY_DATA_DIR": str(tmp_path / "other")}
+    imported = runner.invoke(cli, ["import", str(tmp_path / "e.jsonl")], env=env2)
+    assert imported.exit_code == 0 and '"imported": 9' in imported.output, imported.output
+    back = runner.invoke(cli, ["restore", str(tmp_path / "bk")], env=env2)
+    assert back.exit_code == 1 and "--force" in back.output
+    back = runner.invoke(cli, ["restore", str(tmp_path / "bk"), "--force"], env=env2)
+    assert back.exit_code == 0 and "restored 9 memories" in back.output
