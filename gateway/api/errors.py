@@ -65,6 +65,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)
         detail = exc.detail if isinstance(exc.detail, list | str) else [exc.detail]
+        if isinstance(detail, list):  # every problem a ValidationProblem, as documented
+            detail = [{"type": "value_error", **p} if isinstance(p, dict) else p
+                      for p in detail]
         return JSONResponse({"detail": detail}, status_code=exc.status_code,
                             headers=headers or None)
 

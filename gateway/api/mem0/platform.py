@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from gateway.api.deps import requires
+from gateway.api.errors import ErrorOut
 from gateway.api.mem0 import query
 from gateway.api.mem0.deps import Reader, Writer
 from gateway.api.mem0.entities import ENTITY_TYPES, check_entity_id
@@ -63,7 +64,9 @@ async def entities(finder: Reader) -> dict[str, Any]:
 
 
 @router.delete("/v2/entities/{entity_type}/{entity_name:path}/",
-               summary="Mem0: delete an entity's memories")
+               summary="Mem0: delete an entity's memories",
+               # a name with a line break does not match the path: the router answers 404
+               responses={404: {"model": ErrorOut, "description": "No such route"}})
 async def delete_entity(entity_type: str, entity_name: str, finder: Writer) -> dict[str, Any]:
     if entity_type not in ENTITY_TYPES:
         raise InvalidInput(f"entity type must be one of {', '.join(ENTITY_TYPES)}")
