@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.inference.query_model import sync_query_model
+
+log = logging.getLogger("gateway.triton")
 
 
 class TritonLaunchError(RuntimeError):
@@ -199,6 +203,76 @@ class TritonServer:
         self.stop()
 
 
+class TritonSupervisor:
+    """Restarts a managed ``TritonServer`` that dies, with exponential backoff.
+
+    A server that exits while supervised (crash, OOM kill, ``kill -9``) is started again after
+    ``backoff_s``, doubling up to ``max_backoff_s`` while restarts keep failing or the server
+    keeps dying within ``stable_after_s`` of its start; a server that stayed up that long
+    earns the short delay again. The gateway's readiness follows on its own: ``/readyz`` asks
+    Triton, and the gRPC channel reconnects. ``stop()`` before ``server.stop()``, so a
+    deliberate stop is not mistaken for a crash.
+
+    The watcher thread starts the new server, and Linux ties the child's parent-death signal
+    to that thread: the restarted server is stopped when supervision ends, as it should be.
+    """
+
+    def __init__(self, server: TritonServer, *, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0, stable_after_s: float = 60.0,
+                 start_timeout_s: float = 120.0, poll_s: float = 0.2) -> None:
+        self.server = server
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.stable_after_s, self.start_timeout_s, self.poll_s = (
+            stable_after_s, start_timeout_s, poll_s)
+        self.restarts = 0  # successful restarts
+        self.failures = 0  # restart attempts that did not come up
+        self.last_exit: int | None = None  # the dead server's exit code
+        self.delays: list[float] = []  # each wait before a restart attempt, in order
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TritonSupervisor:
+        self._thread = threading.Thread(target=self._watch, name="triton-supervisor",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _watch(self) -> None:
+        delay = self.backoff_s
+        started = time.monotonic()
+        while not self._stopping.wait(self.poll_s):
+            process = self.server._process
+            if process is None or process.poll() is None:
+                continue  # running, or deliberately stopped
+            self.last_exit = process.returncode
+            if time.monotonic() - started >= self.stable_after_s:
+                delay = self.backoff_s
+            log.warning("tritonserver exited with code %s; restarting in %.1f s",
+                        process.returncode, delay)
+            while True:
+                self.delays.append(delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, self.max_backoff_s)
+                try:
+                    self.server._process = None
+                    self.server.start(self.start_timeout_s)
+                except (TritonLaunchError, OSError) as exc:
+                    self.failures += 1
+                    log.error("tritonserver restart failed (%s); next try in %.1f s",
+                              str(exc).splitlines()[0], delay)
+                    continue
+                self.restarts += 1
+                started = time.monotonic()
+                log.info("tritonserver restarted (restart %d)", self.restarts)
+                break
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -250,10 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"triton ready: grpc {server.grpc_url}, http {server.http_url}", file=sys.stderr)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    supervisor = TritonSupervisor(server, start_timeout_s=settings.triton_start_timeout_s)
+    supervisor.start()
     try:
         signal.sigwait(stop_signals)
     finally:
         print("stopping tritonserver ...", file=sys.stderr)
+        supervisor.stop()
         server.stop()
     return 0
 

@@ -1,0 +1,121 @@
+"""A managed Triton that dies is restarted with backoff; meanwhile requests get 503 with
+Retry-After, readiness follows, and no acknowledged write is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from support import make_triton, settings_for
+
+from gateway.app import create_app
+from gateway.triton import TritonServer, TritonSupervisor
+
+RESTORE_DEADLINE_S = 90.0  # Triton start-up on a loaded 2-core machine, plus backoff
+
+
+def _kill(server: TritonServer) -> None:
+    process = server._process
+    assert process is not None and process.poll() is None
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def _wait_ready(client: TestClient, deadline_s: float) -> float:
+    started = time.monotonic()
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() - started < deadline_s, "not ready again before the deadline"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_killed_triton_is_restarted_and_no_acknowledged_write_is_lost(tmp_path: Path) -> None:
+    server = make_triton(tmp_path)
+    server.start()
+    supervisor = TritonSupervisor(server, backoff_s=0.5, max_backoff_s=4.0, stable_after_s=5.0)
+    supervisor.start()
+    acked: dict[str, str] = {}
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+    try:
+        with TestClient(create_app(settings_for(server, tmp_path / "data"))) as client:
+            def writer() -> None:
+                n = 0
+                while not stop.is_set():
+                    text = f"write {n} during an outage drill"
+                    response = client.post("/v1/memories", json={"user_id": "a", "text": text})
+                    answers.append((response.status_code, response.headers.get("Retry-After")))
+                    if response.status_code == 201:
+                        acked[response.json()["id"]] = text
+                    n += 1
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            try:
+                for kill in range(2):
+                    before = len(acked)
+                    while len(acked) < before + 5:
+                        assert thread.is_alive()
+                        time.sleep(0.05)
+                    _kill(server)
+                    restored = _wait_ready(client, RESTORE_DEADLINE_S)
+                    print(f"kill {kill + 1}: ready again after {restored:.1f} s")
+                    assert supervisor.restarts == kill + 1
+                before = len(acked)
+                while len(acked) < before + 5:  # and writes succeed again
+                    assert thread.is_alive()
+                    time.sleep(0.05)
+            finally:
+                stop.set()
+                thread.join(60)
+            assert supervisor.last_exit == -signal.SIGKILL
+            statuses = {status for status, _ in answers}
+            assert statuses <= {201, 503}, statuses
+            assert 503 in statuses, "the kills were not seen by any request"
+            assert all(retry and int(retry) > 0 for status, retry in answers if status == 503)
+            stored = {m["id"]: m["text"] for m in client.get(
+                "/v1/memories", params={"user_id": "a", "limit": 1000}).json()["results"]}
+            assert acked.items() <= stored.items(), "an acknowledged write was lost"
+            for memory_id, text in list(acked.items())[::7]:
+                hits = client.post("/v1/memories/search", json={
+                    "user_id": "a", "query": text, "limit": 3, "mode": "keyword"}).json()
+                assert memory_id in [h["id"] for h in hits["results"]]
+    finally:
+        supervisor.stop()
+        server.stop()
+
+
+def test_a_deliberate_stop_is_not_restarted(tmp_path: Path) -> None:
+    server = make_triton(tmp_path)
+    server.start()
+    supervisor = TritonSupervisor(server, backoff_s=0.1, poll_s=0.05).start()
+    try:
+        supervisor.stop()  # supervision off first, as the launcher does
+        server.stop()
+        assert not server.running and supervisor.restarts == 0
+    finally:
+        server.stop()
+
+
+def test_restart_failures_back_off(tmp_path: Path) -> None:
+    """A server that cannot come back is retried with growing delays, not in a tight loop."""
+    server = make_triton(tmp_path)
+    server.start()
+    supervisor = TritonSupervisor(server, backoff_s=0.2, max_backoff_s=0.8,
+                                  start_timeout_s=5.0).start()
+    try:
+        server.model_repository = tmp_path / "gone"  # the next start fails at once
+        _kill(server)
+        deadline = time.monotonic() + 30
+        while supervisor.failures < 4:
+            assert time.monotonic() < deadline, f"only {supervisor.failures} tries in 30 s"
+            time.sleep(0.05)
+        assert supervisor.restarts == 0
+        assert supervisor.delays[:4] == [0.2, 0.4, 0.8, 0.8]
+    finally:
+        supervisor.stop()
+        server.stop()
