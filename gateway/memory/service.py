@@ -469,15 +469,15 @@ class MemoryService:
             ranked = fuse(semantic, keyword, self.search_policy.fusion)
         else:
             ranked = list(semantic if used == "semantic" else keyword)
-        wide = reranking or policy.active
+        keep = pool if reranking or policy.active else limit  # candidates the next steps see
         similarity = dict(semantic)
-        if space is not None and vector is not None:
-            unscored = [i for i, _ in (ranked if threshold is not None else ranked[:pool])
+        if space is not None and vector is not None:  # cosines of keyword-only candidates
+            unscored = [i for i, _ in (ranked if threshold is not None else ranked[:keep])
                         if i not in similarity]
             similarity.update(await self._cosines(space, vector, unscored))
         if threshold is not None:
             ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= threshold]
-        ranked = ranked[: pool if wide else limit]
+        ranked = ranked[:keep]
         found = await self.store.get_many([i for i, _ in ranked])
         keyword_scores = dict(keyword)
         scored = [ScoredMemory(found[i], score, similarity.get(i), keyword_scores.get(i))
