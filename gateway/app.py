@@ -33,6 +33,7 @@ from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.inference.query_cache import QueryCache
 from gateway.memory.active import ActiveModels
+from gateway.memory.dedup import DedupPolicy
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.reranker_versions import RerankerVersions
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.dedup_policy = DedupPolicy.from_settings(settings)
     app.state.metrics = metrics
     # In-process background work takes slots through app.state.admission.slot(...).
     app.state.admission = admission = AdmissionController.from_settings(settings, metrics)

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     ram_budget_mb: int = 0
     hot_tier_promote_after: int = 2  # searches of a non-resident partition before promotion
 
+    # Ingest (gateway/memory/dedup.py): an add that repeats a memory of its scope (same
+    # normalised text, or a near duplicate among the dedup_candidates nearest vectors with
+    # cosine >= dedup_min_cosine) updates or keeps that memory instead of adding another.
+    # dedup_lexical=false: the cosine alone decides (measured: far more false merges).
+    dedup_enabled: bool = True  # the default for requests that do not say "dedup"
+    dedup_min_cosine: float = Field(0.3, ge=-1.0, le=1.0)
+    dedup_candidates: int = Field(16, ge=1, le=256)
+    dedup_lexical: bool = True
+
     @property
     def auth_required(self) -> bool:
         if self.auth is not None:

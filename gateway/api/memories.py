@@ -12,8 +12,10 @@ from fastapi import APIRouter, Query, Response, status
 
 from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, owned_memory
 from gateway.api.errors import COMMON_ERRORS, error_responses
+from gateway.api.ingest import DedupPolicyDep, added_out, batch_drafts, drafts_of
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
+    AddedOut,
     BatchIn,
     BatchOut,
     DeletedOut,
@@ -32,19 +34,13 @@ from gateway.api.schemas import (
 )
 from gateway.auth.scope import TenantScope
 from gateway.memory.model import Memory
-from gateway.memory.service import Keep, MemoryChanges, NewMemory
+from gateway.memory.service import Keep, MemoryChanges
 from gateway.store.sqlite import ListOrder
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"],
                    responses=error_responses(*COMMON_ERRORS))
 _BODY = error_responses(400, 413)  # routes that read a JSON body
 _BY_ID = error_responses(404)
-
-
-def _draft(item: MemoryIn, users: TenantScope) -> NewMemory:
-    return NewMemory(**{**item.model_dump(), "user_id": users.internal(item.user_id),
-                        "occurred_at": moment_text(item.occurred_at),
-                        "expires_at": moment_text(item.expires_at)})
 
 
 def _changes(body: MemoryPatch) -> MemoryChanges:
@@ -57,18 +53,29 @@ def _out(memory: Memory, users: TenantScope) -> MemoryOut:
     return MemoryOut.of(users.outward(memory))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemoryOut,
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AddedOut | BatchOut,
              responses=_BODY)
-async def add_memory(body: MemoryIn, service: Service, caller: Writer) -> MemoryOut:
-    [memory] = await service.add_many([_draft(body, caller.users)], field="body")
-    return _out(memory, caller.users)
+async def add_memory(body: MemoryIn, service: Service, caller: Writer,
+                     policy: DedupPolicyDep) -> AddedOut | BatchOut:
+    """Add a text (answered as one memory with its event) or a conversation's messages
+    (answered as a list, like the batch route). Duplicates: see the README."""
+    dedup = policy.enabled if body.dedup is None else body.dedup
+    drafts = drafts_of(body, caller.users, dedup, ["body"])
+    outcomes = await service.ingest(drafts, policy, field="body")
+    if body.text is not None:
+        return added_out(outcomes[0], 0, caller.users)
+    return BatchOut(results=[added_out(o, 0, caller.users) for o in outcomes])
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut,
              responses=_BODY)
-async def add_memories(body: BatchIn, service: Service, caller: Writer) -> BatchOut:
-    memories = await service.add_many([_draft(item, caller.users) for item in body.items])
-    return BatchOut(results=[_out(m, caller.users) for m in memories])
+async def add_memories(body: BatchIn, service: Service, caller: Writer,
+                       policy: DedupPolicyDep) -> BatchOut:
+    default = policy.enabled if body.dedup is None else body.dedup
+    drafts, positions = batch_drafts(body, caller.users, default)
+    outcomes = await service.ingest(drafts, policy)
+    return BatchOut(results=[added_out(o, i, caller.users)
+                             for o, i in zip(outcomes, positions, strict=True)])
 
 
 @router.post("/search", response_model=SearchOut,

@@ -26,6 +26,8 @@ MAX_PAGE_LIMIT = 1_000
 MIN_PRIORITY, MAX_PRIORITY = 0, 10
 MIN_YEAR, MAX_YEAR = 1900, 2200  # dates outside are typos or units mix-ups, not events
 MAX_HALF_LIFE_DAYS = 36_500
+MAX_MESSAGES = 200  # per conversation (one add, or one batch item)
+MAX_ROLE_CHARS = 32
 
 
 def _encodable(value: str) -> str:
@@ -121,9 +123,20 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MessageIn(Request):
+    """One message of a conversation (Mem0's shape); it becomes one memory when non-empty."""
+
+    role: Annotated[str, Field(min_length=1, max_length=MAX_ROLE_CHARS,
+                               pattern=r"^[a-z][a-z0-9_-]*$")]
+    content: Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_encodable)]
+    name: ScopeId | None = None  # the speaker
+    timestamp: Moment | None = None  # when it was said: the memory's occurred_at
+
+
 class MemoryIn(Request):
     user_id: ScopeId
-    text: Text
+    text: Text | None = None  # give exactly one of text and messages
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES)] | None = None
     agent_id: ScopeId | None = None
     run_id: ScopeId | None = None
     metadata: Metadata | None = None
@@ -131,10 +144,24 @@ class MemoryIn(Request):
     embedding: Embedding | None = None
     occurred_at: Moment | None = None  # when it happened; default: when it is stored
     expires_at: Moment | None = None  # left out of search and list from then on
+    dedup: Annotated[bool, Field(strict=True)] | None = None  # None: MEMORY_DEDUP_ENABLED
+    infer: Annotated[bool, Field(strict=True)] = False  # extract facts with the LLM
+    async_mode: Annotated[bool, Field(strict=True)] = False  # 202 + an event id
+
+    @model_validator(mode="after")
+    def _text_or_messages(self) -> MemoryIn:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'text' or 'messages'")
+        if self.messages is not None and self.embedding is not None:
+            raise ValueError("'embedding' goes with 'text'; messages are embedded here")
+        return self
 
 
 class BatchIn(Request):
     items: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+    dedup: Annotated[bool, Field(strict=True)] | None = None  # None: MEMORY_DEDUP_ENABLED
+    infer: Annotated[bool, Field(strict=True)] = False
+    async_mode: Annotated[bool, Field(strict=True)] = False
 
 
 class FiltersIn(Request):
@@ -211,6 +238,8 @@ class MemoryOut(BaseModel):
     embedding_model: str
     occurred_at: str
     expires_at: str | None
+    role: str | None = None  # for a memory made from a message: who said it
+    speaker: str | None = None
 
     @classmethod
     def of(cls, memory: Memory) -> MemoryOut:
@@ -229,8 +258,33 @@ class SearchHitOut(MemoryOut):
                    keyword_score=scored.keyword_score)
 
 
+class AddedOut(MemoryOut):
+    """One written memory and what the write did to it (Mem0's events)."""
+
+    event: Literal["ADD", "UPDATE", "NOOP"]
+    item: int  # the request's item it came from (0 for a single add)
+    match: Literal["exact", "near"] | None = None  # how it was found to be a duplicate
+
+
+class InferenceOut(BaseModel):
+    """What LLM extraction did; ``fallback`` says where the input went when it failed."""
+
+    status: Literal["SUCCEEDED", "FAILED"]
+    fallback: Literal["raw", "queued"] | None = None
+    detail: str | None = None
+    event_id: str | None = None  # the retry queue's event, with fallback "queued"
+
+
 class BatchOut(BaseModel):
-    results: list[MemoryOut]
+    results: list[AddedOut]
+    inference: InferenceOut | None = None
+
+
+class AcceptedOut(BaseModel):
+    """``async_mode``: the request is stored; ``GET /v1/events/{event_id}`` follows it."""
+
+    event_id: str
+    status: Literal["PENDING"]
 
 
 class SearchOut(BaseModel):

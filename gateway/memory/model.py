@@ -22,6 +22,8 @@ class Memory:
     embedding_model: str  # "name:version" of the model that made the vector
     occurred_at: str  # when the remembered event happened (UTC, like created_at)
     expires_at: str | None = None  # from then on left out of search and list by default
+    role: str | None = None  # who said it, for a memory made from a message: user, assistant
+    speaker: str | None = None  # the message's speaker name, when it had one
 
 
 @dataclass(frozen=True, slots=True)

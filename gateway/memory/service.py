@@ -25,6 +25,8 @@ from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
+from gateway.memory.dedup import DedupPolicy
+from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
 from gateway.memory.model import (
@@ -43,7 +45,10 @@ from gateway.memory.search import (
     SearchPolicy,
     resolve_mode,
 )
+from gateway.memory.writeplan import Draft, Outcome
+from gateway.memory.writeplan import plan as plan_writes
 from gateway.store import Store
+from gateway.store.ingest import IngestStore, StaleWrite
 from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
@@ -65,6 +70,8 @@ class NewMemory:
     embedding: list[float] | None = None  # client-supplied, in the active model's space
     occurred_at: str | None = None  # UTC ISO-8601; None: when it is stored
     expires_at: str | None = None
+    role: str | None = None  # a message's role (user, assistant, ...), for conversation ingest
+    speaker: str | None = None  # a message's speaker name
 
 
 class Keep(enum.Enum):
@@ -277,6 +284,7 @@ class MemoryService:
                         metadata=draft.metadata or {}, priority=draft.priority,
                         created_at=now, updated_at=now, embedding_model=made.active.info.label,
                         occurred_at=draft.occurred_at or now, expires_at=draft.expires_at,
+                        role=draft.role, speaker=draft.speaker,
                     )
                     items.append(StoredMemory(memory, vector))
                 shadows = None
@@ -291,6 +299,51 @@ class MemoryService:
                     await asyncio.to_thread(_index_rows, made.target.index, users, ids,
                                             made.target_vectors)
                 return [item.memory for item in items]
+        raise Conflict("the embedding model changed repeatedly during this request; retry")
+
+    async def ingest(self, drafts: list[Draft], policy: DedupPolicy, *,
+                     field: str = "items") -> list[Outcome]:
+        """Write drafts, each one an ADD, or an UPDATE/NOOP of the memory it duplicates (see
+        ``gateway.memory.writeplan``): all or none, results in input order.
+
+        Duplicates are looked for under the mutation lock, so two concurrent adds of one text
+        cannot both ADD; embedding happens before it, as for ``add_many``.
+        """
+        locs: list[list[str | int]] = [
+            ["body", "items", i, "embedding"] if field == "items" else ["body", "embedding"]
+            for i in range(len(drafts))
+        ]
+        users = sorted({d.memory.user_id for d in drafts if d.dedup})
+        for _ in range(3):  # a space switch between embedding and commit means: embed again
+            made = await self._write_vectors([d.memory.text for d in drafts],
+                                             [d.memory.embedding for d in drafts], locs)
+            for user in users:
+                await self._ensure_loaded(made.active, user)
+            async with self.mutation:
+                if made.generation != self.generation:
+                    continue
+                now = utc_now()
+                matches = await find_duplicates(self.store, made.active.index, drafts,
+                                                 made.vectors, policy, now)
+                write, outcomes, created = plan_writes(
+                    drafts, matches, made.vectors, [uuid7() for _ in drafts],
+                    made.active.info.label, now)
+                if made.target is not None and made.target_vectors is not None:
+                    write.shadows = [(made.target.info.label, made.target_vectors[j])
+                                     for j in created]
+                try:
+                    await IngestStore(self.store).apply(write)
+                except StaleWrite as exc:  # only writes outside this service can cause it
+                    raise Conflict(f"memory {exc} changed concurrently; retry") from exc
+                if created:
+                    ids = [write.inserts[n].memory.id for n in range(len(created))]
+                    owners = [drafts[j].memory.user_id for j in created]
+                    await asyncio.to_thread(_index_rows, made.active.index, owners, ids,
+                                            made.vectors[created])
+                    if made.target is not None and made.target_vectors is not None:
+                        await asyncio.to_thread(_index_rows, made.target.index, owners, ids,
+                                                made.target_vectors[created])
+                return outcomes
         raise Conflict("the embedding model changed repeatedly during this request; retry")
 
     async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:

@@ -68,6 +68,30 @@ MIGRATIONS: list[str] = [
         WHERE expires_at IS NOT NULL;
     """
     + lexical.SCHEMA,
+    # 4: conversation ingest. Who said a memory (the message's role and speaker name); an
+    # expression index on the duplicate key of the text (``memory_text_key``, installed by
+    # ``gateway.memory.normalise``) so an add finds an exact duplicate in its scope at once;
+    # and ingest events: asynchronous and LLM-extraction requests with their raw input, kept
+    # until they are done, so a crash or a failing LLM loses nothing (the retry queue).
+    """
+    ALTER TABLE memories ADD COLUMN role TEXT;
+    ALTER TABLE memories ADD COLUMN speaker TEXT;
+    CREATE INDEX memories_by_text_key ON memories (user_id, memory_text_key(text));
+    CREATE TABLE ingest_events (
+        id           TEXT PRIMARY KEY,
+        user_id      TEXT NOT NULL,
+        status       TEXT NOT NULL
+                     CHECK (status IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED')),
+        request      TEXT NOT NULL CHECK (json_valid(request)),
+        result       TEXT CHECK (result IS NULL OR json_valid(result)),
+        error        TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ingest_events_due ON ingest_events (status, next_attempt);
+    """,
 ]
 
 

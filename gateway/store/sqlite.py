@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from gateway.memory import normalise
 from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.store import lexical
 from gateway.store.migrations import migrate
@@ -25,7 +26,7 @@ ShadowVector = tuple[str, np.ndarray]  # (target model label, vector) during a m
 
 _COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model, occurred_at, expires_at"
+    "embedding_model, occurred_at, expires_at, role, speaker"
 )
 ListOrder = Literal["id", "occurred_at"]
 
@@ -44,6 +45,8 @@ def _row_to_memory(row: sqlite3.Row) -> Memory:
         embedding_model=row["embedding_model"],
         occurred_at=row["occurred_at"],
         expires_at=row["expires_at"],
+        role=row["role"],
+        speaker=row["speaker"],
     )
 
 
@@ -133,6 +136,7 @@ class Store:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
         lexical.install(conn)
+        normalise.install(conn)
         self._conn = conn
         return migrate(conn)
 
@@ -185,23 +189,27 @@ class Store:
         self, items: list[StoredMemory], shadows: list[ShadowVector] | None = None
     ) -> None:
         """Insert all or none, with an ADD event each (and their migration vectors, if any)."""
+        await self.run(self.transaction, lambda conn: self.insert_rows(conn, items, shadows))
 
-        def work(conn: sqlite3.Connection) -> None:
-            for position, item in enumerate(items):
-                m = item.memory
-                conn.execute(
-                    f"INSERT INTO memories ({_COLUMNS}, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
-                     m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
-                     m.expires_at, vector_blob(item.embedding)),
-                )
-                self._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
-                             "priority": m.priority}, m.created_at)
-                if shadows is not None:
-                    self.put_shadow(conn, m.id, shadows[position])
-
-        await self.run(self.transaction, work)
+    @classmethod
+    def insert_rows(
+        cls, conn: sqlite3.Connection, items: list[StoredMemory],
+        shadows: list[ShadowVector] | None = None, payload: dict[str, Any] | None = None,
+    ) -> None:
+        """``insert_many`` inside a caller's transaction; ``payload`` adds to each ADD event."""
+        for position, item in enumerate(items):
+            m = item.memory
+            conn.execute(
+                f"INSERT INTO memories ({_COLUMNS}, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
+                 m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
+                 m.expires_at, m.role, m.speaker, vector_blob(item.embedding)),
+            )
+            cls._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
+                        "priority": m.priority, **(payload or {})}, m.created_at)
+            if shadows is not None:
+                cls.put_shadow(conn, m.id, shadows[position])
 
     async def update(
         self, updated: StoredMemory | Memory, previous: Memory, shadow: ShadowVector | None = None
@@ -210,31 +218,36 @@ class Store:
 
         Returns False when the row changed or vanished meanwhile (the caller re-reads).
         """
+        return await self.run(
+            self.transaction, lambda conn: self.update_row(conn, updated, previous, shadow))
+
+    @classmethod
+    def update_row(
+        cls, conn: sqlite3.Connection, updated: StoredMemory | Memory, previous: Memory,
+        shadow: ShadowVector | None = None, payload: dict[str, Any] | None = None,
+    ) -> bool:
+        """``update`` inside a caller's transaction; ``payload`` adds to the UPDATE event."""
         memory = updated.memory if isinstance(updated, StoredMemory) else updated
-
-        def work(conn: sqlite3.Connection) -> bool:
-            sets = ("text = ?, metadata = ?, priority = ?, updated_at = ?, embedding_model = ?, "
-                    "occurred_at = ?, expires_at = ?")
-            args: list[Any] = [memory.text, dump_metadata(memory.metadata), memory.priority,
-                               memory.updated_at, memory.embedding_model, memory.occurred_at,
-                               memory.expires_at]
-            if isinstance(updated, StoredMemory):
-                sets += ", embedding = ?"
-                args.append(vector_blob(updated.embedding))
-            cursor = conn.execute(
-                f"UPDATE memories SET {sets} WHERE id = ? AND updated_at = ?",
-                [*args, memory.id, previous.updated_at],
-            )
-            if cursor.rowcount != 1:
-                return False
-            payload = {"metadata": memory.metadata, "priority": memory.priority}
-            self._record(conn, memory, "UPDATE", previous.text, memory.text, payload,
-                         memory.updated_at)
-            if shadow is not None:
-                self.put_shadow(conn, memory.id, shadow)
-            return True
-
-        return await self.run(self.transaction, work)
+        sets = ("text = ?, metadata = ?, priority = ?, updated_at = ?, embedding_model = ?, "
+                "occurred_at = ?, expires_at = ?")
+        args: list[Any] = [memory.text, dump_metadata(memory.metadata), memory.priority,
+                           memory.updated_at, memory.embedding_model, memory.occurred_at,
+                           memory.expires_at]
+        if isinstance(updated, StoredMemory):
+            sets += ", embedding = ?"
+            args.append(vector_blob(updated.embedding))
+        cursor = conn.execute(
+            f"UPDATE memories SET {sets} WHERE id = ? AND updated_at = ?",
+            [*args, memory.id, previous.updated_at],
+        )
+        if cursor.rowcount != 1:
+            return False
+        event = {"metadata": memory.metadata, "priority": memory.priority, **(payload or {})}
+        cls._record(conn, memory, "UPDATE", previous.text, memory.text, event,
+                    memory.updated_at)
+        if shadow is not None:
+            cls.put_shadow(conn, memory.id, shadow)
+        return True
 
     async def delete(self, memory_id: str, at: str) -> Memory | None:
         def work(conn: sqlite3.Connection) -> Memory | None:

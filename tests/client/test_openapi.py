@@ -62,8 +62,11 @@ def check_fields(spec: dict[str, Any], typed: type, schema: dict[str, Any], *,
     """Every field the client knows exists on the server with a compatible type; what the
     server requires, the client sends as required (requests) or can rely on (responses)."""
     schema = resolve(spec, schema)
-    properties, required = schema["properties"], set(schema.get("required", ()))
     hints = get_type_hints(typed)
+    if "anyOf" in schema:  # a route with several answer shapes: the client's must be one
+        variants = [resolve(spec, variant) for variant in schema["anyOf"]]
+        schema = next(v for v in variants if set(hints) <= set(v.get("properties", ())))
+    properties, required = schema["properties"], set(schema.get("required", ()))
     assert set(hints) <= set(properties), (typed.__name__, set(hints) - set(properties))
     for name, annotation in hints.items():
         server = json_types(spec, properties[name])

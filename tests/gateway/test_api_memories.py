@@ -37,6 +37,7 @@ def test_add_returns_the_stored_memory(client: TestClient) -> None:
     assert memory["metadata"] == {"kind": "preference"}
     assert memory["embedding_model"].startswith("embedder:")
     assert memory["created_at"].endswith("Z") and memory["created_at"] == memory["updated_at"]
+    assert memory.pop("event") == "ADD" and memory.pop("item") == 0 and not memory.pop("match")
     assert client.get(f"/v1/memories/{memory['id']}").json() == memory
 
 

@@ -1,0 +1,95 @@
+"""Wire to domain for adds: texts and conversations become normalised drafts, outcomes
+become ``AddedOut`` answers. Used by the add and batch routes of ``/v1/memories``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.api.schemas import MAX_BATCH_ITEMS, AddedOut, BatchIn, MemoryIn, moment_text
+from gateway.auth.scope import TenantScope
+from gateway.errors import InvalidInput
+from gateway.memory.dedup import DedupPolicy
+from gateway.memory.normalise import normalise_text
+from gateway.memory.service import NewMemory
+from gateway.memory.writeplan import Draft, Outcome
+
+SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember
+
+
+def dedup_policy(request: Request) -> DedupPolicy:
+    return request.app.state.dedup_policy
+
+
+def drafts_of(item: MemoryIn, users: TenantScope, dedup: bool,
+              loc: list[str | int]) -> list[Draft]:
+    """The item's drafts: one for a text, one per non-empty, non-system message.
+
+    Texts are normalised (``gateway.memory.normalise``); a text with nothing left is a 422.
+    """
+    base = NewMemory(
+        user_id=users.internal(item.user_id), text="", agent_id=item.agent_id,
+        run_id=item.run_id, metadata=item.metadata, priority=item.priority,
+        embedding=item.embedding, occurred_at=moment_text(item.occurred_at),
+        expires_at=moment_text(item.expires_at),
+    )
+    given = "priority" in item.model_fields_set
+    if item.text is not None:
+        text = normalise_text(item.text)
+        if not text:
+            raise InvalidInput([{"loc": [*loc, "text"], "type": "value_error",
+                                 "msg": "nothing left once control characters are stripped"}])
+        return [Draft(_with(base, text=text), dedup, given)]
+    drafts = []
+    for message in item.messages or []:
+        text = normalise_text(message.content)
+        if not text or message.role in SKIPPED_ROLES:
+            continue
+        drafts.append(Draft(_with(
+            base, text=text, role=message.role, speaker=message.name,
+            occurred_at=moment_text(message.timestamp) or base.occurred_at), dedup, given))
+    if not drafts:
+        raise InvalidInput([{"loc": [*loc, "messages"], "type": "value_error",
+                             "msg": "nothing to remember: every message is empty or a system "
+                                    "message"}])
+    return drafts
+
+
+def _with(base: NewMemory, **fields: object) -> NewMemory:
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def added_out(outcome: Outcome, item: int, users: TenantScope) -> AddedOut:
+    memory = users.outward(outcome.memory)
+    fields = {name: getattr(memory, name) for name in AddedOut.model_fields
+              if name not in ("event", "item", "match")}
+    return AddedOut(**fields, event=outcome.event, item=item,
+                    match=outcome.duplicate.kind if outcome.duplicate else None)
+
+
+def batch_drafts(body: BatchIn, users: TenantScope,
+                 default: bool) -> tuple[list[Draft], list[int]]:
+    """Every item's drafts in order, with the item each came from. Options that act on the
+    whole request (``infer``, ``async_mode``) are set on the batch, not on its items."""
+    drafts: list[Draft] = []
+    positions: list[int] = []
+    for i, item in enumerate(body.items):
+        loc: list[str | int] = ["body", "items", i]
+        for option in ("infer", "async_mode"):
+            if option in item.model_fields_set:
+                raise InvalidInput([{"loc": [*loc, option], "type": "value_error",
+                                     "msg": f"set '{option}' on the batch, not on an item"}])
+        dedup = default if item.dedup is None else item.dedup
+        made = drafts_of(item, users, dedup, loc)
+        drafts.extend(made)
+        positions.extend([i] * len(made))
+    if len(drafts) > MAX_BATCH_ITEMS:
+        raise InvalidInput([{"loc": ["body", "items"], "type": "value_error",
+                             "msg": f"at most {MAX_BATCH_ITEMS} memories per request "
+                                    f"(these items make {len(drafts)})"}])
+    return drafts, positions
+
+
+DedupPolicyDep = Annotated[DedupPolicy, Depends(dedup_policy)]

@@ -1,0 +1,51 @@
+"""Text normalisation at ingest, and the key that finds exact duplicates.
+
+Every ingested text is put in one canonical form before it is embedded or stored:
+
+- Unicode NFC, so "é" typed as one code point or as "e" + a combining accent is one text;
+- control characters (Unicode category Cc: C0, DEL, C1) are **stripped**, not refused:
+  chat transcripts and scraped documents carry stray ``\\x00``/``\\x1b`` bytes that say nothing,
+  and refusing a whole conversation for one of them would lose the rest; tabs and line breaks
+  count as whitespace;
+- every run of whitespace becomes one space, and the ends are trimmed.
+
+A text that is empty after this holds nothing to remember.
+
+The duplicate key is the normalised text, case-folded: "Meeting on Monday." and
+"meeting  on monday." are the same memory.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+TEXT_KEY_FUNCTION = "memory_text_key"  # the SQL function behind the exact-duplicate index
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" and not char.isspace()
+
+
+def normalise_text(text: str) -> str:
+    """NFC, control characters stripped, whitespace collapsed and trimmed."""
+    text = unicodedata.normalize("NFC", text)
+    if any(_is_control(c) for c in text):
+        text = "".join(c for c in text if not _is_control(c))
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def text_key(text: str) -> str:
+    """What two texts share exactly when one is a duplicate of the other."""
+    return normalise_text(text).casefold()
+
+
+def install(conn: sqlite3.Connection) -> None:
+    """Register ``memory_text_key(text)`` for the store's expression index (migration 4).
+
+    Deterministic, so SQLite may index it; a connection without it cannot write memories
+    (the index needs it), which is safer than an index silently out of step.
+    """
+    conn.create_function(TEXT_KEY_FUNCTION, 1, text_key, deterministic=True)
