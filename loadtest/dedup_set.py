@@ -131,7 +131,8 @@ def user_set(user: str, rng: random.Random, facts: int) -> UserSet:
         probes.append(Probe(_exact(text, rng), "exact", i))
         probes.append(Probe(_near(text, rng), "near", i))
         lookalike = _lookalike(template, slots, choices, rng)
-        if lookalike not in seen:  # a look-alike that is another base fact is a duplicate
+        if lookalike not in seen:  # a look-alike that is another fact is a duplicate
+            seen.add(lookalike)
             probes.append(Probe(lookalike, "lookalike", None))
     rng.shuffle(probes)
     return UserSet(user, [_fill(t, s) for t, s, _ in base], probes)

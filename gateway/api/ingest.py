@@ -19,6 +19,19 @@ from gateway.memory.writeplan import Draft, Outcome
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember
 
 
+def refuse_unavailable(infer: bool, async_mode: bool, loc: list[str | int]) -> None:
+    """``infer`` and ``async_mode`` are not served yet: say so before anything is stored,
+    rather than store raw memories the caller did not ask for."""
+    if infer:
+        raise InvalidInput([{"loc": [*loc, "infer"], "type": "value_error",
+                             "msg": "LLM extraction is not available on this server (no LLM "
+                                    "endpoint is configured); nothing was stored"}])
+    if async_mode:
+        raise InvalidInput([{"loc": [*loc, "async_mode"], "type": "value_error",
+                             "msg": "asynchronous ingest is not available on this server; "
+                                    "nothing was stored"}])
+
+
 def dedup_policy(request: Request) -> DedupPolicy:
     return request.app.state.dedup_policy
 

@@ -12,7 +12,13 @@ from fastapi import APIRouter, Query, Response, status
 
 from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, owned_memory
 from gateway.api.errors import COMMON_ERRORS, error_responses
-from gateway.api.ingest import DedupPolicyDep, added_out, batch_drafts, drafts_of
+from gateway.api.ingest import (
+    DedupPolicyDep,
+    added_out,
+    batch_drafts,
+    drafts_of,
+    refuse_unavailable,
+)
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
     AddedOut,
@@ -59,6 +65,7 @@ async def add_memory(body: MemoryIn, service: Service, caller: Writer,
                      policy: DedupPolicyDep) -> AddedOut | BatchOut:
     """Add a text (answered as one memory with its event) or a conversation's messages
     (answered as a list, like the batch route). Duplicates: see the README."""
+    refuse_unavailable(body.infer, body.async_mode, ["body"])
     dedup = policy.enabled if body.dedup is None else body.dedup
     drafts = drafts_of(body, caller.users, dedup, ["body"])
     outcomes = await service.ingest(drafts, policy, field="body")
@@ -71,6 +78,7 @@ async def add_memory(body: MemoryIn, service: Service, caller: Writer,
              responses=_BODY)
 async def add_memories(body: BatchIn, service: Service, caller: Writer,
                        policy: DedupPolicyDep) -> BatchOut:
+    refuse_unavailable(body.infer, body.async_mode, ["body"])
     default = policy.enabled if body.dedup is None else body.dedup
     drafts, positions = batch_drafts(body, caller.users, default)
     outcomes = await service.ingest(drafts, policy)

@@ -170,3 +170,14 @@ def test_batch_limit_counts_memories_not_items(client: TestClient) -> None:
     assert response.status_code == 422
     assert "at most 1000" in response.json()["detail"][0]["msg"]
     assert listed(client) == []
+
+
+def test_infer_and_async_mode_are_refused_until_served(client: TestClient) -> None:
+    for option in ("infer", "async_mode"):
+        single = client.post("/v1/memories", json={"user_id": USER, "text": "x", option: True})
+        assert single.status_code == 422 and single.json()["detail"][0]["loc"] == ["body", option]
+        assert "nothing was stored" in single.json()["detail"][0]["msg"]
+        many = client.post("/v1/memories/batch", json={"items": [{"user_id": USER, "text": "x"}],
+                                                       option: True})
+        assert many.status_code == 422
+    assert listed(client) == []
