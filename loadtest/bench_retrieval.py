@@ -92,6 +92,7 @@ class Capabilities:
     modes: bool
     ranking: bool
     occurred_at: bool
+    dedup: bool
     reranker: bool
 
     def missing(self, mode: Mode) -> str | None:
@@ -107,12 +108,20 @@ class Capabilities:
         return None
 
 
+def _body_fields(openapi: dict, path: str) -> set[str]:
+    """Field names of the JSON body of ``POST path``, following the schema's $ref."""
+    body = openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    ref = body["schema"]["$ref"]  # "#/components/schemas/<name>"
+    return set(openapi["components"]["schemas"][ref.rsplit("/", 1)[1]].get("properties", {}))
+
+
 def capabilities(http: httpx.Client, reranker: bool) -> Capabilities:
-    schemas = http.get("/openapi.json").raise_for_status().json()["components"]["schemas"]
-    search = schemas.get("SearchIn", {}).get("properties", {})
-    add = schemas.get("MemoryIn", {}).get("properties", {})
+    openapi = http.get("/openapi.json").raise_for_status().json()
+    search = _body_fields(openapi, "/v1/memories/search")
+    add = _body_fields(openapi, "/v1/memories")
     return Capabilities(modes="mode" in search, ranking="ranking" in search,
-                        occurred_at="occurred_at" in add, reranker=reranker)
+                        occurred_at="occurred_at" in add, dedup="dedup" in add,
+                        reranker=reranker)
 
 
 def user_id(conversation: locomo.Conversation, variant: str) -> str:
@@ -120,8 +129,11 @@ def user_id(conversation: locomo.Conversation, variant: str) -> str:
 
 
 def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
-           with_occurred_at: bool) -> dict:
-    """Store every turn as one memory through the batch route; returns the ingest rate."""
+           caps: Capabilities) -> dict:
+    """Store every turn as one memory through the batch route; returns the ingest rate.
+
+    Duplicate detection at write is turned off per item where the gateway has it: the metric
+    is one memory per turn, and short turns ("Thanks!") would otherwise merge."""
     started, count = time.perf_counter(), 0
     for conversation in conversations:
         items = []
@@ -129,8 +141,10 @@ def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], var
             item = {"user_id": user_id(conversation, variant),
                     "text": turn.memory_text(with_date=variant == "dated"),
                     "metadata": {"dia_id": turn.dia_id}}
-            if with_occurred_at:
+            if caps.occurred_at:
                 item["occurred_at"] = turn.occurred_at.isoformat()
+            if caps.dedup:
+                item["dedup"] = False
             items.append(item)
         for start in range(0, len(items), BATCH_ITEMS):
             http.post("/v1/memories/batch",
@@ -138,7 +152,7 @@ def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], var
             count += len(items[start : start + BATCH_ITEMS])
     seconds = time.perf_counter() - started
     return {"memories": count, "seconds": round(seconds, 2),
-            "memories_per_s": round(count / seconds, 1), "occurred_at": with_occurred_at}
+            "memories_per_s": round(count / seconds, 1), "occurred_at": caps.occurred_at}
 
 
 def search(http: httpx.Client, user: str, query: str, body: dict,
@@ -150,7 +164,10 @@ def search(http: httpx.Client, user: str, query: str, body: dict,
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"search {body} answered {response.status_code}: {response.text}")
-    return response.json()["results"], seconds
+    answer = response.json()
+    if "mode" in body and answer.get("mode", body["mode"]) != body["mode"]:
+        raise RuntimeError(f"asked for mode {body['mode']}, the server used {answer['mode']}")
+    return answer["results"], seconds
 
 
 def dia_ids(hits: Sequence[dict]) -> tuple[str, ...]:
@@ -239,8 +256,7 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
                         "ingest": {}, "modes": {}}
         for variant in plan.variants:
             log(f"ingesting {sum(len(c.turns) for c in plan.conversations)} turns ({variant}) ...")
-            report["ingest"][variant] = ingest(http, plan.conversations, variant,
-                                               caps.occurred_at)
+            report["ingest"][variant] = ingest(http, plan.conversations, variant, caps)
             log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
         for variant in plan.variants:
             questions = sum(len(c.questions) for c in plan.conversations)

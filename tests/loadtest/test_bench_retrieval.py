@@ -20,6 +20,7 @@ from loadtest.bench_retrieval import (
     public_command,
     write_readme,
 )
+from loadtest.fusion_sweep import grid
 from loadtest.retrieval_metrics import Answer, recall, recall_report
 
 # Two people, two sessions, one clear topic per turn: the questions paraphrase their turn.
@@ -152,7 +153,8 @@ def test_readme_block_is_replaced_between_markers(tmp_path: Path) -> None:
 
 def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    assert main(["--data", str(data_file), "--out", str(out), "--text", "plain,dated"]) == 0
+    argv = ["--data", str(data_file), "--out", str(out), "--text", "plain,dated", "--sweep"]
+    assert main(argv) == 0
     [path] = out.glob("bench-retrieval-*.json")
     report = json.loads(path.read_text())
     assert report["data"] | {"sha256": None} == {
@@ -160,16 +162,34 @@ def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
         "questions": 14, "dropped_evidence_ids": 8, "dropped_questions": 2}
     [run] = report["runs"]
     assert run["embedder"]["dimension"] == 384
+    assert run["capabilities"]["modes"] and run["capabilities"]["occurred_at"]
     for variant in ("plain", "dated"):
         assert run["ingest"][variant]["memories"] == 24
         rows = run["modes"][variant]
         # Every row is measured or skipped with a reason, never silently missing.
         assert {m.name for m in modes([{"recency_half_life_days": 30.0}])} == (
             set(rows) | set(run["skipped"]))
+        assert {"semantic", "keyword", "hybrid"} <= set(rows)
         for figures in rows.values():
             assert figures["questions"] == 14 and figures["search"]["searches"] == 14
             assert figures["overall"]["any@20"] == 1.0  # 12 turns per user: all come back
         # The planted paraphrases are found by meaning: the ids map back to the right turns.
         assert rows["semantic"]["overall"]["any@5"] >= 0.8
-    if run["capabilities"]["modes"] and not run["capabilities"]["reranker"]:
+    if not run["capabilities"]["reranker"]:
         assert "no reranker exported" in run["skipped"]["hybrid + rerank"]
+    sweep = run["sweep"]
+    # Dense from plain text with keyword from dated text is evaluated too.
+    assert list(sweep["combos"]) == ["dense=plain, keyword=plain", "dense=plain, keyword=dated",
+                                     "dense=dated, keyword=dated"]
+    for combo, variant in (("dense=plain, keyword=plain", "plain"),
+                           ("dense=dated, keyword=dated", "dated")):
+        result = sweep["combos"][combo]
+        # The offline fusion at the server's settings is what the hybrid row measured through
+        # the API, and the pools alone are what the single-mode rows measured.
+        rows = run["modes"][variant]
+        assert result["server_policy"] == rows["hybrid"]["overall"]
+        assert result["semantic_only"] == rows["semantic"]["overall"]
+        assert result["keyword_only"] == rows["keyword"]["overall"]
+        assert len(result["grid"]) == len(grid())
+        assert result["best"] == result["grid"][0]
+        assert all(r["any@10"] <= result["best"]["any@10"] for r in result["grid"])
