@@ -8,6 +8,8 @@
     ├── Conflict              409
     ├── Overloaded            429  shed before any work; carries Retry-After
     ├── NotSupported          501  a foreign API's feature this service does not offer
+    ├── StorageFull           507  the store's disk is full: writes refused until space returns
+    ├── StorageUnavailable    503  the store cannot write (read-only or failing disk)
     ├── InferenceUnavailable  503  Triton down, model not loaded, or its queue full
     └── InferenceTimeout      503  Triton did not answer within the deadline
         └── DeadlineExceeded  503  the request's own deadline ran out before inference
@@ -64,6 +66,16 @@ class Overloaded(GatewayError):
 
 class NotSupported(GatewayError):
     status_code = 501
+
+
+class StorageFull(GatewayError):
+    status_code = 507
+    retry_after = 30
+
+
+class StorageUnavailable(GatewayError):
+    status_code = 503
+    retry_after = 10
 
 
 class InferenceUnavailable(GatewayError):

@@ -37,7 +37,9 @@ _DESCRIPTIONS = {
     422: "Invalid input; detail lists each problem with its location",
     429: "Shed by admission control or over the key's rate; retry after Retry-After",
     501: "Not implemented by this service",
-    503: "Inference unavailable or the request's deadline passed; retry after Retry-After",
+    503: "Inference or storage unavailable, or the request's deadline passed; retry after "
+         "Retry-After",
+    507: "The store's disk is full: writes are refused until space returns (reads work)",
 }
 
 
@@ -47,7 +49,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any authenticated API call may answer, whatever it does.
-COMMON_ERRORS = (401, 403, 422, 429, 503)
+COMMON_ERRORS = (401, 403, 422, 429, 503, 507)
 
 
 def _clean(errors: list[dict]) -> list[dict]:

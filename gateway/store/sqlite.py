@@ -19,6 +19,7 @@ import numpy as np
 from gateway.memory import normalise
 from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.store import lexical
+from gateway.store.faults import map_sqlite_errors
 from gateway.store.migrations import migrate
 
 T = TypeVar("T")
@@ -115,7 +116,8 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, func, *args)
+        with map_sqlite_errors():  # disk full / read-only: 507 / 503, not a 500
+            return await loop.run_in_executor(self._executor, func, *args)
 
     @property
     def conn(self) -> sqlite3.Connection:
