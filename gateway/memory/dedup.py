@@ -16,6 +16,7 @@ sentence embeddings put "meeting with Ben on Friday at 3 pm" and "... at 6 pm" a
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ DEFAULT_MIN_COSINE = 0.3  # candidate floor (with the lexical check); see loadte
 DEFAULT_CANDIDATES = 16  # nearest stored memories compared per new text
 MAX_TYPOS = 2  # differing words a near duplicate may have, each one edit apart
 MIN_TYPO_WORD = 5  # shorter words differ in meaning, not by typos ("Ben" / "Ken")
+CACHED_TEXT_CHARS = 512  # texts up to this long keep their words in a cache ...
+WORDS_CACHE_SIZE = 2048  # ... of this many entries (~2 MB for 100-char texts, 30 MB at worst)
 
 _WORD = re.compile(r"\w+")
 _CONTRACTIONS = [
@@ -61,11 +64,20 @@ class DedupPolicy:
 def words(text: str) -> list[str]:
     """The words a near-duplicate comparison sees: case-folded, contractions expanded,
     lead-in phrases and punctuation dropped."""
+    return list(_cached_words(text) if len(text) <= CACHED_TEXT_CHARS else _words(text))
+
+
+def _words(text: str) -> tuple[str, ...]:
     text = normalise_text(text).casefold().replace("\u2019", "'")
     for pattern, replacement in _CONTRACTIONS:
         text = pattern.sub(replacement, text)
     text = _LEAD_INS.sub("", text)
-    return _WORD.findall(text)
+    return tuple(_WORD.findall(text))
+
+
+# A write compares each new text with up to ``candidates`` others, and a batch's texts with
+# each other: the same texts come back many times. Short texts only, so the cache stays small.
+_cached_words = functools.lru_cache(maxsize=WORDS_CACHE_SIZE)(_words)
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -97,7 +109,8 @@ def near_duplicate(a: str, b: str) -> bool:
     Numbers, times, names, days and negations are words: a change in any of them is a
     different fact, however close the sentences' vectors are.
     """
-    left, right = words(a), words(b)
+    left, right = (_cached_words(t) if len(t) <= CACHED_TEXT_CHARS else _words(t)
+                   for t in (a, b))
     if len(left) != len(right) or not left:
         return False
     typos = 0

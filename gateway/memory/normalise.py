@@ -23,17 +23,16 @@ import unicodedata
 
 _WHITESPACE = re.compile(r"\s+")
 TEXT_KEY_FUNCTION = "memory_text_key"  # the SQL function behind the exact-duplicate index
-
-
-def _is_control(char: str) -> bool:
-    return unicodedata.category(char) == "Cc" and not char.isspace()
+# Category Cc is U+0000-U+001F and U+007F-U+009F (fixed by Unicode); the whitespace among them
+# is collapsed below instead. One regex pass: a per-character Python test cost ~40 us a text.
+_CONTROL = re.compile("[" + "".join(
+    re.escape(chr(c)) for c in range(0xA0)
+    if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()) + "]")
 
 
 def normalise_text(text: str) -> str:
     """NFC, control characters stripped, whitespace collapsed and trimmed."""
-    text = unicodedata.normalize("NFC", text)
-    if any(_is_control(c) for c in text):
-        text = "".join(c for c in text if not _is_control(c))
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", text))
     return _WHITESPACE.sub(" ", text).strip()
 
 
