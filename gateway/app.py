@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from gateway.admission import Admission, AdmissionController
-from gateway.api import admin, health, memories
+from gateway.api import admin, events, health, memories
 from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from gateway.api.mem0 import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
@@ -34,6 +34,7 @@ from gateway.inference.control import ModelControl
 from gateway.inference.query_cache import QueryCache
 from gateway.memory.active import ActiveModels
 from gateway.memory.dedup import DedupPolicy
+from gateway.memory.events import build_ingest
 from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.reranker_versions import RerankerVersions
@@ -136,11 +137,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("reranker %s served; rerank by default: %s", reranker.label,
                      settings.rerank_default)
         app.state.service = service
+        app.state.ingest, llm = build_ingest(settings, service, app.state.dedup_policy)
+        ingest_worker = asyncio.create_task(app.state.ingest.work_forever(),
+                                            name="ingest-events")
         app.state.versions = versions
         app.state.reranker_versions = reranker_versions
         try:
             yield
         finally:
+            ingest_worker.cancel()
+            await asyncio.gather(ingest_worker, return_exceptions=True)
+            if llm is not None:
+                await llm.aclose()
             if connecting is not None:
                 connecting.cancel()
                 await asyncio.gather(connecting, return_exceptions=True)
@@ -165,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.admission = admission = AdmissionController.from_settings(settings, metrics)
     install_error_handlers(app)
     app.include_router(memories.router)
+    app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     # the Mem0 Platform-compatible API; its errors are {"detail"} answers like ours

@@ -143,6 +143,19 @@ class Settings(BaseSettings):
     dedup_min_cosine: float = Field(0.3, ge=-1.0, le=1.0)
     dedup_candidates: int = Field(16, ge=1, le=256)
     dedup_lexical: bool = True
+    # LLM extraction (infer: true) through an OpenAI-compatible chat-completions endpoint
+    # (gateway/memory/extraction/); unset base URL or model: infer answers 422.
+    llm_base_url: str | None = None  # e.g. http://localhost:8000/v1
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(30.0, gt=0)
+    llm_attempts: int = Field(3, ge=1, le=10)  # per LLM call, with exponential backoff
+    llm_backoff_s: float = Field(1.0, ge=0)
+    # When extraction fails: "raw" stores the messages as raw memories now; "queue" keeps
+    # them in the event table and retries later (ingest_queue_*), raw after the last attempt.
+    llm_on_failure: Literal["raw", "queue"] = "raw"
+    ingest_queue_attempts: int = Field(5, ge=1, le=100)
+    ingest_queue_backoff_s: float = Field(30.0, ge=0)  # doubles after each failed attempt
 
     @property
     def auth_required(self) -> bool:

@@ -3,15 +3,26 @@ become ``AddedOut`` answers. Used by the add and batch routes of ``/v1/memories`
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, status
+from fastapi.responses import JSONResponse
 
-from gateway.api.schemas import MAX_BATCH_ITEMS, AddedOut, BatchIn, MemoryIn, moment_text
+from gateway.api.schemas import (
+    MAX_BATCH_ITEMS,
+    AcceptedOut,
+    AddedOut,
+    BatchIn,
+    BatchOut,
+    InferenceOut,
+    MemoryIn,
+    moment_text,
+)
 from gateway.auth.scope import TenantScope
 from gateway.errors import InvalidInput
 from gateway.memory.dedup import DedupPolicy
+from gateway.memory.events import Ingest, ItemResult, Report
 from gateway.memory.normalise import normalise_text
 from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft, Outcome
@@ -19,17 +30,37 @@ from gateway.memory.writeplan import Draft, Outcome
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember
 
 
-def refuse_unavailable(infer: bool, async_mode: bool, loc: list[str | int]) -> None:
-    """``infer`` and ``async_mode`` are not served yet: say so before anything is stored,
-    rather than store raw memories the caller did not ask for."""
-    if infer:
+def get_ingest(request: Request) -> Ingest:
+    return request.app.state.ingest
+
+
+def refuse_unconfigured(ingest: Ingest, infer: bool, loc: list[str | int]) -> None:
+    """``infer`` without an LLM is refused before anything is stored, rather than storing raw
+    memories the caller did not ask for."""
+    if infer and ingest.extraction is None:
         raise InvalidInput([{"loc": [*loc, "infer"], "type": "value_error",
-                             "msg": "LLM extraction is not available on this server (no LLM "
-                                    "endpoint is configured); nothing was stored"}])
-    if async_mode:
-        raise InvalidInput([{"loc": [*loc, "async_mode"], "type": "value_error",
-                             "msg": "asynchronous ingest is not available on this server; "
-                                    "nothing was stored"}])
+                             "msg": "LLM extraction is not configured on this server (set "
+                                    "MEMORY_LLM_BASE_URL and MEMORY_LLM_MODEL); nothing was "
+                                    "stored"}])
+
+
+def accepted(event_id: str) -> JSONResponse:
+    return JSONResponse(AcceptedOut(event_id=event_id, status="PENDING").model_dump(),
+                        status_code=status.HTTP_202_ACCEPTED)
+
+
+def result_out(result: ItemResult, users: TenantScope) -> AddedOut:
+    memory = users.outward(result.memory)
+    fields = {name: getattr(memory, name) for name in AddedOut.model_fields
+              if name not in ("event", "item", "match")}
+    return AddedOut(**fields, event=result.event, item=result.item, match=result.match)
+
+
+def report_out(report: Report, users: TenantScope) -> BatchOut:
+    inference = None
+    if report.inference is not None:
+        inference = InferenceOut(**asdict(report.inference))
+    return BatchOut(results=[result_out(r, users) for r in report.results], inference=inference)
 
 
 def dedup_policy(request: Request) -> DedupPolicy:
@@ -83,9 +114,10 @@ def added_out(outcome: Outcome, item: int, users: TenantScope) -> AddedOut:
 
 
 def batch_drafts(body: BatchIn, users: TenantScope,
-                 default: bool) -> tuple[list[Draft], list[int]]:
-    """Every item's drafts in order, with the item each came from. Options that act on the
-    whole request (``infer``, ``async_mode``) are set on the batch, not on its items."""
+                 default: bool) -> tuple[list[list[Draft]], list[Draft], list[int]]:
+    """Each item's drafts, all drafts in order, and the item each came from. Options that act
+    on the whole request (``infer``, ``async_mode``) are set on the batch, not on its items."""
+    per_item: list[list[Draft]] = []
     drafts: list[Draft] = []
     positions: list[int] = []
     for i, item in enumerate(body.items):
@@ -96,13 +128,15 @@ def batch_drafts(body: BatchIn, users: TenantScope,
                                      "msg": f"set '{option}' on the batch, not on an item"}])
         dedup = default if item.dedup is None else item.dedup
         made = drafts_of(item, users, dedup, loc)
+        per_item.append(made)
         drafts.extend(made)
         positions.extend([i] * len(made))
     if len(drafts) > MAX_BATCH_ITEMS:
         raise InvalidInput([{"loc": ["body", "items"], "type": "value_error",
                              "msg": f"at most {MAX_BATCH_ITEMS} memories per request "
                                     f"(these items make {len(drafts)})"}])
-    return drafts, positions
+    return per_item, drafts, positions
 
 
 DedupPolicyDep = Annotated[DedupPolicy, Depends(dedup_policy)]
+IngestDep = Annotated[Ingest, Depends(get_ingest)]

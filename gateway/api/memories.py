@@ -6,7 +6,7 @@ memories come out through ``caller.users.outward``; by-id routes go through ``ow
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -14,13 +14,17 @@ from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, o
 from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.ingest import (
     DedupPolicyDep,
+    IngestDep,
+    accepted,
     added_out,
     batch_drafts,
     drafts_of,
-    refuse_unavailable,
+    refuse_unconfigured,
+    report_out,
 )
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
+    AcceptedOut,
     AddedOut,
     BatchIn,
     BatchOut,
@@ -39,6 +43,7 @@ from gateway.api.schemas import (
     moment_text,
 )
 from gateway.auth.scope import TenantScope
+from gateway.memory.events import IngestRequest
 from gateway.memory.model import Memory
 from gateway.memory.service import Keep, MemoryChanges
 from gateway.store.sqlite import ListOrder
@@ -59,31 +64,40 @@ def _out(memory: Memory, users: TenantScope) -> MemoryOut:
     return MemoryOut.of(users.outward(memory))
 
 
+_ASYNC: dict[int | str, dict[str, Any]] = {
+    202: {"model": AcceptedOut, "description": "async_mode: stored, runs later"}}
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AddedOut | BatchOut,
-             responses=_BODY)
+             responses=_BODY | _ASYNC)
 async def add_memory(body: MemoryIn, service: Service, caller: Writer,
-                     policy: DedupPolicyDep) -> AddedOut | BatchOut:
+                     policy: DedupPolicyDep, ingest: IngestDep) -> AddedOut | BatchOut | Response:
     """Add a text (answered as one memory with its event) or a conversation's messages
-    (answered as a list, like the batch route). Duplicates: see the README."""
-    refuse_unavailable(body.infer, body.async_mode, ["body"])
+    (answered as a list, like the batch route); see the README for duplicates, ``infer``
+    and ``async_mode``."""
+    refuse_unconfigured(ingest, body.infer, ["body"])
     dedup = policy.enabled if body.dedup is None else body.dedup
     drafts = drafts_of(body, caller.users, dedup, ["body"])
-    outcomes = await service.ingest(drafts, policy, field="body")
-    if body.text is not None:
-        return added_out(outcomes[0], 0, caller.users)
-    return BatchOut(results=[added_out(o, 0, caller.users) for o in outcomes])
+    if body.async_mode:
+        return accepted(await ingest.submit(IngestRequest([drafts], body.infer)))
+    if body.text is not None and not body.infer:
+        [outcome] = await service.ingest(drafts, policy, field="body")
+        return added_out(outcome, 0, caller.users)
+    report = await ingest.run(IngestRequest([drafts], body.infer), field="body")
+    return report_out(report, caller.users)
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut,
-             responses=_BODY)
-async def add_memories(body: BatchIn, service: Service, caller: Writer,
-                       policy: DedupPolicyDep) -> BatchOut:
-    refuse_unavailable(body.infer, body.async_mode, ["body"])
+             responses=_BODY | _ASYNC)
+async def add_memories(body: BatchIn, caller: Writer, policy: DedupPolicyDep,
+                       ingest: IngestDep) -> BatchOut | Response:
+    refuse_unconfigured(ingest, body.infer, ["body"])
     default = policy.enabled if body.dedup is None else body.dedup
-    drafts, positions = batch_drafts(body, caller.users, default)
-    outcomes = await service.ingest(drafts, policy)
-    return BatchOut(results=[added_out(o, i, caller.users)
-                             for o, i in zip(outcomes, positions, strict=True)])
+    per_item, _, _ = batch_drafts(body, caller.users, default)
+    request = IngestRequest(per_item, body.infer)
+    if body.async_mode:
+        return accepted(await ingest.submit(request))
+    return report_out(await ingest.run(request), caller.users)
 
 
 @router.post("/search", response_model=SearchOut,

@@ -261,7 +261,7 @@ class SearchHitOut(MemoryOut):
 class AddedOut(MemoryOut):
     """One written memory and what the write did to it (Mem0's events)."""
 
-    event: Literal["ADD", "UPDATE", "NOOP"]
+    event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]  # DELETE: only LLM decisions
     item: int  # the request's item it came from (0 for a single add)
     match: Literal["exact", "near"] | None = None  # how it was found to be a duplicate
 
@@ -285,6 +285,19 @@ class AcceptedOut(BaseModel):
 
     event_id: str
     status: Literal["PENDING"]
+
+
+class EventOut(BaseModel):
+    """An asynchronous or queued ingest request: its status and, once run, its results."""
+
+    event_id: str
+    status: Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
+    attempts: int
+    error: str | None  # the last failure, while retrying or after giving up
+    created_at: str
+    updated_at: str
+    results: list[AddedOut]  # what was written so far
+    inference: InferenceOut | None
 
 
 class SearchOut(BaseModel):

@@ -48,7 +48,7 @@ from gateway.memory.search import (
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store import Store
-from gateway.store.ingest import IngestStore, StaleWrite
+from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
 from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
@@ -345,6 +345,73 @@ class MemoryService:
                                                 made.target_vectors[created])
                 return outcomes
         raise Conflict("the embedding model changed repeatedly during this request; retry")
+
+    async def apply_inferred(
+        self, adds: list[Draft], edits: list[tuple[Memory, str]], deletes: list[Memory],
+        policy: DedupPolicy, payload: dict[str, Any],
+    ) -> tuple[list[Outcome], list[Memory]]:
+        """Apply an LLM's decision set in one transaction: new memories (deduplicated like
+        any add), text edits (re-embedded) and deletes. Returns the adds' outcomes and the
+        edited memories; raises ``Conflict`` when a memory changed since the LLM saw it."""
+        texts = [d.memory.text for d in adds] + [text for _, text in edits]
+        supplied: list[list[float] | None] = [None] * len(texts)
+        locs: list[list[str | int]] = [["body", "messages"]] * len(texts)
+        users = sorted({d.memory.user_id for d in adds})
+        for _ in range(3):
+            made = await self._write_vectors(texts, supplied, locs)
+            for user in users:
+                await self._ensure_loaded(made.active, user)
+            async with self.mutation:
+                if made.generation != self.generation:
+                    continue
+                now, label = utc_now(), made.active.info.label
+                vectors = made.vectors[: len(adds)]
+                matches = await find_duplicates(self.store, made.active.index, adds, vectors,
+                                                policy, now)
+                write, outcomes, created = plan_writes(adds, matches, vectors,
+                                                       [uuid7() for _ in adds], label, now)
+                edited = []
+                for n, (memory, text) in enumerate(edits):
+                    updated = replace(memory, text=text, embedding_model=label,
+                                      updated_at=max(now, memory.updated_at))
+                    shadow = None
+                    if made.target is not None and made.target_vectors is not None:
+                        shadow = (made.target.info.label, made.target_vectors[len(adds) + n])
+                    write.changes.append(Change(memory, StoredMemory(
+                        updated, made.vectors[len(adds) + n]), {}, shadow))
+                    edited.append(updated)
+                if made.target is not None and made.target_vectors is not None:
+                    write.shadows = [(made.target.info.label, made.target_vectors[j])
+                                     for j in created]
+                write.deletes, write.payload, write.at = list(deletes), payload, now
+                try:
+                    await IngestStore(self.store).apply(write)
+                except StaleWrite as exc:
+                    raise Conflict(f"memory {exc} changed meanwhile") from exc
+                await self._mirror(made, write, created, len(adds))
+                return outcomes, edited
+        raise Conflict("the embedding model changed repeatedly during this request; retry")
+
+    async def _mirror(self, made: _Vectors, write: WritePlan, created: list[int],
+                      first_edit: int) -> None:
+        """Bring the indexes in step with a committed write plan (under the mutation lock)."""
+        spaces = [(made.active.index, made.vectors)]
+        if made.target is not None and made.target_vectors is not None:
+            spaces.append((made.target.index, made.target_vectors))
+        for index, vectors in spaces:
+            if created:
+                await asyncio.to_thread(_index_rows, index, [i.memory.user_id for i in
+                                                             write.inserts],
+                                        [i.memory.id for i in write.inserts], vectors[created])
+            edits = [c for c in write.changes if isinstance(c.updated, StoredMemory)]
+            if edits:
+                rows = list(range(first_edit, first_edit + len(edits)))
+                await asyncio.to_thread(_index_rows, index,
+                                        [c.previous.user_id for c in edits],
+                                        [c.previous.id for c in edits], vectors[rows])
+        for memory in write.deletes:
+            for index in self._indexes():
+                await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
 
     async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
         for _ in range(3):

@@ -30,8 +30,9 @@ class Change:
     """An existing memory's new state, applied only if it still is ``previous``."""
 
     previous: Memory
-    updated: Memory
+    updated: Memory | StoredMemory  # with a vector when the text changed
     payload: dict[str, Any] = field(default_factory=dict)  # goes into the UPDATE event
+    shadow: ShadowVector | None = None  # the new text's vector in a migration's target
 
 
 @dataclass(slots=True)
@@ -74,7 +75,7 @@ class IngestStore:
         def work(conn: sqlite3.Connection) -> None:
             Store.insert_rows(conn, plan.inserts, plan.shadows, plan.payload)
             for change in plan.changes:
-                if not Store.update_row(conn, change.updated, change.previous,
+                if not Store.update_row(conn, change.updated, change.previous, change.shadow,
                                         payload={**plan.payload, **change.payload}):
                     raise StaleWrite(change.previous.id)
             for memory in plan.deletes:

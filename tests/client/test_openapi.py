@@ -90,7 +90,9 @@ def test_client_routes_and_types_match_the_openapi_schema(app_and_spec) -> None:
             assert "requestBody" not in operation, name
         parameters = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
         assert set(route.query) <= parameters, name
-        success = [code for code in operation["responses"] if code.startswith("2")]
+        # 202 answers only an async_mode request, which the client does not send
+        success = [code for code in operation["responses"] if code.startswith("2")
+                   and code != "202"]
         assert len(success) == 1, name
         if route.response is None:
             assert success == ["204"], name

@@ -172,12 +172,11 @@ def test_batch_limit_counts_memories_not_items(client: TestClient) -> None:
     assert listed(client) == []
 
 
-def test_infer_and_async_mode_are_refused_until_served(client: TestClient) -> None:
-    for option in ("infer", "async_mode"):
-        single = client.post("/v1/memories", json={"user_id": USER, "text": "x", option: True})
-        assert single.status_code == 422 and single.json()["detail"][0]["loc"] == ["body", option]
-        assert "nothing was stored" in single.json()["detail"][0]["msg"]
-        many = client.post("/v1/memories/batch", json={"items": [{"user_id": USER, "text": "x"}],
-                                                       option: True})
-        assert many.status_code == 422
+def test_infer_without_an_llm_is_refused_and_stores_nothing(client: TestClient) -> None:
+    single = client.post("/v1/memories", json={"user_id": USER, "text": "x", "infer": True})
+    assert single.status_code == 422 and single.json()["detail"][0]["loc"] == ["body", "infer"]
+    assert "MEMORY_LLM_BASE_URL" in single.json()["detail"][0]["msg"]
+    many = client.post("/v1/memories/batch", json={"items": [{"user_id": USER, "text": "x"}],
+                                                   "infer": True, "async_mode": True})
+    assert many.status_code == 422
     assert listed(client) == []

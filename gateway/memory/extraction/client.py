@@ -1,0 +1,97 @@
+"""A client for OpenAI-compatible chat completions with JSON-schema-constrained answers.
+
+Every failure becomes one ``LLMFailure`` with a short reason (``timeout``, ``connect``,
+``http_500``, ``invalid_json``, ``schema``...), so the caller decides what to do with the input
+(keep it raw, or queue it) without knowing HTTP. Retries with exponential backoff are bounded;
+a ``Retry-After`` from the server is honoured up to the backoff cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+MAX_BACKOFF_S = 30.0
+RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class LLMFailure(Exception):
+    """The LLM gave no usable answer; ``reason`` says why, in a few words."""
+
+    def __init__(self, reason: str, detail: str = "", *, retriable: bool = True,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.retriable = retriable  # False: asking again cannot help (a 400, a 401)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    base_url: str  # e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
+    model: str
+    api_key: str | None = None
+    timeout_s: float = 30.0
+    attempts: int = 3  # per call, the first one included
+    backoff_s: float = 1.0  # the wait after the first failure; doubles after each
+
+
+class ChatClient:
+    def __init__(self, config: LLMConfig, *, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        self.config = config
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._http = httpx.AsyncClient(base_url=config.base_url.rstrip("/") + "/",
+                                       headers=headers, timeout=config.timeout_s,
+                                       transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def structured(self, system: str, user: str, answer: type[T]) -> T:
+        """The model's answer to (system, user), parsed into ``answer``; retried on failure."""
+        failure = LLMFailure("no attempt")
+        for attempt in range(self.config.attempts):
+            try:
+                return await self._once(system, user, answer)
+            except LLMFailure as exc:
+                if not exc.retriable:
+                    raise
+                failure = exc
+            if attempt + 1 < self.config.attempts:
+                backoff = self.config.backoff_s * 2 ** attempt
+                await asyncio.sleep(min(max(backoff, failure.retry_after or 0.0), MAX_BACKOFF_S))
+        raise failure
+
+    async def _once(self, system: str, user: str, answer: type[T]) -> T:
+        body = {
+            "model": self.config.model,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": system},
+                         {"role": "user", "content": user}],
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": answer.__name__, "strict": True, "schema": answer.model_json_schema()}},
+        }
+        try:
+            response = await self._http.post("chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise LLMFailure("timeout", f"no answer within {self.config.timeout_s} s") from exc
+        except httpx.HTTPError as exc:
+            raise LLMFailure("connect", type(exc).__name__) from exc
+        if response.status_code != 200:
+            retry_after = response.headers.get("Retry-After", "")
+            raise LLMFailure(f"http_{response.status_code}", response.text[:200],
+                             retriable=response.status_code in RETRIED_STATUSES,
+                             retry_after=float(retry_after) if retry_after.isdigit() else None)
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+            return answer.model_validate(json.loads(content))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            reason = "schema" if isinstance(exc, ValidationError) else "invalid_json"
+            raise LLMFailure(reason, str(exc)[:200]) from exc

@@ -1,0 +1,217 @@
+"""``infer: true`` through the real HTTP client path against a scripted OpenAI-compatible
+server (started here), and ``async_mode`` with ``GET /v1/events/{id}``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from scripted_llm_support import ScriptedLLM, Step, answer
+from support import settings_for
+
+from gateway.app import create_app
+from gateway.memory.extraction.prompts import load
+from gateway.triton import TritonServer
+
+USER = "alice"
+CONVERSATION = [
+    {"role": "user", "content": "I moved from Porto to Lisbon last month.", "name": "Alice"},
+    {"role": "assistant", "content": "Congratulations on the move!"},
+    {"role": "user", "content": "Also, I am vegetarian now."},
+]
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedLLM]:
+    yield ScriptedLLM()
+
+
+def gateway(triton: TritonServer, tmp_path: Path, llm: ScriptedLLM,
+            **overrides: object) -> Iterator[TestClient]:
+    server, url = llm.serve()
+    settings = settings_for(triton, tmp_path / "data", llm_base_url=url, llm_model="scripted",
+                            llm_timeout_s=0.5, llm_attempts=2, llm_backoff_s=0.01,
+                            ingest_queue_backoff_s=0.05, **overrides)
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield client
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def client(triton: TritonServer, tmp_path: Path, llm: ScriptedLLM) -> Iterator[TestClient]:
+    yield from gateway(triton, tmp_path, llm)
+
+
+@pytest.fixture
+def queued_client(triton: TritonServer, tmp_path: Path,
+                  llm: ScriptedLLM) -> Iterator[TestClient]:
+    yield from gateway(triton, tmp_path, llm, llm_on_failure="queue")
+
+
+def infer(client: TestClient, messages: list[dict] = CONVERSATION, **body: object) -> dict:
+    response = client.post("/v1/memories", json={"user_id": USER, "messages": messages,
+                                                 "infer": True, **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def texts(client: TestClient) -> list[str]:
+    page = client.get("/v1/memories", params={"user_id": USER}).json()["results"]
+    return sorted(m["text"] for m in page)
+
+
+def wait_for_event(client: TestClient, event_id: str, done: set[str],
+                   deadline_s: float = 30.0) -> dict:
+    """Poll the event until its status is in ``done``; fail loudly at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        event = client.get(f"/v1/events/{event_id}")
+        assert event.status_code == 200, event.text
+        if event.json()["status"] in done:
+            return event.json()
+        assert time.monotonic() < deadline, f"event still {event.json()} after {deadline_s} s"
+        time.sleep(0.02)
+
+
+def test_facts_and_decisions_are_applied(client: TestClient, llm: ScriptedLLM) -> None:
+    porto = client.post("/v1/memories", json={"user_id": USER, "text": "Alice lives in Porto"})
+    llm.script(
+        answer({"facts": ["Alice lives in Lisbon", "Alice is vegetarian"]}),
+        answer({"decisions": [
+            {"event": "UPDATE", "id": "0", "text": "Alice lives in Lisbon"},
+            {"event": "ADD", "id": None, "text": "Alice is vegetarian"}]}),
+    )
+    result = infer(client)
+    assert result["inference"] == {"status": "SUCCEEDED", "fallback": None, "detail": None,
+                                   "event_id": None}
+    assert [(r["event"], r["text"]) for r in result["results"]] == [
+        ("UPDATE", "Alice lives in Lisbon"), ("ADD", "Alice is vegetarian")]
+    assert result["results"][0]["id"] == porto.json()["id"]
+    assert texts(client) == ["Alice is vegetarian", "Alice lives in Lisbon"]
+    history = client.get(f"/v1/memories/{porto.json()['id']}/history").json()["results"]
+    assert history[-1]["event"] == "UPDATE" and history[-1]["old_text"] == "Alice lives in Porto"
+    assert history[-1]["payload"]["source"] == "llm"
+    assert history[-1]["payload"]["prompt"] == "v1"
+    # what went over the wire: the prompt files, JSON-schema-constrained output
+    extract, decide = llm.requests
+    assert extract["model"] == "scripted"
+    assert extract["messages"][0]["content"] == load().extract_facts
+    assert "user (Alice): I moved from Porto to Lisbon" in extract["messages"][1]["content"]
+    assert extract["response_format"]["type"] == "json_schema"
+    assert extract["response_format"]["json_schema"]["schema"]["required"] == ["facts"]
+    assert decide["messages"][0]["content"] == load().decide
+    assert '"Alice lives in Porto"' in decide["messages"][1]["content"]
+    search = client.post("/v1/memories/search", json={"user_id": USER, "query": "Lisbon"})
+    assert search.json()["results"][0]["text"] == "Alice lives in Lisbon"  # re-embedded
+
+
+def test_delete_and_noop_decisions(client: TestClient, llm: ScriptedLLM) -> None:
+    steak = client.post("/v1/memories", json={"user_id": USER, "text": "Alice loves steak"})
+    llm.script(answer({"facts": ["Alice is vegetarian", "Alice loves steak"]}),
+               answer({"decisions": [
+                   {"event": "DELETE", "id": "0", "text": "Alice loves steak"},
+                   {"event": "NOOP", "id": "0", "text": "Alice loves steak"}]}))
+    result = infer(client)
+    assert [r["event"] for r in result["results"]] == ["DELETE", "NOOP"]
+    assert client.get(f"/v1/memories/{steak.json()['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("failure", [
+    [Step("text", "{not json"), Step("text", "Sure! Here are the facts: ...")],
+    [Step("status", 500), Step("status", 503)],
+    [Step("stall", 2.0), Step("stall", 2.0)],
+    [answer({"facts": "not a list"}), answer({"unexpected": []})],
+], ids=["malformed-json", "5xx", "timeout", "wrong-schema"])
+def test_llm_failure_keeps_the_raw_messages(client: TestClient, llm: ScriptedLLM,
+                                            failure: list[Step]) -> None:
+    llm.script(*failure)
+    result = infer(client)
+    assert result["inference"]["status"] == "FAILED"
+    assert result["inference"]["fallback"] == "raw"
+    assert [(r["event"], r["role"]) for r in result["results"]] == [
+        ("ADD", "user"), ("ADD", "assistant"), ("ADD", "user")]
+    assert texts(client) == sorted(m["content"] for m in CONVERSATION)
+    assert len(llm.requests) == 2  # retried once (MEMORY_LLM_ATTEMPTS=2), then gave up
+
+
+def test_a_retry_after_a_500_succeeds(client: TestClient, llm: ScriptedLLM) -> None:
+    llm.script(Step("status", 500), answer({"facts": ["Alice is vegetarian"]}),
+               answer({"decisions": [{"event": "ADD", "id": None,
+                                      "text": "Alice is vegetarian"}]}))
+    result = infer(client)
+    assert result["inference"]["status"] == "SUCCEEDED"
+    assert texts(client) == ["Alice is vegetarian"]
+
+
+def test_made_up_ids_are_never_applied(client: TestClient, llm: ScriptedLLM) -> None:
+    porto = client.post("/v1/memories", json={"user_id": USER, "text": "Alice lives in Porto"})
+    made_up = {"decisions": [{"event": "ADD", "id": None, "text": "Alice is vegetarian"},
+                             {"event": "DELETE", "id": "7", "text": "x"}]}
+    uuid_id = {"decisions": [{"event": "UPDATE", "id": porto.json()["id"], "text": "y"}]}
+    llm.script(answer({"facts": ["Alice is vegetarian"]}), answer(made_up), answer(uuid_id))
+    result = infer(client)
+    assert result["inference"]["fallback"] == "raw"
+    assert "made_up_id" in result["inference"]["detail"]
+    # nothing of the decision set was applied (not even its valid ADD); the raw messages were
+    assert texts(client) == sorted([m["content"] for m in CONVERSATION]
+                                   + ["Alice lives in Porto"])
+
+
+def test_queue_fallback_retries_later(queued_client: TestClient, llm: ScriptedLLM) -> None:
+    llm.script(Step("status", 500), Step("status", 500))
+    result = infer(queued_client)
+    assert result["results"] == []
+    assert (result["inference"]["status"], result["inference"]["fallback"]) == (
+        "FAILED", "queued")
+    event_id = result["inference"]["event_id"]
+    llm.script(answer({"facts": ["Alice is vegetarian"]}),
+               answer({"decisions": [{"event": "ADD", "id": None,
+                                      "text": "Alice is vegetarian"}]}))
+    event = wait_for_event(queued_client, event_id, {"SUCCEEDED", "FAILED"})
+    assert event["status"] == "SUCCEEDED" and event["attempts"] == 2
+    assert [(r["event"], r["text"]) for r in event["results"]] == [("ADD", "Alice is vegetarian")]
+    assert texts(queued_client) == ["Alice is vegetarian"]
+
+
+def test_queue_gives_up_to_raw_memories(triton: TritonServer, tmp_path: Path,
+                                        llm: ScriptedLLM) -> None:
+    for client in gateway(triton, tmp_path, llm, llm_on_failure="queue",
+                          ingest_queue_attempts=2):
+        result = infer(client)  # the script is empty: every call answers 500
+        event = wait_for_event(client, result["inference"]["event_id"], {"FAILED"})
+        assert event["inference"]["fallback"] == "raw" and event["error"]
+        assert [r["event"] for r in event["results"]] == ["ADD", "ADD", "ADD"]
+        assert texts(client) == sorted(m["content"] for m in CONVERSATION)
+
+
+def test_async_mode_answers_202_and_the_event_tracks_it(client: TestClient,
+                                                        llm: ScriptedLLM) -> None:
+    accepted = client.post("/v1/memories/batch", json={"async_mode": True, "items": [
+        {"user_id": USER, "text": "Alice lives in Porto"},
+        {"user_id": USER, "text": "alice lives in porto"}]})
+    assert accepted.status_code == 202
+    assert accepted.json()["status"] == "PENDING"
+    event = wait_for_event(client, accepted.json()["event_id"], {"SUCCEEDED", "FAILED"})
+    assert event["status"] == "SUCCEEDED" and event["inference"] is None
+    assert [(r["event"], r["item"]) for r in event["results"]] == [("ADD", 0), ("NOOP", 1)]
+    assert texts(client) == ["Alice lives in Porto"]
+    llm.script(answer({"facts": ["Alice is vegetarian"]}),
+               answer({"decisions": [{"event": "ADD", "id": None,
+                                      "text": "Alice is vegetarian"}]}))
+    later = client.post("/v1/memories", json={"user_id": USER, "messages": CONVERSATION,
+                                              "infer": True, "async_mode": True})
+    assert later.status_code == 202
+    event = wait_for_event(client, later.json()["event_id"], {"SUCCEEDED", "FAILED"})
+    assert event["inference"]["status"] == "SUCCEEDED"
+    assert texts(client) == ["Alice is vegetarian", "Alice lives in Porto"]
+
+
+def test_unknown_and_malformed_event_ids(client: TestClient) -> None:
+    missing = client.get("/v1/events/01934f4e-0000-7000-8000-000000000000")
+    assert missing.status_code == 404 and "not found" in missing.json()["detail"]
+    assert client.get("/v1/events/nope").status_code == 422
