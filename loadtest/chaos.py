@@ -282,9 +282,79 @@ def run(kills: int, budget_s: float, writers: int, seed: int, workdir: str | Non
     return report
 
 
+def _triton_pid(gateway_pid: int) -> int:
+    """The ``tritonserver`` the gateway process started (its managed child)."""
+    for task in Path(f"/proc/{gateway_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"tritonserver" in command:
+                return int(child)
+    raise RuntimeError("the gateway runs no tritonserver")
+
+
+def _wait_ready(url: str, deadline_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready again within {deadline_s} s")
+
+
+def run_triton(kills: int, budget_s: float, writers: int, seed: int, workdir: str | None,
+               dim: int = 384) -> Report:
+    """SIGKILL the gateway's managed Triton under write load; the gateway's supervisor must
+    bring it back (``restart_s``: kill to /readyz 200) and no acknowledged write may be lost."""
+    rng = random.Random(seed)
+    report = Report()
+    ledger = Ledger()
+    started = time.monotonic()
+    with _workdir(workdir) as work:
+        env = dict(os.environ) | {
+            "GATEWAY_PORT": str(free_port()), "MEMORY_DATA_DIR": str(work / "data"),
+            "MEMORY_TRITON_MANAGED": "true", "MEMORY_AUTH": "off",
+            "MEMORY_TRITON_GRPC_PORT": str(free_port()),
+            "MEMORY_TRITON_HTTP_PORT": str(free_port()),
+            "MEMORY_TRITON_METRICS_PORT": str(free_port()),
+            "MEMORY_TRITON_LOG_DIR": str(work),
+        }
+        gateway = Gateway(env, work / "gateway.log")
+        gateway.start()
+        stop = threading.Event()
+        threads = [threading.Thread(target=_writer, args=(
+            gateway.url, f"chaos-{w}", 0, ledger, stop, random.Random(rng.random())))
+            for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        try:
+            assert gateway.process is not None
+            while report.kills < kills and time.monotonic() - started < budget_s:
+                time.sleep(rng.uniform(1.0, 3.0))  # load on a healthy service first
+                os.kill(_triton_pid(gateway.process.pid), signal.SIGKILL)
+                report.kills += 1
+                report.restart_s.append(_wait_ready(gateway.url, 120.0))
+                print(f"triton kill {report.kills}: ready again after "
+                      f"{report.restart_s[-1]:.1f} s", file=sys.stderr, flush=True)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(REQUEST_TIMEOUT_S + 5)
+        try:
+            _check_store(work / "data" / "memories.sqlite3", dim, ledger, report)
+            _check_acknowledged(gateway.url, ledger, set(), report)
+            report.acknowledged = len(ledger.acked)
+        finally:
+            gateway.stop()
+    report.duration_s = round(time.monotonic() - started, 1)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.chaos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=("gateway", "triton"), default="gateway",
+                        help="what to SIGKILL: the gateway, or the Triton it manages")
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--budget-s", type=float, default=1800.0, help="stop after this long")
     parser.add_argument("--writers", type=int, default=4)
@@ -292,9 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep data and logs here (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="report JSON (default: loadtest/results/)")
     args = parser.parse_args(argv)
-    report = run(args.kills, args.budget_s, args.writers, args.seed, args.workdir)
+    chaos = run if args.target == "gateway" else run_triton
+    report = chaos(args.kills, args.budget_s, args.writers, args.seed, args.workdir)
     out = args.out or ROOT / "loadtest" / "results" / (
-        f"chaos-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
+        f"chaos-{args.target}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = asdict(report) | {"restart_s_max": max(report.restart_s, default=0.0),
                                 "command": "python -m loadtest.chaos " + " ".join(
