@@ -43,7 +43,9 @@ def test_every_method(live_gateway: LiveGateway) -> None:
                            priority=7, agent_id="bot")
         assert first["text"] == "I drink green tea" and first["metadata"] == {"mood": "calm"}
         assert (first["priority"], first["agent_id"], first["user_id"]) == (7, "bot", "u")
-        assert client.get(first["id"]) == first
+        assert first.pop("event") == "ADD"  # what the add did (ADD/UPDATE/NOOP), not stored
+        assert client.get(first["id"]) == {k: v for k, v in first.items()
+                                           if k not in ("item", "match")}
         hits = client.search(user_id="u", query="What does the user drink?", limit=3)
         assert hits[0]["id"] == first["id"] and isinstance(hits[0]["score"], float)
         assert client.search(user_id="u", query="tea", filters={"agent_id": "other"}) == []
