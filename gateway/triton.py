@@ -208,17 +208,17 @@ class TritonSupervisor:
 
     A server that exits while supervised (crash, OOM kill, ``kill -9``) is started again after
     ``backoff_s``, doubling up to ``max_backoff_s`` while restarts keep failing or the server
-    keeps dying within ``stable_after_s`` of its start; a server that stayed up that long
-    earns the short delay again. The gateway's readiness follows on its own: ``/readyz`` asks
-    Triton, and the gRPC channel reconnects. ``stop()`` before ``server.stop()``, so a
-    deliberate stop is not mistaken for a crash.
+    keeps dying within ``stable_after_s`` of its start (a crash loop); a server that stayed up
+    that long earns the short delay again. The gateway's readiness follows on its own:
+    ``/readyz`` asks Triton, and the gRPC channel reconnects. Call ``stop()`` before
+    ``server.stop()``, so a deliberate stop is not mistaken for a crash.
 
     The watcher thread starts the new server, and Linux ties the child's parent-death signal
     to that thread: the restarted server is stopped when supervision ends, as it should be.
     """
 
     def __init__(self, server: TritonServer, *, backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0, stable_after_s: float = 60.0,
+                 max_backoff_s: float = 30.0, stable_after_s: float = 10.0,
                  start_timeout_s: float = 120.0, poll_s: float = 0.2) -> None:
         self.server = server
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s

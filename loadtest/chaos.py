@@ -330,7 +330,7 @@ def run_triton(kills: int, budget_s: float, writers: int, seed: int, workdir: st
         try:
             assert gateway.process is not None
             while report.kills < kills and time.monotonic() - started < budget_s:
-                time.sleep(rng.uniform(1.0, 3.0))  # load on a healthy service first
+                time.sleep(rng.uniform(10.0, 15.0))  # load on a healthy service first
                 os.kill(_triton_pid(gateway.process.pid), signal.SIGKILL)
                 report.kills += 1
                 report.restart_s.append(_wait_ready(gateway.url, 120.0))
