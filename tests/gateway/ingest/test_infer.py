@@ -13,6 +13,8 @@ from scripted_llm_support import ScriptedLLM, Step, answer
 from support import settings_for
 
 from gateway.app import create_app
+from gateway.auth.principal import KeyScope
+from gateway.auth.store import KeyStore
 from gateway.memory.extraction.prompts import load
 from gateway.triton import TritonServer
 
@@ -215,3 +217,26 @@ def test_unknown_and_malformed_event_ids(client: TestClient) -> None:
     missing = client.get("/v1/events/01934f4e-0000-7000-8000-000000000000")
     assert missing.status_code == 404 and "not found" in missing.json()["detail"]
     assert client.get("/v1/events/nope").status_code == 422
+
+
+def test_events_of_another_tenant_are_not_found(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", auth="required")
+    with KeyStore(settings.keys_path) as store:
+        keys = {t: store.create(t, KeyScope.WRITE)[0].secret_key for t in ("a", "b")}
+    with TestClient(create_app(settings)) as client:
+        def call(tenant: str, method: str, path: str, **kwargs: object):  # noqa: ANN202
+            return client.request(method, path, **kwargs,  # type: ignore[arg-type]
+                                  headers={"Authorization": f"Bearer {keys[tenant]}"})
+
+        accepted = call("a", "POST", "/v1/memories", json={
+            "user_id": USER, "text": "a's secret", "async_mode": True})
+        assert accepted.status_code == 202
+        path = f"/v1/events/{accepted.json()['event_id']}"
+        deadline = time.monotonic() + 30
+        while call("a", "GET", path).json()["status"] != "SUCCEEDED":
+            assert time.monotonic() < deadline, call("a", "GET", path).json()
+            time.sleep(0.02)
+        mine = call("a", "GET", path).json()
+        assert mine["results"][0]["user_id"] == USER  # the public id, not the internal one
+        other = call("b", "GET", path)
+        assert other.status_code == 404 and "not found" in other.json()["detail"]
