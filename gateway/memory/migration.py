@@ -236,9 +236,10 @@ class EmbedderVersions:
                 async with self.service.mutation:
                     written = await self.versions.put_batch(self.model, label, batch, vectors)
                     keep = [i for i, b in enumerate(batch) if b in written]
-                    _index_rows(target.index, [batch[i].user_id for i in keep],
-                                [batch[i].id for i in keep], vectors[keep]
-                                if keep else np.zeros((0, target.info.dim), np.float32))
+                    await asyncio.to_thread(
+                        _index_rows, target.index, [batch[i].user_id for i in keep],
+                        [batch[i].id for i in keep], vectors[keep]
+                        if keep else np.zeros((0, target.info.dim), np.float32))
                 embedded += len(batch)
                 self.status.rate_per_s = round(embedded / (time.monotonic() - began), 1)
                 self.status.state, self.status.error = "running", None
