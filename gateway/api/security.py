@@ -19,6 +19,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.middleware import send_json_error
+
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_MAX = 128
 _REQUEST_ID_OK = re.compile(rf"[A-Za-z0-9._:\-]{{1,{REQUEST_ID_MAX}}}")
@@ -37,8 +39,15 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 DOCS_PATHS = ("/docs", "/redoc")
 
+# Request-line and header budgets. uvicorn's default parser (httptools) reads headers of any
+# size; past these the gateway answers 414 / 431 before any work (a proxy in front should cap
+# them too: the bytes were already read into memory by then).
+MAX_URL_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default=NO_REQUEST)
 access_log = logging.getLogger("gateway.access")
+log = logging.getLogger("gateway")
 
 
 def accepted_request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -67,8 +76,17 @@ def install_request_id_logging(format_: str) -> None:
         handler.setFormatter(logging.Formatter(format_))
 
 
+def _oversize(scope: Scope) -> tuple[int, str] | None:
+    if len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) > MAX_URL_BYTES:
+        return 414, f"request URL longer than {MAX_URL_BYTES} bytes"
+    if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+        return 431, f"request headers larger than {MAX_HEADER_BYTES} bytes"
+    return None
+
+
 class RequestContext:
-    """Outermost middleware: request id, security headers, one access log line per request."""
+    """Outermost middleware: request id, security headers, URL and header budgets, one access
+    log line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -96,7 +114,19 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            refusal = _oversize(scope)
+            if refusal is not None:
+                status_code, detail = refusal
+                await send_json_error(send_with_headers, status_code, detail)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Answer here, so even a bug's 500 carries the id and the headers; then re-raise for
+            # the server's own error log (Starlette sees the answer started and sends nothing).
+            if status == 0:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                await send_json_error(send_with_headers, 500, "internal error")
+            raise
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             access_log.info("%s %s %d %.1f ms", scope["method"], route, status,

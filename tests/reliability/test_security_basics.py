@@ -14,6 +14,7 @@ from gateway.api.security import REQUEST_ID_MAX, RequestIdFilter
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
+from gateway.settings import Settings
 from gateway.triton import TritonServer
 
 SECRET_TEXT = "my locker code is 4417-zebra-quartz"
@@ -114,3 +115,18 @@ def test_no_memory_text_or_key_in_logs_at_info(triton: TritonServer, tmp_path: P
                             if r.name.startswith(("gateway", "uvicorn", "fastapi")))
     for needle in ("locker", "zebra-quartz", key, key[-20:], "bob", "what is the"):
         assert needle not in server_text, needle
+
+
+def test_even_a_bug_answers_with_a_request_id(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise ZeroDivisionError("a bug")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as api:
+        response = api.get("/boom", headers={"X-Request-Id": "bug-1"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert response.headers["X-Request-Id"] == "bug-1"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
