@@ -137,7 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("reranker %s served; rerank by default: %s", reranker.label,
                      settings.rerank_default)
         app.state.service = service
-        app.state.ingest, llm = build_ingest(settings, service, app.state.dedup_policy)
+        app.state.ingest, llm = build_ingest(settings, service, app.state.dedup_policy,
+                                             app.state.admission, metrics)
         ingest_worker = asyncio.create_task(app.state.ingest.work_forever(),
                                             name="ingest-events")
         app.state.versions = versions

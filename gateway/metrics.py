@@ -68,6 +68,17 @@ class Metrics:
             "memory_admission_shed_total", "Requests refused with 429, by route class and reason",
             ["route_class", "reason"], registry=self.registry,
         )
+        self.ingest_results = Counter(
+            "memory_ingest_results_total",
+            "Memories written by adds, by event (ADD, UPDATE, NOOP, DELETE) and source "
+            "(raw: as given, deduplicated; llm: an extraction's decision)",
+            ["event", "source"], registry=self.registry,
+        )
+        self.llm_failures = Counter(
+            "memory_llm_failures_total",
+            "LLM extractions that failed after their retries, by reason", ["reason"],
+            registry=self.registry,
+        )
         self.deadline_drops = Counter(
             "memory_deadline_drops_total",
             "Requests dropped because their deadline passed (stage: queue, before_inference)",

@@ -25,7 +25,7 @@ from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, ItemResult, Report
 from gateway.memory.normalise import normalise_text
 from gateway.memory.service import NewMemory
-from gateway.memory.writeplan import Draft, Outcome
+from gateway.memory.writeplan import Draft
 
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember
 
@@ -103,14 +103,6 @@ def drafts_of(item: MemoryIn, users: TenantScope, dedup: bool,
 
 def _with(base: NewMemory, **fields: object) -> NewMemory:
     return replace(base, **fields)  # type: ignore[arg-type]
-
-
-def added_out(outcome: Outcome, item: int, users: TenantScope) -> AddedOut:
-    memory = users.outward(outcome.memory)
-    fields = {name: getattr(memory, name) for name in AddedOut.model_fields
-              if name not in ("event", "item", "match")}
-    return AddedOut(**fields, event=outcome.event, item=item,
-                    match=outcome.duplicate.kind if outcome.duplicate else None)
 
 
 def batch_drafts(body: BatchIn, users: TenantScope,

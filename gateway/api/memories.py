@@ -16,11 +16,11 @@ from gateway.api.ingest import (
     DedupPolicyDep,
     IngestDep,
     accepted,
-    added_out,
     batch_drafts,
     drafts_of,
     refuse_unconfigured,
     report_out,
+    result_out,
 )
 from gateway.api.schemas import (
     MAX_PAGE_LIMIT,
@@ -70,8 +70,8 @@ _ASYNC: dict[int | str, dict[str, Any]] = {
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AddedOut | BatchOut,
              responses=_BODY | _ASYNC)
-async def add_memory(body: MemoryIn, service: Service, caller: Writer,
-                     policy: DedupPolicyDep, ingest: IngestDep) -> AddedOut | BatchOut | Response:
+async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
+                     ingest: IngestDep) -> AddedOut | BatchOut | Response:
     """Add a text (answered as one memory with its event) or a conversation's messages
     (answered as a list, like the batch route); see the README for duplicates, ``infer``
     and ``async_mode``."""
@@ -80,10 +80,9 @@ async def add_memory(body: MemoryIn, service: Service, caller: Writer,
     drafts = drafts_of(body, caller.users, dedup, ["body"])
     if body.async_mode:
         return accepted(await ingest.submit(IngestRequest([drafts], body.infer)))
-    if body.text is not None and not body.infer:
-        [outcome] = await service.ingest(drafts, policy, field="body")
-        return added_out(outcome, 0, caller.users)
     report = await ingest.run(IngestRequest([drafts], body.infer), field="body")
+    if body.text is not None and not body.infer:
+        return result_out(report.results[0], caller.users)
     return report_out(report, caller.users)
 
 

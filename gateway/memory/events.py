@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.errors import GatewayError
+from gateway.admission import AdmissionController
+from gateway.admission.limiter import Priority
+from gateway.errors import GatewayError, Overloaded
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMConfig, LLMFailure
 from gateway.memory.extraction.pipeline import Extraction
@@ -28,6 +30,7 @@ from gateway.memory.writeplan import Draft
 from gateway.store.events import EventStore, IngestEvent
 
 if TYPE_CHECKING:
+    from gateway.metrics import Metrics
     from gateway.settings import Settings
 
 log = logging.getLogger("gateway.ingest")
@@ -103,7 +106,9 @@ def _later(seconds: float) -> str:
 class Ingest:
     def __init__(self, service: MemoryService, events: EventStore, policy: DedupPolicy,
                  extraction: Extraction | None, *, on_failure: Literal["raw", "queue"] = "raw",
-                 attempts: int = 5, backoff_s: float = 30.0) -> None:
+                 attempts: int = 5, backoff_s: float = 30.0,
+                 admission: AdmissionController | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.service = service
         self.events = events
         self.policy = policy
@@ -111,6 +116,8 @@ class Ingest:
         self.on_failure = on_failure
         self.attempts = attempts  # tries of a queued event before its input is stored raw
         self.backoff_s = backoff_s
+        self.admission = admission  # queued work takes ingest slots at background priority
+        self.metrics = metrics
         self._wake = asyncio.Event()
 
     # -- now ----------------------------------------------------------------------------------
@@ -137,17 +144,29 @@ class Ingest:
 
     async def _infer(self, request: IngestRequest, position: int, report: Report) -> None:
         assert self.extraction is not None
-        for inferred in await self.extraction.run(request.items[position]):
-            report.results.append(ItemResult(position, inferred.event, inferred.memory))
+        try:
+            inferred = await self.extraction.run(request.items[position])
+        except LLMFailure as exc:
+            if self.metrics is not None:
+                self.metrics.llm_failures.labels(exc.reason).inc()
+            raise
+        for result in inferred:
+            report.results.append(ItemResult(position, result.event, result.memory))
+            self._count(result.event, "llm")
+
+    def _count(self, event: str, source: str) -> None:
+        if self.metrics is not None:
+            self.metrics.ingest_results.labels(event, source).inc()
 
     async def _raw(self, request: IngestRequest, first: int, report: Report,
                    field: str = "items") -> None:
         drafts = [d for drafts in request.items[first:] for d in drafts]
         items = [first + i for i, drafts in enumerate(request.items[first:]) for _ in drafts]
         outcomes = await self.service.ingest(drafts, self.policy, field=field)
-        report.results.extend(
-            ItemResult(item, o.event, o.memory, o.duplicate.kind if o.duplicate else None)
-            for item, o in zip(items, outcomes, strict=True))
+        for item, o in zip(items, outcomes, strict=True):
+            report.results.append(
+                ItemResult(item, o.event, o.memory, o.duplicate.kind if o.duplicate else None))
+            self._count(o.event, "raw")
 
     # -- later --------------------------------------------------------------------------------
     async def submit(self, request: IngestRequest, *, attempts: int = 0,
@@ -168,10 +187,12 @@ class Ingest:
             event = await self.events.claim_due(utc_now())
             if event is not None:
                 try:
-                    await self._process(event)
-                except GatewayError as exc:  # even the raw fallback failed (Triton down)
+                    async with self._slot():
+                        await self._process(event)
+                except GatewayError as exc:  # shed, or even the raw fallback failed
+                    delay = exc.retry_after if isinstance(exc, Overloaded) else self.backoff_s
                     await self.events.save(event.id, "PENDING", utc_now(), error=str(exc),
-                                           next_attempt=_later(self.backoff_s))
+                                           next_attempt=_later(delay or self.backoff_s))
                 continue
             due = await self.events.next_due()
             wait = IDLE_CHECK_S
@@ -181,6 +202,12 @@ class Ingest:
                 wait = min(max(seconds, 0.0), IDLE_CHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """An ingest admission slot at background priority: interactive writes go first."""
+        if self.admission is None:
+            return contextlib.nullcontext()
+        return self.admission.slot("ingest", Priority.BACKGROUND)
 
     async def _process(self, event: IngestEvent) -> None:
         request = IngestRequest.decode(event.request)
@@ -220,8 +247,9 @@ class Ingest:
                                attempts=event.attempts + 1)
 
 
-def build_ingest(settings: Settings, service: MemoryService,
-                 policy: DedupPolicy) -> tuple[Ingest, ChatClient | None]:
+def build_ingest(settings: Settings, service: MemoryService, policy: DedupPolicy,
+                 admission: AdmissionController | None = None, metrics: Metrics | None = None,
+                 ) -> tuple[Ingest, ChatClient | None]:
     """The ingest runner, with LLM extraction when ``MEMORY_LLM_BASE_URL`` and
     ``MEMORY_LLM_MODEL`` are set; the chat client is returned for closing."""
     client = None
@@ -234,5 +262,6 @@ def build_ingest(settings: Settings, service: MemoryService,
         extraction = Extraction(service, client, load_prompts(), policy)
     ingest = Ingest(service, EventStore(service.store), policy, extraction,
                     on_failure=settings.llm_on_failure, attempts=settings.ingest_queue_attempts,
-                    backoff_s=settings.ingest_queue_backoff_s)
+                    backoff_s=settings.ingest_queue_backoff_s, admission=admission,
+                    metrics=metrics)
     return ingest, client

@@ -79,6 +79,9 @@ def test_exact_and_near_duplicates_are_noops(client: TestClient) -> None:
     assert len(listed(client)) == 1
     history = client.get(f"/v1/memories/{first['id']}/history").json()["results"]
     assert [e["event"] for e in history] == ["ADD"]  # a NOOP changes nothing
+    metrics = client.get("/metrics").text
+    assert 'memory_ingest_results_total{event="NOOP",source="raw"} 2.0' in metrics
+    assert 'memory_ingest_results_total{event="ADD",source="raw"} 1.0' in metrics
 
 
 def test_look_alikes_and_other_scopes_are_added(client: TestClient) -> None:

@@ -139,6 +139,7 @@ def test_llm_failure_keeps_the_raw_messages(client: TestClient, llm: ScriptedLLM
         ("ADD", "user"), ("ADD", "assistant"), ("ADD", "user")]
     assert texts(client) == sorted(m["content"] for m in CONVERSATION)
     assert len(llm.requests) == 2  # retried once (MEMORY_LLM_ATTEMPTS=2), then gave up
+    assert "memory_llm_failures_total{reason=" in client.get("/metrics").text
 
 
 def test_a_retry_after_a_500_succeeds(client: TestClient, llm: ScriptedLLM) -> None:
