@@ -241,3 +241,34 @@ def test_events_of_another_tenant_are_not_found(triton: TritonServer, tmp_path: 
         assert mine["results"][0]["user_id"] == USER  # the public id, not the internal one
         other = call("b", "GET", path)
         assert other.status_code == 404 and "not found" in other.json()["detail"]
+
+
+def test_a_restart_resumes_an_event_cut_off_mid_extraction(
+        triton: TritonServer, tmp_path: Path, llm: ScriptedLLM) -> None:
+    """The gateway stops while the worker waits on the LLM: the event row stays RUNNING with
+    its raw request; the next gateway on the same store puts it back and finishes it once."""
+    server, url = llm.serve()
+    settings = settings_for(triton, tmp_path / "data", llm_base_url=url, llm_model="scripted",
+                            llm_timeout_s=30, llm_attempts=1)
+    llm.script(Step("stall", 5.0))
+    try:
+        with TestClient(create_app(settings)) as client:
+            accepted = client.post("/v1/memories", json={
+                "user_id": USER, "messages": CONVERSATION, "infer": True, "async_mode": True})
+            event_path = f"/v1/events/{accepted.json()['event_id']}"
+            deadline = time.monotonic() + 30
+            while not llm.requests:  # the worker is inside the LLM call
+                assert time.monotonic() < deadline, "the worker never called the LLM"
+                time.sleep(0.02)
+            assert client.get(event_path).json()["status"] == "RUNNING"
+        llm.script(answer({"facts": ["Alice is vegetarian"]}),
+                   answer({"decisions": [{"event": "ADD", "id": None,
+                                          "text": "Alice is vegetarian"}]}))
+        with TestClient(create_app(settings)) as client:
+            event = wait_for_event(client, event_path.rsplit("/", 1)[1],
+                                   {"SUCCEEDED", "FAILED"})
+            assert event["status"] == "SUCCEEDED"
+            assert [r["text"] for r in event["results"]] == ["Alice is vegetarian"]
+            assert texts(client) == ["Alice is vegetarian"]
+    finally:
+        server.shutdown()
