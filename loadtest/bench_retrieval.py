@@ -51,6 +51,7 @@ README_BEGIN = "<!-- bench-retrieval:begin -->"
 README_END = "<!-- bench-retrieval:end -->"
 BATCH_ITEMS = 500  # memories per batch request (the API takes up to 1,000)
 TEXT_VARIANTS = ("plain", "dated")
+KINDS = ("semantic", "keyword", "hybrid", "ranking", "rerank")  # the rows --modes can pick
 DEFAULT_RANKING = {"recency_half_life_days": 30.0}
 
 
@@ -63,26 +64,27 @@ class Mode:
     """One row of the benchmark: what it adds to every search body and what it needs."""
 
     name: str
+    kind: str  # one of KINDS, what --modes selects
     body: dict
     needs: tuple[str, ...] = ()  # capabilities: "modes", "ranking", "reranker"
 
 
-def modes(rankings: Sequence[dict]) -> list[Mode]:
+def modes(rankings: Sequence[dict], kinds: Sequence[str] = KINDS) -> list[Mode]:
     """The rows, in report order. Every row says ``rerank`` explicitly, so the server's
     ``MEMORY_RERANK_DEFAULT`` cannot change what a row measures."""
     rows = [
-        Mode("semantic", {"mode": "semantic", "rerank": False}, ("modes",)),
-        Mode("keyword", {"mode": "keyword", "rerank": False}, ("modes",)),
-        Mode("hybrid", {"mode": "hybrid", "rerank": False}, ("modes",)),
+        Mode("semantic", "semantic", {"mode": "semantic", "rerank": False}, ("modes",)),
+        Mode("keyword", "keyword", {"mode": "keyword", "rerank": False}, ("modes",)),
+        Mode("hybrid", "hybrid", {"mode": "hybrid", "rerank": False}, ("modes",)),
     ]
     for ranking in rankings:
         label = ", ".join(f"{k}={v:g}" for k, v in ranking.items())
-        rows.append(Mode(f"hybrid + ranking ({label})",
+        rows.append(Mode(f"hybrid + ranking ({label})", "ranking",
                          {"mode": "hybrid", "rerank": False, "ranking": ranking},
                          ("modes", "ranking")))
-    rows.append(Mode("hybrid + rerank", {"mode": "hybrid", "rerank": True},
+    rows.append(Mode("hybrid + rerank", "rerank", {"mode": "hybrid", "rerank": True},
                      ("modes", "reranker")))
-    return rows
+    return [m for m in rows if m.kind in kinds]
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class Plan:
     variants: list[str]
     rankings: list[dict]
     sweep: bool
+    kinds: list[str]
 
 
 def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
@@ -245,12 +248,12 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
         f"from {repository}")
     with stack(repository, work) as (http, reranker):
         caps = capabilities(http, reranker)
-        rows = modes(plan.rankings)
+        rows = modes(plan.rankings, plan.kinds)
         active = [m for m in rows if caps.missing(m) is None]
         skipped = {m.name: reason for m in rows if (reason := caps.missing(m))}
         if not caps.modes:  # before hybrid search exists, the only search is semantic
-            active = [Mode("semantic", {"rerank": False})]
-            skipped.pop("semantic")
+            active = [Mode("semantic", "semantic", {"rerank": False})]
+            skipped.pop("semantic", None)
         report: dict = {"repository": str(repository), "embedder": label,
                         "capabilities": caps.__dict__, "skipped": skipped,
                         "ingest": {}, "modes": {}}
@@ -355,6 +358,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ranking", type=json.loads, action="append", default=None,
                         help="ranking override of a 'hybrid + ranking' row, as JSON; repeatable "
                              f"(default {json.dumps(DEFAULT_RANKING)})")
+    parser.add_argument("--modes", default=",".join(KINDS),
+                        help=f"comma-separated rows to ask (default all: {','.join(KINDS)})")
     parser.add_argument("--conversations", type=int, default=None,
                         help="use only the first N conversations (quick runs)")
     parser.add_argument("--sweep", action="store_true",
@@ -384,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-retrieval: {exc}", file=sys.stderr)
         return 2
     repositories = [p.resolve() for p in (args.repository or [ROOT / "model_repository"])]
-    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep)
+    kinds = [k.strip() for k in args.modes.split(",") if k.strip()]
+    if not kinds or set(kinds) - set(KINDS):
+        print(f"--modes: choose from {', '.join(KINDS)}", file=sys.stderr)
+        return 2
+    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds)
     report: dict = {"benchmark": "retrieval", "started_at": datetime.now(UTC).isoformat(),
                     "command": public_command(argv), "data": data_summary(data, conversations),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -394,14 +403,15 @@ def main(argv: list[str] | None = None) -> int:
                     "runs": []}
     stamp = f"bench-retrieval-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     logs = args.out / f"{stamp}-logs"  # Triton and gateway logs stay; the databases do not
+    path = args.out / f"{stamp}.json"
+    args.out.mkdir(parents=True, exist_ok=True)
     for number, repository in enumerate(repositories):
         try:
             report["runs"].append(run_embedder(repository, plan, logs / str(number)))
         finally:
             shutil.rmtree(logs / str(number) / "data", ignore_errors=True)
-    report["machine"]["load_average_after"] = os.getloadavg()
-    path = args.out / f"{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+        report["machine"]["load_average_after"] = os.getloadavg()
+        path.write_text(json.dumps(report, indent=2) + "\n")  # after each embedder: long runs
     table = markdown(report)
     if plan.sweep:
         from loadtest.fusion_sweep import sweep_markdown

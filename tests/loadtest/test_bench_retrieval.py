@@ -140,6 +140,22 @@ def test_a_file_in_another_format_exits_2(tmp_path: Path, capsys) -> None:
     assert "not a non-empty JSON list" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--modes", "semantic,fuzzy"], ["--text", "plain,upper"]])
+def test_unknown_rows_or_text_variants_exit_2(data_file: Path, tmp_path: Path, capsys,
+                                              argv: list[str]) -> None:
+    assert main(["--data", str(data_file), "--out", str(tmp_path / "out"), *argv]) == 2
+    assert "choose from" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_modes_selects_rows() -> None:
+    rows = modes([{"recency_half_life_days": 30.0}, {"priority_weight": 0.5}],
+                 ["hybrid", "ranking"])
+    assert [m.name for m in rows] == ["hybrid", "hybrid + ranking (recency_half_life_days=30)",
+                                      "hybrid + ranking (priority_weight=0.5)"]
+    assert rows[2].body == {"mode": "hybrid", "rerank": False, "ranking": {"priority_weight": 0.5}}
+
+
 def test_readme_block_is_replaced_between_markers(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n")
