@@ -49,7 +49,9 @@ class SeedResult:
 
 async def _post(client: httpx.AsyncClient, items: list[dict]) -> None:
     for _ in range(30):
-        response = await client.post("/v1/memories/batch", json={"items": items},
+        # dedup off: a seed stores exactly users x memories rows (its texts may repeat)
+        response = await client.post("/v1/memories/batch",
+                                     json={"items": items, "dedup": False},
                                      headers={"X-Priority": "batch"})
         if response.status_code in (429, 503):
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
