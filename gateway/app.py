@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from gateway.admission import Admission, AdmissionController
-from gateway.api import admin, events, health, memories
+from gateway.api import admin, events, health, jobs, memories
 from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from gateway.api.mem0 import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
@@ -32,6 +32,7 @@ from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.inference.query_cache import QueryCache
+from gateway.jobs.runner import JobRunner
 from gateway.memory.active import ActiveModels
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import build_ingest
@@ -43,6 +44,7 @@ from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.jobs import JobStore
 from gateway.store.versions import VersionStore
 
 log = logging.getLogger("gateway")
@@ -141,13 +143,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              app.state.admission, metrics)
         ingest_worker = asyncio.create_task(app.state.ingest.work_forever(),
                                             name="ingest-events")
+        app.state.jobs = JobRunner(service, JobStore(store), app.state.dedup_policy,
+                                   admission=app.state.admission, metrics=metrics,
+                                   lease_s=settings.jobs_lease_s,
+                                   interval_s=settings.jobs_interval_s)
+        job_tasks = [asyncio.create_task(app.state.jobs.work_forever(), name="jobs"),
+                     asyncio.create_task(app.state.jobs.schedule_forever(), name="job-schedule")]
         app.state.versions = versions
         app.state.reranker_versions = reranker_versions
         try:
             yield
         finally:
-            ingest_worker.cancel()
-            await asyncio.gather(ingest_worker, return_exceptions=True)
+            for task in (ingest_worker, *job_tasks):
+                task.cancel()
+            await asyncio.gather(ingest_worker, *job_tasks, return_exceptions=True)
             if llm is not None:
                 await llm.aclose()
             if connecting is not None:
@@ -175,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(memories.router)
     app.include_router(events.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     # the Mem0 Platform-compatible API; its errors are {"detail"} answers like ours

@@ -79,6 +79,18 @@ class Metrics:
             "LLM extractions that failed after their retries, by reason", ["reason"],
             registry=self.registry,
         )
+        self.jobs = Counter(
+            "memory_jobs_total", "Consolidation jobs finished, by kind and status",
+            ["kind", "status"], registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "memory_job_seconds", "Duration of finished consolidation jobs, by kind", ["kind"],
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600), registry=self.registry,
+        )
+        self.jobs_merged = Counter(
+            "memory_jobs_merged_total", "Memories merged into another by consolidation jobs",
+            registry=self.registry,
+        )
         self.deadline_drops = Counter(
             "memory_deadline_drops_total",
             "Requests dropped because their deadline passed (stage: queue, before_inference)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,6 +112,11 @@ def near_duplicate(a: str, b: str) -> bool:
     """
     left, right = (_cached_words(t) if len(t) <= CACHED_TEXT_CHARS else _words(t)
                    for t in (a, b))
+    return same_words(left, right)
+
+
+def same_words(left: Sequence[str], right: Sequence[str]) -> bool:
+    """``near_duplicate`` on texts already split by ``words`` (for many comparisons)."""
     if len(left) != len(right) or not left:
         return False
     typos = 0

@@ -392,6 +392,19 @@ class MemoryService:
                 return outcomes, edited
         raise Conflict("the embedding model changed repeatedly during this request; retry")
 
+    async def consolidate(self, write: WritePlan) -> None:
+        """Commit a consolidation job's plan for one user (metadata changes and deletes, no
+        new vectors) and drop the deleted rows from the indexes; ``Conflict`` when a memory
+        changed since the job read it (nothing is written then)."""
+        async with self.mutation:
+            try:
+                await IngestStore(self.store).apply(write)
+            except StaleWrite as exc:
+                raise Conflict(f"memory {exc} changed meanwhile") from exc
+            for memory in write.deletes:
+                for index in self._indexes():
+                    await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
+
     async def _mirror(self, made: _Vectors, write: WritePlan, created: list[int],
                       first_edit: int) -> None:
         """Bring the indexes in step with a committed write plan (under the mutation lock)."""

@@ -43,6 +43,7 @@ class WritePlan:
     deletes: list[Memory] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)  # goes into every event
     at: str = ""  # when the deletes happen (their DELETE events)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # memory id -> its event's
 
 
 class StaleWrite(Exception):
@@ -82,7 +83,8 @@ class IngestStore:
                 if conn.execute("DELETE FROM memories WHERE id = ? AND updated_at = ?",
                                 (memory.id, memory.updated_at)).rowcount != 1:
                     raise StaleWrite(memory.id)
-                Store._record(conn, memory, "DELETE", memory.text, None, plan.payload,
+                Store._record(conn, memory, "DELETE", memory.text, None,
+                              {**plan.payload, **plan.links.get(memory.id, {})},
                               plan.at or memory.updated_at)
 
         await self.store.run(self.store.transaction, work)

@@ -92,6 +92,26 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX ingest_events_due ON ingest_events (status, next_attempt);
     """,
+    # 5: consolidation jobs. A durable state machine (queued -> running -> done | failed); a
+    # running job holds a lease, so a job whose process died is claimed again when it expires;
+    # the cursor (last user finished) lets it resume where it was.
+    """
+    CREATE TABLE jobs (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        user_id     TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        lease_until TEXT,
+        cursor      TEXT NOT NULL DEFAULT '',
+        progress    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(progress)),
+        error       TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        finished_at TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_by_status ON jobs (status, created_at);
+    """,
 ]
 
 

@@ -1,0 +1,125 @@
+"""The ``merge`` job for one user: cluster the vectors, merge the near duplicates that got
+through at write time (``dedup: false``, adds from before dedup existed, the Mem0 adapter).
+
+Clustering is faiss k-means on CPU (spherical, about ``CLUSTER_SIZE`` memories a cluster), so
+each memory is compared only with the others of its two nearest clusters and its scope; two
+memories are duplicates by the write-time rule (``gateway.memory.dedup``). In a group the
+oldest memory is kept and takes the others' metadata (later wins), the highest priority, the
+latest occurrence and the latest expiry (none if any has none); the others are deleted, each
+history recording the memory it was merged into, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+import faiss
+import numpy as np
+
+from gateway.memory.dedup import DedupPolicy, same_words, words
+from gateway.memory.model import Memory
+from gateway.memory.service import MemoryService, utc_now
+from gateway.store.ingest import Change, WritePlan
+
+CLUSTER_SIZE = 64  # memories per k-means cluster, on average
+KMEANS_ITERATIONS = 10
+KMEANS_SEED = 1234
+KMEANS_RESTARTS = 1  # initialisations; a poor one is covered by the second-nearest cell
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    memories: int  # live memories looked at
+    merged: int  # memories merged into another (deleted)
+
+
+def cluster_cells(vectors: np.ndarray) -> np.ndarray:
+    """The two nearest k-means centroids of each row, ``[n, 2]`` (one cell below two
+    clusters' worth). Two, so near duplicates that a centroid boundary (or a poor local
+    optimum of k-means) splits still share a cell."""
+    count = len(vectors)
+    k = count // CLUSTER_SIZE
+    if k < 2:
+        return np.zeros((count, 1), dtype=np.int64)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    kmeans = faiss.Kmeans(data.shape[1], k, niter=KMEANS_ITERATIONS, seed=KMEANS_SEED,
+                          spherical=True, verbose=False, min_points_per_centroid=1,
+                          nredo=KMEANS_RESTARTS)
+    kmeans.train(data)
+    _, cells = kmeans.index.search(data, 2)
+    return cells
+
+
+def duplicate_groups(memories: list[Memory], vectors: np.ndarray, policy: DedupPolicy
+                     ) -> list[list[int]]:
+    """Groups (positions, oldest first) of memories that duplicate each other; ``memories``
+    in id (creation) order. A memory joins a group only as a duplicate of its keeper (the
+    oldest), so typos cannot chain one fact into another."""
+    cells = cluster_cells(vectors)
+    split = [words(m.text) for m in memories]
+    root = list(range(len(memories)))
+    by_cell: dict[tuple[int, str | None, str | None], list[int]] = {}
+    for position, memory in enumerate(memories):
+        for cell in {int(c) for c in cells[position]}:
+            by_cell.setdefault((cell, memory.agent_id, memory.run_id), []).append(position)
+    for members in by_cell.values():
+        cosines = vectors[members] @ vectors[members].T
+        for b in range(1, len(members)):
+            if root[members[b]] != members[b]:
+                continue  # grouped in another cell already
+            for a in range(b):
+                if root[members[a]] != members[a]:
+                    continue  # compare with group keepers only
+                if cosines[a, b] >= policy.min_cosine and (
+                        not policy.lexical
+                        or same_words(split[members[b]], split[members[a]])):
+                    root[members[b]] = members[a]
+                    break
+    groups: dict[int, list[int]] = {}
+    for position, keeper in enumerate(root):
+        groups.setdefault(keeper, []).append(position)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def folded(keeper: Memory, others: list[Memory], now: str) -> Memory:
+    """The keeper with what its duplicates add (see the module docstring)."""
+    group = [keeper, *others]
+    metadata: dict = {}
+    for memory in group:
+        metadata.update(memory.metadata)
+    expiries = [m.expires_at for m in group]
+    return replace(
+        keeper, metadata=metadata, priority=max(m.priority for m in group),
+        occurred_at=max(m.occurred_at for m in group),
+        expires_at=None if None in expiries else max(e for e in expiries if e is not None),
+        updated_at=max(now, keeper.updated_at),
+    )
+
+
+def _live(memory: Memory, now: str) -> bool:
+    return memory.expires_at is None or memory.expires_at > now
+
+
+async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy) -> MergeResult:
+    """Merge one user's duplicates (one transaction); idempotent: a second run finds none."""
+    ids, vectors = await service.store.user_vectors(user_id)
+    if not ids:
+        return MergeResult(0, 0)
+    now = utc_now()
+    found = await service.store.get_many(ids)
+    live = [i for i, memory_id in enumerate(ids)
+            if memory_id in found and _live(found[memory_id], now)]
+    memories = [found[ids[i]] for i in live]
+    groups = await asyncio.to_thread(duplicate_groups, memories, vectors[live], policy)
+    if not groups:
+        return MergeResult(len(memories), 0)
+    write = WritePlan(at=now, payload={"reason": "merge"})
+    for group in groups:
+        keeper, others = memories[group[0]], [memories[p] for p in group[1:]]
+        after = folded(keeper, others, now)
+        write.changes.append(Change(keeper, after, {"merged": [m.id for m in others]}))
+        write.deletes.extend(others)
+        write.links.update({m.id: {"merged_into": keeper.id} for m in others})
+    await service.consolidate(write)
+    return MergeResult(len(memories), len(write.deletes))

@@ -1,0 +1,144 @@
+"""Runs consolidation jobs in the gateway process: claim, work user by user, checkpoint.
+
+One job at a time. Each user's work holds an ingest admission slot at background priority,
+so interactive traffic goes first; a shed user is retried after ``Retry-After``. After each
+user the cursor is committed with a renewed lease; a job whose process died is claimed again
+once its lease expires (at the latest) and resumes after its cursor. Every kind is idempotent
+per user, so a user redone after a crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.admission import AdmissionController
+from gateway.admission.limiter import Priority
+from gateway.errors import Conflict, GatewayError, Overloaded
+from gateway.jobs.merge import merge_user
+from gateway.memory.dedup import DedupPolicy
+from gateway.memory.ids import uuid7
+from gateway.memory.service import MemoryService, utc_now
+from gateway.metrics import Metrics
+from gateway.store.jobs import Job, JobStore
+
+log = logging.getLogger("gateway.jobs")
+IDLE_POLL_S = 5.0  # how often an idle runner looks for queued jobs and expired leases
+MAX_ATTEMPTS = 3  # claims of one job before it is marked failed
+MAX_CONFLICTS = 3  # tries of one user whose memories keep changing under the job
+
+UserWork = Callable[[MemoryService, str, DedupPolicy], Awaitable[Any]]
+KINDS: dict[str, UserWork] = {"merge": merge_user}
+
+
+def _later(seconds: float) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class JobRunner:
+    def __init__(self, service: MemoryService, jobs: JobStore, policy: DedupPolicy, *,
+                 admission: AdmissionController | None = None, metrics: Metrics | None = None,
+                 lease_s: float = 60.0, interval_s: float = 0.0) -> None:
+        self.service = service
+        self.jobs = jobs
+        self.policy = policy
+        self.admission = admission
+        self.metrics = metrics
+        self.lease_s = lease_s
+        self.interval_s = interval_s  # 0: no scheduled jobs
+        self._wake = asyncio.Event()
+
+    async def submit(self, kind: str, user_id: str | None) -> Job:
+        job = await self.jobs.create(uuid7(), kind, user_id, utc_now())
+        self._wake.set()
+        return job
+
+    async def work_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            job = await self.jobs.claim(utc_now(), _later(self.lease_s))
+            if job is not None:
+                try:
+                    await self._run(job)
+                except Exception as exc:  # a bug must not stop the runner; the job says why
+                    log.exception("job %s failed", job.id)
+                    await self.jobs.finish(job, "failed", job.progress, utc_now(),
+                                           f"{type(exc).__name__}: {exc}")
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+
+    async def schedule_forever(self) -> None:
+        """Every ``interval_s``, a merge of every user unless one is queued or running."""
+        while self.interval_s > 0:
+            await asyncio.sleep(self.interval_s)
+            if not await self.jobs.pending("merge", None):
+                await self.submit("merge", None)
+
+    async def _run(self, job: Job) -> None:
+        if job.attempts > MAX_ATTEMPTS:
+            await self.jobs.finish(job, "failed", job.progress, utc_now(),
+                                   f"gave up after {MAX_ATTEMPTS} attempts")
+            self._count(job, "failed", 0.0)
+            return
+        started = time.perf_counter()
+        progress = {"users_done": 0, "memories": 0, "merged": 0, "skipped_users": 0,
+                    **job.progress}
+        cursor = job.cursor
+        work = KINDS[job.kind]
+        while (user := await self._next_user(job, cursor)) is not None:
+            result = await self._user(work, user)
+            progress["users_done"] += 1
+            if result is None:
+                progress["skipped_users"] += 1
+            else:
+                progress["memories"] += result.memories
+                progress["merged"] += result.merged
+                if self.metrics is not None:
+                    self.metrics.jobs_merged.inc(result.merged)
+            cursor = user
+            if not await self.jobs.checkpoint(job, cursor, progress, utc_now(),
+                                              _later(self.lease_s)):
+                log.warning("job %s was claimed by another runner; stopping here", job.id)
+                return
+        await self.jobs.finish(job, "done", progress, utc_now())
+        self._count(job, "done", time.perf_counter() - started)
+
+    async def _next_user(self, job: Job, cursor: str) -> str | None:
+        if job.user_id is not None:
+            return job.user_id if cursor < job.user_id else None
+        return await self.jobs.next_user(cursor)
+
+    async def _user(self, work: UserWork, user: str) -> Any:
+        """One user's work in an admission slot; None when it kept conflicting with writes."""
+        conflicts = 0
+        while True:
+            try:
+                async with self._slot():
+                    return await work(self.service, user, self.policy)
+            except Overloaded as exc:
+                await asyncio.sleep(exc.retry_after or 1)
+            except Conflict:
+                conflicts += 1
+                if conflicts >= MAX_CONFLICTS:
+                    return None
+            except GatewayError as exc:  # e.g. the store is busy: try again a little later
+                log.warning("job work for a user failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        if self.admission is None:
+            return contextlib.nullcontext()
+        return self.admission.slot("ingest", Priority.BACKGROUND)
+
+    def _count(self, job: Job, status: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.jobs.labels(job.kind, status).inc()
+            if status == "done":
+                self.metrics.job_seconds.labels(job.kind).observe(seconds)
