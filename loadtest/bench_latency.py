@@ -71,7 +71,7 @@ def seed(url: str, users: dict[str, int], dim: int) -> None:
                 vectors = unit_vectors(size, dim, rng)
                 items = [{"user_id": user, "text": memory_text(texts),
                           "embedding": [round(float(x), 6) for x in v]} for v in vectors]
-                response = http.post("/v1/memories/batch", json={"items": items})
+                response = http.post("/v1/memories/batch", json={"items": items, "dedup": False})
                 response.raise_for_status()
 
 
