@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,10 @@ def test_backup_while_writing_is_consistent_and_restores(triton: TritonServer,
         thread = threading.Thread(target=writer)
         thread.start()
         try:
-            while len(acked) < 20 and thread.is_alive():
-                threading.Event().wait(0.05)  # poll the writer's progress (no fixed sleep)
+            deadline = time.monotonic() + 60
+            while len(acked) < 20 and thread.is_alive():  # poll the writer's progress
+                assert time.monotonic() < deadline, f"only {len(acked)} writes in 60 s"
+                time.sleep(0.05)
             acked_before = list(acked)
             manifest = create_backup(settings, tmp_path / "backup")
         finally:

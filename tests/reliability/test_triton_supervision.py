@@ -33,6 +33,14 @@ def _wait_ready(client: TestClient, deadline_s: float) -> float:
     return time.monotonic() - started
 
 
+def _wait_writes(acked: dict[str, str], count: int, writer: threading.Thread) -> None:
+    deadline = time.monotonic() + RESTORE_DEADLINE_S
+    while len(acked) < count:
+        assert writer.is_alive(), "the writer died"
+        assert time.monotonic() < deadline, f"only {len(acked)} of {count} writes acknowledged"
+        time.sleep(0.05)
+
+
 def test_killed_triton_is_restarted_and_no_acknowledged_write_is_lost(tmp_path: Path) -> None:
     server = make_triton(tmp_path)
     server.start()
@@ -58,17 +66,13 @@ def test_killed_triton_is_restarted_and_no_acknowledged_write_is_lost(tmp_path: 
             try:
                 for kill in range(2):
                     before = len(acked)
-                    while len(acked) < before + 5:
-                        assert thread.is_alive()
-                        time.sleep(0.05)
+                    _wait_writes(acked, before + 5, thread)
                     _kill(server)
                     restored = _wait_ready(client, RESTORE_DEADLINE_S)
                     print(f"kill {kill + 1}: ready again after {restored:.1f} s")
                     assert supervisor.restarts == kill + 1
                 before = len(acked)
-                while len(acked) < before + 5:  # and writes succeed again
-                    assert thread.is_alive()
-                    time.sleep(0.05)
+                _wait_writes(acked, before + 5, thread)  # and writes succeed again
             finally:
                 stop.set()
                 thread.join(60)
