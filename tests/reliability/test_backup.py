@@ -52,7 +52,7 @@ def _answers(client: TestClient) -> list[dict]:
     return out
 
 
-def test_export_import_round_trip_gives_identical_answers(settings: Settings,
+def test_backup_and_export_round_trips_give_identical_answers(settings: Settings,
                                                           triton: TritonServer,
                                                           tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as client:
@@ -60,6 +60,11 @@ def test_export_import_round_trip_gives_identical_answers(settings: Settings,
         before = _answers(client)
         listing = client.get("/v1/memories", params={"user_id": "bob", "limit": 100}).json()
     assert all(answer["results"] for answer in before), "queries that find nothing prove little"
+    create_backup(settings, tmp_path / "backup")
+    restored = settings_for(triton, tmp_path / "restored")
+    restore_backup(restored, tmp_path / "backup")
+    with TestClient(create_app(restored)) as client:
+        assert _answers(client) == before  # a restored backup answers all 100 identically
     with_vectors, bare = tmp_path / "with.jsonl", tmp_path / "bare.jsonl"
     assert export_jsonl(settings, with_vectors, vectors=True) == 180
     assert export_jsonl(settings, bare) == 180
