@@ -140,7 +140,7 @@ def ext4_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     try:
         yield mount, image
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fail_filesystem(mount: Path) -> None:
