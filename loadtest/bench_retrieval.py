@@ -41,6 +41,7 @@ from gateway.inference.control import repository_versions
 from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
 from loadtest import locomo
+from loadtest.fusion_sweep import collect, run_sweep, sweep_markdown
 from loadtest.retrieval_metrics import KS, Answer, latency, recall_report
 from loadtest.stack import free_port, gateway_process
 
@@ -213,24 +214,37 @@ def embedder_label(repository: Path) -> dict:
 
 
 @contextlib.contextmanager
-def stack(repository: Path, work: Path) -> Iterator[tuple[httpx.Client, bool]]:
-    """Triton (embedder, plus the reranker when exported) and a gateway on a fresh store."""
+def triton_for(repository: Path, work: Path) -> Iterator[tuple[TritonServer, bool]]:
+    """Triton serving the repository's embedder, plus its reranker when one is exported."""
     reranker = has_version(repository, "reranker")
-    triton = TritonServer(model_repository=repository,
-                          models=("embedder", "reranker") if reranker else ("embedder",),
-                          http_port=free_port(), grpc_port=free_port(),
-                          metrics_port=free_port(), log_file=work / "triton.log")
-    # Recall is measured, not overload: nothing is shed and no deadline drops a slow batch
-    # (a larger embedder on a loaded machine takes well over the default 30 s per 500 texts).
+    with TritonServer(model_repository=repository,
+                      models=("embedder", "reranker") if reranker else ("embedder",),
+                      http_port=free_port(), grpc_port=free_port(),
+                      metrics_port=free_port(), log_file=work / "triton.log") as triton:
+        yield triton, reranker
+
+
+@contextlib.contextmanager
+def gateway(triton: TritonServer, repository: Path, work: Path) -> Iterator[httpx.Client]:
+    """A gateway on a fresh store. One per text variant: BM25's document counts are
+    store-wide, so variants sharing a store would change each other's keyword scores."""
+    # Recall is measured, not overload: nothing is shed, no deadline drops a slow batch (a
+    # larger embedder on a loaded machine takes well over the default 30 s per 500 texts),
+    # no background job merges turns. The query-embedding cache is off, so every row pays
+    # for embedding its query, as a new question does (rows ask the same questions).
     # Settings the caller exported win.
     env = {"MEMORY_ADMISSION_ENABLED": "false", "MEMORY_SQLITE_SYNCHRONOUS": "NORMAL",
            "MEMORY_INFERENCE_TIMEOUT_S": "600", "MEMORY_DEADLINE_INGEST_MS": "0",
-           "MEMORY_DEADLINE_SEARCH_MS": "0"}
+           "MEMORY_DEADLINE_SEARCH_MS": "0", "MEMORY_JOBS_INTERVAL_S": "0",
+           "MEMORY_QUERY_CACHE_SIZE": "0"}
     env = {k: v for k, v in env.items() if k not in os.environ}
     env["MEMORY_MODEL_REPOSITORY"] = str(repository)
-    with triton, gateway_process(triton, work / "data", work, env=env) as url, \
-            httpx.Client(base_url=url, timeout=300) as http:
-        yield http, reranker
+    try:
+        with gateway_process(triton, work / "data", work, env=env) as url, \
+                httpx.Client(base_url=url, timeout=300) as http:
+            yield http
+    finally:
+        shutil.rmtree(work / "data", ignore_errors=True)  # results keep figures, not stores
 
 
 @dataclass
@@ -242,37 +256,45 @@ class Plan:
     kinds: list[str]
 
 
+def _rows(plan: Plan, caps: Capabilities) -> tuple[list[Mode], dict[str, str]]:
+    """The rows this gateway can answer, and why the others are skipped."""
+    rows = modes(plan.rankings, plan.kinds)
+    active = [m for m in rows if caps.missing(m) is None]
+    skipped = {m.name: reason for m in rows if (reason := caps.missing(m))}
+    if not caps.modes:  # before hybrid search existed, the only search was semantic
+        active = [Mode("semantic", "semantic", {"rerank": False})]
+        skipped.pop("semantic", None)
+    return active, skipped
+
+
 def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     label = embedder_label(repository)
     log(f"embedder {label['name']} v{label['version']} ({label['dimension']}-d) "
         f"from {repository}")
-    with stack(repository, work) as (http, reranker):
-        caps = capabilities(http, reranker)
-        rows = modes(plan.rankings, plan.kinds)
-        active = [m for m in rows if caps.missing(m) is None]
-        skipped = {m.name: reason for m in rows if (reason := caps.missing(m))}
-        if not caps.modes:  # before hybrid search exists, the only search is semantic
-            active = [Mode("semantic", "semantic", {"rerank": False})]
-            skipped.pop("semantic", None)
-        report: dict = {"repository": str(repository), "embedder": label,
-                        "capabilities": caps.__dict__, "skipped": skipped,
-                        "ingest": {}, "modes": {}}
+    report: dict = {"repository": str(repository), "embedder": label, "ingest": {},
+                    "modes": {}}
+    pools: dict = {}
+    turns = sum(len(c.turns) for c in plan.conversations)
+    questions = sum(len(c.questions) for c in plan.conversations)
+    with triton_for(repository, work) as (triton, reranker):
         for variant in plan.variants:
-            log(f"ingesting {sum(len(c.turns) for c in plan.conversations)} turns ({variant}) ...")
-            report["ingest"][variant] = ingest(http, plan.conversations, variant, caps)
-            log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
-        for variant in plan.variants:
-            questions = sum(len(c.questions) for c in plan.conversations)
-            log(f"asking {questions} questions x {len(active)} modes ({variant}) ...")
-            report["modes"][variant] = run_modes(http, plan.conversations, variant, active)
-        if plan.sweep:
-            if not caps.modes:
-                report["sweep"] = {"skipped": skipped["keyword"]}
-            else:
-                from loadtest.fusion_sweep import run_sweep
-
-                report["sweep"] = run_sweep(http, plan.conversations, plan.variants,
-                                            user_id, log)
+            with gateway(triton, repository, work / variant) as http:
+                caps = capabilities(http, reranker)
+                active, skipped = _rows(plan, caps)
+                report |= {"capabilities": caps.__dict__, "skipped": skipped}
+                log(f"ingesting {turns} turns ({variant}) ...")
+                report["ingest"][variant] = ingest(http, plan.conversations, variant, caps)
+                log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
+                log(f"asking {questions} questions x {len(active)} modes ({variant}) ...")
+                report["modes"][variant] = run_modes(http, plan.conversations, variant, active)
+                if plan.sweep and caps.modes:
+                    log(f"sweep: fetching both pools of every question ({variant}) ...")
+                    pools[variant] = collect(http, plan.conversations, variant, user_id)
+    if plan.sweep:
+        if pools:
+            report["sweep"] = run_sweep(pools, log)
+        else:
+            report["sweep"] = {"skipped": report["skipped"].get("keyword", "no keyword mode")}
     return report
 
 
@@ -402,20 +424,15 @@ def main(argv: list[str] | None = None) -> int:
                                     if k.startswith("MEMORY_") and k != DATA_ENV},
                     "runs": []}
     stamp = f"bench-retrieval-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    logs = args.out / f"{stamp}-logs"  # Triton and gateway logs stay; the databases do not
+    logs = args.out / f"{stamp}-logs"  # Triton and gateway logs stay, the stores do not
     path = args.out / f"{stamp}.json"
     args.out.mkdir(parents=True, exist_ok=True)
     for number, repository in enumerate(repositories):
-        try:
-            report["runs"].append(run_embedder(repository, plan, logs / str(number)))
-        finally:
-            shutil.rmtree(logs / str(number) / "data", ignore_errors=True)
+        report["runs"].append(run_embedder(repository, plan, logs / str(number)))
         report["machine"]["load_average_after"] = os.getloadavg()
         path.write_text(json.dumps(report, indent=2) + "\n")  # after each embedder: long runs
     table = markdown(report)
     if plan.sweep:
-        from loadtest.fusion_sweep import sweep_markdown
-
         table += "\n" + "".join(sweep_markdown(run) for run in report["runs"] if "sweep" in run)
     print(table)
     if args.readme:

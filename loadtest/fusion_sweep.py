@@ -123,16 +123,11 @@ def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy]) -> dict:
             "grid": rows, "best": rows[0]}
 
 
-def run_sweep(http: httpx.Client, conversations: Sequence[locomo.Conversation],
-              variants: Sequence[str], user_id: Callable[[locomo.Conversation, str], str],
-              log: Log) -> dict:
+def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
+    """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist."""
     started = time.perf_counter()
-    pools = {}
-    for variant in variants:
-        log(f"sweep: fetching semantic and keyword pools of {POOL_LIMIT} ({variant}) ...")
-        pools[variant] = collect(http, conversations, variant, user_id)
-    combos = [(v, v) for v in variants]
-    if {"plain", "dated"} <= set(variants):
+    combos = [(v, v) for v in pools]
+    if {"plain", "dated"} <= set(pools):
         combos.insert(1, ("plain", "dated"))  # the date indexed for keyword search only
     policies = grid()
     server = server_policy()
