@@ -104,6 +104,11 @@ def _filter_conditions(user_id: str, filters: SearchFilters) -> tuple[list[str],
     return where, args
 
 
+# Keyword search ranks in FTS5 first and filters the best max(k * factor, min) rows after.
+KEYWORD_PROBE_FACTOR = 4
+KEYWORD_PROBE_MIN = 64
+
+
 class Store:
     """Async facade over one SQLite file in WAL mode."""
 
@@ -387,8 +392,13 @@ class Store:
         if expression is None:
             return []
         where, args = _filter_conditions(user_id, filters)
+        probe = max(k * KEYWORD_PROBE_FACTOR, KEYWORD_PROBE_MIN)
         # bm25() is negative-is-better; it is turned around here, once.
-        sql = (
+        ranked_sql = (
+            "SELECT rowid, bm25(lexical_index, 1.0, ?) AS score FROM lexical_index "
+            "WHERE lexical_index MATCH ? ORDER BY score LIMIT ?"
+        )
+        joined_sql = (
             "SELECT d.memory_id, bm25(lexical_index, 1.0, ?) AS rank FROM lexical_index "
             "JOIN lexical_docs d ON d.doc = lexical_index.rowid "
             "JOIN memories m ON m.id = d.memory_id "
@@ -396,10 +406,32 @@ class Store:
         )
 
         def work() -> list[tuple[str, float]]:
-            rows = self.conn.execute(sql, [date_weight, expression, *args, k]).fetchall()
+            # Fast path: rank inside FTS5 alone, then look up and filter only the best
+            # ``probe`` rows (joining every match costs more than ranking it on big users).
+            ranked = self.conn.execute(ranked_sql, [date_weight, expression, probe]).fetchall()
+            kept = self._keep_docs([row[0] for row in ranked], where, args)
+            found = [(kept[doc], -float(score)) for doc, score in ranked if doc in kept]
+            if len(found) >= k or len(ranked) < probe:
+                return found[:k]  # every match was ranked, or enough passed the filters
+            # Filters removed most of the best rows: rank the filtered matches instead.
+            rows = self.conn.execute(joined_sql, [date_weight, expression, *args, k]).fetchall()
             return [(row[0], -float(row[1])) for row in rows]
 
         return await self.run(work)
+
+    def _keep_docs(self, docs: list[int], where: list[str], args: list[Any]) -> dict[int, str]:
+        """doc -> memory id for the docs whose memory passes ``where`` (the user and filters)."""
+        if not docs:
+            return {}
+        marks = ",".join("?" * len(docs))
+        rows = self.conn.execute(
+            # CROSS JOIN keeps the docs as the outer loop: the planner would otherwise walk
+            # every memory of the user (its index on user_id) and probe the docs for each.
+            "SELECT d.doc, d.memory_id FROM lexical_docs d CROSS JOIN memories m "
+            f"ON m.id = d.memory_id WHERE d.doc IN ({marks}) AND {' AND '.join(where)}",
+            [*docs, *args],
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         """(model label, vector) of each found id: cosines for hits the vector search missed."""

@@ -225,3 +225,25 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
         await store.close()
 
     run(scenario())
+
+
+def test_a_filter_that_drops_the_best_matches_still_finds_the_filtered_ones(
+        tmp_path: Path) -> None:
+    """Keyword search ranks in FTS5 first and filters the best rows after; when a filter keeps
+    none of them, it ranks the filtered matches instead of answering short."""
+    async def scenario() -> None:
+        store = await opened(tmp_path / "m.db")
+        best = [memory(text=f"coffee coffee {i}") for i in range(200)]
+        # Long texts rank below every short one for "coffee"; only these carry the agent.
+        agents = [memory(text="coffee " + "and a long story about the morning " * 20 + str(i),
+                         agent_id="barista") for i in range(3)]
+        await store.insert_many([*best, *agents])
+        found = await store.keyword_search("alice", "coffee", 2,
+                                           SearchFilters(agent_id="barista"))
+        assert len(found) == 2 and {h[0] for h in found} <= {a.memory.id for a in agents}
+        unfiltered = await store.keyword_search("alice", "coffee", 5, SearchFilters())
+        assert {h[0] for h in unfiltered} <= {b.memory.id for b in best}
+        assert [h[1] for h in unfiltered] == sorted((h[1] for h in unfiltered), reverse=True)
+        await store.close()
+
+    run(scenario())
