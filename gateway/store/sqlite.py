@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -104,6 +105,7 @@ def _filter_conditions(user_id: str, filters: SearchFilters) -> tuple[list[str],
     return where, args
 
 
+READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
 # Keyword search ranks in FTS5 first and filters the best max(k * factor, min) rows after.
 KEYWORD_PROBE_FACTOR = 4
 KEYWORD_PROBE_MIN = 64
@@ -117,18 +119,50 @@ class Store:
         self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        # Reads run on their own connections (WAL: readers never wait for the writer), so a
+        # search does not queue behind a write transaction's fsync or behind other reads.
+        self._readers = ThreadPoolExecutor(max_workers=READ_THREADS,
+                                           thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
     async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func`` on the writer thread (writes, and reads that must see the writer's
+        own transaction)."""
         loop = asyncio.get_running_loop()
         with map_sqlite_errors():  # disk full / read-only: 507 / 503, not a 500
             return await loop.run_in_executor(self._executor, func, *args)
 
-    @property
-    def conn(self) -> sqlite3.Connection:
+    async def read(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a read-only ``func`` on a reader thread; it sees every committed write."""
+        loop = asyncio.get_running_loop()
+        with map_sqlite_errors():
+            return await loop.run_in_executor(self._readers, self._on_reader, func, args)
+
+    def _on_reader(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
             raise RuntimeError("store is not open")
-        return self._conn
+        if getattr(self._local, "conn", None) is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA query_only = ON")
+            lexical.install(conn)
+            normalise.install(conn)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return func(*args)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection: a reader's own, else the writer's."""
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        local: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        return local if local is not None else self._conn
 
     @property
     def is_open(self) -> bool:
@@ -159,6 +193,11 @@ class Store:
 
         await self.run(_close)
         self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
 
     def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self.conn
@@ -292,7 +331,7 @@ class Store:
             ).fetchone()
             return None if row is None else _row_to_memory(row)
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def get_many(self, ids: list[str]) -> dict[str, Memory]:
         def work() -> dict[str, Memory]:
@@ -306,7 +345,7 @@ class Store:
                     found[row["id"]] = _row_to_memory(row)
             return found
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def list_page(
         self, user_id: str, limit: int, after_id: str | None, *,
@@ -340,7 +379,7 @@ class Store:
             rows = self.conn.execute(sql, [*args, limit]).fetchall()
             return [_row_to_memory(row) for row in rows]
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         def work() -> list[HistoryEvent]:
@@ -355,7 +394,7 @@ class Store:
                 for r in rows
             ]
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def filter_ids(self, user_id: str, filters: SearchFilters) -> set[str]:
         """Ids of the user's memories that satisfy every filter condition."""
@@ -365,7 +404,7 @@ class Store:
         def work() -> set[str]:
             return {row[0] for row in self.conn.execute(sql, args)}
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def expired_ids(self, user_id: str, at: str, limit: int) -> set[str]:
         """Up to ``limit`` ids of the user's memories expired at ``at`` (a partial index)."""
@@ -377,7 +416,7 @@ class Store:
             )
             return {row[0] for row in rows}
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def keyword_search(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
@@ -417,7 +456,7 @@ class Store:
             rows = self.conn.execute(joined_sql, [date_weight, expression, *args, k]).fetchall()
             return [(row[0], -float(row[1])) for row in rows]
 
-        return await self.run(work)
+        return await self.read(work)
 
     def _keep_docs(self, docs: list[int], where: list[str], args: list[Any]) -> dict[int, str]:
         """doc -> memory id for the docs whose memory passes ``where`` (the user and filters)."""
@@ -448,7 +487,7 @@ class Store:
                     found[row[0]] = (row[1], blob_vector(row[2]))
             return found
 
-        return await self.run(work)
+        return await self.read(work)
 
     async def count(self) -> int:
         return await self.run(
