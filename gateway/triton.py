@@ -180,14 +180,16 @@ class TritonServer:
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM, wait for a clean shutdown, then SIGKILL the whole process group."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.poll() is not None:  # died on its own: its model stubs may live on
+            reap_process_group(process.pid)
             return
         process.terminate()
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            reap_process_group(process.pid)
             process.wait()
 
     def log_tail(self, lines: int = 40) -> str:
@@ -201,6 +203,18 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def reap_process_group(pgid: int) -> None:
+    """SIGKILL what is left of a dead server's process group.
+
+    A ``tritonserver`` killed with SIGKILL leaves its python-backend stubs (one per model
+    instance, ~220 MB each) running until they notice; while the dead server is an unreaped
+    zombie they never do (seen: orphans alive 30 min after chaos runs). They share its group
+    (the server starts a session of its own), so this ends them at once.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class TritonSupervisor:
@@ -250,6 +264,7 @@ class TritonSupervisor:
             if process is None or process.poll() is None:
                 continue  # running, or deliberately stopped
             self.last_exit = process.returncode
+            reap_process_group(process.pid)  # the dead server's orphaned model stubs
             if time.monotonic() - started >= self.stable_after_s:
                 delay = self.backoff_s
             log.warning("tritonserver exited with code %s; restarting in %.1f s",

@@ -123,3 +123,34 @@ def test_restart_failures_back_off(tmp_path: Path) -> None:
     finally:
         supervisor.stop()
         server.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_crashed_server_leaves_no_model_stubs_behind(tmp_path: Path) -> None:
+    """SIGKILL of the server alone (a crash, the OOM killer): its python-backend stubs must not
+    outlive it. They exit once their parent is gone for good; an unreaped (zombie) server keeps
+    them running indefinitely, so the supervisor reaps the server and its group at once, long
+    before its next start (30 s away here)."""
+    server = make_triton(tmp_path)
+    server.start()
+    supervisor = TritonSupervisor(server, backoff_s=30.0, poll_s=0.05).start()
+    try:
+        process = server._process
+        assert process is not None and _group_alive(process.pid)
+        os.kill(process.pid, signal.SIGKILL)  # the server only, not its group
+        process.wait(10)
+        deadline = time.monotonic() + 10
+        while _group_alive(process.pid):
+            assert time.monotonic() < deadline, "the dead server's model stubs still run"
+            time.sleep(0.05)
+        assert supervisor.last_exit == -signal.SIGKILL and supervisor.restarts == 0
+    finally:
+        supervisor.stop()
+        server.stop()
