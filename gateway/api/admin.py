@@ -25,7 +25,7 @@ from gateway.memory.reranker_versions import RerankerVersions
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 
-def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
+async def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
           ) -> EmbedderVersions:
     settings = request.app.state.settings
     if not settings.admin_enabled:

@@ -8,7 +8,7 @@ memory of another tenant is indistinguishable from a missing one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -27,11 +27,11 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key> 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_service(request: Request) -> MemoryService:
+async def get_service(request: Request) -> MemoryService:
     return request.app.state.service
 
 
-def memory_id(id: str) -> str:
+async def memory_id(id: str) -> str:
     """The path id in canonical form; a malformed one is a 422 naming the field."""
     parsed = parse_id(id)
     if parsed is None:
@@ -39,7 +39,7 @@ def memory_id(id: str) -> str:
     return parsed
 
 
-def authenticated(request: Request, _bearer: Annotated[object, Security(_bearer)],
+async def authenticated(request: Request, _bearer: Annotated[object, Security(_bearer)],
                   _key: Annotated[object, Security(_api_key)]) -> Principal:
     principal = request.scope.get("auth")
     if not isinstance(principal, Principal):
@@ -47,10 +47,10 @@ def authenticated(request: Request, _bearer: Annotated[object, Security(_bearer)
     return principal
 
 
-def requires(needed: KeyScope) -> Callable[[Principal], Principal]:
+def requires(needed: KeyScope) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, if its key's scope includes ``needed`` (else 403)."""
 
-    def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         if not principal.allows(needed):
             raise Forbidden(f"this API key has scope '{principal.scope.label}'; "
                             f"this call needs '{needed.label}'")

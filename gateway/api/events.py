@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"],
                    responses=error_responses(*COMMON_ERRORS))
 
 
-def event_id(id: str) -> str:
+async def event_id(id: str) -> str:
     parsed = parse_id(id)
     if parsed is None:
         raise InvalidInput([{"loc": ["path", "id"], "msg": "must be a UUID", "type": "uuid"}])

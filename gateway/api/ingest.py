@@ -30,7 +30,7 @@ from gateway.memory.writeplan import Draft
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember
 
 
-def get_ingest(request: Request) -> Ingest:
+async def get_ingest(request: Request) -> Ingest:
     return request.app.state.ingest
 
 
@@ -63,7 +63,7 @@ def report_out(report: Report, users: TenantScope) -> BatchOut:
     return BatchOut(results=[result_out(r, users) for r in report.results], inference=inference)
 
 
-def dedup_policy(request: Request) -> DedupPolicy:
+async def dedup_policy(request: Request) -> DedupPolicy:
     return request.app.state.dedup_policy
 
 

@@ -43,7 +43,7 @@ class JobOut(BaseModel):
     finished_at: str | None
 
 
-def get_runner(request: Request) -> JobRunner:
+async def get_runner(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 

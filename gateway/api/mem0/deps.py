@@ -14,12 +14,12 @@ from gateway.errors import InvalidInput
 from gateway.memory.ids import parse_id
 
 
-def _reader(service: Service,
+async def _reader(service: Service,
             caller: Annotated[Principal, Depends(requires(KeyScope.READ))]) -> Finder:
     return Finder(service, Partitions(caller.users))
 
 
-def _writer(service: Service,
+async def _writer(service: Service,
             caller: Annotated[Principal, Depends(requires(KeyScope.WRITE))]) -> Finder:
     return Finder(service, Partitions(caller.users))
 
