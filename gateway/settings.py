@@ -67,11 +67,12 @@ class Settings(BaseSettings):
     # Search (gateway/memory/search.py). hybrid: dense and BM25 keyword candidate pools of
     # max(limit * pool_factor, pool_min) each, fused by weighted reciprocal rank ("rrf") or a
     # normalised score blend; the dense list weighs semantic_weight, the keyword list 1 - w.
+    # Defaults chosen by `make bench-retrieval --sweep` on the dev set (README: fusion defaults).
     search_mode: Literal["hybrid", "semantic", "keyword"] = "hybrid"
     hybrid_fusion: Literal["rrf", "blend"] = "rrf"
-    hybrid_semantic_weight: float = Field(0.4, ge=0.0, le=1.0)
-    hybrid_rrf_k: int = Field(60, ge=0, le=1000)
-    hybrid_pool_factor: int = Field(4, ge=1, le=20)
+    hybrid_semantic_weight: float = Field(0.5, ge=0.0, le=1.0)
+    hybrid_rrf_k: int = Field(10, ge=0, le=1000)
+    hybrid_pool_factor: int = Field(3, ge=1, le=20)
     hybrid_pool_min: int = Field(40, ge=1, le=1000)
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only
     # Ranking policy (gateway/memory/ranking.py); 0 turns each part off.
