@@ -19,34 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gateway.settings import Settings
+from gateway.cli_http import call, console, gateway_client
 
 app = typer.Typer(help="Model versions of a running gateway: list, activate, reembed, abandon.",
                  no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
 UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from settings)")]
-
-
-def _client(url: str | None) -> httpx.Client:
-    settings = Settings()
-    if url is None:
-        url = f"http://{settings.host}:{settings.port}"
-    key = settings.api_key  # an admin-scope key, when the gateway requires keys
-    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else None
-    return httpx.Client(base_url=url, timeout=60, headers=headers)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the gateway at {client.base_url}: {exc}[/red]")
-        raise typer.Exit(2) from exc
-    if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.content else ""
-        console.print(f"[red]{response.status_code}: {detail}[/red]")
-        raise typer.Exit(1)
-    return response.json()
 
 
 def _follow(client: httpx.Client) -> dict[str, Any]:
@@ -56,7 +33,7 @@ def _follow(client: httpx.Client) -> dict[str, Any]:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("re-embedding", total=None, rate="-")
         while True:
-            status = _call(client, "GET", "/v1/admin/models/embedder/migration")
+            status = call(client, "GET", "/v1/admin/models/embedder/migration")
             progress.update(task, completed=status["done"], total=status["total"] or None,
                             rate=status["rate_per_s"],
                             description=f"re-embedding → {status['target'] or status['active']}"
@@ -71,8 +48,8 @@ def _follow(client: httpx.Client) -> dict[str, Any]:
 @app.command("list")
 def list_models(url: UrlOption = None) -> None:
     """Model versions: in the repository, served by Triton, active; and migration progress."""
-    with _client(url) as client:
-        models = _call(client, "GET", "/v1/admin/models")
+    with gateway_client(url) as client:
+        models = call(client, "GET", "/v1/admin/models")
     table = Table("model", "repository", "served", "active", "migration")
     for name, view in models.items():
         migration = view.get("migration") or {"state": "-"}
@@ -95,13 +72,13 @@ def activate(
     if model not in ("embedder", "reranker"):
         console.print(f"[red]unknown model {model!r}: 'embedder' or 'reranker'[/red]")
         raise typer.Exit(2)
-    with _client(url) as client:
+    with gateway_client(url) as client:
         if model == "reranker":
-            view = _call(client, "POST", "/v1/admin/models/reranker/activate",
+            view = call(client, "POST", "/v1/admin/models/reranker/activate",
                          json={"version": str(version)})
             console.print(f"[green]reranker:{view['active']} is active[/green]")
             return
-        _call(client, "POST", f"/v1/admin/models/{model}/activate", json={"version": str(version)})
+        call(client, "POST", f"/v1/admin/models/{model}/activate", json={"version": str(version)})
         console.print(f"migration to {model}:{version} started")
         if wait:
             status = _follow(client)
@@ -111,7 +88,7 @@ def activate(
 @app.command()
 def reembed(url: UrlOption = None) -> None:
     """Follow a running (or, after a restart, resumed) migration until it switches."""
-    with _client(url) as client:
+    with gateway_client(url) as client:
         status = _follow(client)
     console.print(f"[green]embedder:{status['active']} is active ({status['state']})[/green]")
 
@@ -119,8 +96,8 @@ def reembed(url: UrlOption = None) -> None:
 @app.command()
 def abandon(url: UrlOption = None) -> None:
     """Roll back a migration: the active version stays, re-embedded vectors are dropped."""
-    with _client(url) as client:
-        status = _call(client, "POST", "/v1/admin/models/embedder/abandon")
+    with gateway_client(url) as client:
+        status = call(client, "POST", "/v1/admin/models/embedder/abandon")
     console.print(f"migration abandoned; embedder:{status['active']} stays active")
 
 
