@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
 from loadtest.corpus import sentences
+from loadtest.report_file import write_report
 from loadtest.stack import free_port, gateway_process, triton_server
 
 RESULTS = ROOT / "loadtest" / "results"
@@ -213,11 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
             report["rerank"] = bench_rerank(work, args.reranker, queries=args.rerank_queries,
                                             memories=args.memories, log=log)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    log(f"written to {path}")
+    write_report(args.out, "bench", report, log)
     return 0
 
 

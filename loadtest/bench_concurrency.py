@@ -44,6 +44,7 @@ from gateway.settings import ROOT
 from gateway.triton import TritonServer
 from loadtest.bench import RESULTS, percentiles
 from loadtest.corpus import sentences
+from loadtest.report_file import write_report
 from loadtest.stack import free_port, triton_server
 
 HEAVY_USER = "heavy"
@@ -254,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         with triton_server(work) as triton:
             for name, tree in variants:
                 report[name] = run_variant(name, tree, triton, work, args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"concurrency-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    log(f"written to {path}")
+    write_report(args.out, "concurrency", report, log)
     return 0
 
 

@@ -22,7 +22,6 @@ import asyncio
 import cProfile
 import functools
 import io
-import json
 import os
 import platform
 import pstats
@@ -43,6 +42,7 @@ from gateway.settings import Settings
 from gateway.triton import TritonServer
 from loadtest.bench import RESULTS
 from loadtest.corpus import sentences
+from loadtest.report_file import write_report
 from loadtest.stack import free_port, gateway_process
 
 GATEWAY_ENV = {"MEMORY_ADMISSION_ENABLED": "false"}
@@ -233,11 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         for name in args.profiles.split(","):
             report[name] = bench_profile(name, work, texts, args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    log(f"written to {path}")
+    write_report(args.out, "ingest", report, log)
     return 0
 
 
