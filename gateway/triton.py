@@ -317,6 +317,7 @@ def server_from_settings(settings: object) -> TritonServer:
         grpc_port=settings.triton_grpc_port,
         metrics_port=settings.triton_metrics_port,
         log_file=settings.triton_log_dir / "triton.log",
+        query_twin_of=settings.embedder_model if settings.query_twin else None,
     )
 
 
