@@ -142,7 +142,13 @@ class TritonServer:
                 )
         _prepare_python_backend(_package_dir())
         if self.query_twin_of is not None and self.query_twin_of in self.models:
-            self._twin = sync_query_model(self.model_repository, self.query_twin_of)
+            try:
+                self._twin = sync_query_model(self.model_repository, self.query_twin_of)
+            except (OSError, RuntimeError, ValueError) as exc:  # e.g. a read-only repository
+                logging.getLogger("gateway.triton").warning(
+                    "no query twin for %s (%s); searches use the batching model",
+                    self.query_twin_of, exc)
+                self._twin = None
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         try:

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from support import settings_for
+from support import make_triton, settings_for
 from triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.query_model import query_config
 from gateway.triton import TritonServer
+from loadtest.repository import copy_latest_as_v1
 
 
 def test_cache_is_lru_and_keyed_by_model_version() -> None:
@@ -59,3 +60,19 @@ def test_searches_use_the_twin_and_repeated_queries_skip_triton(triton: TritonSe
         metrics = client.get("/metrics").text
         assert 'memory_query_cache{outcome="hits"} 3.0' in metrics
         assert 'memory_query_cache{outcome="misses"} 1.0' in metrics
+
+
+def test_without_a_twin_searches_use_the_batching_model(tmp_path: Path) -> None:
+    """A repository the launcher cannot make the twin in (here a real folder where a version
+    link belongs) still serves: Triton starts without it and searches use ``embedder``."""
+    repository = copy_latest_as_v1(tmp_path)
+    (repository / "embedder_query" / "1").mkdir(parents=True)
+    server = make_triton(tmp_path, repository=repository)
+    with server:
+        assert server.loaded_models == ["embedder"]
+        with TestClient(create_app(settings_for(server, tmp_path / "data"))) as client:
+            assert client.get("/readyz").json()["query_model"] is None
+            client.post("/v1/memories", json={"user_id": "u", "text": "I keep bees in Devon"})
+            found = client.post("/v1/memories/search", json={"user_id": "u", "query": "bees"})
+            assert found.status_code == 200
+            assert found.json()["results"][0]["text"] == "I keep bees in Devon"
