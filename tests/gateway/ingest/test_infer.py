@@ -26,6 +26,9 @@ CONVERSATION = [
 ]
 
 
+LLM_TIMEOUT_S = 3.0
+
+
 @pytest.fixture
 def llm() -> Iterator[ScriptedLLM]:
     yield ScriptedLLM()
@@ -35,7 +38,9 @@ def gateway(triton: TritonServer, tmp_path: Path, llm: ScriptedLLM,
             **overrides: object) -> Iterator[TestClient]:
     server, url = llm.serve()
     settings = settings_for(triton, tmp_path / "data", llm_base_url=url, llm_model="scripted",
-                            llm_timeout_s=0.5, llm_attempts=2, llm_backoff_s=0.01,
+                            # 3 s: the scripted server shares the GIL with the gateway under
+                            # test; 0.5 s was missed on a loaded CI machine
+                            llm_timeout_s=LLM_TIMEOUT_S, llm_attempts=2, llm_backoff_s=0.01,
                             ingest_queue_backoff_s=0.05, **overrides)
     try:
         with TestClient(create_app(settings)) as client:
@@ -126,7 +131,7 @@ def test_delete_and_noop_decisions(client: TestClient, llm: ScriptedLLM) -> None
 @pytest.mark.parametrize("failure", [
     [Step("text", "{not json"), Step("text", "Sure! Here are the facts: ...")],
     [Step("status", 500), Step("status", 503)],
-    [Step("stall", 2.0), Step("stall", 2.0)],
+    [Step("stall", LLM_TIMEOUT_S + 2), Step("stall", LLM_TIMEOUT_S + 2)],
     [answer({"facts": "not a list"}), answer({"unexpected": []})],
 ], ids=["malformed-json", "5xx", "timeout", "wrong-schema"])
 def test_llm_failure_keeps_the_raw_messages(client: TestClient, llm: ScriptedLLM,
