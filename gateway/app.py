@@ -33,6 +33,7 @@ from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.inference.query_cache import QueryCache
 from gateway.jobs.runner import JobRunner
+from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.active import ActiveModels
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import build_ingest
@@ -41,7 +42,7 @@ from gateway.memory.rerank import RerankPolicy
 from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
@@ -147,8 +148,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    admission=app.state.admission, metrics=metrics,
                                    lease_s=settings.jobs_lease_s,
                                    interval_s=settings.jobs_interval_s)
+        app.state.size_trigger = SizeTrigger(app.state.jobs, settings.jobs_user_size)
+        app.state.ingest.on_added = app.state.size_trigger.note
+        app.state.store_gauges = StoreGauges(metrics, store, settings.metrics_refresh_s)
         job_tasks = [asyncio.create_task(app.state.jobs.work_forever(), name="jobs"),
-                     asyncio.create_task(app.state.jobs.schedule_forever(), name="job-schedule")]
+                     asyncio.create_task(app.state.jobs.schedule_forever(), name="job-schedule"),
+                     asyncio.create_task(app.state.size_trigger.watch_forever(),
+                                         name="job-size-trigger"),
+                     asyncio.create_task(app.state.store_gauges.refresh_forever(),
+                                         name="store-gauges")]
         app.state.versions = versions
         app.state.reranker_versions = reranker_versions
         try:

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     # Consolidation jobs (gateway/jobs/): a merge of every user every jobs_interval_s (0 =
     # only on request, POST /v1/jobs); a running job's lease, renewed after each user.
     jobs_interval_s: float = Field(0.0, ge=0)
+    # A user whose stored memories reach jobs_user_size gets a merge (and compress) job of its
+    # own, queued in the background (gateway/jobs/triggers.py); 0 = off. The default is the
+    # size at which a user's partition gets an ANN graph (ann_threshold).
+    jobs_user_size: int = Field(20_000, ge=0)
+    # The store gauges of /metrics (memories, users, per-user sizes) are recounted this often.
+    metrics_refresh_s: float = Field(15.0, gt=0)
     jobs_lease_s: float = Field(60.0, gt=0)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -118,6 +119,8 @@ class Ingest:
         self.backoff_s = backoff_s
         self.admission = admission  # queued work takes ingest slots at background priority
         self.metrics = metrics
+        # Told the users of every committed ADD (the size trigger); must not block or raise.
+        self.on_added: Callable[[set[str]], None] | None = None
         self._wake = asyncio.Event()
 
     # -- now ----------------------------------------------------------------------------------
@@ -153,6 +156,7 @@ class Ingest:
         for result in inferred:
             report.results.append(ItemResult(position, result.event, result.memory))
             self._count(result.event, "llm")
+        self._added({r.memory.user_id for r in inferred if r.event == "ADD"})
 
     def _count(self, event: str, source: str) -> None:
         if self.metrics is not None:
@@ -167,6 +171,11 @@ class Ingest:
             report.results.append(
                 ItemResult(item, o.event, o.memory, o.duplicate.kind if o.duplicate else None))
             self._count(o.event, "raw")
+        self._added({o.memory.user_id for o in outcomes if o.event == "ADD"})
+
+    def _added(self, users: set[str]) -> None:
+        if users and self.on_added is not None:
+            self.on_added(users)
 
     # -- later --------------------------------------------------------------------------------
     async def submit(self, request: IngestRequest, *, attempts: int = 0,
