@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.store.census import census
+
+if TYPE_CHECKING:
+    from gateway.store import Store
+
+log = logging.getLogger("gateway.metrics")
+USER_SIZE_QUANTILES = (0.5, 0.9, 0.99, 1.0)  # of memories per user; 1.0 is the largest user
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -91,8 +103,55 @@ class Metrics:
             "memory_jobs_merged_total", "Memories merged into another by consolidation jobs",
             registry=self.registry,
         )
+        # Compress jobs increment this for each source memory they archive under a summary.
+        self.jobs_archived = Counter(
+            "memory_jobs_archived_total",
+            "Memories archived by consolidation jobs (the sources of a summary)",
+            registry=self.registry,
+        )
+        # The store's size, recounted in the background (StoreGauges), never at scrape time.
+        self.store_memories = Gauge(
+            "memory_store_memories", "Memories held by the store, archived ones included",
+            registry=self.registry,
+        )
+        self.store_users = Gauge(
+            "memory_store_users", "Users with at least one memory in the store",
+            registry=self.registry,
+        )
+        self.user_memories = Gauge(
+            "memory_user_memories",
+            "Memories per user: quantiles over users (quantile 1 is the largest user)",
+            ["quantile"], registry=self.registry,
+        )
         self.deadline_drops = Counter(
             "memory_deadline_drops_total",
             "Requests dropped because their deadline passed (stage: queue, before_inference)",
             ["stage"], registry=self.registry,
         )
+
+
+class StoreGauges:
+    """Keeps the store gauges current: a count on a store reader thread every ``every_s``, so
+    a scrape of /metrics only reads values already set (no query, no lock, no wait)."""
+
+    def __init__(self, metrics: Metrics, store: Store, every_s: float) -> None:
+        self.metrics = metrics
+        self.store = store
+        self.every_s = every_s
+        self.refreshes = 0  # completed recounts (tests wait on it)
+
+    async def refresh(self) -> None:
+        found = await census(self.store, USER_SIZE_QUANTILES)
+        self.metrics.store_memories.set(found.memories)
+        self.metrics.store_users.set(found.users)
+        for q, value in found.per_user.items():
+            self.metrics.user_memories.labels(str(q)).set(value)
+        self.refreshes += 1
+
+    async def refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a failed count leaves the last values; the next one retries
+                log.exception("store gauges: count failed")
+            await asyncio.sleep(self.every_s)
