@@ -1,12 +1,13 @@
 """The ``merge`` job for one user: cluster the vectors, merge the near duplicates that got
 through at write time (``dedup: false``, adds from before dedup existed, the Mem0 adapter).
 
-Clustering is faiss k-means on CPU (spherical, about ``CLUSTER_SIZE`` memories a cluster), so
-each memory is compared only with the others of its two nearest clusters and its scope; two
-memories are duplicates by the write-time rule (``gateway.memory.dedup``). In a group the
-oldest memory is kept and takes the others' metadata (later wins), the highest priority, the
-latest occurrence and the latest expiry (none if any has none); the others are deleted, each
-history recording the memory it was merged into, all in one transaction.
+Clustering is spherical k-means (``gateway.jobs.clustering``: faiss on CPU, cuVS on a GPU;
+about ``CLUSTER_SIZE`` memories a cluster), so each memory is compared only with the others of
+its two nearest clusters and its scope; two memories are duplicates by the write-time rule
+(``gateway.memory.dedup``). In a group the oldest memory is kept and takes the others' metadata
+(later wins), the highest priority, the latest occurrence and the latest expiry (none if any has
+none); the others are deleted, each history recording the memory it was merged into, all in one
+transaction.
 """
 
 from __future__ import annotations
@@ -14,41 +15,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-import faiss
 import numpy as np
 
+from gateway.jobs.clustering import cluster_cells
 from gateway.memory.dedup import DedupPolicy, same_words, words
 from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.ingest import Change, WritePlan
-
-CLUSTER_SIZE = 64  # memories per k-means cluster, on average
-KMEANS_ITERATIONS = 10
-KMEANS_SEED = 1234
-KMEANS_RESTARTS = 1  # initialisations; a poor one is covered by the second-nearest cell
 
 
 @dataclass(frozen=True, slots=True)
 class MergeResult:
     memories: int  # live memories looked at
     merged: int  # memories merged into another (deleted)
-
-
-def cluster_cells(vectors: np.ndarray) -> np.ndarray:
-    """The two nearest k-means centroids of each row, ``[n, 2]`` (one cell below two
-    clusters' worth). Two, so near duplicates that a centroid boundary (or a poor local
-    optimum of k-means) splits still share a cell."""
-    count = len(vectors)
-    k = count // CLUSTER_SIZE
-    if k < 2:
-        return np.zeros((count, 1), dtype=np.int64)
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    kmeans = faiss.Kmeans(data.shape[1], k, niter=KMEANS_ITERATIONS, seed=KMEANS_SEED,
-                          spherical=True, verbose=False, min_points_per_centroid=1,
-                          nredo=KMEANS_RESTARTS)
-    kmeans.train(data)
-    _, cells = kmeans.index.search(data, 2)
-    return cells
 
 
 def duplicate_groups(memories: list[Memory], vectors: np.ndarray, policy: DedupPolicy

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from support import memory
 
-from gateway.jobs.merge import CLUSTER_SIZE, cluster_cells, duplicate_groups, folded
+from gateway.jobs.clustering import CLUSTER_SIZE, cluster_cells
+from gateway.jobs.merge import duplicate_groups, folded
 from gateway.memory.dedup import DedupPolicy
 
 
