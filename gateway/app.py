@@ -32,6 +32,7 @@ from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
 from gateway.inference.query_cache import QueryCache
+from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.active import ActiveModels
@@ -147,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = JobRunner(service, JobStore(store), app.state.dedup_policy,
                                    admission=app.state.admission, metrics=metrics,
                                    lease_s=settings.jobs_lease_s,
-                                   interval_s=settings.jobs_interval_s)
+                                   interval_s=settings.jobs_interval_s,
+                                   compress=CompressPolicy.from_settings(settings),
+                                   summariser=Summariser(llm))
         app.state.size_trigger = SizeTrigger(app.state.jobs, settings.jobs_user_size)
         app.state.ingest.on_added = app.state.size_trigger.note
         app.state.store_gauges = StoreGauges(metrics, store, settings.metrics_refresh_s)

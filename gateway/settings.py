@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     # The store gauges of /metrics (memories, users, per-user sizes) are recounted this often.
     metrics_refresh_s: float = Field(15.0, gt=0)
     jobs_lease_s: float = Field(60.0, gt=0)
+    # The compress job (gateway/jobs/compress.py): a user's memories with priority at most
+    # compress_max_priority (the default priority: nobody marked them important) that happened
+    # over compress_min_age_days ago, within the user's oldest compress_fraction of such
+    # memories, are grouped (k-means, about compress_group_size a cluster; a member whose
+    # cosine to its cluster's centroid is below compress_min_cosine stays alone) and folded.
+    compress_max_priority: int = Field(5, ge=0, le=10)
+    compress_min_age_days: float = Field(30.0, ge=0)
+    compress_fraction: float = Field(0.5, gt=0, le=1)
+    compress_group_size: int = Field(8, ge=2)
+    compress_min_cosine: float = Field(0.0, ge=-1, le=1)
 
     @property
     def auth_required(self) -> bool:

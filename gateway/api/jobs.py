@@ -26,7 +26,7 @@ MAX_LISTED_JOBS = 100
 
 
 class JobIn(RequestModel):
-    kind: Literal["merge"]
+    kind: Literal["compress", "expire", "merge"]  # gateway.jobs.runner.KINDS
     user_id: ScopeId | None = None  # None: every user (admin keys only)
 
 
@@ -36,7 +36,9 @@ class JobOut(BaseModel):
     user_id: str | None
     status: Literal["queued", "running", "done", "failed"]
     attempts: int
-    progress: dict[str, Any]  # users_done, memories, merged, skipped_users
+    # users_done, skipped_users, and the kind's counts: merge: memories, merged; compress:
+    # memories, summaries, archived; expire: expired
+    progress: dict[str, Any]
     error: str | None
     created_at: str
     updated_at: str

@@ -116,6 +116,7 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller) -> S
         mode=body.mode,
         ranking=ranking,
         include_expired=body.include_expired,
+        include_archived=body.include_archived,
     )
     return SearchOut(mode=found.mode, results=[
         SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
@@ -131,10 +132,12 @@ async def list_memories(
     order_by: Annotated[ListOrder, Query()] = "id",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     include_expired: Annotated[bool, Query()] = False,
+    include_archived: Annotated[bool, Query()] = False,
 ) -> PageOut:
     page, next_cursor = await service.list_page(
         caller.users.internal(user_id), limit, cursor, order_by=order_by,
-        descending=order == "desc", include_expired=include_expired)
+        descending=order == "desc", include_expired=include_expired,
+        include_archived=include_archived)
     return PageOut(results=[_out(m, caller.users) for m in page], next_cursor=next_cursor)
 
 

@@ -196,6 +196,8 @@ class SearchIn(Request):
     mode: Literal["hybrid", "semantic", "keyword"] | None = None
     ranking: RankingIn | None = None
     include_expired: Annotated[bool, Field(strict=True)] = False
+    # Archived memories (folded into a summary by the compress job), scored exactly.
+    include_archived: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchIn:
@@ -240,6 +242,9 @@ class MemoryOut(BaseModel):
     expires_at: str | None
     role: str | None = None  # for a memory made from a message: who said it
     speaker: str | None = None
+    archived_at: str | None = None  # set: folded into the summary ``summary_id``
+    summary_id: str | None = None
+    sources: list[str] | None = None  # on a summary: the ids of the memories it folds
 
     @classmethod
     def of(cls, memory: Memory) -> MemoryOut:

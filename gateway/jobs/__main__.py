@@ -2,6 +2,8 @@
 
     python -m gateway.jobs run merge                 # every user (admin key), follow to the end
     python -m gateway.jobs run merge --user-id alice # one user
+    python -m gateway.jobs run compress              # fold old, low-priority memories
+    python -m gateway.jobs run expire                # delete memories past expires_at
     python -m gateway.jobs list
 
 The gateway does the work (it owns the index); this CLI asks it over HTTP, with
@@ -26,7 +28,7 @@ POLL_S = 0.5
 
 
 @app.command()
-def run(kind: Annotated[str, typer.Argument(help="job kind: merge")],
+def run(kind: Annotated[str, typer.Argument(help="job kind: compress, expire or merge")],
         user_id: Annotated[str | None, typer.Option(help="one user (default: every user)")] = None,
         wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
         url: UrlOption = None) -> None:

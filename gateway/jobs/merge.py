@@ -77,7 +77,9 @@ def folded(keeper: Memory, others: list[Memory], now: str) -> Memory:
 
 
 def _live(memory: Memory, now: str) -> bool:
-    return memory.expires_at is None or memory.expires_at > now
+    """Not expired, and not a summary (``gateway.jobs.compress``: deleting one as a duplicate
+    would strand its archived sources)."""
+    return (memory.expires_at is None or memory.expires_at > now) and memory.sources is None
 
 
 async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy) -> MergeResult:

@@ -14,12 +14,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.admission import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, Overloaded
+from gateway.jobs.compress import CompressPolicy, Summariser, compress_user
+from gateway.jobs.expire import expire_user
 from gateway.jobs.merge import merge_user
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.ids import uuid7
@@ -32,8 +35,25 @@ IDLE_POLL_S = 5.0  # how often an idle runner looks for queued jobs and expired 
 MAX_ATTEMPTS = 3  # claims of one job before it is marked failed
 MAX_CONFLICTS = 3  # tries of one user whose memories keep changing under the job
 
-UserWork = Callable[[MemoryService, str, DedupPolicy], Awaitable[Any]]
-KINDS: dict[str, UserWork] = {"merge": merge_user}
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a kind's per-user work may use besides the service."""
+
+    dedup: DedupPolicy
+    compress: CompressPolicy = field(default_factory=CompressPolicy)
+    summariser: Summariser = field(default_factory=Summariser)
+
+
+# A kind's work for one user returns a dataclass of counts, added up into the job's progress.
+UserWork = Callable[[MemoryService, str, JobContext], Awaitable[Any]]
+KINDS: dict[str, UserWork] = {
+    "compress": lambda service, user, ctx: compress_user(service, user, ctx.compress,
+                                                         ctx.summariser),
+    "expire": lambda service, user, _: expire_user(service, user),
+    "merge": lambda service, user, ctx: merge_user(service, user, ctx.dedup),
+}
 
 
 def _later(seconds: float) -> str:
@@ -44,10 +64,14 @@ def _later(seconds: float) -> str:
 class JobRunner:
     def __init__(self, service: MemoryService, jobs: JobStore, policy: DedupPolicy, *,
                  admission: AdmissionController | None = None, metrics: Metrics | None = None,
-                 lease_s: float = 60.0, interval_s: float = 0.0) -> None:
+                 lease_s: float = 60.0, interval_s: float = 0.0,
+                 compress: CompressPolicy | None = None,
+                 summariser: Summariser | None = None) -> None:
         self.service = service
         self.jobs = jobs
         self.policy = policy
+        self.context = JobContext(policy, compress or CompressPolicy(),
+                                  summariser or Summariser())
         self.admission = admission
         self.metrics = metrics
         self.lease_s = lease_s
@@ -88,8 +112,7 @@ class JobRunner:
             self._count(job, "failed", 0.0)
             return
         started = time.perf_counter()
-        progress = {"users_done": 0, "memories": 0, "merged": 0, "skipped_users": 0,
-                    **job.progress}
+        progress = {"users_done": 0, "skipped_users": 0, **job.progress}
         cursor = job.cursor
         work = KINDS[job.kind]
         while (user := await self._next_user(job, cursor)) is not None:
@@ -98,10 +121,12 @@ class JobRunner:
             if result is None:
                 progress["skipped_users"] += 1
             else:
-                progress["memories"] += result.memories
-                progress["merged"] += result.merged
-                if self.metrics is not None:
+                for name, count in asdict(result).items():
+                    progress[name] = progress.get(name, 0) + count
+                if self.metrics is not None and job.kind == "merge":
                     self.metrics.jobs_merged.inc(result.merged)
+                if self.metrics is not None and job.kind == "compress":
+                    self.metrics.jobs_archived.inc(result.archived)
             cursor = user
             if not await self.jobs.checkpoint(job, cursor, progress, utc_now(),
                                               _later(self.lease_s)):
@@ -121,7 +146,7 @@ class JobRunner:
         while True:
             try:
                 async with self._slot():
-                    return await work(self.service, user, self.policy)
+                    return await work(self.service, user, self.context)
             except Overloaded as exc:
                 await asyncio.sleep(exc.retry_after or 1)
             except Conflict:

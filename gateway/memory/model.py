@@ -24,6 +24,11 @@ class Memory:
     expires_at: str | None = None  # from then on left out of search and list by default
     role: str | None = None  # who said it, for a memory made from a message: user, assistant
     speaker: str | None = None  # the message's speaker name, when it had one
+    # Archive (``gateway.jobs.compress``): a source folded into a summary keeps its row, left
+    # out of default search and list; a summary lists its sources' ids.
+    archived_at: str | None = None
+    summary_id: str | None = None  # the summary that holds this archived memory
+    sources: tuple[str, ...] | None = None  # on a summary: the memories it folds
 
 
 @dataclass(frozen=True, slots=True)

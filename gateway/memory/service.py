@@ -26,6 +26,7 @@ from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.dedup import DedupPolicy
+from gateway.memory.archived import exact_cosines, merge_ranked
 from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
@@ -49,6 +50,7 @@ from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store import Store
 from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
+from gateway.store.archive import ArchiveStore, Fold
 from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
@@ -429,6 +431,40 @@ class MemoryService:
     async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
         for _ in range(3):
             previous = await self.get(memory_id)
+    async def fold(self, summaries: list[Memory], sources: list[list[Memory]],
+                   payloads: list[dict[str, Any]]) -> list[Memory]:
+        """Write summaries (embedded here) and archive their sources, in one transaction (see
+        ``gateway.store.archive``); the sources leave the indexes, the summaries enter them.
+        ``Conflict`` when a source changed since the job read it (nothing is written)."""
+        texts = [s.text for s in summaries]
+        for _ in range(3):  # a space switch between embedding and commit means: embed again
+            made = await self._write_vectors(texts, [None] * len(texts),
+                                             [["summary"]] * len(texts))
+            async with self.mutation:
+                if made.generation != self.generation:
+                    continue
+                now, label = utc_now(), made.active.info.label
+                written = [replace(s, embedding_model=label) for s in summaries]
+                folds = [Fold(StoredMemory(summary, made.vectors[n]), sources[n], payloads[n],
+                              None if made.target is None or made.target_vectors is None
+                              else (made.target.info.label, made.target_vectors[n]))
+                         for n, summary in enumerate(written)]
+                try:
+                    await ArchiveStore(self.store).fold(folds, now)
+                except StaleWrite as exc:
+                    raise Conflict(f"memory {exc} changed meanwhile") from exc
+                users, ids = [s.user_id for s in written], [s.id for s in written]
+                await asyncio.to_thread(_index_rows, made.active.index, users, ids, made.vectors)
+                if made.target is not None and made.target_vectors is not None:
+                    await asyncio.to_thread(_index_rows, made.target.index, users, ids,
+                                            made.target_vectors)
+                for group in sources:
+                    for index in self._indexes():
+                        await asyncio.to_thread(index.remove, group[0].user_id,
+                                                [m.id for m in group])
+                return written
+        raise Conflict("the embedding model changed repeatedly during this job; retry")
+
             updated = replace(
                 previous,
                 text=changes.text if changes.text is not None else previous.text,
@@ -455,7 +491,7 @@ class MemoryService:
                     if await self.store.get(memory_id) is None:
                         raise NotFound(f"memory {memory_id} not found")
                     raise Conflict(f"memory {memory_id} changed concurrently; retry the update")
-                if made is not None:
+                if made is not None and updated.archived_at is None:  # archived: not indexed
                     await asyncio.to_thread(made.active.index.add, updated.user_id,
                                             [updated.id], made.vectors[:1])
                     if made.target is not None and made.target_vectors is not None:
@@ -469,8 +505,8 @@ class MemoryService:
 
     async def delete(self, memory_id: str) -> None:
         async with self.mutation:
-            memory = await self.store.delete(memory_id, utc_now())
-            if memory is None:
+            deleted = await self.store.delete(memory_id, utc_now())
+            if deleted is None:
                 raise NotFound(f"memory {memory_id} not found")
             for index in self._indexes():
                 await asyncio.to_thread(index.remove, memory.user_id, [memory_id])
@@ -491,13 +527,37 @@ class MemoryService:
 
     async def list_page(
         self, user_id: str, limit: int, cursor: str | None, *, order_by: ListOrder = "id",
-        descending: bool = False, include_expired: bool = False,
+        descending: bool = False, include_expired: bool = False, include_archived: bool = False,
+        """Delete a memory; deleting a summary restores its archived sources (see
+        ``Store.delete_rows``)."""
     ) -> tuple[list[Memory], str | None]:
         """A page of the user's memories in id (creation) or occurrence order; the cursor
-        only continues a listing in the same order."""
+        only continues a listing in the same order. Archived memories only when asked."""
         after, occurred = None, None
+            memory, restored = deleted
         if cursor and order_by == "occurred_at":
             occurred, after = decode_occurred_cursor(cursor)
+            await self._reindex(restored)
+
+    async def expire(self, user_id: str) -> int:
+        """Delete the user's expired memories (the ``expire`` job); how many."""
+        async with self.mutation:
+            expired, restored = await self.store.delete_expired(user_id, utc_now())
+            for index in self._indexes():
+                await asyncio.to_thread(index.remove, user_id, [m.id for m in expired])
+            await self._reindex(restored)
+        return len(expired)
+
+    async def _reindex(self, restored: list[StoredMemory]) -> None:
+        """Put restored (no longer archived) memories back into the active index, where their
+        stored vector is in the active model's space (under the mutation lock)."""
+        active = self.active
+        rows = [r for r in restored if active is not None
+                and r.memory.embedding_model == active.info.label]
+        if rows and active is not None:
+            await asyncio.to_thread(_index_rows, active.index, [r.memory.user_id for r in rows],
+                                    [r.memory.id for r in rows],
+                                    np.stack([r.embedding for r in rows]))
         elif cursor:
             after = decode_cursor(cursor)
         rows = await self.store.list_page(
@@ -527,6 +587,7 @@ class MemoryService:
         limit: int,
         filters: SearchFilters,
         threshold: float | None,
+            archived=include_archived,
         rerank: bool | None = None,
         mode: SearchMode | None = None,
         ranking: RankingPolicy | None = None,
@@ -536,7 +597,7 @@ class MemoryService:
         outcome = await self.search_outcome(
             user_id, query=query, embedding=embedding, limit=limit, filters=filters,
             threshold=threshold, rerank=rerank, mode=mode, ranking=ranking,
-            include_expired=include_expired,
+            include_expired=include_expired, include_archived=include_archived,
         )
         return outcome.results
 
@@ -555,11 +616,13 @@ class MemoryService:
         include_expired: bool = False,
     ) -> SearchOutcome:
         """Search in ``mode`` (None: the policy's), rerank, rank; see ``gateway.memory.search``.
+        include_archived: bool = False,
 
         ``rerank`` (None: the policy's default, applied only when a reranker is served) orders
         the candidate pool with the cross-encoder. ``threshold`` bounds the cosine
         ``similarity`` in every mode, before re-ranking. ``ranking`` (None: the policy's)
-        weighs recency and priority. Expired memories are left out unless asked for.
+        weighs recency and priority. Expired and archived memories are left out unless asked
+        for (archived ones are then scored exactly: ``gateway.memory.archived``).
         """
         used = resolve_mode(mode or self.search_policy.mode, query, embedding)
         reranking = await self._reranking(rerank, query)
@@ -577,6 +640,7 @@ class MemoryService:
         async def dense() -> tuple[np.ndarray | None, list[tuple[str, float]]]:
             if space is None:
                 return None, []
+        include_archived: bool = False,
             vector_and_skip = await asyncio.gather(
                 self._vectors_in(space, [query], [embedding], [["body", "embedding"]],
                                  query=True),
@@ -622,6 +686,9 @@ class MemoryService:
                 scored = await rerank_candidates(self.reranker, query, scored,
                                                  len(scored) if policy.active else limit)
                 relevance = logit_relevance
+        if include_archived:
+            semantic, keyword = await self._with_archived(
+                user_id, query, vector, space, filters, pool, used, semantic, keyword)
             except Conflict:  # the reranker went away since we looked
                 if rerank is not None:
                     raise  # asked for explicitly: say so (409)
@@ -653,6 +720,23 @@ class MemoryService:
             return {}
         stored = await self.store.embeddings(ids)
         return {key: float(np.dot(row, vector)) for key, (label, row) in stored.items()
+    async def _with_archived(
+        self, user_id: str, query: str | None, vector: np.ndarray | None, space: Space | None,
+        filters: SearchFilters, pool: int, used: SearchMode,
+        semantic: list[tuple[str, float]], keyword: list[tuple[str, float]],
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """Both candidate lists with the archived memories' hits merged in by score."""
+        if used != "keyword" and vector is not None and space is not None:
+            rows = await self.store.archived_vectors(user_id, filters)
+            found = await asyncio.to_thread(exact_cosines, rows, space.info.label, vector, pool)
+            semantic = merge_ranked(semantic, found, pool)
+        if used != "semantic" and query is not None:
+            archived = await self.store.keyword_search(
+                user_id, query, pool, filters, date_weight=self.search_policy.date_weight,
+                archived=True)
+            keyword = merge_ranked(keyword, archived, pool)
+        return semantic, keyword
+
                 if label == space.info.label and row.shape == vector.shape}
 
     async def _reranking(self, asked: bool | None, query: str | None) -> bool:

@@ -58,7 +58,8 @@ class IngestStore:
         """For each query, the oldest live memory in its scope with the same text key."""
         sql = (f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? "
                f"AND {TEXT_KEY_FUNCTION}(text) = ? AND agent_id IS ? AND run_id IS ? "
-               "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT 1")
+               "AND (expires_at IS NULL OR expires_at > ?) AND archived_at IS NULL "
+               "ORDER BY id LIMIT 1")
 
         def work() -> list[Memory | None]:
             found: list[Memory | None] = []

@@ -121,3 +121,60 @@ INSERT INTO lexical_index (rowid, body, occurred)
 SELECT d.doc, lexical_body(m.user_id, m.text), lexical_when(m.user_id, m.occurred_at)
 FROM lexical_docs d JOIN memories m ON m.id = d.memory_id;
 """
+
+# Migration 6's lexical part: archived memories (see ``gateway.jobs.compress``) move out of
+# ``lexical_index`` into ``archive_lexical_index`` (same terms, same per-user folding), so a
+# default search never walks their postings; ``include_archived`` searches both. A memory is
+# in exactly one of the two; the first two triggers move it when ``archived_at`` is set or
+# cleared, the others keep the archive index in step with edits and deletes of archived rows
+# (the triggers of ``SCHEMA`` find no ``lexical_docs`` row for them, so they do nothing).
+ARCHIVE_SCHEMA = """
+CREATE VIRTUAL TABLE archive_lexical_index USING fts5 (
+    body, occurred, content = '', tokenize = 'ascii'
+);
+CREATE TABLE archive_lexical_docs (
+    doc       INTEGER PRIMARY KEY,
+    memory_id TEXT NOT NULL UNIQUE
+);
+CREATE TRIGGER memories_lexical_archive AFTER UPDATE OF archived_at ON memories
+WHEN old.archived_at IS NULL AND new.archived_at IS NOT NULL BEGIN
+    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM lexical_docs WHERE memory_id = old.id;
+    DELETE FROM lexical_docs WHERE memory_id = old.id;
+    INSERT INTO archive_lexical_docs (memory_id) VALUES (new.id);
+    INSERT INTO archive_lexical_index (rowid, body, occurred)
+    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
+            lexical_when(new.user_id, new.occurred_at));
+END;
+CREATE TRIGGER memories_lexical_restore AFTER UPDATE OF archived_at ON memories
+WHEN old.archived_at IS NOT NULL AND new.archived_at IS NULL BEGIN
+    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM archive_lexical_docs WHERE memory_id = old.id;
+    DELETE FROM archive_lexical_docs WHERE memory_id = old.id;
+    INSERT INTO lexical_docs (memory_id) VALUES (new.id);
+    INSERT INTO lexical_index (rowid, body, occurred)
+    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
+            lexical_when(new.user_id, new.occurred_at));
+END;
+CREATE TRIGGER memories_archive_lexical_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM archive_lexical_docs WHERE memory_id = old.id;
+    DELETE FROM archive_lexical_docs WHERE memory_id = old.id;
+END;
+CREATE TRIGGER memories_archive_lexical_update
+AFTER UPDATE OF user_id, text, occurred_at ON memories BEGIN
+    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
+    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
+           lexical_when(old.user_id, old.occurred_at)
+    FROM archive_lexical_docs WHERE memory_id = old.id;
+    INSERT INTO archive_lexical_index (rowid, body, occurred)
+    SELECT doc, lexical_body(new.user_id, new.text), lexical_when(new.user_id, new.occurred_at)
+    FROM archive_lexical_docs WHERE memory_id = new.id;
+END;
+"""

@@ -112,6 +112,20 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX jobs_by_status ON jobs (status, created_at);
     """,
+    # 6: archive. A memory folded into a summary by the ``compress`` job keeps its row, with
+    # when it was archived and the summary that holds it; a summary lists its sources. New
+    # columns are NULL on existing rows (nothing is archived), so no backfill is needed.
+    # Archived rows leave the lexical index for an archive index of their own (the triggers
+    # below move them both ways), so default keyword search never reads them.
+    """
+    ALTER TABLE memories ADD COLUMN archived_at TEXT;
+    ALTER TABLE memories ADD COLUMN summary_id TEXT;
+    ALTER TABLE memories ADD COLUMN sources TEXT
+        CHECK (sources IS NULL OR json_valid(sources));
+    CREATE INDEX memories_archived ON memories (user_id, id) WHERE archived_at IS NOT NULL;
+    CREATE INDEX memories_by_summary ON memories (summary_id) WHERE summary_id IS NOT NULL;
+    """
+    + lexical.ARCHIVE_SCHEMA,
 ]
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -28,7 +29,7 @@ ShadowVector = tuple[str, np.ndarray]  # (target model label, vector) during a m
 
 _COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model, occurred_at, expires_at, role, speaker"
+    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources"
 )
 ListOrder = Literal["id", "occurred_at"]
 
@@ -49,6 +50,9 @@ def _row_to_memory(row: sqlite3.Row) -> Memory:
         expires_at=row["expires_at"],
         role=row["role"],
         speaker=row["speaker"],
+        archived_at=row["archived_at"],
+        summary_id=row["summary_id"],
+        sources=None if row["sources"] is None else tuple(json.loads(row["sources"])),
     )
 
 
@@ -105,6 +109,8 @@ def _filter_conditions(user_id: str, filters: SearchFilters) -> tuple[list[str],
     return where, args
 
 
+_LIVE_TABLES = ("lexical_index", "lexical_docs")
+_ARCHIVE_TABLES = ("archive_lexical_index", "archive_lexical_docs")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
 # Keyword search ranks in FTS5 first and filters the best max(k * factor, min) rows after.
 KEYWORD_PROBE_FACTOR = 4
@@ -247,10 +253,12 @@ class Store:
             m = item.memory
             conn.execute(
                 f"INSERT INTO memories ({_COLUMNS}, embedding) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
                  m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
-                 m.expires_at, m.role, m.speaker, vector_blob(item.embedding)),
+                 m.expires_at, m.role, m.speaker, m.archived_at, m.summary_id,
+                 None if m.sources is None else json.dumps(list(m.sources)),
+                 vector_blob(item.embedding)),
             )
             cls._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
                         "priority": m.priority, **(payload or {})}, m.created_at)
@@ -295,17 +303,68 @@ class Store:
             cls.put_shadow(conn, memory.id, shadow)
         return True
 
-    async def delete(self, memory_id: str, at: str) -> Memory | None:
-        def work(conn: sqlite3.Connection) -> Memory | None:
+    async def delete(self, memory_id: str, at: str) -> tuple[Memory, list[StoredMemory]] | None:
+        """Delete one memory; returns it and the archived sources its deletion restored (a
+        deleted summary gives its sources back, see ``delete_rows``)."""
+
+        def work(conn: sqlite3.Connection) -> tuple[Memory, list[StoredMemory]] | None:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)
             ).fetchone()
             if row is None:
                 return None
             memory = _row_to_memory(row)
-            conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
-            self._record(conn, memory, "DELETE", memory.text, None, {}, at)
-            return memory
+            return memory, self.delete_rows(conn, [memory], at, {})
+
+        return await self.run(self.transaction, work)
+
+    @classmethod
+    def delete_rows(cls, conn: sqlite3.Connection, memories: list[Memory], at: str,
+                    payload: dict[str, Any]) -> list[StoredMemory]:
+        """Delete memories (a DELETE event each) inside a caller's transaction, keeping the
+        archive consistent: a deleted archived source leaves its summary's ``sources``; a
+        deleted summary's surviving sources are restored (no longer archived: nothing is
+        lost with the summary), each with an UPDATE event naming it. Returns the restored
+        memories with their vectors, for the caller to put back into the vector index."""
+        gone = {m.id for m in memories}
+        for memory in memories:
+            conn.execute("DELETE FROM memories WHERE id = ?", (memory.id,))
+            link = {"summary_id": memory.summary_id} if memory.summary_id else {}
+            cls._record(conn, memory, "DELETE", memory.text, None, {**payload, **link}, at)
+            if memory.summary_id is not None and memory.summary_id not in gone:
+                conn.execute(
+                    "UPDATE memories SET sources = (SELECT json_group_array(j.value) FROM "
+                    "json_each(memories.sources) j WHERE j.value <> ?) WHERE id = ?",
+                    (memory.id, memory.summary_id))
+        restored: list[StoredMemory] = []
+        for summary in memories:
+            if summary.sources is None:
+                continue
+            rows = conn.execute(f"SELECT {_COLUMNS}, embedding FROM memories "
+                                "WHERE summary_id = ? ORDER BY id", (summary.id,)).fetchall()
+            for row in rows:
+                before = _row_to_memory(row)
+                after = replace(before, archived_at=None, summary_id=None,
+                                updated_at=max(at, before.updated_at))
+                conn.execute("UPDATE memories SET archived_at = NULL, summary_id = NULL, "
+                             "updated_at = ? WHERE id = ?", (after.updated_at, after.id))
+                cls._record(conn, after, "UPDATE", before.text, after.text,
+                            {**payload, "restored_from": summary.id}, after.updated_at)
+                restored.append(StoredMemory(after, blob_vector(row["embedding"])))
+        return restored
+
+    async def delete_expired(self, user_id: str, at: str
+                             ) -> tuple[list[Memory], list[StoredMemory]]:
+        """Delete the user's memories expired at ``at`` (archived ones too) in one
+        transaction, with history (``{"reason": "expired"}``); returns them and the sources
+        restored from expired summaries (see ``delete_rows``)."""
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Memory], list[StoredMemory]]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND expires_at IS NOT NULL "
+                "AND expires_at <= ? ORDER BY id", (user_id, at)).fetchall()
+            expired = [_row_to_memory(row) for row in rows]
+            return expired, self.delete_rows(conn, expired, at, {"reason": "expired"})
 
         return await self.run(self.transaction, work)
 
@@ -350,13 +409,14 @@ class Store:
     async def list_page(
         self, user_id: str, limit: int, after_id: str | None, *,
         order_by: ListOrder = "id", after_occurred: str | None = None,
-        descending: bool = False, live_at: str | None = None,
+        descending: bool = False, live_at: str | None = None, archived: bool = False,
     ) -> list[Memory]:
         """Up to ``limit`` of a user's memories after a position, in id (creation) order or
         in (occurred_at, id) order; ``live_at`` leaves out those expired at that instant.
 
         The position is the last row of the previous page (``after_id``, with its
         ``after_occurred`` when ordering by occurrence): keyset paging, stable under writes.
+        Archived memories are listed only with ``archived``.
         """
         keys = "m.id" if order_by == "id" else "m.occurred_at, m.id"
         direction, beyond = ("DESC", "<") if descending else ("ASC", ">")
@@ -371,6 +431,8 @@ class Store:
         if live_at is not None:
             where.append("(m.expires_at IS NULL OR m.expires_at > ?)")
             args.append(live_at)
+        if not archived:
+            where.append("m.archived_at IS NULL")
         order = ", ".join(f"{key} {direction}" for key in keys.split(", "))
         sql = (f"SELECT {_COLUMNS} FROM memories m WHERE {' AND '.join(where)} "
                f"ORDER BY {order} LIMIT ?")
@@ -412,7 +474,7 @@ class Store:
         def work() -> set[str]:
             rows = self.conn.execute(
                 "SELECT id FROM memories WHERE user_id = ? AND expires_at IS NOT NULL "
-                "AND expires_at <= ? LIMIT ?", (user_id, at, limit),
+                "AND expires_at <= ? AND archived_at IS NULL LIMIT ?", (user_id, at, limit),
             )
             return {row[0] for row in rows}
 
@@ -420,13 +482,15 @@ class Store:
 
     async def keyword_search(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
-        date_weight: float = 1.0,
+        date_weight: float = 1.0, archived: bool = False,
     ) -> list[tuple[str, float]]:
         """BM25 keyword search over the user's memories (see ``lexical.LexicalSearch``).
 
         ``date_weight`` weighs matches in the memory's date ("8 May 2023") against matches in
-        its text (1.0); 0 searches the text only.
+        its text (1.0); 0 searches the text only. ``archived`` searches the archived
+        memories instead (their own index, ``lexical.ARCHIVE_SCHEMA``).
         """
+        fts, docs = _ARCHIVE_TABLES if archived else _LIVE_TABLES
         expression = lexical.match_expression(user_id, query, with_dates=date_weight > 0)
         if expression is None:
             return []
@@ -434,21 +498,21 @@ class Store:
         probe = max(k * KEYWORD_PROBE_FACTOR, KEYWORD_PROBE_MIN)
         # bm25() is negative-is-better; it is turned around here, once.
         ranked_sql = (
-            "SELECT rowid, bm25(lexical_index, 1.0, ?) AS score FROM lexical_index "
-            "WHERE lexical_index MATCH ? ORDER BY score LIMIT ?"
+            f"SELECT rowid, bm25({fts}, 1.0, ?) AS score FROM {fts} "
+            f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?"
         )
         joined_sql = (
-            "SELECT d.memory_id, bm25(lexical_index, 1.0, ?) AS rank FROM lexical_index "
-            "JOIN lexical_docs d ON d.doc = lexical_index.rowid "
+            f"SELECT d.memory_id, bm25({fts}, 1.0, ?) AS rank FROM {fts} "
+            f"JOIN {docs} d ON d.doc = {fts}.rowid "
             "JOIN memories m ON m.id = d.memory_id "
-            f"WHERE lexical_index MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
+            f"WHERE {fts} MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
         )
 
         def work() -> list[tuple[str, float]]:
             # Fast path: rank inside FTS5 alone, then look up and filter only the best
             # ``probe`` rows (joining every match costs more than ranking it on big users).
             ranked = self.conn.execute(ranked_sql, [date_weight, expression, probe]).fetchall()
-            kept = self._keep_docs([row[0] for row in ranked], where, args)
+            kept = self._keep_docs([row[0] for row in ranked], where, args, docs)
             found = [(kept[doc], -float(score)) for doc, score in ranked if doc in kept]
             if len(found) >= k or len(ranked) < probe:
                 return found[:k]  # every match was ranked, or enough passed the filters
@@ -458,7 +522,8 @@ class Store:
 
         return await self.read(work)
 
-    def _keep_docs(self, docs: list[int], where: list[str], args: list[Any]) -> dict[int, str]:
+    def _keep_docs(self, docs: list[int], where: list[str], args: list[Any],
+                   table: str = "lexical_docs") -> dict[int, str]:
         """doc -> memory id for the docs whose memory passes ``where`` (the user and filters)."""
         if not docs:
             return {}
@@ -466,7 +531,7 @@ class Store:
         rows = self.conn.execute(
             # CROSS JOIN keeps the docs as the outer loop: the planner would otherwise walk
             # every memory of the user (its index on user_id) and probe the docs for each.
-            "SELECT d.doc, d.memory_id FROM lexical_docs d CROSS JOIN memories m "
+            f"SELECT d.doc, d.memory_id FROM {table} d CROSS JOIN memories m "
             f"ON m.id = d.memory_id WHERE d.doc IN ({marks}) AND {' AND '.join(where)}",
             [*docs, *args],
         ).fetchall()
@@ -489,17 +554,48 @@ class Store:
 
         return await self.read(work)
 
+    async def archived_vectors(self, user_id: str, filters: SearchFilters
+                               ) -> list[tuple[str, str, np.ndarray]]:
+        """(id, model label, vector) of the user's archived memories passing ``filters``:
+        ``include_archived`` searches score them exactly, as they are not in the index."""
+        where, args = _filter_conditions(user_id, filters)
+        sql = (f"SELECT m.id, m.embedding_model, m.embedding FROM memories m "
+               f"WHERE m.archived_at IS NOT NULL AND {' AND '.join(where)}")
+
+        def work() -> list[tuple[str, str, np.ndarray]]:
+            return [(row[0], row[1], blob_vector(row[2])) for row in self.conn.execute(sql, args)]
+
+        return await self.read(work)
+
+    async def compressible(self, user_id: str, max_priority: int, live_at: str
+                           ) -> list[StoredMemory]:
+        """The user's live memories with priority at most ``max_priority`` that are not
+        summaries, archived ones included, with their vectors, in id order (the compress
+        job's input, ``gateway.jobs.compress``)."""
+
+        def work() -> list[StoredMemory]:
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS}, embedding FROM memories WHERE user_id = ? "
+                "AND priority <= ? AND sources IS NULL "
+                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+                (user_id, max_priority, live_at)).fetchall()
+            return [StoredMemory(_row_to_memory(r), blob_vector(r["embedding"])) for r in rows]
+
+        return await self.read(work)
+
     async def count(self) -> int:
         return await self.run(
             lambda: self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
         )
 
     async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
-        """One user's ids and vectors, for reloading an evicted index partition."""
+        """One user's ids and vectors (archived ones aside: they are not indexed), for
+        reloading an evicted index partition."""
 
         def work() -> tuple[list[str], np.ndarray]:
             rows = self.conn.execute(
-                "SELECT id, embedding FROM memories WHERE user_id = ? ORDER BY id", (user_id,)
+                "SELECT id, embedding FROM memories WHERE user_id = ? AND archived_at IS NULL "
+                "ORDER BY id", (user_id,)
             ).fetchall()
             if not rows:
                 return [], np.zeros((0, 0), dtype=np.float32)
@@ -508,7 +604,8 @@ class Store:
         return await self.run(work)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
-        """Every (user_id, id, vector) in the store, for rebuilding the index."""
+        """Every (user_id, id, vector) in the store but the archived, for rebuilding the
+        index."""
 
         def work() -> list[tuple[str, str, np.ndarray]]:
             return list(self._iter_vectors(batch))
@@ -516,7 +613,8 @@ class Store:
         return await self.run(work)
 
     def _iter_vectors(self, batch: int) -> Iterator[tuple[str, str, np.ndarray]]:
-        cursor = self.conn.execute("SELECT user_id, id, embedding FROM memories ORDER BY user_id")
+        cursor = self.conn.execute("SELECT user_id, id, embedding FROM memories "
+                                   "WHERE archived_at IS NULL ORDER BY user_id")
         while rows := cursor.fetchmany(batch):
             for row in rows:
                 yield row[0], row[1], blob_vector(row[2])

@@ -1,0 +1,189 @@
+"""The ``compress`` job for one user: fold groups of old, low-priority memories into summaries.
+
+What is compressed (``CompressPolicy``, from the ``MEMORY_COMPRESS_*`` settings): the user's
+live memories that are not summaries, with priority at most ``max_priority``, that happened
+(``occurred_at``) more than ``min_age_days`` ago and lie within the user's oldest ``fraction``
+of such memories. The fraction counts the memories archived by earlier runs too, so a second
+run draws the same line and finds nothing new to fold.
+
+Grouping: per scope (agent_id, run_id), spherical k-means (``gateway.jobs.clustering``, about
+``group_size`` memories a cluster), clustering archived members too so reruns see the same
+clusters; a member whose cosine to its cluster's centroid is below ``min_cosine`` stays alone.
+Each cluster with at least two not yet archived members becomes one summary memory:
+
+- text: from the LLM when one is configured (``MEMORY_LLM_BASE_URL``, prompt
+  ``summarise.v1.md``); otherwise, or when the LLM fails, extractive: the members closest to
+  the group's centroid first, one per line, as many as fit the text limit;
+- occurred_at the group's latest (the span goes into the history), priority the group's
+  highest, expiry the latest (none if any member has none), ``sources`` the members' ids.
+
+The members are archived (``archived_at``, ``summary_id``) in the same transaction as the
+summaries are written (``MemoryService.fold``): a crash leaves all or nothing of a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from gateway.api.schemas import MAX_TEXT_CHARS
+from gateway.jobs.clustering import cluster_cells
+from gateway.memory.extraction.client import ChatClient, LLMFailure
+from gateway.memory.extraction.prompts import PROMPT_DIR
+from gateway.memory.ids import uuid7
+from gateway.memory.model import Memory, StoredMemory
+from gateway.memory.service import MemoryService, utc_now
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+SUMMARY_PROMPT = "summarise.v1"
+SUMMARY_SEPARATOR = "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CompressPolicy:
+    max_priority: int = 5  # at most the default priority: nobody marked these important
+    min_age_days: float = 30.0
+    fraction: float = 0.5  # the user's oldest share of low-priority memories
+    group_size: int = 8  # memories per k-means cluster, on average
+    min_cosine: float = 0.0  # a member's cosine to its cluster's centroid, to be folded
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CompressPolicy:
+        return cls(settings.compress_max_priority, settings.compress_min_age_days,
+                   settings.compress_fraction, settings.compress_group_size,
+                   settings.compress_min_cosine)
+
+
+@dataclass(frozen=True, slots=True)
+class CompressResult:
+    memories: int  # memories old and low-priority enough to be considered
+    summaries: int  # summaries written
+    archived: int  # memories folded into them
+
+
+class SummaryAnswer(BaseModel):
+    summary: str = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Summariser:
+    """Writes a group's summary text: the LLM's when one is configured, else extractive."""
+
+    llm: ChatClient | None = None
+
+    async def summarise(self, central_first: list[Memory]) -> tuple[str, dict[str, Any]]:
+        """(text, what made it) for a group, members most central first."""
+        if self.llm is not None:
+            chronological = sorted(central_first, key=lambda m: (m.occurred_at, m.id))
+            lines = "\n".join(f"[{m.occurred_at[:10]}] {m.text}" for m in chronological)
+            try:
+                answer = await self.llm.structured(_prompt(), lines, SummaryAnswer)
+                return answer.summary.strip()[:MAX_TEXT_CHARS], {
+                    "summariser": "llm", "prompt": SUMMARY_PROMPT}
+            except LLMFailure as exc:  # nothing is lost: the extractive summary stands in
+                return extractive(central_first), {"summariser": "extractive",
+                                                   "llm_failure": exc.reason}
+        return extractive(central_first), {"summariser": "extractive"}
+
+
+def _prompt() -> str:
+    return (PROMPT_DIR / f"{SUMMARY_PROMPT}.md").read_text(encoding="utf-8")
+
+
+def extractive(central_first: list[Memory]) -> str:
+    """The members' texts, most central first, as many whole lines as fit the text limit
+    (the first is cut if it alone is longer)."""
+    lines: list[str] = []
+    size = 0
+    for memory in central_first:
+        extra = len(memory.text) + (len(SUMMARY_SEPARATOR) if lines else 0)
+        if size + extra > MAX_TEXT_CHARS:
+            break
+        lines.append(memory.text)
+        size += extra
+    return SUMMARY_SEPARATOR.join(lines) if lines else central_first[0].text[:MAX_TEXT_CHARS]
+
+
+def _days_ago(now: str, days: float) -> str:
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(days=days)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def considered(memories: list[Memory], policy: CompressPolicy, now: str) -> list[int]:
+    """Positions (in input order) of the old, low-priority memories: ``memories`` are the
+    user's live non-summaries with low priority, archived ones included (see the module
+    docstring: the fraction counts them, so the line stays where it was)."""
+    by_time = sorted(range(len(memories)),
+                     key=lambda p: (memories[p].occurred_at, memories[p].id))
+    oldest = by_time[: int(len(by_time) * policy.fraction)]
+    before = _days_ago(now, policy.min_age_days)
+    return sorted(p for p in oldest if memories[p].occurred_at < before)
+
+
+def compress_groups(memories: list[Memory], vectors: np.ndarray, positions: list[int],
+                    policy: CompressPolicy) -> list[list[int]]:
+    """Groups (positions, most central first) of at least two not yet archived memories to
+    fold. CPU work: call it from a worker thread."""
+    by_scope: dict[tuple[str | None, str | None], list[int]] = {}
+    for p in positions:
+        by_scope.setdefault((memories[p].agent_id, memories[p].run_id), []).append(p)
+    groups = []
+    for members in by_scope.values():
+        cells = cluster_cells(vectors[members], policy.group_size)[:, 0]
+        for cell in np.unique(cells):
+            cluster = [members[j] for j in np.flatnonzero(cells == cell)]
+            centroid = vectors[cluster].mean(axis=0)
+            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+            cosine = {p: float(vectors[p] @ centroid) for p in cluster}
+            fresh = [p for p in cluster
+                     if memories[p].archived_at is None and cosine[p] >= policy.min_cosine]
+            if len(fresh) >= 2:
+                groups.append(sorted(fresh, key=lambda p: (-cosine[p], memories[p].id)))
+    return groups
+
+
+def summary_of(user_id: str, group: list[Memory], text: str, now: str) -> Memory:
+    """The summary memory of a group (members most central first); its vector comes later."""
+    first = group[0]
+    expiries = [m.expires_at for m in group]
+    return Memory(
+        id=uuid7(), user_id=user_id, text=text, agent_id=first.agent_id, run_id=first.run_id,
+        metadata={}, priority=max(m.priority for m in group), created_at=now, updated_at=now,
+        embedding_model="", occurred_at=max(m.occurred_at for m in group),
+        expires_at=None if None in expiries else max(e for e in expiries if e is not None),
+        sources=tuple(sorted(m.id for m in group)),
+    )
+
+
+async def compress_user(service: MemoryService, user_id: str, policy: CompressPolicy,
+                        summariser: Summariser) -> CompressResult:
+    """Fold one user's old, low-priority groups (one transaction); a rerun finds none."""
+    now = utc_now()
+    rows: list[StoredMemory] = await service.store.compressible(user_id, policy.max_priority,
+                                                               now)
+    memories = [r.memory for r in rows]
+    positions = considered(memories, policy, now)
+    if len(positions) < 2:
+        return CompressResult(len(positions), 0, 0)
+    vectors = np.stack([r.embedding for r in rows])
+    groups = await asyncio.to_thread(compress_groups, memories, vectors, positions, policy)
+    summaries, sources, payloads = [], [], []
+    for group in groups:
+        members = [memories[p] for p in group]
+        text, made_by = await summariser.summarise(members)
+        summary = summary_of(user_id, members, text, now)
+        summaries.append(summary)
+        sources.append(members)
+        payloads.append({"reason": "compress", "sources": list(summary.sources or ()),
+                         "occurred_from": min(m.occurred_at for m in members),
+                         "occurred_to": summary.occurred_at, **made_by})
+    if summaries:
+        await service.fold(summaries, sources, payloads)
+    return CompressResult(len(positions), len(summaries), sum(len(s) for s in sources))

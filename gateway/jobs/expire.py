@@ -1,0 +1,22 @@
+"""The ``expire`` job for one user: delete the memories past their ``expires_at``.
+
+Expired memories are already left out of search and list; this removes them from the store
+and the index for good, each with a DELETE event (``{"reason": "expired"}``). An expired
+summary gives its surviving sources back, like any deleted summary (``Store.delete_rows``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.memory.service import MemoryService
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireResult:
+    expired: int  # memories deleted
+
+
+async def expire_user(service: MemoryService, user_id: str) -> ExpireResult:
+    """Idempotent: a second run finds nothing expired that the first did not delete."""
+    return ExpireResult(await service.expire(user_id))

@@ -1,0 +1,202 @@
+"""The compress job through /v1/jobs on the real embedder: summaries linked to their archived
+sources, archive semantics of search, list, get, update and delete, idempotent reruns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from support import settings_for
+from job_support import listed, wait_done
+
+from gateway.app import create_app
+from gateway.triton import TritonServer
+
+COOKING = ["I baked sourdough bread with rye flour on Sunday.",
+           "My lasagna recipe needs ricotta and fresh basil.",
+           "I burned the risotto because I forgot to stir it.",
+           "We made dumplings with pork and cabbage filling.",
+           "The pasta machine makes thin tagliatelle.",
+           "I roast vegetables at 220 degrees for crispy edges."]
+TRAVEL = ["We flew to Lisbon and took the tram to Alfama.",
+          "The train from Kyoto to Osaka took fifteen minutes.",
+          "Our hotel in Reykjavik had a view of the harbour.",
+          "I lost my passport at the airport in Madrid.",
+          "We hiked to the glacier near Chamonix.",
+          "The ferry to Santorini was delayed by wind."]
+RECENT = ["I started a pottery class last week.", "My sister adopted a grey cat.",
+          "I switched my phone plan to a cheaper one.", "The new bike lane opened downtown.",
+          "I am reading a novel about lighthouse keepers.", "We repainted the kitchen green.",
+          "My dentist appointment moved to Friday.", "I joined a chess club.",
+          "The library extended its opening hours.", "I fixed the leaking tap myself.",
+          "Our team won the quiz night.", "I planted tomatoes on the balcony."]
+
+
+@pytest.fixture
+def client(triton: TritonServer, tmp_path: Path) -> Iterator[TestClient]:
+    """A gateway whose compress job clusters about 4 memories a group."""
+    settings = settings_for(triton, tmp_path / "data", compress_group_size=4)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def old_dates(count: int, year: int = 2024) -> list[str]:
+    return [f"{year}-01-{day + 1:02d}T10:00:00Z" for day in range(count)]
+
+
+def add_dated(client: TestClient, user: str, texts: list[str], dates: list[str | None],
+              **fields: object) -> list[dict]:
+    response = client.post("/v1/memories/batch", json={"dedup": False, "items": [
+        {"user_id": user, "text": t, **({"occurred_at": d} if d else {}), **fields}
+        for t, d in zip(texts, dates, strict=True)]})
+    assert response.status_code == 201, response.text
+    return response.json()["results"]
+
+
+def add_all(client: TestClient, user: str, texts: list[str], **fields: object) -> list[dict]:
+    return add_dated(client, user, texts, [None] * len(texts), **fields)
+
+
+def search_ids(client: TestClient, user: str, query: str, **body: object) -> list[str]:
+    response = client.post("/v1/memories/search",
+                           json={"user_id": user, "query": query, "limit": 5, **body})
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+def compress(client: TestClient, user: str | None = "alice") -> dict:
+    started = client.post("/v1/jobs", json={"kind": "compress", "user_id": user})
+    assert started.status_code == 202, started.text
+    job = wait_done(client, started.json()["id"])
+    assert job["status"] == "done", job
+    return job
+
+
+def test_compress_folds_old_low_priority_groups_and_archives_sources(
+        client: TestClient) -> None:
+    old = add_dated(client, "alice", COOKING + TRAVEL, old_dates(12))
+    recent = add_dated(client, "alice", RECENT, [f"2099-01-{d + 1:02d}T10:00:00Z"
+                                                 for d in range(12)])
+    important = add_dated(client, "alice", ["My passport number ends in 4471."],
+                          ["2023-05-01T10:00:00Z"], priority=9)
+    other_user = add_dated(client, "bob", COOKING, old_dates(6))
+    before = listed(client, "alice")
+    job = compress(client)
+    progress = job["progress"]
+    assert progress["users_done"] == 1 and progress["memories"] == 12  # the oldest half
+    assert progress["summaries"] >= 1 and progress["archived"] >= 2 * progress["summaries"]
+
+    everything = listed(client, "alice", include_archived="true")
+    summaries = {i: m for i, m in everything.items() if m["sources"] is not None}
+    archived = {i: m for i, m in everything.items() if m["archived_at"] is not None}
+    assert len(summaries) == progress["summaries"] and len(archived) == progress["archived"]
+    assert set(everything) == set(before) | set(summaries)  # nothing lost, nothing else new
+    old_ids = {m["id"] for m in old}
+    assert set(archived) <= old_ids  # recent and important ones stay
+    assert not archived.keys() & ({m["id"] for m in recent} | {important[0]["id"]})
+    for summary in summaries.values():
+        members = [everything[s] for s in summary["sources"]]
+        assert len(members) >= 2 and all(m["summary_id"] == summary["id"] for m in members)
+        assert summary["occurred_at"] == max(m["occurred_at"] for m in members)
+        assert summary["priority"] == 5 and summary["archived_at"] is None
+        assert all(m["text"] in summary["text"] for m in members)  # extractive, all fit
+        added = client.get(f"/v1/memories/{summary['id']}/history").json()["results"][0]
+        assert added["event"] == "ADD"
+        assert sorted(added["payload"]["sources"]) == sorted(summary["sources"])
+        assert added["payload"]["summariser"] == "extractive"
+    assert {s for m in summaries.values() for s in m["sources"]} == set(archived)
+
+    # Default list and search leave the archived out; include_archived brings them back.
+    default = listed(client, "alice")
+    assert set(default) == (set(before) - set(archived)) | set(summaries)
+    source_id = next(iter(archived))
+    source = everything[source_id]
+    read = client.get(f"/v1/memories/{source_id}").json()  # readable by id, says where
+    assert read["archived_at"] is not None and read["summary_id"] == source["summary_id"]
+    trail = client.get(f"/v1/memories/{source_id}/history").json()["results"]
+    assert trail[-1]["event"] == "UPDATE"
+    assert trail[-1]["payload"]["archived_into"] == source["summary_id"]
+    for mode in ("hybrid", "semantic", "keyword"):
+        assert source_id not in search_ids(client, "alice", source["text"], mode=mode)
+        found = search_ids(client, "alice", source["text"], mode=mode, include_archived=True)
+        assert found[0] == source_id, (mode, found)
+    assert len(listed(client, "bob")) == len(other_user)  # another user: untouched
+
+    again = compress(client)
+    assert again["progress"]["summaries"] == 0 and again["progress"]["archived"] == 0
+    assert listed(client, "alice", include_archived="true") == everything
+
+
+def test_archive_stays_consistent_through_updates_and_deletes(client: TestClient) -> None:
+    add_dated(client, "alice", COOKING + RECENT[:6], old_dates(12))
+    compress(client)
+    everything = listed(client, "alice", include_archived="true")
+    summary = next(m for m in everything.values() if m["sources"] is not None)
+    first, second, *rest = summary["sources"]
+
+    # An edited archived memory stays archived (not back in default search).
+    edited = client.patch(f"/v1/memories/{first}", json={"text": "Zanzibar spice market."})
+    assert edited.status_code == 200 and edited.json()["archived_at"] is not None
+    assert first not in search_ids(client, "alice", "Zanzibar spice market.")
+    assert search_ids(client, "alice", "Zanzibar spice market.", include_archived=True,
+                      mode="keyword")[0] == first
+
+    # A deleted archived source leaves its summary's list.
+    assert client.delete(f"/v1/memories/{second}").status_code == 204
+    assert client.get(f"/v1/memories/{summary['id']}").json()["sources"] == [first, *rest]
+
+    # A deleted summary gives its sources back: listed, searched, no longer archived.
+    assert client.delete(f"/v1/memories/{summary['id']}").status_code == 204
+    back = listed(client, "alice")
+    for source in (first, *rest):
+        assert back[source]["archived_at"] is None and back[source]["summary_id"] is None
+        history = client.get(f"/v1/memories/{source}/history").json()["results"]
+        assert history[-1]["payload"]["restored_from"] == summary["id"]
+    assert search_ids(client, "alice", "Zanzibar spice market.", mode="semantic")[0] == first
+    assert search_ids(client, "alice", "Zanzibar spice market.", mode="keyword")[0] == first
+
+
+def test_expire_deletes_what_is_past_its_expiry(client: TestClient) -> None:
+    gone = add_all(client, "alice", ["The parking permit runs out in May."],
+                   expires_at="2024-06-01T00:00:00Z")
+    kept = add_all(client, "alice", ["I like green tea.", "The code is 1234."])
+    later = add_all(client, "alice", ["Call the plumber."], expires_at="2099-01-01T00:00:00Z")
+    add_all(client, "bob", ["Bob's coupon is void."], expires_at="2024-06-01T00:00:00Z")
+    started = client.post("/v1/jobs", json={"kind": "expire", "user_id": "alice"})
+    job = wait_done(client, started.json()["id"])
+    assert job["status"] == "done" and job["progress"]["expired"] == 1
+    left = listed(client, "alice", include_expired="true")
+    assert set(left) == {m["id"] for m in kept + later}
+    expired_id = gone[0]["id"]
+    assert client.get(f"/v1/memories/{expired_id}").status_code == 404
+    trail = client.get(f"/v1/memories/{expired_id}/history").json()["results"]
+    assert trail[-1]["event"] == "DELETE" and trail[-1]["payload"]["reason"] == "expired"
+    again = wait_done(client, client.post("/v1/jobs", json={"kind": "expire"}).json()["id"])
+    assert again["progress"]["expired"] == 1  # bob's; alice has nothing left to expire
+    assert listed(client, "bob", include_expired="true") == {}
+
+
+def test_an_expired_summary_gives_its_unexpired_sources_back(client: TestClient) -> None:
+    add_dated(client, "alice", COOKING + RECENT[:6], old_dates(12))
+    compress(client)
+    summary = next(m for m in listed(client, "alice").values() if m["sources"])
+    patched = client.patch(f"/v1/memories/{summary['id']}",
+                           json={"expires_at": "2024-01-01T00:00:00Z"})
+    assert patched.status_code == 200
+    wait_done(client, client.post("/v1/jobs", json={"kind": "expire",
+                                                    "user_id": "alice"}).json()["id"])
+    back = listed(client, "alice")
+    assert summary["id"] not in back
+    assert all(back[s]["archived_at"] is None for s in summary["sources"])
+
+
+def test_unknown_kind_is_refused_with_the_kinds(client: TestClient) -> None:
+    refused = client.post("/v1/jobs", json={"kind": "shrink"})
+    assert refused.status_code == 422
+    text = str(refused.json()["detail"])
+    assert all(kind in text for kind in ("compress", "expire", "merge"))
+    bad = client.post("/v1/memories/search", json={"user_id": "a", "query": "x",
+                                                   "include_archived": "yes"})
+    assert bad.status_code == 422
