@@ -25,8 +25,8 @@ from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
-from gateway.memory.dedup import DedupPolicy
 from gateway.memory.archived import exact_cosines, merge_ranked
+from gateway.memory.dedup import DedupPolicy
 from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
@@ -49,8 +49,8 @@ from gateway.memory.search import (
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store import Store
-from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
 from gateway.store.archive import ArchiveStore, Fold
+from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
 from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
@@ -407,30 +407,6 @@ class MemoryService:
                 for index in self._indexes():
                     await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
 
-    async def _mirror(self, made: _Vectors, write: WritePlan, created: list[int],
-                      first_edit: int) -> None:
-        """Bring the indexes in step with a committed write plan (under the mutation lock)."""
-        spaces = [(made.active.index, made.vectors)]
-        if made.target is not None and made.target_vectors is not None:
-            spaces.append((made.target.index, made.target_vectors))
-        for index, vectors in spaces:
-            if created:
-                await asyncio.to_thread(_index_rows, index, [i.memory.user_id for i in
-                                                             write.inserts],
-                                        [i.memory.id for i in write.inserts], vectors[created])
-            edits = [c for c in write.changes if isinstance(c.updated, StoredMemory)]
-            if edits:
-                rows = list(range(first_edit, first_edit + len(edits)))
-                await asyncio.to_thread(_index_rows, index,
-                                        [c.previous.user_id for c in edits],
-                                        [c.previous.id for c in edits], vectors[rows])
-        for memory in write.deletes:
-            for index in self._indexes():
-                await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
-
-    async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
-        for _ in range(3):
-            previous = await self.get(memory_id)
     async def fold(self, summaries: list[Memory], sources: list[list[Memory]],
                    payloads: list[dict[str, Any]]) -> list[Memory]:
         """Write summaries (embedded here) and archive their sources, in one transaction (see
@@ -465,6 +441,30 @@ class MemoryService:
                 return written
         raise Conflict("the embedding model changed repeatedly during this job; retry")
 
+    async def _mirror(self, made: _Vectors, write: WritePlan, created: list[int],
+                      first_edit: int) -> None:
+        """Bring the indexes in step with a committed write plan (under the mutation lock)."""
+        spaces = [(made.active.index, made.vectors)]
+        if made.target is not None and made.target_vectors is not None:
+            spaces.append((made.target.index, made.target_vectors))
+        for index, vectors in spaces:
+            if created:
+                await asyncio.to_thread(_index_rows, index, [i.memory.user_id for i in
+                                                             write.inserts],
+                                        [i.memory.id for i in write.inserts], vectors[created])
+            edits = [c for c in write.changes if isinstance(c.updated, StoredMemory)]
+            if edits:
+                rows = list(range(first_edit, first_edit + len(edits)))
+                await asyncio.to_thread(_index_rows, index,
+                                        [c.previous.user_id for c in edits],
+                                        [c.previous.id for c in edits], vectors[rows])
+        for memory in write.deletes:
+            for index in self._indexes():
+                await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
+
+    async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
+        for _ in range(3):
+            previous = await self.get(memory_id)
             updated = replace(
                 previous,
                 text=changes.text if changes.text is not None else previous.text,
@@ -504,39 +504,15 @@ class MemoryService:
         return self.models.indexes()
 
     async def delete(self, memory_id: str) -> None:
+        """Delete a memory; deleting a summary restores its archived sources (see
+        ``Store.delete_rows``)."""
         async with self.mutation:
             deleted = await self.store.delete(memory_id, utc_now())
             if deleted is None:
                 raise NotFound(f"memory {memory_id} not found")
+            memory, restored = deleted
             for index in self._indexes():
                 await asyncio.to_thread(index.remove, memory.user_id, [memory_id])
-
-    async def delete_user(self, user_id: str) -> int:
-        async with self.mutation:
-            ids = await self.store.delete_user(user_id, utc_now())
-            for index in self._indexes():
-                await asyncio.to_thread(index.drop, user_id)
-        return len(ids)
-
-    # -- reads ----------------------------------------------------------------------------------
-    async def get(self, memory_id: str) -> Memory:
-        memory = await self.store.get(memory_id)
-        if memory is None:
-            raise NotFound(f"memory {memory_id} not found")
-        return memory
-
-    async def list_page(
-        self, user_id: str, limit: int, cursor: str | None, *, order_by: ListOrder = "id",
-        descending: bool = False, include_expired: bool = False, include_archived: bool = False,
-        """Delete a memory; deleting a summary restores its archived sources (see
-        ``Store.delete_rows``)."""
-    ) -> tuple[list[Memory], str | None]:
-        """A page of the user's memories in id (creation) or occurrence order; the cursor
-        only continues a listing in the same order. Archived memories only when asked."""
-        after, occurred = None, None
-            memory, restored = deleted
-        if cursor and order_by == "occurred_at":
-            occurred, after = decode_occurred_cursor(cursor)
             await self._reindex(restored)
 
     async def expire(self, user_id: str) -> int:
@@ -558,11 +534,36 @@ class MemoryService:
             await asyncio.to_thread(_index_rows, active.index, [r.memory.user_id for r in rows],
                                     [r.memory.id for r in rows],
                                     np.stack([r.embedding for r in rows]))
+
+    async def delete_user(self, user_id: str) -> int:
+        async with self.mutation:
+            ids = await self.store.delete_user(user_id, utc_now())
+            for index in self._indexes():
+                await asyncio.to_thread(index.drop, user_id)
+        return len(ids)
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def get(self, memory_id: str) -> Memory:
+        memory = await self.store.get(memory_id)
+        if memory is None:
+            raise NotFound(f"memory {memory_id} not found")
+        return memory
+
+    async def list_page(
+        self, user_id: str, limit: int, cursor: str | None, *, order_by: ListOrder = "id",
+        descending: bool = False, include_expired: bool = False, include_archived: bool = False,
+    ) -> tuple[list[Memory], str | None]:
+        """A page of the user's memories in id (creation) or occurrence order; the cursor
+        only continues a listing in the same order. Archived memories only when asked."""
+        after, occurred = None, None
+        if cursor and order_by == "occurred_at":
+            occurred, after = decode_occurred_cursor(cursor)
         elif cursor:
             after = decode_cursor(cursor)
         rows = await self.store.list_page(
             user_id, limit + 1, after, order_by=order_by, after_occurred=occurred,
             descending=descending, live_at=None if include_expired else utc_now(),
+            archived=include_archived,
         )
         page = rows[:limit]
         next_cursor = None
@@ -587,11 +588,11 @@ class MemoryService:
         limit: int,
         filters: SearchFilters,
         threshold: float | None,
-            archived=include_archived,
         rerank: bool | None = None,
         mode: SearchMode | None = None,
         ranking: RankingPolicy | None = None,
         include_expired: bool = False,
+        include_archived: bool = False,
     ) -> list[ScoredMemory]:
         """The user's memories that best answer the query, best first (see ``search_outcome``)."""
         outcome = await self.search_outcome(
@@ -614,9 +615,9 @@ class MemoryService:
         mode: SearchMode | None = None,
         ranking: RankingPolicy | None = None,
         include_expired: bool = False,
+        include_archived: bool = False,
     ) -> SearchOutcome:
         """Search in ``mode`` (None: the policy's), rerank, rank; see ``gateway.memory.search``.
-        include_archived: bool = False,
 
         ``rerank`` (None: the policy's default, applied only when a reranker is served) orders
         the candidate pool with the cross-encoder. ``threshold`` bounds the cosine
@@ -640,7 +641,6 @@ class MemoryService:
         async def dense() -> tuple[np.ndarray | None, list[tuple[str, float]]]:
             if space is None:
                 return None, []
-        include_archived: bool = False,
             vector_and_skip = await asyncio.gather(
                 self._vectors_in(space, [query], [embedding], [["body", "embedding"]],
                                  query=True),
@@ -662,6 +662,9 @@ class MemoryService:
                                                    date_weight=self.search_policy.date_weight)
 
         (vector, semantic), keyword = await asyncio.gather(dense(), lexical())
+        if include_archived:
+            semantic, keyword = await self._with_archived(
+                user_id, query, vector, space, filters, pool, used, semantic, keyword)
         if used == "hybrid":
             ranked = fuse(semantic, keyword, self.search_policy.fusion)
         else:
@@ -686,15 +689,29 @@ class MemoryService:
                 scored = await rerank_candidates(self.reranker, query, scored,
                                                  len(scored) if policy.active else limit)
                 relevance = logit_relevance
-        if include_archived:
-            semantic, keyword = await self._with_archived(
-                user_id, query, vector, space, filters, pool, used, semantic, keyword)
             except Conflict:  # the reranker went away since we looked
                 if rerank is not None:
                     raise  # asked for explicitly: say so (409)
         if policy.active:
             scored = rank(scored, policy, _parse_time(now), relevance)
         return SearchOutcome(scored[:limit], used)
+
+    async def _with_archived(
+        self, user_id: str, query: str | None, vector: np.ndarray | None, space: Space | None,
+        filters: SearchFilters, pool: int, used: SearchMode,
+        semantic: list[tuple[str, float]], keyword: list[tuple[str, float]],
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """Both candidate lists with the archived memories' hits merged in by score."""
+        if used != "keyword" and vector is not None and space is not None:
+            rows = await self.store.archived_vectors(user_id, filters)
+            found = await asyncio.to_thread(exact_cosines, rows, space.info.label, vector, pool)
+            semantic = merge_ranked(semantic, found, pool)
+        if used != "semantic" and query is not None:
+            archived = await self.store.keyword_search(
+                user_id, query, pool, filters, date_weight=self.search_policy.date_weight,
+                archived=True)
+            keyword = merge_ranked(keyword, archived, pool)
+        return semantic, keyword
 
     async def _vector_scope(
         self, space: Space, user_id: str, filters: SearchFilters
@@ -720,23 +737,6 @@ class MemoryService:
             return {}
         stored = await self.store.embeddings(ids)
         return {key: float(np.dot(row, vector)) for key, (label, row) in stored.items()
-    async def _with_archived(
-        self, user_id: str, query: str | None, vector: np.ndarray | None, space: Space | None,
-        filters: SearchFilters, pool: int, used: SearchMode,
-        semantic: list[tuple[str, float]], keyword: list[tuple[str, float]],
-    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-        """Both candidate lists with the archived memories' hits merged in by score."""
-        if used != "keyword" and vector is not None and space is not None:
-            rows = await self.store.archived_vectors(user_id, filters)
-            found = await asyncio.to_thread(exact_cosines, rows, space.info.label, vector, pool)
-            semantic = merge_ranked(semantic, found, pool)
-        if used != "semantic" and query is not None:
-            archived = await self.store.keyword_search(
-                user_id, query, pool, filters, date_weight=self.search_policy.date_weight,
-                archived=True)
-            keyword = merge_ranked(keyword, archived, pool)
-        return semantic, keyword
-
                 if label == space.info.label and row.shape == vector.shape}
 
     async def _reranking(self, asked: bool | None, query: str | None) -> bool:
