@@ -22,6 +22,7 @@ from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
+from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
@@ -54,6 +55,9 @@ from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
 from gateway.store.sqlite import ListOrder
 
 DEFAULT_PRIORITY = 5
+# Writes with at most this many texts to embed share the query twin's coalesced requests (no
+# batcher stall); larger ones go to the batching model, where Triton merges them.
+SMALL_WRITE_TEXTS = 8
 
 
 def utc_now() -> str:
@@ -154,6 +158,7 @@ class MemoryService:
         # Which version serves: owned by ActiveModels, written only by the version manager.
         self.models = models or ActiveModels(index, searcher or SearchBatcher(index))
         self.query_cache = query_cache if query_cache is not None else QueryCache(0)
+        self.coalescer = EmbedCoalescer(self._embed_named)
         self.index_built = False
         self.mutation = asyncio.Lock()
 
@@ -234,17 +239,36 @@ class MemoryService:
         if missing and query:
             out[missing] = [await self._query_vector(space, texts[i] or "") for i in missing]
         elif missing:
-            out[missing] = await self.embedder.embed(
-                [texts[i] or "" for i in missing], version=space.info.version)
+            out[missing] = await self._embed_write(space, [texts[i] or "" for i in missing])
         return out
 
+    async def _embed_named(self, texts: list[str], version: str, model: str) -> np.ndarray:
+        return await self.embedder.embed(texts, version, model=model)
+
+    def _twin_for(self, space: Space) -> str | None:
+        """The batcher-free twin when it serves ``space``'s version (the active one)."""
+        active = self.models.info
+        if active is None or space.info.label != active.label:
+            return None
+        return self.models.query_model
+
+    async def _embed_write(self, space: Space, texts: list[str]) -> np.ndarray:
+        twin = self._twin_for(space)
+        if twin is not None and len(texts) <= SMALL_WRITE_TEXTS:
+            return await self.coalescer.embed(texts, space.info.version, twin)
+        return await self.embedder.embed(texts, version=space.info.version)
+
     async def _query_vector(self, space: Space, text: str) -> np.ndarray:
-        """A search text's vector: from the query cache, else from the batcher-free twin."""
+        """A search text's vector: from the query cache, else from the batcher-free twin
+        (coalesced with concurrent queries), else from the batching model."""
         cached = self.query_cache.get(space.info.label, text)
         if cached is not None:
             return cached
-        [vector] = await self.embedder.embed([text], version=space.info.version,
-                                             model=self.models.query_model)
+        twin = self._twin_for(space)
+        if twin is None:
+            [vector] = await self.embedder.embed([text], version=space.info.version)
+        else:
+            [vector] = await self.coalescer.embed([text], space.info.version, twin)
         self.query_cache.put(space.info.label, text, vector)
         return vector
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
 
@@ -24,7 +25,13 @@ def test_memories_survive_a_gateway_restart(settings: Settings) -> None:
         after = client.post("/v1/memories/search",
                             json={"user_id": "alice", "query": "mountains"}).json()
         assert client.app.state.service.index.size() == 3  # type: ignore[attr-defined]
-    assert after == before
+    # The same memories in the same order; scores equal up to float32 rounding (the rebuilt
+    # index holds the same bytes, but a matrix product may sum in another order).
+    assert [(r["id"], r["text"]) for r in after["results"]] == \
+        [(r["id"], r["text"]) for r in before["results"]]
+    for old, new in zip(before["results"], after["results"], strict=True):
+        assert new["score"] == pytest.approx(old["score"], abs=1e-6)
+        assert new["similarity"] == pytest.approx(old["similarity"], abs=1e-6)
     assert after["results"][0]["text"] == "I love hiking in the Alps"
 
 
