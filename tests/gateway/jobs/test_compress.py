@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support import settings_for
 from job_support import listed, wait_done
+from support import settings_for
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
