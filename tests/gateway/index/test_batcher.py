@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import numpy as np
 
 from gateway.index import ExactIndex
-from gateway.index.batcher import SearchBatcher
+from gateway.index.batcher import SEARCH_THREAD_NICE, SearchBatcher
 
 
 def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -78,3 +80,27 @@ def test_close_answers_queued_searches_and_later_ones_still_work() -> None:
 
     answered, late = asyncio.run(scenario())
     assert all(len(hits) == 3 for hits in answered) and len(late) == 3
+
+
+def test_searches_run_on_a_thread_below_the_process_priority() -> None:
+    """Scans yield the CPU to the event loop and the writer on a saturated machine."""
+    seen: list[int] = []
+
+    class Probe(ExactIndex):
+        def search_batch(self, collection, queries, k):  # type: ignore[no-untyped-def]
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().search_batch(collection, queries, k)
+
+    index = Probe()
+    index.add("kb", ["m1"], unit_rows(1))
+
+    async def scenario() -> None:
+        batcher = SearchBatcher(index)
+        try:
+            await batcher.search("kb", unit_rows(1)[0], 1)
+        finally:
+            await batcher.close()
+
+    asyncio.run(scenario())
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(19, mine + SEARCH_THREAD_NICE)]
