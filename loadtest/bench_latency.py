@@ -8,7 +8,8 @@ measured the same way in the same run:
   over a user with ``--large`` memories;
 - ``--clients`` concurrent clients, each searching its own ``--small``-memory user;
 - the query-cache hit ratio on the load-test mix (``loadtest.population.query_text``);
-- sequential single-text adds (they embed with the batching model), with stalls over 100 ms.
+- sequential single-text adds (the coalesced twin; the batching model under ``no-twin``),
+  with stalls over 100 ms.
 
 Latency queries are made unique (a counter suffix), so the query cache never answers them.
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
@@ -120,7 +121,7 @@ def concurrent(url: str, users: list[str], per_client: int) -> dict:
 
 
 def _single_adds(http: httpx.Client, count: int) -> dict:
-    """Sequential one-text adds (the batching model): percentiles and stalls over 100 ms."""
+    """Sequential one-text adds: percentiles and stalls over 100 ms."""
     rng, samples = random.Random(5), []
     for i in range(count):
         started = time.perf_counter()
