@@ -36,6 +36,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from gateway.memory.conversation import attributed
 from gateway.memory.model import Memory, StoredMemory
 from gateway.settings import Settings
 from gateway.store import Store
@@ -258,7 +259,8 @@ async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = 
                 if version is None:
                     raise BackupError("lines without vectors, and no embedder version known")
                 embedder = embedder or await _embedder(settings)
-                vectors = await embedder.embed([line["text"] for line in bare], version)
+                vectors = await embedder.embed(
+                    [attributed(line["text"], line.get("speaker")) for line in bare], version)
                 for line, vector in zip(bare, vectors, strict=True):
                     line["_vector"] = vector
                 embedded += len(bare)

@@ -21,6 +21,7 @@ from gateway.api.schemas import (
 )
 from gateway.auth.scope import TenantScope
 from gateway.errors import InvalidInput
+from gateway.memory.conversation import Said, contexts
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, ItemResult, Report
 from gateway.memory.normalise import normalise_text
@@ -87,12 +88,12 @@ def drafts_of(item: MemoryIn, users: TenantScope, dedup: bool,
                                  "msg": "nothing left once control characters are stripped"}])
         return [Draft(_with(base, text=text), dedup, given)]
     drafts = []
-    for message in item.messages or []:
-        text = normalise_text(message.content)
-        if not text or message.role in SKIPPED_ROLES:
-            continue
+    kept = [(m, text) for m in item.messages or []
+            if (text := normalise_text(m.content)) and m.role not in SKIPPED_ROLES]
+    around = contexts([Said(m.name or m.role, text) for m, text in kept])
+    for (message, text), context in zip(kept, around, strict=True):
         drafts.append(Draft(_with(
-            base, text=text, role=message.role, speaker=message.name,
+            base, text=text, role=message.role, speaker=message.name, context=context,
             occurred_at=moment_text(message.timestamp) or base.occurred_at), dedup, given))
     if not drafts:
         raise InvalidInput([{"loc": [*loc, "messages"], "type": "value_error",

@@ -27,6 +27,7 @@ from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.archived import exact_cosines, merge_ranked
+from gateway.memory.conversation import attributed
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
@@ -78,6 +79,7 @@ class NewMemory:
     expires_at: str | None = None
     role: str | None = None  # a message's role (user, assistant, ...), for conversation ingest
     speaker: str | None = None  # a message's speaker name
+    context: str | None = None  # a message's neighbours, for keyword search (conversation.py)
 
 
 class Keep(enum.Enum):
@@ -296,7 +298,7 @@ class MemoryService:
             for i in range(len(drafts))
         ]
         for _ in range(3):  # a space switch between embedding and commit means: embed again
-            made = await self._write_vectors([d.text for d in drafts],
+            made = await self._write_vectors([attributed(d.text, d.speaker) for d in drafts],
                                              [d.embedding for d in drafts], locs)
             async with self.mutation:
                 if made.generation != self.generation:
@@ -312,7 +314,7 @@ class MemoryService:
                         occurred_at=draft.occurred_at or now, expires_at=draft.expires_at,
                         role=draft.role, speaker=draft.speaker,
                     )
-                    items.append(StoredMemory(memory, vector))
+                    items.append(StoredMemory(memory, vector, draft.context))
                 shadows = None
                 if made.target is not None and made.target_vectors is not None:
                     shadows = [(made.target.info.label, v) for v in made.target_vectors]
@@ -341,7 +343,8 @@ class MemoryService:
         ]
         users = sorted({d.memory.user_id for d in drafts if d.dedup})
         for _ in range(3):  # a space switch between embedding and commit means: embed again
-            made = await self._write_vectors([d.memory.text for d in drafts],
+            made = await self._write_vectors([attributed(d.memory.text, d.memory.speaker)
+                                              for d in drafts],
                                              [d.memory.embedding for d in drafts], locs)
             for user in users:
                 await self._ensure_loaded(made.active, user)
@@ -501,7 +504,8 @@ class MemoryService:
             )
             made = None
             if updated.text != previous.text:
-                made = await self._write_vectors([updated.text], [None], [["body", "text"]])
+                made = await self._write_vectors([attributed(updated.text, updated.speaker)],
+                                                  [None], [["body", "text"]])
                 updated = replace(updated, embedding_model=made.active.info.label)
             async with self.mutation:
                 if made is not None and made.generation != self.generation:

@@ -117,7 +117,7 @@ def plan(
     write = WritePlan(payload={})
     for j in created:
         memory = state[ids[j]]
-        write.inserts.append(StoredMemory(memory, vectors[j]))
+        write.inserts.append(StoredMemory(memory, vectors[j], drafts[j].memory.context))
     for memory_id, previous in stored.items():
         if state[memory_id] is not previous:
             updated = replace(state[memory_id], updated_at=max(now, previous.updated_at))

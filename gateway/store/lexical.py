@@ -14,6 +14,12 @@ step in the same transaction as every write, whichever code path writes. They ca
 functions installed here, so a connection without them cannot write memories at all rather
 than silently skipping the index.
 
+A memory made from a conversation's message is indexed with its speaker's name before its
+text, and carries its **context** (the neighbouring messages, see
+``gateway.memory.conversation``) in a third column, ranked with a lower weight: a short reply
+("Yes, last Friday!") is found by the topic its neighbours name. Migration 7
+(``CONTEXT_SCHEMA``) adds that column to both indexes and rebuilds them.
+
 Queries never reach the FTS5 parser as user text: the analyser emits only letters and digits,
 and each folded term is quoted besides.
 """
@@ -30,6 +36,9 @@ from gateway.memory.model import SearchFilters
 from gateway.store.analyzer import date_terms, query_terms, terms
 
 USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
+# BM25 weight of a match in a message's conversation context against one in its text (1.0):
+# chosen on the LoCoMo development set (README, "Retrieval benchmark").
+CONTEXT_WEIGHT = 0.3
 
 
 class LexicalSearch(Protocol):
@@ -70,18 +79,24 @@ def install(conn: sqlite3.Connection) -> None:
     conn.create_function("lexical_when", 2, when_terms, deterministic=True)
 
 
-def match_expression(user_id: str, query: str, *, with_dates: bool) -> str | None:
+def match_expression(user_id: str, query: str, *, with_dates: bool,
+                     with_context: bool = True) -> str | None:
     """An FTS5 query matching any of the query's terms, or None when it has none.
 
     Every term is a quoted string of letters and digits, so no FTS5 syntax (AND, NEAR, ``*``,
-    ``^``, column filters, quotes) can come from the user.
+    ``^``, column filters, quotes) can come from the user. Without dates (or context) the
+    match is limited to the other columns.
     """
     words = query_terms(query)
     if not words:
         return None
     key = user_key(user_id)
     anyof = " OR ".join(f'"{key}{word}"' for word in words)
-    return anyof if with_dates else f"body : ({anyof})"
+    if with_dates and with_context:
+        return anyof
+    columns = " ".join(["body", *(["occurred"] if with_dates else []),
+                        *(["context"] if with_context else [])])
+    return f"{{{columns}}} : ({anyof})"
 
 
 # Migration 3's lexical part: the FTS table, the id map, the triggers and the backfill.
@@ -178,3 +193,95 @@ AFTER UPDATE OF user_id, text, occurred_at ON memories BEGIN
     FROM archive_lexical_docs WHERE memory_id = new.id;
 END;
 """
+
+
+def _context_triggers(fts: str, docs: str, archived: bool) -> str:
+    """The triggers of one index (live or archive) over text, date and context.
+
+    Same rules as ``SCHEMA`` and ``ARCHIVE_SCHEMA``: a row is in the index whose ``docs``
+    table lists it; the live index's insert trigger takes every new row (none is archived at
+    insert), the move triggers carry a row between the two when ``archived_at`` changes.
+    """
+    def values(row: str) -> str:  # the text after its speaker, as conversation.attributed
+        return (f"lexical_body({row}.user_id, {said(row)}), "
+                f"lexical_when({row}.user_id, {row}.occurred_at), "
+                f"lexical_body({row}.user_id, coalesce({row}.context, ''))")
+
+    prefix = "archive_" if archived else ""
+    remove = (f"INSERT INTO {fts} ({fts}, rowid, body, occurred, context) "
+              f"SELECT 'delete', doc, {values('old')} FROM {docs} WHERE memory_id = old.id;")
+    out = f"""
+CREATE TRIGGER memories_{prefix}lexical_delete AFTER DELETE ON memories BEGIN
+    {remove}
+    DELETE FROM {docs} WHERE memory_id = old.id;
+END;
+CREATE TRIGGER memories_{prefix}lexical_update
+AFTER UPDATE OF user_id, text, occurred_at, context, speaker ON memories BEGIN
+    {remove}
+    INSERT INTO {fts} (rowid, body, occurred, context)
+    SELECT doc, {values('new')} FROM {docs} WHERE memory_id = new.id;
+END;
+"""
+    if archived:
+        return out
+    other_fts, other_docs = "archive_lexical_index", "archive_lexical_docs"
+    other_remove = remove.replace(fts, other_fts).replace(docs, other_docs)
+    return out + f"""
+CREATE TRIGGER memories_lexical_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO {docs} (memory_id) VALUES (new.id);
+    INSERT INTO {fts} (rowid, body, occurred, context)
+    VALUES (last_insert_rowid(), {values('new')});
+END;
+CREATE TRIGGER memories_lexical_archive AFTER UPDATE OF archived_at ON memories
+WHEN old.archived_at IS NULL AND new.archived_at IS NOT NULL BEGIN
+    {remove}
+    DELETE FROM {docs} WHERE memory_id = old.id;
+    INSERT INTO {other_docs} (memory_id) VALUES (new.id);
+    INSERT INTO {other_fts} (rowid, body, occurred, context)
+    VALUES (last_insert_rowid(), {values('new')});
+END;
+CREATE TRIGGER memories_lexical_restore AFTER UPDATE OF archived_at ON memories
+WHEN old.archived_at IS NOT NULL AND new.archived_at IS NULL BEGIN
+    {other_remove}
+    DELETE FROM {other_docs} WHERE memory_id = old.id;
+    INSERT INTO {docs} (memory_id) VALUES (new.id);
+    INSERT INTO {fts} (rowid, body, occurred, context)
+    VALUES (last_insert_rowid(), {values('new')});
+END;
+"""
+
+
+_OLD_TRIGGERS = ("memories_lexical_insert", "memories_lexical_delete", "memories_lexical_update",
+                 "memories_lexical_archive", "memories_lexical_restore",
+                 "memories_archive_lexical_delete", "memories_archive_lexical_update")
+
+
+def said(row: str) -> str:
+    """SQL for a row's text after its speaker's name (``gateway.memory.conversation``)."""
+    return f"coalesce({row}.speaker || ': ', '') || {row}.text"
+
+
+def _rebuilt(fts: str, docs: str) -> str:
+    return f"""
+DROP TABLE {fts};
+CREATE VIRTUAL TABLE {fts} USING fts5 (
+    body, occurred, context, content = '', tokenize = 'ascii'
+);
+INSERT INTO {fts} (rowid, body, occurred, context)
+SELECT d.doc, lexical_body(m.user_id, {said('m')}), lexical_when(m.user_id, m.occurred_at),
+       lexical_body(m.user_id, coalesce(m.context, ''))
+FROM {docs} d JOIN memories m ON m.id = d.memory_id;
+"""
+
+
+# Migration 7's lexical part: the conversation context column (NULL on existing rows), both
+# indexes rebuilt with a third column for it and the speaker's name before the text, the
+# triggers recreated to fill them.
+CONTEXT_SCHEMA = (
+    "ALTER TABLE memories ADD COLUMN context TEXT;\n"
+    + "".join(f"DROP TRIGGER {name};\n" for name in _OLD_TRIGGERS)
+    + _rebuilt("lexical_index", "lexical_docs")
+    + _rebuilt("archive_lexical_index", "archive_lexical_docs")
+    + _context_triggers("lexical_index", "lexical_docs", archived=False)
+    + _context_triggers("archive_lexical_index", "archive_lexical_docs", archived=True)
+)

@@ -126,6 +126,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX memories_by_summary ON memories (summary_id) WHERE summary_id IS NOT NULL;
     """
     + lexical.ARCHIVE_SCHEMA,
+    # 7: conversation context. A memory made from a message keeps its neighbouring messages
+    # (``gateway.memory.conversation``) for keyword search: a third column in both lexical
+    # indexes, weighted lower than the text; existing rows have none.
+    lexical.CONTEXT_SCHEMA,
 ]
 
 

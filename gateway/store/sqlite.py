@@ -252,13 +252,13 @@ class Store:
         for position, item in enumerate(items):
             m = item.memory
             conn.execute(
-                f"INSERT INTO memories ({_COLUMNS}, embedding) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO memories ({_COLUMNS}, embedding, context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
                  m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
                  m.expires_at, m.role, m.speaker, m.archived_at, m.summary_id,
                  None if m.sources is None else json.dumps(list(m.sources)),
-                 vector_blob(item.embedding)),
+                 vector_blob(item.embedding), item.context),
             )
             cls._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
                         "priority": m.priority, **(payload or {})}, m.created_at)
@@ -483,26 +483,29 @@ class Store:
     async def keyword_search(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
         date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = lexical.CONTEXT_WEIGHT,
     ) -> list[tuple[str, float]]:
         """BM25 keyword search over the user's memories (see ``lexical.LexicalSearch``).
 
         ``date_weight`` weighs matches in the memory's date ("8 May 2023") against matches in
-        its text (1.0); 0 searches the text only. ``archived`` searches the archived
+        its text (1.0); 0 searches the text only. ``context_weight`` does the same for a
+        message's conversation context. ``archived`` searches the archived
         memories instead (their own index, ``lexical.ARCHIVE_SCHEMA``).
         """
         fts, docs = _ARCHIVE_TABLES if archived else _LIVE_TABLES
-        expression = lexical.match_expression(user_id, query, with_dates=date_weight > 0)
+        expression = lexical.match_expression(user_id, query, with_dates=date_weight > 0,
+                                              with_context=context_weight > 0)
         if expression is None:
             return []
         where, args = _filter_conditions(user_id, filters)
         probe = max(k * KEYWORD_PROBE_FACTOR, KEYWORD_PROBE_MIN)
         # bm25() is negative-is-better; it is turned around here, once.
         ranked_sql = (
-            f"SELECT rowid, bm25({fts}, 1.0, ?) AS score FROM {fts} "
+            f"SELECT rowid, bm25({fts}, 1.0, ?, ?) AS score FROM {fts} "
             f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?"
         )
         joined_sql = (
-            f"SELECT d.memory_id, bm25({fts}, 1.0, ?) AS rank FROM {fts} "
+            f"SELECT d.memory_id, bm25({fts}, 1.0, ?, ?) AS rank FROM {fts} "
             f"JOIN {docs} d ON d.doc = {fts}.rowid "
             "JOIN memories m ON m.id = d.memory_id "
             f"WHERE {fts} MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
@@ -511,13 +514,15 @@ class Store:
         def work() -> list[tuple[str, float]]:
             # Fast path: rank inside FTS5 alone, then look up and filter only the best
             # ``probe`` rows (joining every match costs more than ranking it on big users).
-            ranked = self.conn.execute(ranked_sql, [date_weight, expression, probe]).fetchall()
+            ranked = self.conn.execute(ranked_sql, [date_weight, context_weight,
+                                                     expression, probe]).fetchall()
             kept = self._keep_docs([row[0] for row in ranked], where, args, docs)
             found = [(kept[doc], -float(score)) for doc, score in ranked if doc in kept]
             if len(found) >= k or len(ranked) < probe:
                 return found[:k]  # every match was ranked, or enough passed the filters
             # Filters removed most of the best rows: rank the filtered matches instead.
-            rows = self.conn.execute(joined_sql, [date_weight, expression, *args, k]).fetchall()
+            rows = self.conn.execute(joined_sql, [date_weight, context_weight, expression,
+                                                 *args, k]).fetchall()
             return [(row[0], -float(row[1])) for row in rows]
 
         return await self.read(work)

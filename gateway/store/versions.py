@@ -74,7 +74,9 @@ class VersionStore:
 
         def work() -> list[PendingMemory]:
             rows = self.store.conn.execute(
-                "SELECT id, user_id, text, updated_at FROM memories WHERE id > ? "
+                # The text as writes embed it: after its speaker (conversation.attributed).
+                "SELECT id, user_id, coalesce(speaker || ': ', '') || text, updated_at "
+                "FROM memories WHERE id > ? "
                 "ORDER BY id LIMIT ?", (after_id, limit)
             ).fetchall()
             return [PendingMemory(*row) for row in rows]

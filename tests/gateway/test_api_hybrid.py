@@ -158,3 +158,38 @@ def test_the_semantic_weight_moves_hybrid_between_the_two_orders(
             assert len(alone) >= 2
             fused = [r["id"] for r in search(client, query=query, limit=len(alone))["results"]]
             assert fused == alone, weight
+
+
+CONVERSATION = [("Caroline", "Did you finish the pottery class you signed up for?"),
+                ("Melanie", "Yes, it was amazing!"),
+                ("Caroline", "So proud of you. What will you make next?"),
+                ("Melanie", "A bowl for my mum, she loves blue glaze")]
+
+
+def test_a_conversations_replies_are_found_by_their_neighbours_and_speakers(
+    client: TestClient,
+) -> None:
+    """Messages are stored as said, embedded after their speaker's name, and keyword-indexed
+    with their neighbouring messages as context (weighted below their own text)."""
+    response = client.post("/v1/memories", json={"user_id": "alice", "dedup": False,
+                                                  "messages": [
+        {"role": "user", "name": name, "content": text} for name, text in CONVERSATION]})
+    assert response.status_code == 201, response.text
+    ids = [r["id"] for r in response.json()["results"]]
+    stored = [(r["speaker"], r["text"]) for r in response.json()["results"]]
+    assert stored == CONVERSATION  # the text stays the message as said
+    lone = client.post("/v1/memories", json={"user_id": "alice", "text": CONVERSATION[1][1],
+                                             "dedup": False}).json()["id"]  # a text: one
+
+    found = [r["id"] for r in search(client, query="pottery class", mode="keyword")["results"]]
+    assert found[0] == ids[0]  # it names the topic itself
+    assert ids[1] in found and lone not in found  # the reply, through its context
+    found = [r["id"] for r in search(client, query="Melanie", mode="keyword")["results"]]
+    assert set(found[:2]) == {ids[1], ids[3]}  # hers; then those she is in the context of
+    assert set(found) == set(ids)
+
+    said = f"{CONVERSATION[1][0]}: {CONVERSATION[1][1]}"  # what the reply's vector is of
+    cosines = {r["id"]: r["similarity"] for r in search(client, query=said, mode="semantic",
+                                                         limit=10)["results"]}
+    assert cosines[ids[1]] == pytest.approx(1.0, abs=1e-4)
+    assert cosines[lone] < 0.99

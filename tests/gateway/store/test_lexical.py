@@ -14,8 +14,9 @@ import pytest
 from support import memory, opened, run
 
 from gateway.memory.model import SearchFilters
+from gateway.memory.normalise import install as install_text_key
 from gateway.memory.service import utc_now
-from gateway.store import Store
+from gateway.store import Store, lexical
 from gateway.store.analyzer import MAX_QUERY_TERMS, date_terms, query_terms, terms
 from gateway.store.lexical import user_key
 from gateway.store.migrations import MIGRATIONS
@@ -146,6 +147,69 @@ def test_migration_backfills_an_existing_database(tmp_path: Path) -> None:
         await store.close()
 
     run(scenario())
+
+
+def _integrity(store: Store) -> None:
+    for table in ("lexical_index", "archive_lexical_index"):
+        run(store.run(lambda t=table: store.conn.execute(
+            f"INSERT INTO {t} ({t}, rank) VALUES ('integrity-check', 0)")))
+
+
+def test_a_messages_speaker_and_context_are_searchable_the_context_weighs_less(
+    tmp_path: Path,
+) -> None:
+    """A reply is found by its speaker's name and by a topic only its neighbours name, below
+    a memory that names the topic itself; edits and deletes keep the index whole."""
+    store = _store(tmp_path)
+    reply = replace(memory(text="Yes, it was amazing!", speaker="Melanie"),
+                    context="Caroline: Did you finish the pottery class?")
+    named = memory(text="The pottery class starts in June")
+    plain = memory(text="Yes, it was amazing!")
+    run(store.insert_many([reply, named, plain]))
+    found = run(store.keyword_search("alice", "pottery class", 10, SearchFilters()))
+    assert [hit[0] for hit in found] == [named.memory.id, reply.memory.id]
+    found = run(store.keyword_search("alice", "what did Melanie say", 10, SearchFilters()))
+    assert [hit[0] for hit in found] == [reply.memory.id]
+    off = run(store.keyword_search("alice", "pottery", 10, SearchFilters(), context_weight=0))
+    assert [hit[0] for hit in off] == [named.memory.id]
+    _integrity(store)
+
+    before = run(store.get(reply.memory.id))
+    assert before is not None and before.text == "Yes, it was amazing!"  # stored as said
+    after = replace(before, text="Yes, it was fun", updated_at=utc_now())
+    assert run(store.update(after, before))
+    found = run(store.keyword_search("alice", "pottery", 10, SearchFilters()))
+    assert reply.memory.id in {hit[0] for hit in found}  # the context stays with an edit
+    _integrity(store)
+    run(store.delete(reply.memory.id, utc_now()))
+    found = run(store.keyword_search("alice", "Melanie pottery", 10, SearchFilters()))
+    assert [hit[0] for hit in found] == [named.memory.id]
+    _integrity(store)
+    run(store.close())
+
+
+def test_migration_7_indexes_speakers_and_keeps_existing_rows(tmp_path: Path) -> None:
+    """A store from before conversation context (schema 6) keeps every memory searchable,
+    now with its speaker's name."""
+    path = tmp_path / "m.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    lexical.install(conn)
+    install_text_key(conn)
+    for version, script in enumerate(MIGRATIONS[:6], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    at = "2023-05-08T12:00:00.000000Z"
+    conn.execute(
+        "INSERT INTO memories (id, user_id, text, priority, created_at, updated_at, embedding, "
+        "embedding_model, occurred_at, speaker) VALUES ('m1', 'alice', 'Gardening on Sunday',"
+        " 5, ?, ?, x'00', 'e:1', ?, 'Jonas')", (at, at, at))
+    conn.close()
+    store = _store(tmp_path)
+    assert [h[0] for h in run(store.keyword_search("alice", "garden", 5, SearchFilters()))] == [
+        "m1"]
+    assert [h[0] for h in run(store.keyword_search("alice", "Jonas", 5, SearchFilters()))] == [
+        "m1"]
+    _integrity(store)
+    run(store.close())
 
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
