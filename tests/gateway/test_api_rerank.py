@@ -198,3 +198,36 @@ def test_reranker_unloaded_while_running(
         if not control.is_model_ready("reranker"):
             control.load_model("reranker")
         control.close()
+
+
+def test_hybrid_rerank_scores_the_fused_pool(
+    rerank_client: TestClient, both_models: TritonServer
+) -> None:
+    """The reranker reads the fused pool: a memory only the keyword retriever finds (its
+    vector is the farthest of 58) is reranked first in hybrid mode, and cannot be in
+    semantic mode, where the pool is the vector search's alone."""
+    q = embed(both_models, QUERY)
+    others = [passage(t, i) for t in TOPICS if t != "chess" for i in range(3)]  # 57
+    items = [{"user_id": "alice", "text": text, "embedding": at_cosine(q, 0.9 - 0.005 * i, i)}
+             for i, text in enumerate(others)]
+    items.append({"user_id": "alice", "text": ON_TOPIC, "embedding": at_cosine(q, 0.1, 99)})
+    response = rerank_client.post("/v1/memories/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+
+    semantic = search(rerank_client, query=QUERY, limit=5, rerank=True)
+    assert ON_TOPIC not in [r["text"] for r in semantic]  # outside the 50 nearest
+
+    before = quiet(both_models, "reranker")
+    answer = rerank_client.post("/v1/memories/search", json={
+        "user_id": "alice", "query": QUERY, "limit": 5, "mode": "hybrid", "rerank": True})
+    delta = settled(both_models, "reranker", before, 1)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["mode"] == "hybrid"
+    results = answer.json()["results"]
+    assert (delta.requests, delta.inferences) == (1, 50)  # the pool: max(5 * 4, 50)
+    best = results[0]
+    assert best["text"] == ON_TOPIC
+    assert best["keyword_score"] is not None and best["keyword_score"] > 0
+    assert best["similarity"] == pytest.approx(0.1, abs=1e-5)  # its cosine, computed after
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True) and best["score"] != best["similarity"]
