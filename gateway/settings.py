@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     compress_max_priority: int = Field(5, ge=0, le=10)
     compress_min_age_days: float = Field(30.0, ge=0)
     compress_fraction: float = Field(0.5, gt=0, le=1)
-    compress_group_size: int = Field(8, ge=2)
+    compress_group_size: int = Field(6, ge=2)
     compress_min_cosine: float = Field(0.0, ge=-1, le=1)
 
     @property

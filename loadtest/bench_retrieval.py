@@ -225,18 +225,19 @@ def triton_for(repository: Path, work: Path) -> Iterator[tuple[TritonServer, boo
 
 
 @contextlib.contextmanager
-def gateway(triton: TritonServer, repository: Path, work: Path) -> Iterator[httpx.Client]:
+def gateway(triton: TritonServer, repository: Path, work: Path,
+            settings: dict[str, str] | None = None) -> Iterator[httpx.Client]:
     """A gateway on a fresh store. One per text variant: BM25's document counts are
     store-wide, so variants sharing a store would change each other's keyword scores."""
     # Recall is measured, not overload: nothing is shed, no deadline drops a slow batch (a
     # larger embedder on a loaded machine takes well over the default 30 s per 500 texts),
     # no background job merges turns. The query-embedding cache is off, so every row pays
     # for embedding its query, as a new question does (rows ask the same questions).
-    # Settings the caller exported win.
+    # Settings the caller exported win; ``settings`` adds defaults of a benchmark's own.
     env = {"MEMORY_ADMISSION_ENABLED": "false", "MEMORY_SQLITE_SYNCHRONOUS": "NORMAL",
            "MEMORY_INFERENCE_TIMEOUT_S": "600", "MEMORY_DEADLINE_INGEST_MS": "0",
            "MEMORY_DEADLINE_SEARCH_MS": "0", "MEMORY_JOBS_INTERVAL_S": "0",
-           "MEMORY_QUERY_CACHE_SIZE": "0"}
+           "MEMORY_QUERY_CACHE_SIZE": "0", **(settings or {})}
     env = {k: v for k, v in env.items() if k not in os.environ}
     env["MEMORY_MODEL_REPOSITORY"] = str(repository)
     try:
