@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await authenticator.open()
         log.info("authentication: %s", f"required (API keys in {settings.keys_path})"
                  if settings.auth_required else "off")
-        store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
+        store = Store(settings.db_path, synchronous=settings.sqlite_synchronous,
+                      lexical_index=settings.lexical_index)
         await store.open()
         embedder = EmbedderClient(
             settings.triton_grpc_url, settings.embedder_model,

@@ -70,10 +70,12 @@ class Settings(BaseSettings):
     # Defaults chosen by `make bench-retrieval --sweep` on the dev set (README: fusion defaults).
     search_mode: Literal["hybrid", "semantic", "keyword"] = "hybrid"
     hybrid_fusion: Literal["rrf", "blend"] = "rrf"
-    hybrid_semantic_weight: float = Field(0.5, ge=0.0, le=1.0)
+    hybrid_semantic_weight: float = Field(0.4, ge=0.0, le=1.0)
     hybrid_rrf_k: int = Field(10, ge=0, le=1000)
     hybrid_pool_factor: int = Field(3, ge=1, le=20)
     hybrid_pool_min: int = Field(40, ge=1, le=1000)
+    # Off: writes skip the keyword index; keyword search answers 409, hybrid runs semantic.
+    lexical_index: bool = True
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only
     # Ranking policy (gateway/memory/ranking.py); 0 turns each part off.
     ranking_recency_half_life_days: float = Field(0.0, ge=0.0, le=36_500.0)

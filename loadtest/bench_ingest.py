@@ -13,6 +13,12 @@ exported on the spot with ``python -m export embedder --quantize int8``), on its
     and duplicate look-ups); the remainder is the gateway's own work on the event loop
     (validation, normalising, duplicate checks, building memories and responses), and cProfile
     lists the event-loop functions that cost most.
+
+``--lexical`` measures instead what the keyword index costs at ingest: the same batches through
+gateways with ``MEMORY_LEXICAL_INDEX`` on and off (each on a fresh store), sides alternating
+round by round on one Triton so load drift hits both, as ``text`` items and as ``messages``
+conversations (whose neighbours are indexed as context too); reported: memories/s per side and
+the ratio on / off.
 """
 
 from __future__ import annotations
@@ -91,12 +97,26 @@ async def raw_triton(triton: TritonServer, texts: list[str], batch: int,
     return len(texts) / seconds
 
 
-async def gateway_ingest(url: str, texts: list[str], batch: int, concurrency: int) -> float:
+CONVERSATION_TURNS = 10  # messages per item when ingesting as conversations
+SPEAKERS = ("Ana", "Ben")
+
+
+def as_items(part: list[str], user: str, shape: str) -> list[dict]:
+    """A batch as ``text`` items, or as ``messages`` items of CONVERSATION_TURNS turns."""
+    if shape == "texts":
+        return [{"user_id": user, "text": t, "metadata": {"n": i}} for i, t in enumerate(part)]
+    return [{"user_id": user, "messages": [
+        {"role": "user", "name": SPEAKERS[j % 2], "content": t}
+        for j, t in enumerate(part[start : start + CONVERSATION_TURNS])]}
+        for start in range(0, len(part), CONVERSATION_TURNS)]
+
+
+async def gateway_ingest(url: str, texts: list[str], batch: int, concurrency: int,
+                         shape: str = "texts") -> float:
     async with httpx.AsyncClient(base_url=url, timeout=300) as http:
 
         async def post(part: list[str], user: str) -> None:
-            items = [{"user_id": user, "text": t, "metadata": {"n": i}}
-                     for i, t in enumerate(part)]
+            items = as_items(part, user, shape)
             (await http.post("/v1/memories/batch", json={"items": items})).raise_for_status()
 
         await post(texts[:batch], "warm-up")
@@ -210,6 +230,36 @@ def bench_profile(name: str, work: Path, texts: list[str], args: Any) -> dict:
     return result
 
 
+def lexical_cost(work: Path, texts: list[str], args: Any) -> dict:
+    """Ingest rate with the lexical index on and off, side by side (see the module doc)."""
+    from loadtest.repository import copy_latest_as_v1
+
+    repo = copy_latest_as_v1(work / "lexical")
+    rates: dict[str, dict[str, list[float]]] = {
+        shape: {"on": [], "off": []} for shape in ("texts", "messages")}
+    with TritonServer(model_repository=repo, http_port=free_port(), grpc_port=free_port(),
+                      metrics_port=free_port(), log_file=work / "lexical" / "triton.log") as triton:
+        for number in range(args.rounds):
+            for shape in rates:
+                sides = ("on", "off") if number % 2 == 0 else ("off", "on")
+                for side in sides:
+                    env = GATEWAY_ENV | {"MEMORY_MODEL_REPOSITORY": str(repo),
+                                         "MEMORY_LEXICAL_INDEX": str(side == "on").lower()}
+                    run_dir = work / "lexical" / f"{shape}-{side}-{number}"
+                    with gateway_process(triton, run_dir / "data", run_dir, env=env) as url:
+                        rate = asyncio.run(gateway_ingest(url, texts, args.batch,
+                                                          args.concurrency, shape))
+                    rates[shape][side].append(round(rate, 1))
+                    log(f"lexical {side}, {shape}, round {number + 1}: {rate:.1f} memories/s")
+    out: dict[str, Any] = {}
+    for shape, sides in rates.items():
+        on, off = sum(sides["on"]) / len(sides["on"]), sum(sides["off"]) / len(sides["off"])
+        out[shape] = {"memories_per_s_on": sides["on"], "memories_per_s_off": sides["off"],
+                      "mean_on": round(on, 1), "mean_off": round(off, 1),
+                      "ratio_on_to_off": round(on / off, 3)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_ingest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight")
     parser.add_argument("--profiles", default="fp32,int8", help="comma-separated: fp32,int8")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false")
+    parser.add_argument("--lexical", action="store_true",
+                        help="measure ingest with the lexical index on vs off instead")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="--lexical: alternating rounds per side and shape")
     parser.add_argument("--work", type=Path, help="keep logs and data here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -231,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = args.work or Path(tmp)
+        if args.lexical:
+            report["setup"]["rounds"] = args.rounds
+            report["lexical_index"] = lexical_cost(work, texts, args)
+            write_report(args.out, "ingest-lexical", report, log)
+            return 0
         for name in args.profiles.split(","):
             report[name] = bench_profile(name, work, texts, args)
     write_report(args.out, "ingest", report, log)

@@ -25,7 +25,7 @@ Ranked = Sequence[tuple[str, float]]  # (id, score), best first, higher is bette
 @dataclass(frozen=True, slots=True)
 class FusionPolicy:
     method: FusionMethod = "rrf"
-    semantic_weight: float = 0.5  # weight of the dense list; the keyword list gets 1 - w
+    semantic_weight: float = 0.4  # weight of the dense list; the keyword list gets 1 - w
     rrf_k: int = 10
     pool_factor: int = 3
     pool_min: int = 40

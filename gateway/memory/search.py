@@ -10,6 +10,8 @@ Then, optionally: a reranked search's ``score`` is the cross-encoder's logit; a 
 ``similarity`` is the cosine wherever a query vector exists (semantic and hybrid always, keyword
 only with a threshold); ``threshold`` always bounds it, in every mode, before re-ranking.
 An ``embedding`` query has no text to match words with: it is searched semantically.
+With the lexical index off (``MEMORY_LEXICAL_INDEX=false``) a hybrid search runs semantic, and
+the response's ``mode`` says so; keyword search is refused (409), as it could find nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from gateway.errors import InvalidInput
+from gateway.errors import Conflict, InvalidInput
 from gateway.memory.fusion import FusionPolicy
 from gateway.memory.model import ScoredMemory
 from gateway.memory.ranking import RankingPolicy
@@ -35,6 +37,7 @@ class SearchPolicy:
     fusion: FusionPolicy = field(default_factory=FusionPolicy)
     ranking: RankingPolicy = field(default_factory=RankingPolicy)
     date_weight: float = 1.0  # keyword matches in the memory's date vs its text; 0 = text only
+    lexical: bool = True  # False: no lexical index is kept (MEMORY_LEXICAL_INDEX=false)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchPolicy:
@@ -50,6 +53,7 @@ class SearchPolicy:
             ranking=RankingPolicy(settings.ranking_recency_half_life_days,
                                   settings.ranking_priority_weight),
             date_weight=settings.lexical_date_weight,
+            lexical=settings.lexical_index,
         )
 
 
@@ -59,9 +63,17 @@ class SearchOutcome:
     mode: SearchMode  # the mode actually used
 
 
-def resolve_mode(asked: SearchMode, query: str | None, embedding: object | None) -> SearchMode:
-    """The mode a search runs in: an embedding-only query can only be semantic."""
-    if query is not None:
+LEXICAL_OFF = ("keyword search is off on this server (MEMORY_LEXICAL_INDEX=false); "
+               "search with mode 'semantic' or 'hybrid'")
+
+
+def resolve_mode(asked: SearchMode, query: str | None, embedding: object | None, *,
+                 lexical: bool = True) -> SearchMode:
+    """The mode a search runs in: an embedding-only query can only be semantic, and so can any
+    query without a lexical index."""
+    if asked == "keyword" and not lexical:
+        raise Conflict(LEXICAL_OFF)
+    if query is not None and (lexical or asked == "semantic"):
         return asked
     if asked == "keyword":
         raise InvalidInput("keyword search needs a text query; an embedding can only be "

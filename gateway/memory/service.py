@@ -653,7 +653,8 @@ class MemoryService:
         weighs recency and priority. Expired and archived memories are left out unless asked
         for (archived ones are then scored exactly: ``gateway.memory.archived``).
         """
-        used = resolve_mode(mode or self.search_policy.mode, query, embedding)
+        used = resolve_mode(mode or self.search_policy.mode, query, embedding,
+                            lexical=self.search_policy.lexical)
         reranking = await self._reranking(rerank, query)
         policy = self.search_policy.ranking if ranking is None else ranking
         now = utc_now()

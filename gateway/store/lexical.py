@@ -251,7 +251,7 @@ END;
 """
 
 
-_OLD_TRIGGERS = ("memories_lexical_insert", "memories_lexical_delete", "memories_lexical_update",
+_TRIGGERS = ("memories_lexical_insert", "memories_lexical_delete", "memories_lexical_update",
                  "memories_lexical_archive", "memories_lexical_restore",
                  "memories_archive_lexical_delete", "memories_archive_lexical_update")
 
@@ -279,9 +279,56 @@ FROM {docs} d JOIN memories m ON m.id = d.memory_id;
 # triggers recreated to fill them.
 CONTEXT_SCHEMA = (
     "ALTER TABLE memories ADD COLUMN context TEXT;\n"
-    + "".join(f"DROP TRIGGER {name};\n" for name in _OLD_TRIGGERS)
+    + "".join(f"DROP TRIGGER {name};\n" for name in _TRIGGERS)
     + _rebuilt("lexical_index", "lexical_docs")
     + _rebuilt("archive_lexical_index", "archive_lexical_docs")
     + _context_triggers("lexical_index", "lexical_docs", archived=False)
     + _context_triggers("archive_lexical_index", "archive_lexical_docs", archived=True)
 )
+
+LIVE_TRIGGERS = _context_triggers("lexical_index", "lexical_docs", archived=False)
+ARCHIVE_TRIGGERS = _context_triggers("archive_lexical_index", "archive_lexical_docs",
+                                     archived=True)
+
+
+def _cleared(fts: str, docs: str) -> str:
+    return f"INSERT INTO {fts} ({fts}) VALUES ('delete-all');\nDELETE FROM {docs};\n"
+
+
+def _refilled(fts: str, docs: str, archived: bool) -> str:
+    which = "IS NOT NULL" if archived else "IS NULL"
+    return f"""
+INSERT INTO {docs} (memory_id) SELECT id FROM memories WHERE archived_at {which} ORDER BY id;
+INSERT INTO {fts} (rowid, body, occurred, context)
+SELECT d.doc, lexical_body(m.user_id, {said('m')}), lexical_when(m.user_id, m.occurred_at),
+       lexical_body(m.user_id, coalesce(m.context, ''))
+FROM {docs} d JOIN memories m ON m.id = d.memory_id;
+"""
+
+
+def is_maintained(conn: sqlite3.Connection) -> bool:
+    """Whether writes keep the lexical index in step (its triggers exist)."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                       (_TRIGGERS[0],)).fetchone()
+    return row is not None
+
+
+def maintain(conn: sqlite3.Connection, on: bool) -> bool:
+    """Turn the lexical index on or off (``MEMORY_LEXICAL_INDEX``); True when it changed.
+
+    Off: the triggers are dropped and both indexes emptied, so writes skip the analysis and
+    the FTS postings. On again: the triggers come back and both indexes are rebuilt from the
+    memories, in one transaction (a store that was written meanwhile is searchable again).
+    Run on the writer connection (autocommit mode) at open.
+    """
+    if is_maintained(conn) == on:
+        return False
+    script = "".join(f"DROP TRIGGER IF EXISTS {name};\n" for name in _TRIGGERS)
+    script += _cleared("lexical_index", "lexical_docs")
+    script += _cleared("archive_lexical_index", "archive_lexical_docs")
+    if on:
+        script += _refilled("lexical_index", "lexical_docs", archived=False)
+        script += _refilled("archive_lexical_index", "archive_lexical_docs", archived=True)
+        script += LIVE_TRIGGERS + ARCHIVE_TRIGGERS
+    conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+    return True

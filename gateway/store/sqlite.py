@@ -120,9 +120,11 @@ KEYWORD_PROBE_MIN = 64
 class Store:
     """Async facade over one SQLite file in WAL mode."""
 
-    def __init__(self, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "FULL",
+                 lexical_index: bool = True) -> None:
         self.path = path
         self._synchronous = synchronous
+        self.lexical_index = lexical_index  # off: writes skip the keyword index (lexical.py)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         # Reads run on their own connections (WAL: readers never wait for the writer), so a
@@ -185,7 +187,9 @@ class Store:
         lexical.install(conn)
         normalise.install(conn)
         self._conn = conn
-        return migrate(conn)
+        version = migrate(conn)
+        lexical.maintain(conn, self.lexical_index)
+        return version
 
     async def open(self) -> int:
         """Open the file, apply pending migrations; returns the schema version."""

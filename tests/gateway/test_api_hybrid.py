@@ -3,6 +3,7 @@ keyword, semantic and hybrid (fused) search, their scores, weights, threshold, h
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,31 @@ def test_a_conversations_replies_are_found_by_their_neighbours_and_speakers(
                                                          limit=10)["results"]}
     assert cosines[ids[1]] == pytest.approx(1.0, abs=1e-4)
     assert cosines[lone] < 0.99
+
+
+def test_without_the_lexical_index_hybrid_is_semantic_and_keyword_a_409(
+    triton: TritonServer, tmp_path: Path,
+) -> None:
+    """MEMORY_LEXICAL_INDEX=false: writes skip the index, hybrid answers semantically (and
+    says so), keyword is refused; turned on again, the index is rebuilt from the store."""
+    data = tmp_path / "data"
+    off = settings_for(triton, data, lexical_index=False)
+    with TestClient(create_app(off)) as client:
+        seed(client)
+        written_while_off = client.post("/v1/memories", json={
+            "user_id": "alice", "text": "Locker QP-7781 holds the spare keys"}).json()["id"]
+        hybrid = search(client, query="ticket ZX-4471", limit=5)
+        semantic = search(client, query="ticket ZX-4471", mode="semantic", limit=5)
+        assert hybrid["mode"] == "semantic"
+        assert [r["id"] for r in hybrid["results"]] == [r["id"] for r in semantic["results"]]
+        assert all(r["keyword_score"] is None for r in hybrid["results"])
+        response = client.post("/v1/memories/search", json={
+            "user_id": "alice", "query": "ticket", "mode": "keyword"})
+        assert response.status_code == 409 and "MEMORY_LEXICAL_INDEX" in response.json()["detail"]
+        with sqlite3.connect(off.db_path) as conn:
+            assert conn.execute("SELECT count(*) FROM lexical_docs").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 15
+    with TestClient(create_app(settings_for(triton, data))) as client:  # on again
+        assert texts(search(client, query="ticket ZX-4471", mode="keyword", limit=1)) == [RARE]
+        found = search(client, query="QP-7781", mode="keyword")["results"]
+        assert [r["id"] for r in found] == [written_while_off]
