@@ -3,9 +3,11 @@
 Runs on a LoCoMo-format file (``--data PATH`` or ``$MEMORY_BENCH_DATA``; see
 ``loadtest/locomo.py``), through the HTTP API of a real local stack (bundled Triton + gateway):
 
-1. each conversation is stored as one user, one memory per turn (``speaker: text`` plus the
-   image caption), ``occurred_at`` = the session's date when the gateway knows the field,
-   with ``POST /v1/memories/batch``;
+1. each conversation is stored as one user, one memory per turn, with
+   ``POST /v1/memories/batch``: by default each session as one item of ``messages`` (the
+   speaker as ``name``, the session's date as ``timestamp``; the text plus the image caption
+   as ``content``), as a user stores a conversation; ``--text plain`` stores each turn as a
+   ``text`` item (``speaker: text``, ``occurred_at`` = the session's date);
 2. every question of categories 1-4 is asked in every search mode: semantic, keyword, hybrid,
    hybrid + ranking policy, and hybrid + rerank when a reranker is exported (modes the gateway
    or the repository lacks are skipped, with the reason in the report). Modes take turns per
@@ -16,7 +18,8 @@ Runs on a LoCoMo-format file (``--data PATH`` or ``$MEMORY_BENCH_DATA``; see
 
 ``--sweep`` adds the fusion tuning of ``loadtest/fusion_sweep.py``; ``--repository`` given
 twice compares two embedders (e.g. MiniLM and all-mpnet-base-v2) in one run;
-``--text dated`` also stores the turns with the session date written into the text.
+``--text dated`` stores the turns with the session date written into the text; several
+variants (``--text messages,plain``) run side by side, each on a store of its own.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ DATA_ENV = "MEMORY_BENCH_DATA"
 README_BEGIN = "<!-- bench-retrieval:begin -->"
 README_END = "<!-- bench-retrieval:end -->"
 BATCH_ITEMS = 500  # memories per batch request (the API takes up to 1,000)
-TEXT_VARIANTS = ("plain", "dated")
+TEXT_VARIANTS = ("messages", "plain", "dated")
 KINDS = ("semantic", "keyword", "hybrid", "ranking", "rerank")  # the rows --modes can pick
 DEFAULT_RANKING = {"recency_half_life_days": 30.0}
 
@@ -131,14 +134,48 @@ def user_id(conversation: locomo.Conversation, variant: str) -> str:
     return f"locomo-{variant}-{conversation.sample_id}"
 
 
+def _session_items(conversation: locomo.Conversation, variant: str,
+                   caps: Capabilities) -> list[tuple[dict, list[str]]]:
+    """One ``messages`` item per session, with the dia_ids of its turns in order."""
+    sessions: dict[datetime, list[locomo.Turn]] = {}
+    for turn in conversation.turns:
+        sessions.setdefault(turn.occurred_at, []).append(turn)
+    out = []
+    for turns in sessions.values():
+        item: dict = {"user_id": user_id(conversation, variant), "messages": [
+            {"role": "user", "name": t.speaker, "content": t.message_text(),
+             "timestamp": t.occurred_at.isoformat()} for t in turns]}
+        if caps.dedup:
+            item["dedup"] = False
+        out.append((item, [t.dia_id for t in turns]))
+    return out
+
+
 def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
-           caps: Capabilities) -> dict:
-    """Store every turn as one memory through the batch route; returns the ingest rate.
+           caps: Capabilities, labels: dict[str, str]) -> dict:
+    """Store every turn as one memory through the batch route; returns the ingest rate and
+    fills ``labels`` (memory id -> dia_id).
 
     Duplicate detection at write is turned off per item where the gateway has it: the metric
     is one memory per turn, and short turns ("Thanks!") would otherwise merge."""
     started, count = time.perf_counter(), 0
     for conversation in conversations:
+        if variant == "messages":
+            sessions = _session_items(conversation, variant, caps)
+            while sessions:
+                part, size = [], 0
+                while sessions and (not part or size + len(sessions[0][1]) <= BATCH_ITEMS):
+                    part.append(sessions.pop(0))
+                    size += len(part[-1][1])
+                answer = http.post("/v1/memories/batch",
+                                   json={"items": [item for item, _ in part]})
+                results = answer.raise_for_status().json()["results"]
+                turns = [dia for _, dias in part for dia in dias]
+                if len(results) != len(turns):
+                    raise RuntimeError(f"{len(turns)} messages made {len(results)} memories")
+                labels.update((r["id"], dia) for r, dia in zip(results, turns, strict=True))
+                count += len(turns)
+            continue
         items = []
         for turn in conversation.turns:
             item = {"user_id": user_id(conversation, variant),
@@ -150,9 +187,12 @@ def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], var
                 item["dedup"] = False
             items.append(item)
         for start in range(0, len(items), BATCH_ITEMS):
-            http.post("/v1/memories/batch",
-                      json={"items": items[start : start + BATCH_ITEMS]}).raise_for_status()
-            count += len(items[start : start + BATCH_ITEMS])
+            part = items[start : start + BATCH_ITEMS]
+            answer = http.post("/v1/memories/batch", json={"items": part})
+            results = answer.raise_for_status().json()["results"]
+            labels.update((r["id"], i["metadata"]["dia_id"])
+                          for r, i in zip(results, part, strict=True))
+            count += len(part)
     seconds = time.perf_counter() - started
     return {"memories": count, "seconds": round(seconds, 2),
             "memories_per_s": round(count / seconds, 1), "occurred_at": caps.occurred_at}
@@ -173,12 +213,12 @@ def search(http: httpx.Client, user: str, query: str, body: dict,
     return answer["results"], seconds
 
 
-def dia_ids(hits: Sequence[dict]) -> tuple[str, ...]:
-    return tuple(hit["metadata"]["dia_id"] for hit in hits)
+def dia_ids(hits: Sequence[dict], labels: dict[str, str]) -> tuple[str, ...]:
+    return tuple(labels[hit["id"]] for hit in hits)
 
 
 def run_modes(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
-              rows: Sequence[Mode]) -> dict[str, dict]:
+              rows: Sequence[Mode], labels: dict[str, str]) -> dict[str, dict]:
     """Every question in every row, rows taking turns so they share the machine's load."""
     answers: dict[str, list[Answer]] = {m.name: [] for m in rows}
     seconds: dict[str, list[float]] = {m.name: [] for m in rows}
@@ -191,7 +231,7 @@ def run_modes(http: httpx.Client, conversations: Sequence[locomo.Conversation], 
                 hits, took = search(http, user, question.text, mode.body, limit)
                 seconds[mode.name].append(took)
                 answers[mode.name].append(
-                    Answer(question.category, question.evidence, dia_ids(hits)))
+                    Answer(question.category, question.evidence, dia_ids(hits, labels)))
     return {m.name: {"body": m.body,
                      **recall_report(answers[m.name], locomo.CATEGORIES),
                      "search": {"searches": len(seconds[m.name]), "limit": limit,
@@ -284,13 +324,17 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
                 active, skipped = _rows(plan, caps)
                 report |= {"capabilities": caps.__dict__, "skipped": skipped}
                 log(f"ingesting {turns} turns ({variant}) ...")
-                report["ingest"][variant] = ingest(http, plan.conversations, variant, caps)
+                labels: dict[str, str] = {}
+                report["ingest"][variant] = ingest(http, plan.conversations, variant, caps,
+                                                   labels)
                 log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
                 log(f"asking {questions} questions x {len(active)} modes ({variant}) ...")
-                report["modes"][variant] = run_modes(http, plan.conversations, variant, active)
+                report["modes"][variant] = run_modes(http, plan.conversations, variant, active,
+                                                     labels)
                 if plan.sweep and caps.modes:
                     log(f"sweep: fetching both pools of every question ({variant}) ...")
-                    pools[variant] = collect(http, plan.conversations, variant, user_id)
+                    pools[variant] = collect(http, plan.conversations, variant, user_id,
+                                             labels)
     if plan.sweep:
         if pools:
             report["sweep"] = run_sweep(pools, log)
@@ -375,9 +419,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repository", type=Path, action="append", default=None,
                         help="model repository whose embedder to use (default: "
                              "model_repository/); give it twice to compare two embedders")
-    parser.add_argument("--text", default="plain",
-                        help="comma-separated memory text variants: plain, dated "
-                             "(session date written into the text)")
+    parser.add_argument("--text", default="messages",
+                        help="comma-separated ingest variants: messages (each session as "
+                             "one conversation), plain (one text per turn), dated (the "
+                             "session date written into the text)")
     parser.add_argument("--ranking", type=json.loads, action="append", default=None,
                         help="ranking override of a 'hybrid + ranking' row, as JSON; repeatable "
                              f"(default {json.dumps(DEFAULT_RANKING)})")

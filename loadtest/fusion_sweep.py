@@ -53,8 +53,10 @@ def _search(http: httpx.Client, user: str, query: str, mode: str) -> list[dict]:
 
 
 def collect(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
-            user_id: Callable[[locomo.Conversation, str], str]) -> list[Pools]:
-    """Both pools for every question of ``variant``'s users."""
+            user_id: Callable[[locomo.Conversation, str], str],
+            labels: dict[str, str]) -> list[Pools]:
+    """Both pools for every question of ``variant``'s users (``labels``: memory id ->
+    dia_id)."""
     out = []
     for conversation in conversations:
         user = user_id(conversation, variant)
@@ -63,8 +65,8 @@ def collect(http: httpx.Client, conversations: Sequence[locomo.Conversation], va
             lexical = _search(http, user, question.text, "keyword")
             out.append(Pools(
                 question.category, question.evidence,
-                tuple((h["metadata"]["dia_id"], float(h["similarity"])) for h in dense),
-                tuple((h["metadata"]["dia_id"], float(_keyword_score(h))) for h in lexical)))
+                tuple((labels[h["id"]], float(h["similarity"])) for h in dense),
+                tuple((labels[h["id"]], float(_keyword_score(h))) for h in lexical)))
     return out
 
 

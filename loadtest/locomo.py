@@ -36,14 +36,18 @@ class Turn:
     caption: str | None
     occurred_at: datetime  # the session's date and time, taken as UTC (the data has no zone)
 
+    def message_text(self) -> str:
+        """What was said, the image caption appended (a message's ``content``)."""
+        if self.caption:
+            return f"{self.text} [shared an image: {self.caption}]"
+        return self.text
+
     def memory_text(self, *, with_date: bool = False) -> str:
-        """The turn as a person would store it: speaker and text, the image caption appended.
+        """The turn as a person would store it as one text: speaker and message.
 
         ``with_date`` prefixes the session's date, to measure what dated text does to recall.
         """
-        text = f"{self.speaker}: {self.text}"
-        if self.caption:
-            text += f" [shared an image: {self.caption}]"
+        text = f"{self.speaker}: {self.message_text()}"
         if with_date:
             text = f"[{self.occurred_at:%-d %B %Y}] {text}"
         return text
