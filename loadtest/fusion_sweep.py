@@ -130,7 +130,8 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
     started = time.perf_counter()
     combos = [(v, v) for v in pools]
     if {"plain", "dated"} <= set(pools):
-        combos.insert(1, ("plain", "dated"))  # the date indexed for keyword search only
+        # the date indexed for keyword search only
+        combos.insert(combos.index(("plain", "plain")) + 1, ("plain", "dated"))
     policies = grid()
     server = server_policy()
     out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}

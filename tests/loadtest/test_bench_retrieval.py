@@ -169,7 +169,8 @@ def test_readme_block_is_replaced_between_markers(tmp_path: Path) -> None:
 
 def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    argv = ["--data", str(data_file), "--out", str(out), "--text", "plain,dated", "--sweep"]
+    argv = ["--data", str(data_file), "--out", str(out), "--text", "messages,plain,dated",
+            "--sweep"]
     assert main(argv) == 0
     [path] = out.glob("bench-retrieval-*.json")
     report = json.loads(path.read_text())
@@ -179,7 +180,7 @@ def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
     [run] = report["runs"]
     assert run["embedder"]["dimension"] == 384
     assert run["capabilities"]["modes"] and run["capabilities"]["occurred_at"]
-    for variant in ("plain", "dated"):
+    for variant in ("messages", "plain", "dated"):
         assert run["ingest"][variant]["memories"] == 24
         rows = run["modes"][variant]
         # Every row is measured or skipped with a reason, never silently missing.
@@ -195,9 +196,11 @@ def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
         assert "no reranker exported" in run["skipped"]["hybrid + rerank"]
     sweep = run["sweep"]
     # Dense from plain text with keyword from dated text is evaluated too.
-    assert list(sweep["combos"]) == ["dense=plain, keyword=plain", "dense=plain, keyword=dated",
+    assert list(sweep["combos"]) == ["dense=messages, keyword=messages",
+                                     "dense=plain, keyword=plain", "dense=plain, keyword=dated",
                                      "dense=dated, keyword=dated"]
-    for combo, variant in (("dense=plain, keyword=plain", "plain"),
+    for combo, variant in (("dense=messages, keyword=messages", "messages"),
+                           ("dense=plain, keyword=plain", "plain"),
                            ("dense=dated, keyword=dated", "dated")):
         result = sweep["combos"][combo]
         # The offline fusion at the server's settings is what the hybrid row measured through
