@@ -6,7 +6,9 @@
     finder.py       filters over the service: partitions, pushdown, search and list
     views.py        memories in Mem0's wire shape
     schemas.py      the request bodies the client sends
-    memories.py     /v3/memories/..., /v1/memories/{id}/..., /v1/batch/ (and 1.0.x routes)
+    adds.py         adds through the ingest path: dedup events, infer, async_mode (PENDING)
+    memories.py     /v3/memories/..., /v1/memories/{id}/..., /v1/batch/, /v1/event/{id}/
+                    (and 1.0.x routes)
     platform.py     /v1/ping/, /v1/entities/, /v2/entities/{type}/{name}/
     unsupported.py  profiles, exports, webhooks, project admin: 501 with a detail
 

@@ -1,31 +1,28 @@
-"""Mem0 memory routes: add, search, list, get, update, delete, history, delete-all, batches.
+"""Mem0 memory routes: add (and its event), search, list, get, update, delete, history,
+delete-all, batches.
 
 Each handler translates the Mem0 request into service calls through the caller's ``Finder``
 and the answer back into Mem0's shapes; ``memory`` is our ``text``, ``top_k`` our ``limit``.
+Adds take the service's ingest path (``adds.py``).
 Paths end with ``/`` exactly as the client sends them (it does not follow redirects).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from gateway.api.errors import error_responses
-from gateway.api.mem0 import query
+from gateway.api.ingest import DedupPolicyDep, IngestDep
+from gateway.api.mem0 import adds, query
 from gateway.api.mem0.deps import Mem0MemoryId, Reader, Writer, mem0_memory_id
-from gateway.api.mem0.entities import Entity
-from gateway.api.mem0.filters import as_time
 from gateway.api.mem0.finder import Finder
 from gateway.api.mem0.schemas import (
-    ACTOR_KEY,
-    APP_KEY,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     RESERVED_PREFIX,
-    ROLE_KEY,
     AddIn,
     BatchDeleteIn,
     BatchUpdateIn,
@@ -33,87 +30,45 @@ from gateway.api.mem0.schemas import (
     SearchIn,
     UpdateIn,
 )
-from gateway.api.mem0.views import history_out, memory_out, store_time
-from gateway.errors import InvalidInput
+from gateway.api.mem0.views import history_out, memory_out
+from gateway.errors import InvalidInput, NotFound
+from gateway.memory.dedup import DedupPolicy
+from gateway.memory.events import Ingest, IngestRequest
+from gateway.memory.ids import parse_id
 from gateway.memory.search import SearchMode
-from gateway.memory.service import Keep, MemoryChanges, NewMemory
+from gateway.memory.service import Keep, MemoryChanges
 
 router = APIRouter(tags=["mem0"], responses=error_responses(400, 404, 409, 413))
 Json = dict[str, Any]
 
 
-def _metadata(given: dict[str, Any] | None) -> dict[str, Any]:
-    reserved = sorted(k for k in (given or {}) if k.startswith(RESERVED_PREFIX))
-    if reserved:
-        raise InvalidInput(f"metadata keys starting with {RESERVED_PREFIX!r} are reserved: "
-                           f"{', '.join(reserved)}")
-    return dict(given or {})
-
-
-def _expires_at(expiration_date: str | None) -> str | None:
-    """Mem0 keeps a memory through its expiration date (it expires when that day ends)."""
-    if expiration_date is None:
-        return None
-    moment = as_time(expiration_date)
-    if moment is None or len(expiration_date.strip()) != 10:
-        raise InvalidInput("expiration_date must be a date, YYYY-MM-DD")
-    return store_time(moment + timedelta(days=1))
-
-
-def _occurred_at(timestamp: float | str | None) -> str | None:
-    if timestamp is None:
-        return None
-    moment = as_time(timestamp)
-    if moment is None:
-        raise InvalidInput("timestamp must be Unix seconds or an ISO-8601 time")
-    return store_time(moment)
-
-
-def _drafts(body: AddIn, finder: Finder) -> list[NewMemory]:
-    """One memory per user/assistant message, as Mem0 stores them without an LLM."""
-    entity: Entity = query.add_entity(body, body.filters)
-    base = _metadata(body.metadata)
-    if entity.app_id:
-        base[APP_KEY] = entity.app_id
-    occurred, expires = _occurred_at(body.timestamp), _expires_at(body.expiration_date)
-    drafts = []
-    for message in body.messages:
-        if message.role == "system":  # instructions, not something to remember
-            continue
-        metadata = {**base, ROLE_KEY: message.role}
-        if message.name:
-            metadata[ACTOR_KEY] = message.name
-        drafts.append(NewMemory(
-            user_id=finder.parts.of(entity), text=message.content, agent_id=entity.agent_id,
-            run_id=entity.run_id, metadata=metadata, occurred_at=occurred, expires_at=expires,
-        ))
-    if not drafts:
-        raise InvalidInput("messages: nothing to remember (only system messages)")
-    return drafts
-
-
-async def _add(body: AddIn, finder: Finder) -> Json:
-    memories = await finder.service.add_many(_drafts(body, finder), field="body")
-    return {
-        "message": "Memories added successfully",
-        "status": "SUCCEEDED",
-        "event_id": str(uuid.uuid4()),
-        "results": [
-            {"id": m.id, "memory": m.text, "data": {"memory": m.text}, "event": "ADD",
-             "role": m.metadata.get(ROLE_KEY), "actor_id": m.metadata.get(ACTOR_KEY)}
-            for m in memories
-        ],
-    }
+async def _add(body: AddIn, finder: Finder, ingest: Ingest, policy: DedupPolicy) -> Json:
+    request = IngestRequest([adds.drafts_of(body, finder.parts, policy.enabled)],
+                            adds.wants_inference(body, ingest))
+    if body.async_mode:
+        return adds.queued_out(await ingest.submit(request))
+    return adds.added_out(await ingest.run(request, field="body"), str(uuid.uuid4()))
 
 
 @router.post("/v3/memories/add/", summary="Mem0: add memories")
-async def add_v3(body: AddIn, finder: Writer) -> Json:
-    return await _add(body, finder)
+async def add_v3(body: AddIn, finder: Writer, ingest: IngestDep,
+                 policy: DedupPolicyDep) -> Json:
+    return await _add(body, finder, ingest, policy)
 
 
 @router.post("/v1/memories/", summary="Mem0 (mem0ai 1.0.x): add memories")
-async def add_v1(body: AddIn, finder: Writer) -> Json:
-    return await _add(body, finder)
+async def add_v1(body: AddIn, finder: Writer, ingest: IngestDep,
+                 policy: DedupPolicyDep) -> Json:
+    return await _add(body, finder, ingest, policy)
+
+
+@router.get("/v1/event/{event_id}/", summary="Mem0: the status of an async add")
+async def get_event(event_id: str, finder: Reader, ingest: IngestDep) -> Json:
+    parsed = parse_id(event_id)
+    found = await ingest.events.get(parsed) if parsed is not None else None
+    if found is None or not finder.parts.owns(found.user_id):
+        raise NotFound(f"event {event_id[:64]} not found")
+    return adds.event_out(found)
 
 
 def _mode(keyword_search: bool | None) -> SearchMode | None:
@@ -205,10 +160,10 @@ async def update_memory(memory_id: Mem0MemoryId, body: UpdateIn, finder: Writer)
     metadata = None
     if body.metadata is not None:  # keep the Mem0 attributes that ride in metadata
         kept = {k: v for k, v in previous.metadata.items() if k.startswith(RESERVED_PREFIX)}
-        metadata = {**_metadata(body.metadata), **kept}
+        metadata = {**adds.metadata_of(body.metadata), **kept}
     changes = MemoryChanges(
-        text=body.text, metadata=metadata, occurred_at=_occurred_at(body.timestamp),
-        expires_at=_expires_at(body.expiration_date) if "expiration_date" in given
+        text=body.text, metadata=metadata, occurred_at=adds.occurred_at(body.timestamp),
+        expires_at=adds.expires_at(body.expiration_date) if "expiration_date" in given
         else Keep.KEEP,  # an explicit null clears it
     )
     updated = await finder.service.update(memory_id, changes)
@@ -253,7 +208,7 @@ async def batch_update(body: BatchUpdateIn, finder: Writer) -> Json:
         metadata = None
         if item.metadata is not None:
             kept = {k: v for k, v in before.metadata.items() if k.startswith(RESERVED_PREFIX)}
-            metadata = {**_metadata(item.metadata), **kept}
+            metadata = {**adds.metadata_of(item.metadata), **kept}
         changes.append((memory_id, MemoryChanges(text=item.text, metadata=metadata)))
     for memory_id, change in changes:
         await finder.service.update(memory_id, change)

@@ -2,7 +2,7 @@
 
 Request models list every field the client (2.2.1, and 1.0.x where it differs) may send and
 forbid the rest, so a typo is a clear 422 rather than a silently ignored option. Fields we
-accept but cannot act on (LLM extraction settings, graph memory, async mode) are listed as such.
+accept but cannot act on (custom extraction instructions, graph memory) are listed as such.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class AddIn(_Body):
     run_id: EntityId | None = None
     filters: dict[str, Any] | None = None  # 2.2.1 typed options put the entity ids here
     metadata: Metadata | None = None
-    infer: bool | None = None
+    infer: bool | None = None  # unset: extract with the LLM when one is configured
+    async_mode: bool | None = None  # true: queue it, answer PENDING with an event_id
     timestamp: int | float | None = None  # Unix seconds: when it happened
     expiration_date: str | None = None  # YYYY-MM-DD
     custom_categories: Loose = None
@@ -66,7 +67,6 @@ class AddIn(_Body):
     includes: Loose = None
     excludes: Loose = None
     immutable: Loose = None
-    async_mode: Loose = None
     output_format: Loose = None
     version: Loose = None
     enable_graph: Loose = None

@@ -47,8 +47,9 @@ def memory_out(memory: Memory, parts: Partitions, *, score: float | None = None,
         "updated_at": iso(memory.updated_at),
         "timestamp": iso(memory.occurred_at),
         "expiration_date": expiry_date(memory.expires_at),
-        "role": meta.get(ROLE_KEY),
-        "actor_id": meta.get(ACTOR_KEY),
+        # memories added before role and speaker had fields of their own keep them in metadata
+        "role": memory.role if memory.role is not None else meta.get(ROLE_KEY),
+        "actor_id": memory.speaker if memory.speaker is not None else meta.get(ACTOR_KEY),
         "immutable": False,
     }
     if score is not None:

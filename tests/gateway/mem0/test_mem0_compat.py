@@ -12,6 +12,7 @@ import pytest
 from mem0.client.main import MemoryClient
 from mem0.exceptions import MemoryError as Mem0Error
 from mem0.exceptions import MemoryNotFoundError, ValidationError
+from mem0_support import settled
 
 HIKING = "I love hiking in the Alps"
 FOOD = "My favourite dish is spaghetti carbonara"
@@ -263,13 +264,16 @@ def test_mem0ai_1_0_routes(gateway_url: str) -> None:
             "messages": [{"role": "user", "content": HIKING}], "user_id": user,
             "async_mode": True, "output_format": "v1.1", **ids})
         assert added.status_code == 200, added.text
+        assert added.json()["status"] == "PENDING"  # 1.0.x always asks for async_mode
+        event = settled(http, added.json()["event_id"], params=ids)
+        assert event["status"] == "SUCCEEDED"
         found = http.post("/v2/memories/search/", json={"query": "mountains", "user_id": user,
                                                          "top_k": 3, **ids})
         assert texts(found.json()["results"]) == [HIKING]
         listed = http.post("/v2/memories/", json={"user_id": user, **ids},
                            params={"page": 1, "page_size": 10})
         assert texts(listed.json()["results"]) == [HIKING]
-        memory_id = added.json()["results"][0]["id"]
+        memory_id = event["results"][0]["id"]
         assert http.get(f"/v1/memories/{memory_id}/", params=ids).json()["memory"] == HIKING
         gone = http.delete("/v1/memories/", params={"user_id": user, **ids})
         assert gone.status_code == 200 and gone.json()["deleted"] == 1
