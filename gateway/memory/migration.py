@@ -235,7 +235,7 @@ class EmbedderVersions:
                     vectors = await self.embedder.embed([b.text for b in batch], version=version)
                 async with self.service.mutation:
                     written = await self.versions.put_batch(self.model, label, batch, vectors)
-                    keep = [i for i, b in enumerate(batch) if b in written]
+                    keep = [i for i, b in enumerate(batch) if b in written and not b.archived]
                     await asyncio.to_thread(
                         _index_rows, target.index, [batch[i].user_id for i in keep],
                         [batch[i].id for i in keep], vectors[keep]

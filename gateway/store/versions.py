@@ -31,6 +31,7 @@ class PendingMemory:
     user_id: str
     text: str
     updated_at: str
+    archived: bool = False  # gets a target vector (include_archived scores it), no index entry
 
 
 class VersionStore:
@@ -75,11 +76,11 @@ class VersionStore:
         def work() -> list[PendingMemory]:
             rows = self.store.conn.execute(
                 # The text as writes embed it: after its speaker (conversation.attributed).
-                "SELECT id, user_id, coalesce(speaker || ': ', '') || text, updated_at "
-                "FROM memories WHERE id > ? "
+                "SELECT id, user_id, coalesce(speaker || ': ', '') || text, updated_at, "
+                "archived_at IS NOT NULL FROM memories WHERE id > ? "
                 "ORDER BY id LIMIT ?", (after_id, limit)
             ).fetchall()
-            return [PendingMemory(*row) for row in rows]
+            return [PendingMemory(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
 
         return await self.store.run(work)
 
@@ -111,12 +112,13 @@ class VersionStore:
         return await self.store.run(self.store.transaction, work)
 
     async def shadow_vectors(self) -> list[tuple[str, str, np.ndarray]]:
-        """(user_id, id, vector) of every shadow row, to rebuild the target's index."""
+        """(user_id, id, vector) of every shadow row but the archived (not indexed), to
+        rebuild the target's index."""
 
         def work() -> list[tuple[str, str, np.ndarray]]:
             rows = self.store.conn.execute(
                 "SELECT m.user_id, s.memory_id, s.embedding FROM shadow_vectors s "
-                "JOIN memories m ON m.id = s.memory_id"
+                "JOIN memories m ON m.id = s.memory_id WHERE m.archived_at IS NULL"
             ).fetchall()
             return [(row[0], row[1], blob_vector(row[2])) for row in rows]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from embedder_versions import add_other_space_version
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
 
@@ -24,30 +25,8 @@ from gateway.triton import TritonServer
 from loadtest.repository import copy_latest_as_v1
 from loadtest.stack import gateway_process
 
-OTHER_SPACE = '''
-
-# Test fixture: a different embedding space (reversed, 256-d) on top of the real model.
-_original_embed = EmbeddingRuntime.embed
-
-
-def _other_space(self, texts):
-    vectors = _original_embed(self, texts)[:, ::-1][:, :256]
-    return l2_normalise(np.ascontiguousarray(vectors))
-
-
-EmbeddingRuntime.embed = _other_space
-'''
-
 FACTS = ["I love hiking in the Alps", "My sister lives in Lisbon", "I am allergic to peanuts",
          "The deploy failed because the disk was full", "I prefer window seats on flights"]
-
-
-def add_other_space_version(repo: Path) -> None:
-    """What an operator does: export a new version into the running server's repository."""
-    target = repo / "embedder" / "2"
-    shutil.copytree(repo / "embedder" / "1", target)
-    runtime = target / "embedding_runtime.py"
-    runtime.write_text(runtime.read_text() + OTHER_SPACE)
 
 
 @pytest.fixture
