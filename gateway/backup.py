@@ -184,6 +184,7 @@ def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
             for row in _rows(conn, user_id):
                 line = {name: row[name] for name in _FIELDS}
                 line["metadata"] = json.loads(row["metadata"])
+                line["sources"] = None if row["sources"] is None else json.loads(row["sources"])
                 if vectors:
                     line["embedding"] = blob_vector(row["embedding"]).tolist()
                 handle.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
@@ -219,6 +220,8 @@ def _read_export(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
 def _memory(line: dict[str, Any], label: str | None) -> Memory:
     try:
         fields = {name: line[name] for name in _FIELDS if name in line}
+        if fields.get("sources") is not None:  # a summary's source ids (a JSON list)
+            fields["sources"] = tuple(fields["sources"])
         if label is not None:
             fields["embedding_model"] = label
         return Memory(**fields)

@@ -260,10 +260,13 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
                  m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
-                 m.expires_at, m.role, m.speaker, m.archived_at, m.summary_id,
+                 m.expires_at, m.role, m.speaker, None, m.summary_id,
                  None if m.sources is None else json.dumps(list(m.sources)),
                  vector_blob(item.embedding), item.context),
             )
+            if m.archived_at is not None:  # an imported archived row: the move trigger takes
+                conn.execute(  # it from the live lexical index to the archive's
+                    "UPDATE memories SET archived_at = ? WHERE id = ?", (m.archived_at, m.id))
             cls._record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
                         "priority": m.priority, **(payload or {})}, m.created_at)
             if shadows is not None:

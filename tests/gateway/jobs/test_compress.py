@@ -3,6 +3,7 @@ sources, archive semantics of search, list, get, update and delete, idempotent r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from job_support import listed, wait_done
 from support import settings_for
 
 from gateway.app import create_app
+from gateway.backup import export_jsonl, import_jsonl
 from gateway.triton import TritonServer
 
 COOKING = ["I baked sourdough bread with rye flour on Sunday.",
@@ -200,3 +202,22 @@ def test_unknown_kind_is_refused_with_the_kinds(client: TestClient) -> None:
     bad = client.post("/v1/memories/search", json={"user_id": "a", "query": "x",
                                                    "include_archived": "yes"})
     assert bad.status_code == 422
+
+
+def test_export_and_import_keep_the_archive(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", compress_group_size=4)
+    with TestClient(create_app(settings)) as client:
+        add_dated(client, "alice", COOKING + RECENT[:6], old_dates(12))
+        compress(client)
+        everything = listed(client, "alice", include_archived="true")
+    source = next(m for m in everything.values() if m["archived_at"] is not None)
+    dump = tmp_path / "dump.jsonl"
+    assert export_jsonl(settings, dump, vectors=True) == len(everything)
+    fresh = settings_for(triton, tmp_path / "fresh", compress_group_size=4)
+    asyncio.run(import_jsonl(fresh, dump))
+    with TestClient(create_app(fresh)) as client:
+        assert listed(client, "alice", include_archived="true") == everything
+        for mode in ("semantic", "keyword"):
+            assert source["id"] not in search_ids(client, "alice", source["text"], mode=mode)
+            assert search_ids(client, "alice", source["text"], mode=mode,
+                              include_archived=True)[0] == source["id"]
