@@ -159,8 +159,9 @@ class Settings(BaseSettings):
     llm_on_failure: Literal["raw", "queue"] = "raw"
     ingest_queue_attempts: int = Field(5, ge=1, le=100)
     ingest_queue_backoff_s: float = Field(30.0, ge=0)  # doubles after each failed attempt
-    # Consolidation jobs (gateway/jobs/): a merge of every user every jobs_interval_s (0 =
-    # only on request, POST /v1/jobs); a running job's lease, renewed after each user.
+    # Consolidation jobs (gateway/jobs/): expire, merge and compress over every user every
+    # jobs_interval_s (0 = only on request, POST /v1/jobs); a running job's lease, renewed
+    # after each user.
     jobs_interval_s: float = Field(0.0, ge=0)
     # A user whose stored memories reach jobs_user_size gets a merge (and compress) job of its
     # own, queued in the background (gateway/jobs/triggers.py); 0 = off. The default is the

@@ -59,6 +59,7 @@ KINDS: dict[str, UserWork] = {
 def _later(seconds: float) -> str:
     moment = datetime.now(UTC) + timedelta(seconds=seconds)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+SCHEDULED_KINDS = ("expire", "merge", "compress")  # in the order the runner takes them
 
 
 class JobRunner:
@@ -99,11 +100,14 @@ class JobRunner:
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     async def schedule_forever(self) -> None:
-        """Every ``interval_s``, a merge of every user unless one is queued or running."""
+        """Every ``interval_s``, one job of each kind over every user (expired memories go
+        first, duplicates are merged before groups are compressed), unless one is queued or
+        running already."""
         while self.interval_s > 0:
             await asyncio.sleep(self.interval_s)
-            if not await self.jobs.pending("merge", None):
-                await self.submit("merge", None)
+            for kind in SCHEDULED_KINDS:
+                if not await self.jobs.pending(kind, None):
+                    await self.submit(kind, None)
 
     async def _run(self, job: Job) -> None:
         if job.attempts > MAX_ATTEMPTS:

@@ -4,6 +4,7 @@ sources, archive semantics of search, list, get, update and delete, idempotent r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,3 +222,28 @@ def test_export_and_import_keep_the_archive(triton: TritonServer, tmp_path: Path
             assert source["id"] not in search_ids(client, "alice", source["text"], mode=mode)
             assert search_ids(client, "alice", source["text"], mode=mode,
                               include_archived=True)[0] == source["id"]
+
+
+def test_the_schedule_queues_every_kind(triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", compress_group_size=4,
+                            jobs_interval_s=0.2)
+    with TestClient(create_app(settings)) as client:
+        items = [{"user_id": "alice", "text": t, "occurred_at": d}
+                 for t, d in zip(COOKING + RECENT[:6], old_dates(12), strict=True)]
+        items.append({"user_id": "alice", "text": "The coupon was void.",
+                      "expires_at": "2024-06-01T00:00:00Z"})
+        response = client.post("/v1/memories/batch", json={"dedup": False, "items": items})
+        assert response.status_code == 201, response.text  # one write: a job sees all or none
+        gone = response.json()["results"][-1]
+        deadline = time.monotonic() + 60
+        while True:  # wait for a scheduled job of each kind that ran after the write
+            jobs = client.get("/v1/jobs", params={"limit": 100}).json()
+            done = {j["kind"] for j in jobs if j["status"] == "done"
+                    and j["progress"].get("users_done") == 1}
+            if done == {"compress", "expire", "merge"}:
+                break
+            assert time.monotonic() < deadline, jobs
+            time.sleep(0.05)
+        assert all(j["user_id"] is None for j in jobs)  # over every user
+        assert client.get(f"/v1/memories/{gone['id']}").status_code == 404
+        assert any(m["sources"] for m in listed(client, "alice").values())
