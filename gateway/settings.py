@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Off: writes skip the keyword index; keyword search answers 409, hybrid runs semantic.
     lexical_index: bool = True
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only
+    # A message's neighbouring messages (gateway/memory/conversation.py) vs its text; 0 = off.
+    lexical_context_weight: float = Field(0.3, ge=0.0, le=10.0)
     # Ranking policy (gateway/memory/ranking.py); 0 turns each part off.
     ranking_recency_half_life_days: float = Field(0.0, ge=0.0, le=36_500.0)
     ranking_priority_weight: float = Field(0.0, ge=0.0, le=1.0)

@@ -18,7 +18,8 @@ Runs on a LoCoMo-format file (``--data PATH`` or ``$MEMORY_BENCH_DATA``; see
 
 ``--sweep`` adds the fusion tuning of ``loadtest/fusion_sweep.py``; ``--repository`` given
 twice compares two embedders (e.g. MiniLM and all-mpnet-base-v2) in one run;
-``--text dated`` stores the turns with the session date written into the text; several
+``--text dated`` stores the turns with the session date written into the text, ``--text
+bare`` without the speaker's name; several
 variants (``--text messages,plain``) run side by side, each on a store of its own.
 """
 
@@ -54,7 +55,7 @@ DATA_ENV = "MEMORY_BENCH_DATA"
 README_BEGIN = "<!-- bench-retrieval:begin -->"
 README_END = "<!-- bench-retrieval:end -->"
 BATCH_ITEMS = 500  # memories per batch request (the API takes up to 1,000)
-TEXT_VARIANTS = ("messages", "plain", "dated")
+TEXT_VARIANTS = ("messages", "plain", "dated", "bare")
 KINDS = ("semantic", "keyword", "hybrid", "ranking", "rerank")  # the rows --modes can pick
 DEFAULT_RANKING = {"recency_half_life_days": 30.0}
 
@@ -179,7 +180,8 @@ def ingest(http: httpx.Client, conversations: Sequence[locomo.Conversation], var
         items = []
         for turn in conversation.turns:
             item = {"user_id": user_id(conversation, variant),
-                    "text": turn.memory_text(with_date=variant == "dated"),
+                    "text": (turn.message_text() if variant == "bare"
+                             else turn.memory_text(with_date=variant == "dated")),
                     "metadata": {"dia_id": turn.dia_id}}
             if caps.occurred_at:
                 item["occurred_at"] = turn.occurred_at.isoformat()
@@ -422,7 +424,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", default="messages",
                         help="comma-separated ingest variants: messages (each session as "
                              "one conversation), plain (one text per turn), dated (the "
-                             "session date written into the text)")
+                             "session date written into the text), bare (the text without "
+                             "its speaker)")
     parser.add_argument("--ranking", type=json.loads, action="append", default=None,
                         help="ranking override of a 'hybrid + ranking' row, as JSON; repeatable "
                              f"(default {json.dumps(DEFAULT_RANKING)})")

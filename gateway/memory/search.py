@@ -23,6 +23,7 @@ from gateway.errors import Conflict, InvalidInput
 from gateway.memory.fusion import FusionPolicy
 from gateway.memory.model import ScoredMemory
 from gateway.memory.ranking import RankingPolicy
+from gateway.store.lexical import CONTEXT_WEIGHT
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -37,6 +38,7 @@ class SearchPolicy:
     fusion: FusionPolicy = field(default_factory=FusionPolicy)
     ranking: RankingPolicy = field(default_factory=RankingPolicy)
     date_weight: float = 1.0  # keyword matches in the memory's date vs its text; 0 = text only
+    context_weight: float = CONTEXT_WEIGHT  # a message's neighbours vs its text; 0 = text only
     lexical: bool = True  # False: no lexical index is kept (MEMORY_LEXICAL_INDEX=false)
 
     @classmethod
@@ -53,6 +55,7 @@ class SearchPolicy:
             ranking=RankingPolicy(settings.ranking_recency_half_life_days,
                                   settings.ranking_priority_weight),
             date_weight=settings.lexical_date_weight,
+            context_weight=settings.lexical_context_weight,
             lexical=settings.lexical_index,
         )
 

@@ -687,8 +687,9 @@ class MemoryService:
         async def lexical() -> list[tuple[str, float]]:
             if used == "semantic" or query is None:
                 return []
-            return await self.store.keyword_search(user_id, query, pool, filters,
-                                                   date_weight=self.search_policy.date_weight)
+            return await self.store.keyword_search(
+                user_id, query, pool, filters, date_weight=self.search_policy.date_weight,
+                context_weight=self.search_policy.context_weight)
 
         (vector, semantic), keyword = await asyncio.gather(dense(), lexical())
         if include_archived:
@@ -738,7 +739,7 @@ class MemoryService:
         if used != "semantic" and query is not None:
             archived = await self.store.keyword_search(
                 user_id, query, pool, filters, date_weight=self.search_policy.date_weight,
-                archived=True)
+                context_weight=self.search_policy.context_weight, archived=True)
             keyword = merge_ranked(keyword, archived, pool)
         return semantic, keyword
 
