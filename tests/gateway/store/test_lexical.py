@@ -311,3 +311,33 @@ def test_a_filter_that_drops_the_best_matches_still_finds_the_filtered_ones(
         await store.close()
 
     run(scenario())
+
+
+def test_lexical_index_off_then_on_rebuilds_live_and_archive_indexes(tmp_path: Path) -> None:
+    """MEMORY_LEXICAL_INDEX=false drops the triggers and empties the indexes; on again, both
+    are rebuilt from the memories, archived rows into the archive index."""
+    path = tmp_path / "m.db"
+    live, gone = memory(text="Sailing in Bergen"), memory(text="Sailing in Oslo")
+
+    async def reopen(on: bool) -> Store:
+        store = Store(path, lexical_index=on)
+        await store.open()
+        return store
+
+    store = run(reopen(True))
+    run(store.insert_many([live, gone]))
+    run(store.run(lambda: store.conn.execute(
+        "UPDATE memories SET archived_at = ? WHERE id = ?", (utc_now(), gone.memory.id))))
+    run(store.close())
+    store = run(reopen(False))
+    late = memory(text="Sailing in Tromso")
+    run(store.insert_many([late]))  # no trigger: not indexed
+    assert run(store.keyword_search("alice", "sailing", 10, SearchFilters())) == []
+    run(store.close())
+    store = run(reopen(True))
+    found = run(store.keyword_search("alice", "sailing", 10, SearchFilters()))
+    assert {hit[0] for hit in found} == {live.memory.id, late.memory.id}
+    archived = run(store.keyword_search("alice", "sailing", 10, SearchFilters(), archived=True))
+    assert [hit[0] for hit in archived] == [gone.memory.id]
+    _integrity(store)
+    run(store.close())
