@@ -36,8 +36,9 @@ from gateway.jobs.clustering import cluster_cells
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, StoredMemory
+from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, utc_now
+from gateway.store.archive import ArchiveStore
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -166,8 +167,7 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
                         summariser: Summariser) -> CompressResult:
     """Fold one user's old, low-priority groups (one transaction); a rerun finds none."""
     now = utc_now()
-    rows: list[StoredMemory] = await service.store.compressible(user_id, policy.max_priority,
-                                                               now)
+    rows = await ArchiveStore(service.store).compressible(user_id, policy.max_priority, now)
     memories = [r.memory for r in rows]
     positions = considered(memories, policy, now)
     if len(positions) < 2:

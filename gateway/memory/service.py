@@ -546,7 +546,8 @@ class MemoryService:
     async def expire(self, user_id: str) -> int:
         """Delete the user's expired memories (the ``expire`` job); how many."""
         async with self.mutation:
-            expired, restored = await self.store.delete_expired(user_id, utc_now())
+            expired, restored = await ArchiveStore(self.store).delete_expired(user_id,
+                                                                           utc_now())
             for index in self._indexes():
                 await asyncio.to_thread(index.remove, user_id, [m.id for m in expired])
             await self._reindex(restored)
@@ -733,7 +734,7 @@ class MemoryService:
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Both candidate lists with the archived memories' hits merged in by score."""
         if used != "keyword" and vector is not None and space is not None:
-            rows = await self.store.archived_vectors(user_id, filters)
+            rows = await ArchiveStore(self.store).archived_vectors(user_id, filters)
             found = await asyncio.to_thread(exact_cosines, rows, space.info.label, vector, pool)
             semantic = merge_ranked(semantic, found, pool)
         if used != "semantic" and query is not None:

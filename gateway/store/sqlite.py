@@ -360,21 +360,6 @@ class Store:
                 restored.append(StoredMemory(after, blob_vector(row["embedding"])))
         return restored
 
-    async def delete_expired(self, user_id: str, at: str
-                             ) -> tuple[list[Memory], list[StoredMemory]]:
-        """Delete the user's memories expired at ``at`` (archived ones too) in one
-        transaction, with history (``{"reason": "expired"}``); returns them and the sources
-        restored from expired summaries (see ``delete_rows``)."""
-
-        def work(conn: sqlite3.Connection) -> tuple[list[Memory], list[StoredMemory]]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND expires_at IS NOT NULL "
-                "AND expires_at <= ? ORDER BY id", (user_id, at)).fetchall()
-            expired = [_row_to_memory(row) for row in rows]
-            return expired, self.delete_rows(conn, expired, at, {"reason": "expired"})
-
-        return await self.run(self.transaction, work)
-
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         """Delete every memory of a user; returns their ids."""
 
@@ -563,35 +548,6 @@ class Store:
                 ):
                     found[row[0]] = (row[1], blob_vector(row[2]))
             return found
-
-        return await self.read(work)
-
-    async def archived_vectors(self, user_id: str, filters: SearchFilters
-                               ) -> list[tuple[str, str, np.ndarray]]:
-        """(id, model label, vector) of the user's archived memories passing ``filters``:
-        ``include_archived`` searches score them exactly, as they are not in the index."""
-        where, args = _filter_conditions(user_id, filters)
-        sql = (f"SELECT m.id, m.embedding_model, m.embedding FROM memories m "
-               f"WHERE m.archived_at IS NOT NULL AND {' AND '.join(where)}")
-
-        def work() -> list[tuple[str, str, np.ndarray]]:
-            return [(row[0], row[1], blob_vector(row[2])) for row in self.conn.execute(sql, args)]
-
-        return await self.read(work)
-
-    async def compressible(self, user_id: str, max_priority: int, live_at: str
-                           ) -> list[StoredMemory]:
-        """The user's live memories with priority at most ``max_priority`` that are not
-        summaries, archived ones included, with their vectors, in id order (the compress
-        job's input, ``gateway.jobs.compress``)."""
-
-        def work() -> list[StoredMemory]:
-            rows = self.conn.execute(
-                f"SELECT {_COLUMNS}, embedding FROM memories WHERE user_id = ? "
-                "AND priority <= ? AND sources IS NULL "
-                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
-                (user_id, max_priority, live_at)).fetchall()
-            return [StoredMemory(_row_to_memory(r), blob_vector(r["embedding"])) for r in rows]
 
         return await self.read(work)
 
