@@ -12,16 +12,27 @@ transaction.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gateway.jobs.clustering import cluster_cells
+from gateway.jobs.cpu import run_cpu
 from gateway.memory.dedup import DedupPolicy, same_words, words
 from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.ingest import Change, WritePlan
+
+# Grouping runs on the jobs' low-priority thread (gateway.jobs.cpu) of the gateway process:
+# its Python loops hold the GIL that the event loop needs for every request step, and a
+# waiting thread only gets it after the switch interval (5 ms). Yielding after each cell hands
+# it over at once; the loops only visit pairs the cosine already let through (numpy, GIL
+# released), and only their texts are split into words (the largest share of the job's GIL
+# time otherwise, measured with py-spy --gil during make bench-jobs).
+
+
+READ_CHUNK = 256  # memories read per store call: a search's reads wait for one chunk at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +47,30 @@ def duplicate_groups(memories: list[Memory], vectors: np.ndarray, policy: DedupP
     in id (creation) order. A memory joins a group only as a duplicate of its keeper (the
     oldest), so typos cannot chain one fact into another."""
     cells = cluster_cells(vectors)
-    split = [words(m.text) for m in memories]
+    split: dict[int, list[str]] = {}  # words of the memories a cosine let through, only
+
+    def words_of(position: int) -> list[str]:
+        if position not in split:
+            split[position] = words(memories[position].text)
+        return split[position]
+
     root = list(range(len(memories)))
     by_cell: dict[tuple[int, str | None, str | None], list[int]] = {}
     for position, memory in enumerate(memories):
         for cell in {int(c) for c in cells[position]}:
             by_cell.setdefault((cell, memory.agent_id, memory.run_id), []).append(position)
     for members in by_cell.values():
-        cosines = vectors[members] @ vectors[members].T
+        close = (vectors[members] @ vectors[members].T) >= policy.min_cosine
         for b in range(1, len(members)):
             if root[members[b]] != members[b]:
                 continue  # grouped in another cell already
-            for a in range(b):
+            for a in np.flatnonzero(close[:b, b]):  # only the pairs the cosine lets through
                 if root[members[a]] != members[a]:
                     continue  # compare with group keepers only
-                if cosines[a, b] >= policy.min_cosine and (
-                        not policy.lexical
-                        or same_words(split[members[b]], split[members[a]])):
+                if not policy.lexical or same_words(words_of(members[b]), words_of(members[a])):
                     root[members[b]] = members[a]
                     break
+        time.sleep(0)  # hand the GIL to the event loop between cells (see above)
     groups: dict[int, list[int]] = {}
     for position, keeper in enumerate(root):
         groups.setdefault(keeper, []).append(position)
@@ -88,11 +104,13 @@ async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy) 
     if not ids:
         return MergeResult(0, 0)
     now = utc_now()
-    found = await service.store.get_many(ids)
+    found: dict[str, Memory] = {}
+    for start in range(0, len(ids), READ_CHUNK):  # searches' reads take turns in between
+        found.update(await service.store.get_many(ids[start:start + READ_CHUNK]))
     live = [i for i, memory_id in enumerate(ids)
             if memory_id in found and _live(found[memory_id], now)]
     memories = [found[ids[i]] for i in live]
-    groups = await asyncio.to_thread(duplicate_groups, memories, vectors[live], policy)
+    groups = await run_cpu(duplicate_groups, memories, vectors[live], policy)
     if not groups:
         return MergeResult(len(memories), 0)
     write = WritePlan(at=now, payload={"reason": "merge"})
