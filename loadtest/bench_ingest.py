@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = args.work or Path(tmp)
         if args.lexical:
+            report["setup"]["concurrency"] = 1  # one request at a time, the sides in turn
             report["lexical_index"] = lexical_cost(work, texts, args)
             write_report(args.out, "ingest-lexical", report, log)
             return 0
