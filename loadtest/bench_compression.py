@@ -82,7 +82,9 @@ def turns_of(http: httpx.Client, users: Sequence[str],
 
 def recall_expanded(conversations: Sequence[locomo.Conversation], hits: list[list[str]],
                     turns: dict[str, frozenset[str]]) -> dict[str, float]:
-    """recall_any@k / recall_all@k with each hit standing for its turns (see above)."""
+    """recall_any@k / recall_all@k with each hit standing for its turns (see above), and
+    ``turns@k``: how many turns the first k hits stand for, on average (a summary stands for
+    several, so after compression k hits cover more turns than k)."""
     questions = [q for c in conversations for q in c.questions]
     out: dict[str, float] = {}
     for k in KS:
@@ -93,6 +95,7 @@ def recall_expanded(conversations: Sequence[locomo.Conversation], hits: list[lis
         count = max(len(answers), 1)
         out[f"any@{k}"] = round(sum(hit_any(a, len(a.ranked)) for a in answers) / count, 4)
         out[f"all@{k}"] = round(sum(hit_all(a, len(a.ranked)) for a in answers) / count, 4)
+        out[f"turns@{k}"] = round(sum(len(a.ranked) for a in answers) / count, 2)
     return out
 
 
