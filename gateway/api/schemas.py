@@ -12,9 +12,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
+from gateway.memory.model import (
+    MAX_TEXT_CHARS,
+    HistoryEvent,
+    Memory,
+    ScoredMemory,
+    SearchFilters,
+)
 
-MAX_TEXT_CHARS = 8_000
 MAX_ID_CHARS = 128
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 8

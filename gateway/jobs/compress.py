@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from gateway.api.schemas import MAX_TEXT_CHARS
 from gateway.jobs.clustering import cluster_cells
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory
+from gateway.memory.model import MAX_TEXT_CHARS, Memory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.archive import ArchiveStore
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+MAX_TEXT_CHARS = 8_000  # one memory's text; the API refuses more, summaries are cut to it
+
 
 @dataclass(frozen=True, slots=True)
 class Memory:
