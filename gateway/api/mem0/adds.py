@@ -20,6 +20,7 @@ from gateway.api.mem0.filters import as_time
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX, AddIn
 from gateway.api.mem0.views import store_time
 from gateway.errors import InvalidInput
+from gateway.memory.conversation import Said, contexts
 from gateway.memory.events import Ingest, ItemResult, Report
 from gateway.memory.normalise import normalise_text
 from gateway.memory.service import NewMemory
@@ -70,22 +71,21 @@ def wants_inference(body: AddIn, ingest: Ingest) -> bool:
 
 
 def drafts_of(body: AddIn, parts: Partitions, dedup: bool) -> list[Draft]:
-    """One draft per non-empty user/assistant message, normalised like ``/v1/memories``."""
+    """One draft per non-empty user/assistant message, normalised like ``/v1/memories`` and
+    with the neighbouring messages as its keyword context (``gateway.memory.conversation``)."""
     entity: Entity = query.add_entity(body, body.filters)
     base = metadata_of(body.metadata)
     if entity.app_id:
         base[APP_KEY] = entity.app_id
     occurred, expires = occurred_at(body.timestamp), expires_at(body.expiration_date)
-    drafts = []
-    for message in body.messages:
-        text = normalise_text(message.content)
-        if not text or message.role in SKIPPED_ROLES:
-            continue
-        drafts.append(Draft(NewMemory(
-            user_id=parts.of(entity), text=text, agent_id=entity.agent_id,
-            run_id=entity.run_id, metadata=dict(base), occurred_at=occurred,
-            expires_at=expires, role=message.role, speaker=message.name,
-        ), dedup, False))
+    kept = [(m, text) for m in body.messages
+            if (text := normalise_text(m.content)) and m.role not in SKIPPED_ROLES]
+    around = contexts([Said(m.name or m.role, text) for m, text in kept])
+    drafts = [Draft(NewMemory(
+        user_id=parts.of(entity), text=text, agent_id=entity.agent_id, run_id=entity.run_id,
+        metadata=dict(base), occurred_at=occurred, expires_at=expires, role=message.role,
+        speaker=message.name, context=context,
+    ), dedup, False) for (message, text), context in zip(kept, around, strict=True)]
     if not drafts:
         raise InvalidInput("messages: nothing to remember (every message is empty or a "
                            "system message)")

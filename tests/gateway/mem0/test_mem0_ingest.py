@@ -129,3 +129,14 @@ def test_infer_extracts_facts_through_the_llm(llm_gateway: tuple[str, ScriptedLL
     assert sorted(m["memory"] for m in listed(client, user)) == [
         "Ana is vegetarian", "Ana lives in Lisbon"]
     assert "I moved to Lisbon" in llm.requests[0]["messages"][1]["content"]
+
+
+def test_a_message_is_found_by_what_its_neighbours_say(client: MemoryClient,
+                                                       api: httpx.Client) -> None:
+    """Like /v1 messages: each memory keeps its neighbouring messages as keyword context."""
+    user = fresh("context")
+    client.add([{"role": "user", "content": "Did you enjoy the trip to Lisbon?"},
+                {"role": "assistant", "content": "Yes, every single day of it"}], user_id=user)
+    found = api.post("/v1/memories/search", json={"user_id": user, "query": "Lisbon",
+                                                  "mode": "keyword"}).json()["results"]
+    assert "Yes, every single day of it" in [hit["text"] for hit in found]
