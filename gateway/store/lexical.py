@@ -332,3 +332,14 @@ def maintain(conn: sqlite3.Connection, on: bool) -> bool:
         script += LIVE_TRIGGERS + ARCHIVE_TRIGGERS
     conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
     return True
+
+
+# Analysis changed (``analyzer.ANALYZER_VERSION``): both indexes emptied and filled again with
+# the new terms, before any write (a contentless FTS5 row can only be deleted with the terms it
+# was written with).
+REBUILD_SCHEMA = (
+    _cleared("lexical_index", "lexical_docs")
+    + _cleared("archive_lexical_index", "archive_lexical_docs")
+    + _refilled("lexical_index", "lexical_docs", archived=False)
+    + _refilled("archive_lexical_index", "archive_lexical_docs", archived=True)
+)

@@ -130,6 +130,8 @@ MIGRATIONS: list[str] = [
     # (``gateway.memory.conversation``) for keyword search: a third column in both lexical
     # indexes, weighted lower than the text; existing rows have none.
     lexical.CONTEXT_SCHEMA,
+    # 8: analyzer version 2 (more function words dropped): the lexical indexes rebuilt.
+    lexical.REBUILD_SCHEMA,
 ]
 
 
