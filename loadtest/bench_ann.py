@@ -217,7 +217,8 @@ def bench_gateway(rows: int, searches: int, backends: list[str]) -> dict:
             work = Path(tmp) / backend
             threshold = min(20_000, rows // 2)  # make sure the collection gets its graph
             env = {"MEMORY_INDEX_BACKEND": backend, "MEMORY_ADMISSION_ENABLED": "false",
-                   "MEMORY_ANN_THRESHOLD": str(threshold)}
+                   "MEMORY_ANN_THRESHOLD": str(threshold),
+                   "MEMORY_JOBS_USER_SIZE": "0"}  # no size-triggered job mid-measurement
             with gateway_process(triton, work / "data", work, env=env) as url, \
                     httpx.Client(base_url=url, timeout=300) as http:
                 log(f"gateway/{backend}: ingesting {rows} memories ...")
