@@ -34,6 +34,8 @@ log = logging.getLogger("gateway.jobs")
 IDLE_POLL_S = 5.0  # how often an idle runner looks for queued jobs and expired leases
 MAX_ATTEMPTS = 3  # claims of one job before it is marked failed
 MAX_CONFLICTS = 3  # tries of one user whose memories keep changing under the job
+MAX_USER_FAILURES = 5  # failed tries of one user's work (not conflicts) before it is skipped
+FAILURE_BACKOFF_S = 1.0  # doubled after each failure
 
 
 
@@ -145,8 +147,10 @@ class JobRunner:
         return await self.jobs.next_user(cursor)
 
     async def _user(self, work: UserWork, user: str) -> Any:
-        """One user's work in an admission slot; None when it kept conflicting with writes."""
-        conflicts = 0
+        """One user's work in an admission slot; None when it kept conflicting with writes or
+        kept failing (Triton down or too slow, the store busy): the user is skipped this run,
+        counted in ``skipped_users``, and the next run tries again."""
+        conflicts = failures = 0
         while True:
             try:
                 async with self._slot():
@@ -158,8 +162,13 @@ class JobRunner:
                 if conflicts >= MAX_CONFLICTS:
                     return None
             except GatewayError as exc:  # e.g. the store is busy: try again a little later
+                failures += 1
+                if failures >= MAX_USER_FAILURES:
+                    log.error("job work for a user failed %d times (%s); skipping the user "
+                              "this run", failures, exc)
+                    return None
                 log.warning("job work for a user failed (%s); retrying", exc)
-                await asyncio.sleep(1)
+                await asyncio.sleep(FAILURE_BACKOFF_S * 2 ** (failures - 1))
 
     def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
         if self.admission is None:

@@ -59,6 +59,9 @@ DEFAULT_PRIORITY = 5
 # Writes with at most this many texts to embed share the query twin's coalesced requests (no
 # batcher stall); larger ones go to the batching model, where Triton merges them.
 SMALL_WRITE_TEXTS = 8
+# Background writes (consolidation jobs) embed in sequential requests of this many texts: each
+# request gets the whole inference timeout, and interactive requests get Triton in between.
+BACKGROUND_EMBED_TEXTS = 16
 
 
 def utc_now() -> str:
@@ -225,11 +228,12 @@ class MemoryService:
 
     async def _vectors_in(
         self, space: Space, texts: Sequence[str | None], supplied: list[list[float] | None],
-        locs: list[list[str | int]], *, query: bool = False,
+        locs: list[list[str | int]], *, query: bool = False, background: bool = False,
     ) -> np.ndarray:
         """Client vectors where given, one Triton request (to ``space``'s version) for the rest.
 
         ``query``: a search's text, embedded by the batcher-free twin when Triton serves it.
+        ``background``: a job's write, embedded in small sequential requests.
         """
         out = np.zeros((len(texts), space.info.dim), dtype=np.float32)
         missing = []
@@ -240,6 +244,11 @@ class MemoryService:
                 out[i] = self._client_vector(space.info, values, locs[i])
         if missing and query:
             out[missing] = [await self._query_vector(space, texts[i] or "") for i in missing]
+        elif missing and background:
+            for start in range(0, len(missing), BACKGROUND_EMBED_TEXTS):
+                chunk = missing[start:start + BACKGROUND_EMBED_TEXTS]
+                out[chunk] = await self.embedder.embed([texts[i] or "" for i in chunk],
+                                                       version=space.info.version)
         elif missing:
             out[missing] = await self._embed_write(space, [texts[i] or "" for i in missing])
         return out
@@ -275,18 +284,19 @@ class MemoryService:
         return vector
 
     async def _write_vectors(
-        self, texts: list[str], supplied: list[list[float] | None], locs: list[list[str | int]]
+        self, texts: list[str], supplied: list[list[float] | None], locs: list[list[str | int]],
+        *, background: bool = False,
     ) -> _Vectors:
         """Vectors for a write, in every live space: client vectors belong to the active space
         only, so the migration target always gets the server's embedding of the text."""
         generation = self.generation
         active, target = await self.active_space(), self.target
         if target is None:
-            return _Vectors(generation, active, await self._vectors_in(active, texts, supplied,
-                                                                       locs))
+            return _Vectors(generation, active, await self._vectors_in(
+                active, texts, supplied, locs, background=background))
         vectors, target_vectors = await asyncio.gather(
-            self._vectors_in(active, texts, supplied, locs),
-            self._vectors_in(target, texts, [None] * len(texts), locs),
+            self._vectors_in(active, texts, supplied, locs, background=background),
+            self._vectors_in(target, texts, [None] * len(texts), locs, background=background),
         )
         return _Vectors(generation, active, vectors, target, target_vectors)
 
@@ -442,7 +452,7 @@ class MemoryService:
         texts = [s.text for s in summaries]
         for _ in range(3):  # a space switch between embedding and commit means: embed again
             made = await self._write_vectors(texts, [None] * len(texts),
-                                             [["summary"]] * len(texts))
+                                             [["summary"]] * len(texts), background=True)
             async with self.mutation:
                 if made.generation != self.generation:
                     continue

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from job_support import listed, wait_done
-from support import settings_for
+from support import make_triton, settings_for
 
 from gateway.app import create_app
 from gateway.backup import export_jsonl, import_jsonl
+from gateway.jobs import runner
 from gateway.triton import TritonServer
 
 COOKING = ["I baked sourdough bread with rye flour on Sunday.",
@@ -247,3 +248,32 @@ def test_the_schedule_queues_every_kind(triton: TritonServer, tmp_path: Path) ->
         assert all(j["user_id"] is None for j in jobs)  # over every user
         assert client.get(f"/v1/memories/{gone['id']}").status_code == 404
         assert any(m["sources"] for m in listed(client, "alice").values())
+
+
+def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "FAILURE_BACKOFF_S", 0.05)  # the schedule, not the rule
+    server = make_triton(tmp_path)
+    server.start()
+    try:
+        settings = settings_for(server, tmp_path / "data", compress_group_size=4)
+        with TestClient(create_app(settings)) as client:
+            texts = COOKING + TRAVEL
+            add_dated(client, "ann", texts, old_dates(len(texts)), priority=2)
+            before = listed(client, "ann")
+            server.stop()  # compress must embed its summaries: every try fails now
+            job = wait_done(client, client.post(
+                "/v1/jobs", json={"kind": "compress", "user_id": "ann"}).json()["id"])
+            assert job["status"] == "done", job
+            assert job["progress"]["skipped_users"] == 1
+            assert listed(client, "ann") == before  # nothing archived, nothing lost
+            assert listed(client, "ann", include_archived="true") == before
+            server.start()
+            rerun = client.post("/v1/jobs", json={"kind": "compress", "user_id": "ann"})
+            again = wait_done(client, rerun.json()["id"], deadline_s=120)
+            assert again["status"] == "done" and again["progress"]["skipped_users"] == 0
+            after = listed(client, "ann")
+            assert len(after) < len(before)  # now folded into summaries
+            assert len(listed(client, "ann", include_archived="true")) > len(before)
+    finally:
+        server.stop()
