@@ -139,14 +139,21 @@ def compress_groups(memories: list[Memory], vectors: np.ndarray, positions: list
         cells = cluster_cells(vectors[members], policy.group_size)[:, 0]
         for cell in np.unique(cells):
             cluster = [members[j] for j in np.flatnonzero(cells == cell)]
-            centroid = vectors[cluster].mean(axis=0)
-            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-            cosine = {p: float(vectors[p] @ centroid) for p in cluster}
+            middle = centroid(vectors[cluster])
+            cosine = {p: float(vectors[p] @ middle) for p in cluster}
             fresh = [p for p in cluster
                      if memories[p].archived_at is None and cosine[p] >= policy.min_cosine]
             if len(fresh) >= 2:
                 groups.append(sorted(fresh, key=lambda p: (-cosine[p], memories[p].id)))
     return groups
+
+
+def centroid(vectors: np.ndarray) -> np.ndarray:
+    """An extractive summary's vector: its members' mean direction. It stands for every
+    member (the embedder would read only the first ~256 tokens of the joined text) and costs
+    no model run, so a compress job leaves Triton to interactive traffic."""
+    mean = vectors.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def summary_of(user_id: str, group: list[Memory], text: str, now: str) -> Memory:
@@ -174,6 +181,8 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
     vectors = np.stack([r.embedding for r in rows])
     groups = await asyncio.to_thread(compress_groups, memories, vectors, positions, policy)
     summaries, sources, payloads = [], [], []
+    centroids: list[list[float] | None] = []
+    labels = {m.embedding_model for m in memories}
     for group in groups:
         members = [memories[p] for p in group]
         text, made_by = await summariser.summarise(members)
@@ -183,6 +192,9 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
         payloads.append({"reason": "compress", "sources": list(summary.sources or ()),
                          "occurred_from": min(m.occurred_at for m in members),
                          "occurred_to": summary.occurred_at, **made_by})
+        extract = made_by["summariser"] == "extractive" and len(labels) == 1
+        centroids.append(centroid(vectors[group]).tolist() if extract else None)
     if summaries:
-        await service.fold(summaries, sources, payloads)
+        await service.fold(summaries, sources, payloads, vectors=centroids,
+                           vectors_label=next(iter(labels)) if len(labels) == 1 else None)
     return CompressResult(len(positions), len(summaries), sum(len(s) for s in sources))

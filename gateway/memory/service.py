@@ -445,16 +445,25 @@ class MemoryService:
                     await asyncio.to_thread(index.remove, memory.user_id, [memory.id])
 
     async def fold(self, summaries: list[Memory], sources: list[list[Memory]],
-                   payloads: list[dict[str, Any]]) -> list[Memory]:
-        """Write summaries (embedded here) and archive their sources, in one transaction (see
+                   payloads: list[dict[str, Any]], *,
+                   vectors: list[list[float] | None] | None = None,
+                   vectors_label: str | None = None) -> list[Memory]:
+        """Write summaries and archive their sources, in one transaction (see
         ``gateway.store.archive``); the sources leave the indexes, the summaries enter them.
+        ``vectors``: a summary's vector in space ``vectors_label`` where the job has one (None:
+        its text is embedded here, as are all when that space is no longer the active one).
         ``Conflict`` when a source changed since the job read it (nothing is written)."""
         texts = [s.text for s in summaries]
         for _ in range(3):  # a space switch between embedding and commit means: embed again
-            made = await self._write_vectors(texts, [None] * len(texts),
-                                             [["summary"]] * len(texts), background=True)
+            active = await self.active_space()
+            supplied: list[list[float] | None] = (
+                vectors if vectors is not None and vectors_label == active.info.label
+                else [None] * len(texts))
+            made = await self._write_vectors(texts, supplied, [["summary"]] * len(texts),
+                                             background=True)
             async with self.mutation:
-                if made.generation != self.generation:
+                if made.generation != self.generation or (
+                        supplied is vectors and made.active.info.label != vectors_label):
                     continue
                 now, label = utc_now(), made.active.info.label
                 written = [replace(s, embedding_model=label) for s in summaries]

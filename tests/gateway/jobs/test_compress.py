@@ -8,10 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from job_support import listed, wait_done
+from scripted_llm_support import ScriptedLLM, answer
 from support import make_triton, settings_for
+from triton_stats import quiet
 
 from gateway.app import create_app
 from gateway.backup import export_jsonl, import_jsonl
@@ -133,6 +136,35 @@ def test_compress_folds_old_low_priority_groups_and_archives_sources(
     assert listed(client, "alice", include_archived="true") == everything
 
 
+def test_an_extractive_summary_is_its_members_centroid_and_runs_no_model(
+        client: TestClient, triton: TritonServer) -> None:
+    """Folding costs Triton nothing: the summary's vector is its members' mean direction."""
+    rng = np.random.default_rng(7)
+    bases = rng.standard_normal((2, 384))
+    rows = np.concatenate([base + 0.15 * rng.standard_normal((4, 384)) for base in bases])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    texts = COOKING[:4] + TRAVEL[:4]
+    response = client.post("/v1/memories/batch", json={"dedup": False, "items": [
+        {"user_id": "cy", "text": t, "embedding": v.tolist(), "occurred_at": d}
+        for t, v, d in zip(texts, rows, old_dates(8), strict=True)]})
+    assert response.status_code == 201, response.text
+    ids = [m["id"] for m in response.json()["results"]]
+    add_dated(client, "cy", RECENT[:8], [f"2099-01-{d + 1:02d}T10:00:00Z" for d in range(8)])
+    models = {name: quiet(triton, name) for name in ("embedder", "embedder_query")}
+    job = compress(client, "cy")
+    assert job["progress"]["summaries"] == 2
+    assert {name: quiet(triton, name) for name in models} == models
+    for summary in (m for m in listed(client, "cy").values() if m["sources"]):
+        members = [ids.index(source) for source in summary["sources"]]
+        assert sorted(members) in ([0, 1, 2, 3], [4, 5, 6, 7])
+        middle = rows[members].mean(axis=0)
+        found = client.post("/v1/memories/search", json={
+            "user_id": "cy", "embedding": (middle / np.linalg.norm(middle)).tolist(),
+            "limit": 1}).json()["results"]
+        assert found[0]["id"] == summary["id"]
+        assert found[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_archive_stays_consistent_through_updates_and_deletes(client: TestClient) -> None:
     add_dated(client, "alice", COOKING + RECENT[:6], old_dates(12))
     compress(client)
@@ -252,20 +284,26 @@ def test_the_schedule_queues_every_kind(triton: TritonServer, tmp_path: Path) ->
 
 def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An LLM summary must be embedded; with Triton gone every try fails."""
     monkeypatch.setattr(runner, "FAILURE_BACKOFF_S", 0.05)  # the schedule, not the rule
+    llm = ScriptedLLM()
+    llm.script(*[answer({"summary": "Cooking and travel, summed up."})] * 50)
+    llm_server, url = llm.serve()
     server = make_triton(tmp_path)
     server.start()
     try:
-        settings = settings_for(server, tmp_path / "data", compress_group_size=4)
+        settings = settings_for(server, tmp_path / "data", compress_group_size=4,
+                                llm_base_url=url, llm_model="scripted", llm_timeout_s=3.0)
         with TestClient(create_app(settings)) as client:
             texts = COOKING + TRAVEL
             add_dated(client, "ann", texts, old_dates(len(texts)), priority=2)
             before = listed(client, "ann")
-            server.stop()  # compress must embed its summaries: every try fails now
+            server.stop()
             job = wait_done(client, client.post(
                 "/v1/jobs", json={"kind": "compress", "user_id": "ann"}).json()["id"])
             assert job["status"] == "done", job
             assert job["progress"]["skipped_users"] == 1
+            assert len(llm.requests) >= runner.MAX_USER_FAILURES  # it really tried each time
             assert listed(client, "ann") == before  # nothing archived, nothing lost
             assert listed(client, "ann", include_archived="true") == before
             server.start()
@@ -277,3 +315,4 @@ def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
             assert len(listed(client, "ann", include_archived="true")) > len(before)
     finally:
         server.stop()
+        llm_server.shutdown()
