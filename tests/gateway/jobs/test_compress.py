@@ -282,6 +282,13 @@ def test_the_schedule_queues_every_kind(triton: TritonServer, tmp_path: Path) ->
         assert any(m["sources"] for m in listed(client, "alice").values())
 
 
+def wait_ready(client: TestClient, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "gateway not ready again"
+        time.sleep(0.05)
+
+
 def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An LLM summary must be embedded; with Triton gone every try fails."""
@@ -307,6 +314,7 @@ def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
             assert listed(client, "ann") == before  # nothing archived, nothing lost
             assert listed(client, "ann", include_archived="true") == before
             server.start()
+            wait_ready(client)  # the gateway's channel has reconnected, not only Triton
             rerun = client.post("/v1/jobs", json={"kind": "compress", "user_id": "ann"})
             again = wait_done(client, rerun.json()["id"], deadline_s=120)
             assert again["status"] == "done" and again["progress"]["skipped_users"] == 0
