@@ -10,9 +10,7 @@ batch held several searches) a lone search waits at most ``window_s`` for compan
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import threading
+import functools
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -21,20 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.index.base import Hit, VectorIndex
+from gateway.threads import lower_thread_priority
 
 # The search thread's nice value, above the process's: a scan of a huge user is the one
 # long-running CPU job in the gateway, and on a saturated machine the event loop, the store's
 # writer and Triton should get the CPU first, so small writes do not wait behind scans.
 SEARCH_THREAD_NICE = 5
-
-
-def lower_thread_priority(increment: int = SEARCH_THREAD_NICE) -> None:
-    """Raise the calling thread's nice value (Linux: nice is per thread). Lowering one's own
-    priority needs no privilege; where it is refused or unsupported, nothing changes."""
-    with contextlib.suppress(OSError, AttributeError):
-        tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
 
 
 @dataclass
@@ -68,7 +58,8 @@ class SearchBatcher:
         self._queue: asyncio.Queue[_Search] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search",
-                                          initializer=lower_thread_priority)
+                                          initializer=functools.partial(
+                                              lower_thread_priority, SEARCH_THREAD_NICE))
         self._last_batch = 1
         self._closed = False
         self._busy = False

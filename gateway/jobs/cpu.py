@@ -11,29 +11,23 @@ normal priority. One thread: jobs run one at a time anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-JOB_NICE = 19  # the lowest priority: the thread runs when nothing else wants the CPU
+from gateway.threads import MAX_NICE, lower_thread_priority
+
+JOB_NICE = MAX_NICE  # the lowest priority: the thread runs when nothing else wants the CPU
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _lower_priority() -> None:
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICE)
-
-
 @functools.cache
 def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-cpu",
-                              initializer=_lower_priority)
+                              initializer=functools.partial(lower_thread_priority, JOB_NICE))
 
 
 async def run_cpu(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
