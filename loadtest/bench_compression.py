@@ -31,6 +31,7 @@ from loadtest import locomo
 from loadtest.bench_retrieval import (
     DATA_ENV,
     capabilities,
+    data_file,
     data_summary,
     gateway,
     ingest,
@@ -175,11 +176,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    data = args.data or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
-    if data is None or not data.is_file():
-        where = f"{data} does not exist" if data else f"no --data PATH and no ${DATA_ENV}"
-        print(f"bench-compression: skipped: {where}. Give a LoCoMo-format JSON file "
-              f"(e.g. `make bench-compression DATA=/path/to/locomo.json`).", file=sys.stderr)
+    data = data_file(args.data, "bench-compression")
+    if data is None:
         return 0
     try:
         conversations = locomo.load(data)[: args.conversations]

@@ -441,14 +441,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def data_file(given: Path | None, target: str) -> Path | None:
+    """The LoCoMo-format file from ``--data`` or ``$MEMORY_BENCH_DATA``; None (and a line
+    saying why, so ``make <target>`` skips cleanly) when there is none: no data ships here."""
+    data = given or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    if data is not None and data.is_file():
+        return data
+    where = f"{data} does not exist" if data else f"no --data PATH and no ${DATA_ENV}"
+    print(f"{target}: skipped: {where}. Give a LoCoMo-format JSON file "
+          f"(e.g. `make {target} DATA=/path/to/locomo.json`).", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    data = args.data or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
-    if data is None or not data.is_file():
-        where = f"{data} does not exist" if data else f"no --data PATH and no ${DATA_ENV}"
-        print(f"bench-retrieval: skipped: {where}. Give a LoCoMo-format JSON file "
-              f"(e.g. `make bench-retrieval DATA=/path/to/locomo.json`).", file=sys.stderr)
+    data = data_file(args.data, "bench-retrieval")
+    if data is None:
         return 0
     variants = [v.strip() for v in args.text.split(",") if v.strip()]
     if not variants or set(variants) - set(TEXT_VARIANTS):

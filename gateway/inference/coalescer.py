@@ -63,11 +63,14 @@ class EmbedCoalescer:
         call = _Call(list(texts), deadline, asyncio.get_running_loop().create_future())
         self._waiting.setdefault(key, []).append(call)
         if key not in self._draining:
-            self._draining.add(key)
-            # A fresh context: the drain must not inherit the first caller's deadline.
-            asyncio.get_running_loop().create_task(
-                self._drain(key), name="embed-coalescer", context=contextvars.Context())
+            self._start_drain(key)
         return await call.future
+
+    def _start_drain(self, key: tuple[str, str]) -> None:
+        self._draining.add(key)
+        # A fresh context: the drain must not inherit the first caller's deadline.
+        asyncio.get_running_loop().create_task(
+            self._drain(key), name="embed-coalescer", context=contextvars.Context())
 
     async def _drain(self, key: tuple[str, str]) -> None:
         model, version = key
@@ -77,9 +80,7 @@ class EmbedCoalescer:
         finally:
             self._draining.discard(key)
             if self._waiting.get(key):  # arrived after the last take: start again
-                self._draining.add(key)
-                asyncio.get_running_loop().create_task(
-                    self._drain(key), name="embed-coalescer", context=contextvars.Context())
+                self._start_drain(key)
 
     def _take(self, key: tuple[str, str]) -> list[_Call]:
         """The waiting calls, oldest first, up to ``max_texts`` texts (at least one call)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from job_support import wait_done
 from support import settings_for
 
 from gateway.app import create_app
@@ -33,16 +33,6 @@ def add_all(client: TestClient, user: str, texts: list[str], **fields: object) -
 
 def listed(client: TestClient, user: str) -> list[dict]:
     return client.get("/v1/memories", params={"user_id": user}).json()["results"]
-
-
-def wait_done(client: TestClient, job_id: str, deadline_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        assert time.monotonic() < deadline, f"job still {job} after {deadline_s} s"
-        time.sleep(0.02)
 
 
 def test_merge_job_merges_what_got_through(client: TestClient) -> None:
