@@ -178,7 +178,7 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
     positions = considered(memories, policy, now)
     if len(positions) < 2:
         return CompressResult(len(positions), 0, 0)
-    vectors = np.stack([r.embedding for r in rows])
+    vectors = await asyncio.to_thread(np.stack, [r.embedding for r in rows])  # off the loop
     groups = await asyncio.to_thread(compress_groups, memories, vectors, positions, policy)
     summaries, sources, payloads = [], [], []
     centroids: list[list[float] | None] = []
