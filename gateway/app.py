@@ -31,6 +31,7 @@ from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
 from gateway.inference.control import ModelControl
+from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.runner import JobRunner
@@ -79,6 +80,14 @@ def limit_compute_threads(threads: int) -> None:
     log.info("compute threads: %d for %s", threads, ", ".join(apis) or "no thread pools")
 
 
+def local_encoder(settings: Settings, metrics: Metrics) -> LocalQueryEncoder | None:
+    """The in-gateway query encoder, unless ``MEMORY_QUERY_ENCODER=triton``."""
+    if settings.query_encoder == "triton":
+        return None
+    return LocalQueryEncoder(settings.model_repository, settings.embedder_model,
+                             threads=settings.query_encoder_threads, metrics=metrics)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -109,7 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               retry_after_s=settings.retry_after_s)
         service = MemoryService(store, index, embedder, reranker=reranker, rerank_policy=policy,
                                 models=models, search_policy=SearchPolicy.from_settings(settings),
-                                query_cache=QueryCache(settings.query_cache_size))
+                                query_cache=QueryCache(settings.query_cache_size),
+                                local_encoder=local_encoder(settings, metrics))
         version_store = VersionStore(store)
         control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
         versions = EmbedderVersions(
@@ -179,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if space is not None:
                     await space.close()
             await embedder.close()
+            if service.local_encoder is not None:
+                service.local_encoder.close()
             await store.close()
             await authenticator.close()
 

@@ -34,6 +34,10 @@ class Metrics:
             "memory_triton_request_seconds", "Latency of gateway calls to Triton",
             ["model", "outcome"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        self.query_encoder_latency = Histogram(
+            "memory_query_encoder_seconds", "Latency of search-query embedding in the gateway "
+            "(gateway.inference.local_encoder)", buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
         self.index_size = Gauge(
             "memory_index_vectors", "Vectors held by the search index", registry=self.registry
         )

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # Embed search queries with the batcher-free twin of the embedder (gateway.inference.
     # query_model) when the launcher made one; false: queries share the batching model.
     query_twin: bool = True
+    # "auto": embed search queries in the gateway with the active version's own files when it
+    # can read them and they agree with Triton (gateway.inference.local_encoder); "triton":
+    # always ask Triton. Writes always go to Triton.
+    query_encoder: Literal["auto", "triton"] = "auto"
+    query_encoder_threads: int = Field(1, ge=1, le=64)  # ONNX Runtime intra-op threads
     retry_after_s: int = 2
 
     # Admin API (model versions): with authentication, admin-scope keys only; with it off,

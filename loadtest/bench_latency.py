@@ -14,7 +14,9 @@ measured the same way in the same run:
 Latency queries are made unique (a counter suffix), so the query cache never answers them.
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
 texts are realistic, so keyword search does real work. Variants: ``default`` (the shipped
-settings), ``no-twin`` (queries share the batching model), ``threads-2`` (two BLAS threads).
+settings: queries embedded in the gateway, one ONNX Runtime thread), ``encoder-threads-2``
+(two), ``triton`` (queries embedded by Triton's batcher-free twin), ``no-twin`` (by the
+batching model), ``threads-2`` (two BLAS threads).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from loadtest.stack import gateway_process, triton_server
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
     "default": {},
-    "no-twin": {"MEMORY_QUERY_TWIN": "false"},
+    "encoder-threads-2": {"MEMORY_QUERY_ENCODER_THREADS": "2"},
+    "triton": {"MEMORY_QUERY_ENCODER": "triton"},
+    "no-twin": {"MEMORY_QUERY_ENCODER": "triton", "MEMORY_QUERY_TWIN": "false"},
     "threads-2": {"MEMORY_COMPUTE_THREADS": "2"},
 }
 SEED_BATCH = 500

@@ -1,8 +1,10 @@
-"""Single-text embedding latency in-process by ONNX Runtime intra-op thread count.
+"""Single-text embedding latency in-process by ONNX Runtime intra-op thread count: the floor
+under a text search, with no Triton and no HTTP.
 
-Why the query twin runs one thread: a lone query gains little from a second thread, and the
-second thread's spinning costs the tail (and the gateway's CPU) on a small machine. Uses the
-exact runtime file Triton runs (``<version>/embedding_runtime.py``).
+The texts are the latency benchmark's own queries (``loadtest.bench_latency.text_bodies``,
+14 to 30 tokens), so the figures compare with its text-search figures. Uses the exact runtime
+file Triton runs (``<version>/embedding_runtime.py``), loaded the way the gateway's query
+encoder loads it (``MEMORY_QUERY_ENCODER_THREADS`` picks its thread count).
 
     python -m loadtest.ort_threads [--version-dir model_repository/embedder/1] [--count 1000]
 """
@@ -10,7 +12,6 @@ exact runtime file Triton runs (``<version>/embedding_runtime.py``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -18,29 +19,25 @@ from pathlib import Path
 import numpy as np
 
 from gateway.inference.control import repository_versions
+from gateway.inference.local_encoder import load_runtime
 from gateway.settings import ROOT
-
-
-def load_runtime(version_dir: Path, threads: int):  # noqa: ANN201 - the version's own class
-    spec = importlib.util.spec_from_file_location("embedding_runtime",
-                                                  version_dir / "embedding_runtime.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.EmbeddingRuntime(version_dir, intra_op_threads=threads)
+from loadtest.bench_latency import text_bodies
 
 
 def measure(version_dir: Path, threads: int, count: int) -> dict[str, float]:
     runtime = load_runtime(version_dir, threads)
-    for i in range(20):
-        runtime.embed([f"warm-up text {i}"])
+    queries = [body["query"] for body in text_bodies("floor", count, "ort")]
+    for query in queries[:20]:
+        runtime.embed([query])
     samples = []
-    for i in range(count):
+    for query in queries:
         started = time.perf_counter()
-        runtime.embed([f"what does the user {i} like to eat for breakfast"])
+        runtime.embed([query])
         samples.append((time.perf_counter() - started) * 1000)
     ms = np.asarray(samples)
-    return {"threads": threads, "p50_ms": round(float(np.percentile(ms, 50)), 2),
+    tokens = [len(ids) for ids in runtime.tokenize(queries)]
+    return {"threads": threads, "tokens_p50": int(np.median(tokens)),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2)}
 
 

@@ -35,7 +35,9 @@ async def readyz(request: Request) -> JSONResponse:
     headers = {} if ok else {"Retry-After": str(request.app.state.settings.retry_after_s)}
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "checks": checks,
-         "reranker": reranker, "query_model": service.models.query_model},
+         "reranker": reranker, "query_model": service.models.query_model,
+         "query_encoder": service.query_encoder(service.models.active)
+         if service.models.active is not None else None},
         status_code=200 if ok else 503,
         headers=headers,
     )

@@ -107,6 +107,18 @@ class EmbedderVersions:
                         versions, getattr(exc, "detail", exc), self.model)
             self.query_model = self.models.query_model = None
 
+    async def _prepare_local(self, version: str) -> None:
+        """Let the gateway embed ``version``'s search queries itself, when it can
+        (``gateway.inference.local_encoder``; checked against Triton's vectors)."""
+        encoder = self.service.local_encoder
+        if encoder is None:
+            return
+
+        async def served(texts: list[str]) -> np.ndarray:
+            return await self.embedder.embed(texts, version=version)
+
+        await encoder.prepare(version, served)
+
     async def keep_connected(self, first_delay_s: float = 0.5, max_delay_s: float = 5.0) -> None:
         """Retry ``connect`` with back-off until it succeeds (Triton down at start-up)."""
         delay = first_delay_s
@@ -141,6 +153,7 @@ class EmbedderVersions:
             await self._serve_twin([state.active])
             info = await self.embedder.probe(state.active)
             self.models.pin(info, self.query_model)
+            await self._prepare_local(state.active)
             self.status.active = state.active
             if state.target and self._task is None:
                 await self._resume(state)
@@ -257,12 +270,15 @@ class EmbedderVersions:
         active = self.models.info
         if active is not None:  # searches embed with the twin from the switch on
             await self._serve_twin(sorted({active.version, version}, key=int))
+        await self._prepare_local(version)  # ... or in the gateway
         async with self.service.mutation:
             if not await self.versions.switch(self.model, version, target.info.label):
                 return False
             old = self.models.active
             self.models.adopt(target)
         log.info("switched %s to version %s", self.model, version)
+        if self.service.local_encoder is not None:
+            self.service.local_encoder.retain([version])
         try:
             await self._serve([version])
         except GatewayError as exc:  # the old version lingers in Triton; harmless

@@ -23,6 +23,7 @@ from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
 from gateway.inference.coalescer import EmbedCoalescer
+from gateway.inference.local_encoder import LocalEncoderUnavailable, LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
 from gateway.memory.active import ActiveModels, Space
@@ -154,6 +155,7 @@ class MemoryService:
         search_policy: SearchPolicy | None = None,
         models: ActiveModels | None = None,
         query_cache: QueryCache | None = None,
+        local_encoder: LocalQueryEncoder | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -164,6 +166,8 @@ class MemoryService:
         self.models = models or ActiveModels(index, searcher or SearchBatcher(index))
         self.query_cache = query_cache if query_cache is not None else QueryCache(0)
         self.coalescer = EmbedCoalescer(self._embed_named)
+        # Embeds search queries in the gateway when the active version's files allow it.
+        self.local_encoder = local_encoder
         self.index_built = False
         self.mutation = asyncio.Lock()
 
@@ -269,18 +273,37 @@ class MemoryService:
             return await self.coalescer.embed(texts, space.info.version, twin)
         return await self.embedder.embed(texts, version=space.info.version)
 
+    def query_encoder(self, space: Space) -> str:
+        """Where ``space``'s search queries are embedded: ``local``, the twin or the model."""
+        encoder = self.local_encoder
+        if encoder is not None and encoder.serves(space.info.version):
+            return "local"
+        return self._twin_for(space) or self.embedder.model
+
     async def _query_vector(self, space: Space, text: str) -> np.ndarray:
-        """A search text's vector: from the query cache, else from the batcher-free twin
-        (coalesced with concurrent queries), else from the batching model."""
+        """A search text's vector: from the query cache, else embedded in the gateway, else
+        by the batcher-free twin (coalesced with concurrent queries), else by the batching
+        model."""
         cached = self.query_cache.get(space.info.label, text)
         if cached is not None:
             return cached
-        twin = self._twin_for(space)
-        if twin is None:
+        vector = await self._embed_query(space, text)
+        self.query_cache.put(space.info.label, text, vector)
+        return vector
+
+    async def _embed_query(self, space: Space, text: str) -> np.ndarray:
+        encoder = self.query_encoder(space)
+        if encoder == "local":
+            assert self.local_encoder is not None
+            try:
+                [vector] = await self.local_encoder.embed([text], space.info.version)
+                return vector
+            except LocalEncoderUnavailable:
+                encoder = self._twin_for(space) or self.embedder.model
+        if encoder == self.embedder.model:
             [vector] = await self.embedder.embed([text], version=space.info.version)
         else:
-            [vector] = await self.coalescer.embed([text], space.info.version, twin)
-        self.query_cache.put(space.info.label, text, vector)
+            [vector] = await self.coalescer.embed([text], space.info.version, encoder)
         return vector
 
     async def _write_vectors(

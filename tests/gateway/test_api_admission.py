@@ -149,7 +149,7 @@ def _embed_directly(triton: TritonServer, model: str, count: int) -> None:
 def test_search_deadline_caps_the_triton_timeout(triton: TritonServer, tmp_path: Path) -> None:
     """Triton's query model busy with a big request: a search with a 200 ms budget answers 503
     near 200 ms, not after the 60 s inference timeout."""
-    settings = settings_for(triton, tmp_path / "data")
+    settings = settings_for(triton, tmp_path / "data", query_encoder="triton")
     settings = patient(settings)
     with TestClient(create_app(settings)) as client:
         client.post("/v1/memories", json={"user_id": "s", "text": "hiking in the Alps"})

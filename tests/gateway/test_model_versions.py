@@ -97,6 +97,8 @@ def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) ->
         assert counts["search"] > 20
         models = http.get("/v1/admin/models").json()["embedder"]
         assert (models["active"], models["served"]) == ("2", ["2"])
+        # The gateway embeds queries with version 2's own files from the switch on.
+        assert http.get("/readyz").json()["query_encoder"] == "local"
         stored = 0
         for user in users:
             page = http.get("/v1/memories", params={"user_id": user, "limit": 1000}).json()

@@ -45,7 +45,8 @@ def test_query_config_drops_the_batcher_and_keeps_the_rest() -> None:
 
 def test_searches_use_the_twin_and_repeated_queries_skip_triton(triton: TritonServer,
                                                                  tmp_path: Path) -> None:
-    settings = settings_for(triton, tmp_path / "data", query_cache_size=16)
+    settings = settings_for(triton, tmp_path / "data", query_cache_size=16,
+                            query_encoder="triton")
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").json()["query_model"] == "embedder_query"
         client.post("/v1/memories", json={"user_id": "u", "text": "I keep bees in Devon"})
@@ -70,7 +71,8 @@ def test_without_a_twin_searches_use_the_batching_model(tmp_path: Path) -> None:
     server = make_triton(tmp_path, repository=repository)
     with server:
         assert server.loaded_models == ["embedder"]
-        with TestClient(create_app(settings_for(server, tmp_path / "data"))) as client:
+        settings = settings_for(server, tmp_path / "data", query_encoder="triton")
+        with TestClient(create_app(settings)) as client:
             assert client.get("/readyz").json()["query_model"] is None
             client.post("/v1/memories", json={"user_id": "u", "text": "I keep bees in Devon"})
             found = client.post("/v1/memories/search", json={"user_id": "u", "query": "bees"})

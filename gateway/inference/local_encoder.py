@@ -1,0 +1,156 @@
+"""Search queries embedded inside the gateway, from the very files Triton serves.
+
+A one-text query through Triton's python backend pays a gRPC round trip and the backend's
+process hop on top of the model run; on a small CPU that is as much as the run itself
+(README, "Search latency"). So when the gateway can read the model repository and has
+ONNX Runtime and tokenizers, it loads the active version's own ``embedding_runtime.py`` (the
+file Triton's ``model.py`` runs and the exporter validated) and embeds search queries here,
+on one thread of its own. Writes still go to Triton.
+
+Trust is checked, not assumed: a version is used only after its local vectors for a few probe
+texts agree with what Triton answers for the same version (a gateway pointed at another
+repository than its Triton's would otherwise search one model's vectors with another's
+queries). Anything missing or disagreeing leaves queries on Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.admission.deadline import current_deadline
+from gateway.errors import DeadlineExceeded, GatewayError
+from gateway.inference.coalescer import EmbedCoalescer
+from gateway.metrics import Metrics
+
+log = logging.getLogger("gateway.inference")
+
+RUNTIME_FILE = "embedding_runtime.py"
+# Texts both sides embed before a version is trusted here: short, long, non-ASCII.
+PROBE_TEXTS = (
+    "dimension probe",
+    "The user prefers window seats on long flights and vegetarian meals when travelling.",
+    "Grüße aus Köln: 東京 meeting moved to Tuesday",
+)
+MIN_AGREEMENT = 0.9999  # cosine between local and Triton vectors of each probe text
+LOCAL_MODEL = "local"  # the coalescer's model key for calls made here
+
+Reference = Callable[[list[str]], Awaitable[np.ndarray]]  # Triton's vectors for a version
+
+
+class LocalEncoderUnavailable(Exception):
+    """The version is not loaded here, or its run failed: embed with Triton instead."""
+
+
+def load_runtime(version_dir: Path, threads: int) -> Any:
+    """The version's ``EmbeddingRuntime``, imported by path (never another copy on sys.path)."""
+    path = version_dir / RUNTIME_FILE
+    spec = importlib.util.spec_from_file_location(f"embedding_runtime_v{version_dir.name}", path)
+    if spec is None or spec.loader is None:
+        raise OSError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EmbeddingRuntime(version_dir, intra_op_threads=threads)
+
+
+def agreement(local: np.ndarray, served: np.ndarray) -> float:
+    """The lowest row cosine between two sets of unit vectors (-1.0 when shapes differ)."""
+    if local.shape != served.shape:
+        return -1.0
+    return float(np.min(np.sum(local * served, axis=1)))
+
+
+class LocalQueryEncoder:
+    """Versions loaded and checked here, and the one thread that runs them.
+
+    Concurrent queries are coalesced (no window: a lone query goes at once), so eight
+    clients share runs instead of queueing eight.
+    """
+
+    def __init__(self, repository: Path, model: str, *, threads: int,
+                 metrics: Metrics | None = None) -> None:
+        self.repository, self.model, self.threads = repository, model, threads
+        self._metrics = metrics
+        self._runtimes: dict[str, Any] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-encoder")
+        self._coalescer = EmbedCoalescer(self._run)
+
+    def serves(self, version: str) -> bool:
+        return version in self._runtimes
+
+    async def prepare(self, version: str, reference: Reference) -> bool:
+        """Load ``version`` and check it against Triton's vectors; True when it serves here.
+
+        Never raises: a version that cannot be loaded or disagrees stays on Triton (logged).
+        """
+        if version in self._runtimes:
+            return True
+        loop = asyncio.get_running_loop()
+        version_dir = self.repository / self.model / version
+        try:
+            runtime = await loop.run_in_executor(
+                self._executor, load_runtime, version_dir, self.threads)
+            local = await loop.run_in_executor(self._executor, runtime.embed, list(PROBE_TEXTS))
+            served = await reference(list(PROBE_TEXTS))
+        except GatewayError as exc:
+            log.warning("query encoder: Triton gave no reference for %s:%s (%s); queries stay "
+                        "on Triton", self.model, version, exc.detail)
+            return False
+        except Exception as exc:  # noqa: BLE001 - missing files, packages, a broken graph
+            log.info("query encoder: %s:%s not loadable in the gateway (%s: %s); queries stay "
+                     "on Triton", self.model, version, type(exc).__name__, exc)
+            return False
+        score = agreement(np.asarray(local, np.float32), np.asarray(served, np.float32))
+        if score < MIN_AGREEMENT:
+            log.warning("query encoder: %s in the gateway's repository disagrees with what "
+                        "Triton serves (cosine %.4f); queries stay on Triton", version_dir, score)
+            return False
+        self._runtimes[version] = runtime
+        log.info("query encoder: %s:%s embeds search queries in the gateway (%d thread(s))",
+                 self.model, version, self.threads)
+        return True
+
+    def retain(self, versions: Iterable[str]) -> None:
+        """Drop every loaded version but ``versions`` (after a switch: the old one)."""
+        keep = set(versions)
+        for version in [v for v in self._runtimes if v not in keep]:
+            del self._runtimes[version]
+
+    async def embed(self, texts: list[str], version: str) -> np.ndarray:
+        """``[len(texts), dim]`` unit vectors; raises ``LocalEncoderUnavailable`` (use Triton)
+        or ``DeadlineExceeded``."""
+        if version not in self._runtimes:
+            raise LocalEncoderUnavailable(version)
+        return await self._coalescer.embed(texts, version, LOCAL_MODEL)
+
+    async def _run(self, texts: list[str], version: str, _model: str) -> np.ndarray:
+        deadline = current_deadline()
+        if deadline is not None and deadline.expired:
+            deadline.dropped_at = "before_inference"
+            raise DeadlineExceeded("request deadline exceeded before inference")
+        runtime = self._runtimes.get(version)
+        if runtime is None:  # dropped by a switch while this call waited
+            raise LocalEncoderUnavailable(version)
+        started = time.perf_counter()
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(
+                self._executor, runtime.embed, texts)
+        except Exception as exc:  # noqa: BLE001 - any runtime failure falls back to Triton
+            log.warning("query encoder: %s:%s failed (%s: %s); this query goes to Triton",
+                        self.model, version, type(exc).__name__, exc)
+            raise LocalEncoderUnavailable(version) from exc
+        if self._metrics is not None:
+            self._metrics.query_encoder_latency.observe(time.perf_counter() - started)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def close(self) -> None:
+        self._runtimes.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
