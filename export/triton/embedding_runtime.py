@@ -71,6 +71,8 @@ class EmbeddingRuntime:
 
     Texts are tokenised in one call, sorted by token count and run in chunks of
     ``inner_batch`` so a long text does not make 63 short ones pay for its padding.
+    ``spinning``: whether idle intra-op threads busy-wait for the next run (ONNX Runtime's
+    default).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class EmbeddingRuntime:
         intra_op_threads: int = 0,
         inner_batch: int = DEFAULT_INNER_BATCH,
         providers: Sequence[str] = ("CPUExecutionProvider",),
+        spinning: bool = True,
     ) -> None:
         self.version_dir = Path(version_dir)
         self.tokenizer, self.pad_id = load_tokenizer(self.version_dir)
@@ -87,6 +90,10 @@ class EmbeddingRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(intra_op_threads)
         options.inter_op_num_threads = 1
+        # Idle intra-op threads spin by default (fast hand-off); a caller sharing a small CPU
+        # with other work turns that off.
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
         self.session = ort.InferenceSession(
             str(self.version_dir / MODEL_FILE), sess_options=options, providers=list(providers)
         )

@@ -16,7 +16,9 @@ queries). Anything missing or disagreeing leaves queries on Triton.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -50,15 +52,23 @@ class LocalEncoderUnavailable(Exception):
     """The version is not loaded here, or its run failed: embed with Triton instead."""
 
 
-def load_runtime(version_dir: Path, threads: int) -> Any:
-    """The version's ``EmbeddingRuntime``, imported by path (never another copy on sys.path)."""
+def load_runtime(version_dir: Path, threads: int, *, spinning: bool = True) -> Any:
+    """The version's ``EmbeddingRuntime``, imported by path (never another copy on sys.path).
+
+    ``spinning=False`` is passed on only to runtimes that know it (versions exported before
+    it existed keep ONNX Runtime's default).
+    """
     path = version_dir / RUNTIME_FILE
     spec = importlib.util.spec_from_file_location(f"embedding_runtime_v{version_dir.name}", path)
     if spec is None or spec.loader is None:
         raise OSError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.EmbeddingRuntime(version_dir, intra_op_threads=threads)
+    runtime_class = module.EmbeddingRuntime
+    options: dict[str, Any] = {"intra_op_threads": threads}
+    if not spinning and "spinning" in inspect.signature(runtime_class).parameters:
+        options["spinning"] = False
+    return runtime_class(version_dir, **options)
 
 
 def agreement(local: np.ndarray, served: np.ndarray) -> float:
@@ -96,8 +106,9 @@ class LocalQueryEncoder:
         loop = asyncio.get_running_loop()
         version_dir = self.repository / self.model / version
         try:
-            runtime = await loop.run_in_executor(
-                self._executor, load_runtime, version_dir, self.threads)
+            runtime = await loop.run_in_executor(  # no spinning: the CPU is shared
+                self._executor, functools.partial(load_runtime, version_dir, self.threads,
+                                                  spinning=False))
             local = await loop.run_in_executor(self._executor, runtime.embed, list(PROBE_TEXTS))
             served = await reference(list(PROBE_TEXTS))
         except GatewayError as exc:
