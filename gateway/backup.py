@@ -12,10 +12,11 @@ the API keys' ``keys.sqlite3`` (stored hashed; ``--no-keys`` leaves them out) an
 ``manifest.json`` with checksums, so ``restore`` refuses a damaged or partial copy.
 
 ``export`` writes one header line (format, schema version, the active model versions) and then
-one line per memory: every field, and with ``--vectors`` its embedding with the model label
-that made it. ``import`` keeps ids and times; lines without a vector are embedded by the Triton
-server the settings point at. History is not exported: a backup keeps it, an export moves
-memories only.
+one line per memory: every column of its row (``context``, a message's neighbours that keyword
+search reads, included), and with ``--vectors`` its embedding with the model label that made it.
+``import`` keeps ids and times; lines without a vector are embedded by the Triton server the
+settings point at; lines without ``context`` (files from before it was exported) have none.
+History is not exported: a backup keeps it, an export moves memories only.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def _rows(conn: sqlite3.Connection, user_id: str | None) -> Iterator[sqlite3.Row
     where, args = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
     columns = ", ".join(_FIELDS)
     yield from conn.execute(
-        f"SELECT {columns}, embedding FROM memories {where} ORDER BY id", args)
+        f"SELECT {columns}, context, embedding FROM memories {where} ORDER BY id", args)
 
 
 def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
@@ -185,6 +186,7 @@ def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
                 line = {name: row[name] for name in _FIELDS}
                 line["metadata"] = json.loads(row["metadata"])
                 line["sources"] = None if row["sources"] is None else json.loads(row["sources"])
+                line["context"] = row["context"]  # keyword-searchable neighbours (migration 7)
                 if vectors:
                     line["embedding"] = blob_vector(row["embedding"]).tolist()
                 handle.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
@@ -229,6 +231,14 @@ def _memory(line: dict[str, Any], label: str | None) -> Memory:
         raise BackupError(f"memory {line.get('id')!r}: {exc}") from exc
 
 
+def _context(line: dict[str, Any]) -> str | None:
+    """A line's conversation context: absent (an older export) or null means none."""
+    context = line.get("context")
+    if context is not None and not isinstance(context, str):
+        raise BackupError(f"memory {line.get('id')!r}: context must be a string or null")
+    return context
+
+
 async def _embedder(settings: Settings) -> Any:
     from gateway.inference import EmbedderClient
     from gateway.metrics import Metrics
@@ -270,11 +280,12 @@ async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = 
             items = []
             for line in batch:
                 if "_vector" in line:
-                    items.append(StoredMemory(
-                        _memory(line, f"{settings.embedder_model}:{version}"), line["_vector"]))
+                    memory = _memory(line, f"{settings.embedder_model}:{version}")
+                    vector = line["_vector"]
                 else:
+                    memory = _memory(line, None)
                     vector = np.asarray(line["embedding"], dtype=np.float32)
-                    items.append(StoredMemory(_memory(line, None), vector))
+                items.append(StoredMemory(memory, vector, context=_context(line)))
             try:
                 await store.insert_many(items)
             except sqlite3.IntegrityError as exc:
