@@ -5,6 +5,7 @@
     deadline.py    Deadline in a context variable; inference_timeout() for the Triton client
     controller.py  AdmissionController: one limiter per route class, from Settings, metrics
     middleware.py  Admission: the pure-ASGI edge that classifies, admits or sheds (429)
+    activity.py    RequestActivity: client requests in flight, for background work to yield
 """
 
 from gateway.admission.controller import ROUTE_CLASSES, AdmissionController

@@ -13,6 +13,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
 
+from gateway.admission.activity import RequestActivity
 from gateway.admission.adaptive import AdaptiveLimit
 from gateway.admission.deadline import Deadline
 from gateway.admission.limiter import ClassLimiter, Priority
@@ -30,6 +31,7 @@ class AdmissionController:
         self.limiters = limiters
         self.metrics = metrics
         self.default_deadlines_s = default_deadlines_s or {}
+        self.activity = RequestActivity()  # client requests in flight (gateway.jobs.pacing)
         if metrics is not None:
             for name, limiter in limiters.items():
                 metrics.admission_in_flight.labels(name).set_function(_reader(limiter, "in_flight"))

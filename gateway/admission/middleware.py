@@ -114,17 +114,19 @@ class Admission:
                                          "retry later", math.ceil(1 / principal.rate_per_s))
         tenant = _tenant(scope, headers)
         deadline = self.controller.deadline_for(klass, budget_s)
-        try:
-            await self.controller.acquire(klass, priority, tenant=tenant, deadline=deadline)
-        except Overloaded as exc:
-            if deadline is not None and deadline.dropped_at:
-                self.controller.record_deadline_drop(deadline.dropped_at)
-            return await send_json_error(send, 429, str(exc.detail), exc.retry_after)
-        started = time.perf_counter()
-        try:
-            with deadline_scope(deadline):
-                await self.app(scope, receive, send)
-        finally:
-            self.controller.release(klass, tenant, time.perf_counter() - started)
-            if deadline is not None and deadline.dropped_at:
-                self.controller.record_deadline_drop(deadline.dropped_at)
+        # Counted from arrival to the answer's end: background jobs wait for a quiet moment.
+        with self.controller.activity.request(counted=priority is not Priority.BACKGROUND):
+            try:
+                await self.controller.acquire(klass, priority, tenant=tenant, deadline=deadline)
+            except Overloaded as exc:
+                if deadline is not None and deadline.dropped_at:
+                    self.controller.record_deadline_drop(deadline.dropped_at)
+                return await send_json_error(send, 429, str(exc.detail), exc.retry_after)
+            started = time.perf_counter()
+            try:
+                with deadline_scope(deadline):
+                    await self.app(scope, receive, send)
+            finally:
+                self.controller.release(klass, tenant, time.perf_counter() - started)
+                if deadline is not None and deadline.dropped_at:
+                    self.controller.record_deadline_drop(deadline.dropped_at)
