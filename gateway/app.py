@@ -34,6 +34,7 @@ from gateway.inference.control import ModelControl
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.jobs.compress import CompressPolicy, Summariser
+from gateway.jobs.pacing import Pacer
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.active import ActiveModels
@@ -161,7 +162,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    lease_s=settings.jobs_lease_s,
                                    interval_s=settings.jobs_interval_s,
                                    compress=CompressPolicy.from_settings(settings),
-                                   summariser=Summariser(llm))
+                                   summariser=Summariser(llm),
+                                   pacer=Pacer(app.state.admission.activity,
+                                               duty=settings.jobs_duty,
+                                               max_wait_s=settings.jobs_max_wait_ms / 1000))
         app.state.size_trigger = SizeTrigger(app.state.jobs, settings.jobs_user_size)
         app.state.ingest.on_added = app.state.size_trigger.note
         app.state.store_gauges = StoreGauges(metrics, store, settings.metrics_refresh_s)

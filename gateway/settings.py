@@ -177,6 +177,11 @@ class Settings(BaseSettings):
     # The store gauges of /metrics (memories, users, per-user sizes) are recounted this often.
     metrics_refresh_s: float = Field(15.0, gt=0)
     jobs_lease_s: float = Field(60.0, gt=0)
+    # A job works in short slices (gateway/jobs/pacing.py): before each it waits while client
+    # requests are in flight, at most jobs_max_wait_ms, and it is busy at most jobs_duty of
+    # the time.
+    jobs_duty: float = Field(0.5, gt=0, le=1)
+    jobs_max_wait_ms: float = Field(100.0, ge=0)
     # The compress job (gateway/jobs/compress.py): a user's memories with priority at most
     # compress_max_priority (the default priority: nobody marked them important) that happened
     # over compress_min_age_days ago, within the user's oldest compress_fraction of such

@@ -17,13 +17,15 @@ Each cluster with at least two not yet archived members becomes one summary memo
 - occurred_at the group's latest (the span goes into the history), priority the group's
   highest, expiry the latest (none if any member has none), ``sources`` the members' ids.
 
-The members are archived (``archived_at``, ``summary_id``) in the same transaction as the
-summaries are written (``MemoryService.fold``): a crash leaves all or nothing of a user.
+The members are archived (``archived_at``, ``summary_id``) in the same transaction as their
+summary is written (``MemoryService.fold``), a few groups per transaction
+(``gateway.jobs.pacing``): a crash leaves each group folded or untouched, and the rerun finds
+the same clusters (archived members are clustered too) and folds the rest.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,10 +34,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from gateway.jobs.clustering import cluster_cells
+from gateway.jobs.cpu import run_step
+from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
-from gateway.memory.model import MAX_TEXT_CHARS, Memory
+from gateway.memory.model import MAX_TEXT_CHARS, Memory, StoredMemory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.archive import ArchiveStore
 
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 
 SUMMARY_PROMPT = "summarise.v1"
 SUMMARY_SEPARATOR = "\n"
+READ_CHUNK = 256  # memories read per store call: a search's reads wait for one page at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,21 +136,43 @@ def compress_groups(memories: list[Memory], vectors: np.ndarray, positions: list
                     policy: CompressPolicy) -> list[list[int]]:
     """Groups (positions, most central first) of at least two not yet archived memories to
     fold. CPU work: call it from a worker thread."""
-    by_scope: dict[tuple[str | None, str | None], list[int]] = {}
+    return [group for members in by_scope(memories, positions)
+            for group in cell_groups(memories, vectors, members, policy,
+                                     cluster_cells(vectors[members], policy.group_size))]
+
+
+def by_scope(memories: list[Memory], positions: list[int]) -> list[list[int]]:
+    """``positions`` split by scope (agent_id, run_id): only memories of one scope fold."""
+    scopes: dict[tuple[str | None, str | None], list[int]] = {}
     for p in positions:
-        by_scope.setdefault((memories[p].agent_id, memories[p].run_id), []).append(p)
+        scopes.setdefault((memories[p].agent_id, memories[p].run_id), []).append(p)
+    return list(scopes.values())
+
+
+def cell_groups(memories: list[Memory], vectors: np.ndarray, members: list[int],
+                policy: CompressPolicy, cells: np.ndarray) -> list[list[int]]:
+    """``compress_groups`` for the positions of one scope, given their k-means cells
+    (``cluster_cells(vectors[members], policy.group_size)``). Holds the GIL."""
     groups = []
-    for members in by_scope.values():
-        cells = cluster_cells(vectors[members], policy.group_size)[:, 0]
-        for cell in np.unique(cells):
-            cluster = [members[j] for j in np.flatnonzero(cells == cell)]
-            middle = centroid(vectors[cluster])
-            cosine = {p: float(vectors[p] @ middle) for p in cluster}
-            fresh = [p for p in cluster
-                     if memories[p].archived_at is None and cosine[p] >= policy.min_cosine]
-            if len(fresh) >= 2:
-                groups.append(sorted(fresh, key=lambda p: (-cosine[p], memories[p].id)))
+    cells = cells[:, 0]
+    for cell in np.unique(cells):
+        cluster = [members[j] for j in np.flatnonzero(cells == cell)]
+        middle = centroid(vectors[cluster])
+        cosine = {p: float(vectors[p] @ middle) for p in cluster}
+        fresh = [p for p in cluster
+                 if memories[p].archived_at is None and cosine[p] >= policy.min_cosine]
+        if len(fresh) >= 2:
+            groups.append(sorted(fresh, key=lambda p: (-cosine[p], memories[p].id)))
     return groups
+
+
+def candidates(rows: list[StoredMemory], policy: CompressPolicy, now: str
+               ) -> tuple[list[int], np.ndarray]:
+    """The positions ``considered`` and every row's vector stacked. Holds the GIL."""
+    positions = considered([r.memory for r in rows], policy, now)
+    if len(positions) < 2:
+        return positions, np.zeros((0, 0), dtype=np.float32)
+    return positions, np.stack([r.embedding for r in rows])
 
 
 def centroid(vectors: np.ndarray) -> np.ndarray:
@@ -170,19 +197,59 @@ def summary_of(user_id: str, group: list[Memory], text: str, now: str) -> Memory
 
 
 async def compress_user(service: MemoryService, user_id: str, policy: CompressPolicy,
-                        summariser: Summariser) -> CompressResult:
-    """Fold one user's old, low-priority groups (one transaction); a rerun finds none."""
+                        summariser: Summariser, pacer: Pacer | None = None) -> CompressResult:
+    """Fold one user's old, low-priority groups; a rerun finds none. Paced in slices
+    (``gateway.jobs.pacing``): reads in pages, clustering per scope, writes of a few groups
+    per transaction."""
+    pacer = pacer or Pacer()
     now = utc_now()
-    rows = await ArchiveStore(service.store).compressible(user_id, policy.max_priority, now)
+    rows = await _compressible(service, user_id, policy, now, pacer)
     memories = [r.memory for r in rows]
-    positions = considered(memories, policy, now)
+    await pacer.turn()
+    positions, vectors = await run_step(candidates, rows, policy, now)
     if len(positions) < 2:
         return CompressResult(len(positions), 0, 0)
-    vectors = await asyncio.to_thread(np.stack, [r.embedding for r in rows])  # off the loop
-    groups = await asyncio.to_thread(compress_groups, memories, vectors, positions, policy)
+    groups: list[list[int]] = []
+    for members in by_scope(memories, positions):
+        await pacer.turn()
+        cells = await pacer.niced(cluster_cells, vectors[members], policy.group_size)
+        await pacer.turn()
+        groups.extend(await run_step(cell_groups, memories, vectors, members, policy, cells))
+    labels = {m.embedding_model for m in memories}
+    label = next(iter(labels)) if len(labels) == 1 else None
+    summaries = archived = 0
+    for chunk in write_chunks(groups):
+        await pacer.turn()
+        written = await _fold(service, user_id, memories, vectors, chunk, label, summariser,
+                              now)
+        summaries += written
+        archived += sum(len(group) for group in chunk)
+    return CompressResult(len(positions), summaries, archived)
+
+
+async def _compressible(service: MemoryService, user_id: str, policy: CompressPolicy,
+                        now: str, pacer: Pacer) -> list[StoredMemory]:
+    """The job's input (``ArchiveStore.compressible``), read in pages of ``READ_CHUNK``."""
+    archive = ArchiveStore(service.store)
+    rows: list[StoredMemory] = []
+    while True:
+        await pacer.turn()
+        page = await archive.compressible(user_id, policy.max_priority, now,
+                                          after=rows[-1].memory.id if rows else "",
+                                          limit=READ_CHUNK)
+        rows.extend(page)
+        if len(page) < READ_CHUNK:
+            return rows
+
+
+async def _fold(service: MemoryService, user_id: str, memories: list[Memory],
+                vectors: np.ndarray, groups: Sequence[Sequence[int]], label: str | None,
+                summariser: Summariser, now: str) -> int:
+    """Write the summaries of ``groups`` and archive their members, in one transaction
+    (``MemoryService.fold``); ``label``: the one embedding space of the user's memories,
+    None if they are in several (summaries are embedded then). How many summaries."""
     summaries, sources, payloads = [], [], []
     centroids: list[list[float] | None] = []
-    labels = {m.embedding_model for m in memories}
     for group in groups:
         members = [memories[p] for p in group]
         text, made_by = await summariser.summarise(members)
@@ -192,9 +259,7 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
         payloads.append({"reason": "compress", "sources": list(summary.sources or ()),
                          "occurred_from": min(m.occurred_at for m in members),
                          "occurred_to": summary.occurred_at, **made_by})
-        extract = made_by["summariser"] == "extractive" and len(labels) == 1
-        centroids.append(centroid(vectors[group]).tolist() if extract else None)
-    if summaries:
-        await service.fold(summaries, sources, payloads, vectors=centroids,
-                           vectors_label=next(iter(labels)) if len(labels) == 1 else None)
-    return CompressResult(len(positions), len(summaries), sum(len(s) for s in sources))
+        extract = made_by["summariser"] == "extractive" and label is not None
+        centroids.append(centroid(vectors[list(group)]).tolist() if extract else None)
+    await service.fold(summaries, sources, payloads, vectors=centroids, vectors_label=label)
+    return len(summaries)

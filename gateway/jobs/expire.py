@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.jobs.pacing import Pacer
 from gateway.memory.service import MemoryService
 
 
@@ -17,6 +18,9 @@ class ExpireResult:
     expired: int  # memories deleted
 
 
-async def expire_user(service: MemoryService, user_id: str) -> ExpireResult:
-    """Idempotent: a second run finds nothing expired that the first did not delete."""
+async def expire_user(service: MemoryService, user_id: str,
+                      pacer: Pacer | None = None) -> ExpireResult:
+    """Idempotent: a second run finds nothing expired that the first did not delete. One
+    slice of the job's pacing (``gateway.jobs.pacing``), one transaction."""
+    await (pacer or Pacer()).turn()
     return ExpireResult(await service.expire(user_id))

@@ -6,30 +6,33 @@ about ``CLUSTER_SIZE`` memories a cluster), so each memory is compared only with
 its two nearest clusters and its scope; two memories are duplicates by the write-time rule
 (``gateway.memory.dedup``). In a group the oldest memory is kept and takes the others' metadata
 (later wins), the highest priority, the latest occurrence and the latest expiry (none if any has
-none); the others are deleted, each history recording the memory it was merged into, all in one
-transaction.
+none); the others are deleted, each history recording the memory it was merged into. A group
+commits whole, a few groups per transaction (``gateway.jobs.pacing``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gateway.jobs.clustering import cluster_cells
-from gateway.jobs.cpu import run_cpu
+from gateway.jobs.cpu import run_step
+from gateway.jobs.pacing import STEP_S, Pacer, write_chunks
 from gateway.memory.dedup import DedupPolicy, same_words, words
 from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.ingest import Change, WritePlan
 
-# Grouping runs on the jobs' low-priority thread (gateway.jobs.cpu) of the gateway process:
+# k-means runs on the jobs' nice-19 thread, grouping on their step thread (gateway.jobs.cpu):
 # its Python loops hold the GIL that the event loop needs for every request step, and a
-# waiting thread only gets it after the switch interval (5 ms). Yielding after each cell hands
-# it over at once; the loops only visit pairs the cosine already let through (numpy, GIL
-# released), and only their texts are split into words (the largest share of the job's GIL
-# time otherwise, measured with py-spy --gil during make bench-jobs).
+# waiting thread only gets it after the switch interval (5 ms). So it runs in steps of a few ms
+# (``DuplicateFinder.step``; the job paces them, gateway.jobs.pacing) and yields the GIL after
+# each cell; the loops only visit pairs the cosine already let through (numpy, GIL released),
+# and only their texts are split into words (the largest share of the job's GIL time
+# otherwise, measured with py-spy --gil during make bench-jobs).
 
 
 READ_CHUNK = 256  # memories read per store call: a search's reads wait for one chunk at most
@@ -41,40 +44,71 @@ class MergeResult:
     merged: int  # memories merged into another (deleted)
 
 
-def duplicate_groups(memories: list[Memory], vectors: np.ndarray, policy: DedupPolicy
-                     ) -> list[list[int]]:
-    """Groups (positions, oldest first) of memories that duplicate each other; ``memories``
-    in id (creation) order. A memory joins a group only as a duplicate of its keeper (the
-    oldest), so typos cannot chain one fact into another."""
-    cells = cluster_cells(vectors)
-    split: dict[int, list[str]] = {}  # words of the memories a cosine let through, only
+class DuplicateFinder:
+    """Groups (positions, oldest first) of memories that duplicate each other, found cell by
+    cell in steps; ``memories`` in id (creation) order. A memory joins a group only as a
+    duplicate of its keeper (the oldest), so typos cannot chain one fact into another."""
 
-    def words_of(position: int) -> list[str]:
-        if position not in split:
-            split[position] = words(memories[position].text)
-        return split[position]
+    def __init__(self, memories: list[Memory], vectors: np.ndarray, policy: DedupPolicy,
+                 cells: np.ndarray) -> None:
+        self.memories, self.vectors, self.policy = memories, vectors, policy
+        self.root = list(range(len(memories)))
+        by_cell: dict[tuple[int, str | None, str | None], list[int]] = {}
+        for position, memory in enumerate(memories):
+            for cell in {int(c) for c in cells[position]}:
+                by_cell.setdefault((cell, memory.agent_id, memory.run_id), []).append(position)
+        self._cells = list(by_cell.values())
+        self._next = 0
+        self._split: dict[int, list[str]] = {}  # words of the memories a cosine let through
 
-    root = list(range(len(memories)))
-    by_cell: dict[tuple[int, str | None, str | None], list[int]] = {}
-    for position, memory in enumerate(memories):
-        for cell in {int(c) for c in cells[position]}:
-            by_cell.setdefault((cell, memory.agent_id, memory.run_id), []).append(position)
-    for members in by_cell.values():
-        close = (vectors[members] @ vectors[members].T) >= policy.min_cosine
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self._cells)
+
+    def step(self, budget_s: float = math.inf) -> bool:
+        """Group cells until ``budget_s`` has passed (one cell at least); True when all are
+        done. Holds the GIL: call it from the jobs' step thread (``run_step``)."""
+        deadline = time.perf_counter() + budget_s
+        while not self.done:
+            self._group(self._cells[self._next])
+            self._next += 1
+            time.sleep(0)  # hand the GIL to the event loop between cells (see above)
+            if time.perf_counter() >= deadline:
+                break
+        return self.done
+
+    def groups(self) -> list[list[int]]:
+        found: dict[int, list[int]] = {}
+        for position, keeper in enumerate(self.root):
+            found.setdefault(keeper, []).append(position)
+        return [g for g in found.values() if len(g) > 1]
+
+    def _group(self, members: list[int]) -> None:
+        root, policy = self.root, self.policy
+        close = (self.vectors[members] @ self.vectors[members].T) >= policy.min_cosine
         for b in range(1, len(members)):
             if root[members[b]] != members[b]:
                 continue  # grouped in another cell already
             for a in np.flatnonzero(close[:b, b]):  # only the pairs the cosine lets through
                 if root[members[a]] != members[a]:
                     continue  # compare with group keepers only
-                if not policy.lexical or same_words(words_of(members[b]), words_of(members[a])):
+                if not policy.lexical or same_words(self._words(members[b]),
+                                                    self._words(members[a])):
                     root[members[b]] = members[a]
                     break
-        time.sleep(0)  # hand the GIL to the event loop between cells (see above)
-    groups: dict[int, list[int]] = {}
-    for position, keeper in enumerate(root):
-        groups.setdefault(keeper, []).append(position)
-    return [g for g in groups.values() if len(g) > 1]
+
+    def _words(self, position: int) -> list[str]:
+        if position not in self._split:
+            self._split[position] = words(self.memories[position].text)
+        return self._split[position]
+
+
+def duplicate_groups(memories: list[Memory], vectors: np.ndarray, policy: DedupPolicy
+                     ) -> list[list[int]]:
+    """Every group at once (``DuplicateFinder``)."""
+    finder = DuplicateFinder(memories, vectors, policy, cluster_cells(vectors))
+    finder.step()
+    return finder.groups()
 
 
 def folded(keeper: Memory, others: list[Memory], now: str) -> Memory:
@@ -98,27 +132,43 @@ def _live(memory: Memory, now: str) -> bool:
     return (memory.expires_at is None or memory.expires_at > now) and memory.sources is None
 
 
-async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy) -> MergeResult:
-    """Merge one user's duplicates (one transaction); idempotent: a second run finds none."""
+async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy,
+                     pacer: Pacer | None = None) -> MergeResult:
+    """Merge one user's duplicates; idempotent: a second run finds none. Paced in slices
+    (``gateway.jobs.pacing``): reads in chunks, grouping in steps, writes of a few groups per
+    transaction (each group is merged whole or not at all; a crash between two leaves the
+    rest for the next run)."""
+    pacer = pacer or Pacer()
+    await pacer.turn()
     ids, vectors = await service.store.user_vectors(user_id)
     if not ids:
         return MergeResult(0, 0)
     now = utc_now()
     found: dict[str, Memory] = {}
-    for start in range(0, len(ids), READ_CHUNK):  # searches' reads take turns in between
+    for start in range(0, len(ids), READ_CHUNK):
+        await pacer.turn()
         found.update(await service.store.get_many(ids[start:start + READ_CHUNK]))
     live = [i for i, memory_id in enumerate(ids)
             if memory_id in found and _live(found[memory_id], now)]
     memories = [found[ids[i]] for i in live]
-    groups = await run_cpu(duplicate_groups, memories, vectors[live], policy)
-    if not groups:
-        return MergeResult(len(memories), 0)
-    write = WritePlan(at=now, payload={"reason": "merge"})
-    for group in groups:
-        keeper, others = memories[group[0]], [memories[p] for p in group[1:]]
-        after = folded(keeper, others, now)
-        write.changes.append(Change(keeper, after, {"merged": [m.id for m in others]}))
-        write.deletes.extend(others)
-        write.links.update({m.id: {"merged_into": keeper.id} for m in others})
-    await service.consolidate(write)
-    return MergeResult(len(memories), len(write.deletes))
+    await pacer.turn()
+    vectors = vectors[live]
+    cells = await pacer.niced(cluster_cells, vectors)
+    await pacer.turn()
+    finder = await run_step(DuplicateFinder, memories, vectors, policy, cells)
+    while not finder.done:
+        await pacer.turn()
+        await run_step(finder.step, STEP_S)
+    merged = 0
+    for chunk in write_chunks(finder.groups()):
+        await pacer.turn()
+        write = WritePlan(at=now, payload={"reason": "merge"})
+        for group in chunk:
+            keeper, others = memories[group[0]], [memories[p] for p in group[1:]]
+            after = folded(keeper, others, now)
+            write.changes.append(Change(keeper, after, {"merged": [m.id for m in others]}))
+            write.deletes.extend(others)
+            write.links.update({m.id: {"merged_into": keeper.id} for m in others})
+        await service.consolidate(write)
+        merged += len(write.deletes)
+    return MergeResult(len(memories), merged)

@@ -1,10 +1,12 @@
 """Runs consolidation jobs in the gateway process: claim, work user by user, checkpoint.
 
 One job at a time. Each user's work holds an ingest admission slot at background priority,
-so interactive traffic goes first; a shed user is retried after ``Retry-After``. After each
-user the cursor is committed with a renewed lease; a job whose process died is claimed again
-once its lease expires (at the latest) and resumes after its cursor. Every kind is idempotent
-per user, so a user redone after a crash changes nothing twice.
+so interactive traffic goes first; a shed user is retried after ``Retry-After``. Inside it the
+work runs in short slices that wait for client requests in flight (``gateway.jobs.pacing``).
+After each user the cursor is committed with a renewed lease, and a user whose paced work
+lasts long renews it meanwhile; a job whose process died is claimed again once its lease
+expires (at the latest) and resumes after its cursor. Every kind is idempotent per user, so a
+user redone after a crash changes nothing twice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gateway.errors import Conflict, GatewayError, Overloaded
 from gateway.jobs.compress import CompressPolicy, Summariser, compress_user
 from gateway.jobs.expire import expire_user
 from gateway.jobs.merge import merge_user
+from gateway.jobs.pacing import Pacer
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.ids import uuid7
 from gateway.memory.service import MemoryService, utc_now
@@ -36,7 +39,7 @@ MAX_ATTEMPTS = 3  # claims of one job before it is marked failed
 MAX_CONFLICTS = 3  # tries of one user whose memories keep changing under the job
 MAX_USER_FAILURES = 5  # failed tries of one user's work (not conflicts) before it is skipped
 FAILURE_BACKOFF_S = 1.0  # doubled after each failure
-
+LEASE_RENEWALS = 3  # per lease period while one user's work runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +49,16 @@ class JobContext:
     dedup: DedupPolicy
     compress: CompressPolicy = field(default_factory=CompressPolicy)
     summariser: Summariser = field(default_factory=Summariser)
+    pacer: Pacer = field(default_factory=Pacer)  # slices the work, requests first
 
 
 # A kind's work for one user returns a dataclass of counts, added up into the job's progress.
 UserWork = Callable[[MemoryService, str, JobContext], Awaitable[Any]]
 KINDS: dict[str, UserWork] = {
     "compress": lambda service, user, ctx: compress_user(service, user, ctx.compress,
-                                                         ctx.summariser),
-    "expire": lambda service, user, _: expire_user(service, user),
-    "merge": lambda service, user, ctx: merge_user(service, user, ctx.dedup),
+                                                         ctx.summariser, ctx.pacer),
+    "expire": lambda service, user, ctx: expire_user(service, user, ctx.pacer),
+    "merge": lambda service, user, ctx: merge_user(service, user, ctx.dedup, ctx.pacer),
 }
 
 
@@ -69,12 +73,12 @@ class JobRunner:
                  admission: AdmissionController | None = None, metrics: Metrics | None = None,
                  lease_s: float = 60.0, interval_s: float = 0.0,
                  compress: CompressPolicy | None = None,
-                 summariser: Summariser | None = None) -> None:
+                 summariser: Summariser | None = None, pacer: Pacer | None = None) -> None:
         self.service = service
         self.jobs = jobs
         self.policy = policy
         self.context = JobContext(policy, compress or CompressPolicy(),
-                                  summariser or Summariser())
+                                  summariser or Summariser(), pacer or Pacer())
         self.admission = admission
         self.metrics = metrics
         self.lease_s = lease_s
@@ -122,7 +126,12 @@ class JobRunner:
         cursor = job.cursor
         work = KINDS[job.kind]
         while (user := await self._next_user(job, cursor)) is not None:
-            result = await self._user(work, user)
+            renewing = asyncio.create_task(self._keep_lease(job, cursor, dict(progress)),
+                                           name="job-lease")
+            try:
+                result = await self._user(work, user)
+            finally:
+                renewing.cancel()
             progress["users_done"] += 1
             if result is None:
                 progress["skipped_users"] += 1
@@ -141,6 +150,13 @@ class JobRunner:
         await self.jobs.finish(job, "done", progress, utc_now())
         self._count(job, "done", time.perf_counter() - started)
 
+    async def _keep_lease(self, job: Job, cursor: str, progress: dict[str, Any]) -> None:
+        """Renew the lease while one user's (paced, possibly long) work runs, so another
+        runner does not take the job over meanwhile."""
+        while True:
+            await asyncio.sleep(self.lease_s / LEASE_RENEWALS)
+            await self.jobs.checkpoint(job, cursor, progress, utc_now(), _later(self.lease_s))
+
     async def _next_user(self, job: Job, cursor: str) -> str | None:
         if job.user_id is not None:
             return job.user_id if cursor < job.user_id else None
@@ -154,7 +170,10 @@ class JobRunner:
         while True:
             try:
                 async with self._slot():
-                    return await work(self.service, user, self.context)
+                    try:
+                        return await work(self.service, user, self.context)
+                    finally:
+                        self.context.pacer.pause()  # what follows is not the user's work
             except Overloaded as exc:
                 await asyncio.sleep(exc.retry_after or 1)
             except Conflict:

@@ -62,18 +62,19 @@ class ArchiveStore:
 
         await self.store.run(self.store.transaction, work)
 
-    async def compressible(self, user_id: str, max_priority: int, live_at: str
-                           ) -> list[StoredMemory]:
+    async def compressible(self, user_id: str, max_priority: int, live_at: str, *,
+                           after: str = "", limit: int = -1) -> list[StoredMemory]:
         """The user's live memories with priority at most ``max_priority`` that are not
         summaries, archived ones included, with their vectors, in id order (the compress
-        job's input, ``gateway.jobs.compress``)."""
+        job's input, ``gateway.jobs.compress``); a page of ``limit`` after id ``after``
+        (-1: all)."""
 
         def work() -> list[StoredMemory]:
             rows = self.store.conn.execute(
                 f"SELECT {_COLUMNS}, embedding FROM memories WHERE user_id = ? "
                 "AND priority <= ? AND sources IS NULL "
-                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
-                (user_id, max_priority, live_at)).fetchall()
+                "AND (expires_at IS NULL OR expires_at > ?) AND id > ? ORDER BY id LIMIT ?",
+                (user_id, max_priority, live_at, after, limit)).fetchall()
             return [StoredMemory(_row_to_memory(r), blob_vector(r["embedding"])) for r in rows]
 
         return await self.store.read(work)
