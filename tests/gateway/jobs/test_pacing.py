@@ -1,7 +1,8 @@
 """Interactive-first pacing of consolidation jobs: a slice waits while client requests are in
 flight (at most the maximum wait), the duty cycle bounds the busy share, niced maths is off
 the busy clock, and the admission middleware counts client requests but not background
-ones. End to end: a merge job on a real gateway waits for a request in flight, then merges."""
+ones. End to end: a merge job on a real gateway waits for a request in flight, then merges,
+and keeps its lease while it waits."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.admission import Admission, AdmissionController
 from gateway.admission.activity import RequestActivity
 from gateway.app import create_app
 from gateway.jobs.pacing import Pacer, write_chunks
+from gateway.memory.service import utc_now
 from gateway.settings import Settings
 from gateway.triton import TritonServer
 
@@ -166,3 +168,28 @@ def test_a_merge_job_waits_for_a_request_in_flight_then_merges(triton: TritonSer
         assert job["status"] == "done" and job["progress"]["merged"] == 1, job
         listed = client.get("/v1/memories", params={"user_id": "alice"}).json()["results"]
         assert len(listed) == 1
+
+
+def test_a_user_whose_paced_work_lasts_keeps_the_job_lease(triton: TritonServer,
+                                                          tmp_path: Path) -> None:
+    settings = settings_for(triton, tmp_path / "data", jobs_max_wait_ms=3_600_000,
+                            jobs_lease_s=0.3)
+    with TestClient(create_app(settings)) as client:
+        added = client.post("/v1/memories", json={"user_id": "alice", "text": "a fact"})
+        assert added.status_code == 201, added.text
+        state = client.app.state  # type: ignore[attr-defined]
+        assert client.portal is not None
+        client.portal.call(state.admission.activity.enter)  # the job's user stays blocked
+        job_id = client.post("/v1/jobs", json={"kind": "merge", "user_id": "alice"}).json()["id"]
+        leases: set[str] = set()
+        deadline = time.monotonic() + DEADLINE_S
+        while len(leases) < 3:  # renewed twice while the user's work waits
+            job = client.portal.call(state.jobs.jobs.get, job_id)
+            assert job.status in ("queued", "running"), job
+            if job.status == "running":
+                leases.add(job.lease_until)
+                assert client.portal.call(state.jobs.jobs.claim, utc_now(), utc_now()) is None
+            assert time.monotonic() < deadline, f"the lease was not renewed: {job}"
+            time.sleep(0.01)
+        client.portal.call(state.admission.activity.leave)
+        assert wait_done(client, job_id)["status"] == "done"
