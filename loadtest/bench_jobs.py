@@ -12,8 +12,11 @@ One client searches (text queries embedded by Triton, the server's default mode,
 one job over every user of each kind (merge, then compress where the server has it) with the
 client searching throughout; before each later round every user gets ``--round-memories``
 more (duplicates planted again), so each round's jobs have work. Alternating spreads the
-drift of a shared machine over both sides. A search counts as "during" when it began after a
+drift of a shared machine over both sides; ``--match-idle`` adds, after each job, as many idle
+searches as were timed during it, so both sides have as many samples over as long a time (paced
+jobs last much longer than an idle block). A search counts as "during" when it began after a
 job was queued and ended before the job finished. The target: p99 during <= 1.5x idle p99.
+The load average (1 min) at the start and the end goes into the report.
 """
 
 from __future__ import annotations
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--searches", type=int, default=100, help="idle searches per round")
     parser.add_argument("--kinds", default=",".join(JOB_KINDS),
                         help="job kinds to run in turn, comma-separated")
+    parser.add_argument("--match-idle", action="store_true",
+                        help="after each job, as many idle searches as were timed during it")
     parser.add_argument("--inference-timeout-s", type=float, default=None,
                         help="the gateway's MEMORY_INFERENCE_TIMEOUT_S (default: its own)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "args": {k: str(v) for k, v in vars(args).items()},
-                    "gateway_env": env}
+                    "gateway_env": env, "load_average": {"start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as scratch, \
             triton_server(Path(scratch) / "triton") as triton, \
             gateway_process(triton, Path(scratch) / "data", Path(scratch) / "gateway",
@@ -195,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     job, inside = ran
                     by_kind.setdefault(kind, []).extend(inside)
+                    if args.match_idle and inside:
+                        after = latencies(searches(http, rotating_bodies(
+                            users, len(inside), f"idle{n}-{kind}")))
+                        idle.extend(after)
+                        entry.setdefault("idle_after_jobs", []).append(percentiles(after))
                     entry["jobs"].append({
                         "kind": kind, "status": job["status"], "progress": job["progress"],
                         "seconds": round((datetime.fromisoformat(job["finished_at"])
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if not during:
         log("no search fell inside a job: the jobs were too short; give more --per-user")
         return 1
+    report["load_average"]["end"] = os.getloadavg()[0]
     report["planted_duplicates"] = population.planted
     report["idle"] = percentiles(idle)
     report["during_jobs"] = percentiles(during)
