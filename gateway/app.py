@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -177,9 +178,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                          name="store-gauges")]
         app.state.versions = versions
         app.state.reranker_versions = reranker_versions
+        # What is alive after start-up (modules, models, the loaded index) leaves the garbage
+        # collector's view, so a full collection (set off by a job's or a batch's allocations)
+        # scans only what came since: during make bench-jobs such pauses took 40-86 ms, and
+        # 1-4 ms frozen. Unfrozen at shutdown, so a process that makes many apps frees them.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             for task in (ingest_worker, *job_tasks):
                 task.cancel()
             await asyncio.gather(ingest_worker, *job_tasks, return_exceptions=True)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 SUMMARY_PROMPT = "summarise.v1"
 SUMMARY_SEPARATOR = "\n"
-READ_CHUNK = 256  # memories read per store call: a search's reads wait for one page at most
+READ_CHUNK = 128  # memories read per store call: a search's reads wait for one page at most
 
 
 @dataclass(frozen=True, slots=True)

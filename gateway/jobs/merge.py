@@ -35,7 +35,7 @@ from gateway.store.ingest import Change, WritePlan
 # otherwise, measured with py-spy --gil during make bench-jobs).
 
 
-READ_CHUNK = 256  # memories read per store call: a search's reads wait for one chunk at most
+READ_CHUNK = 128  # memories read per store call: a search's reads wait for one chunk at most
 
 
 @dataclass(frozen=True, slots=True)

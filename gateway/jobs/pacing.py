@@ -32,7 +32,7 @@ from gateway.admission.activity import RequestActivity
 from gateway.jobs.cpu import run_cpu
 
 STEP_S = 0.002  # a Python step's budget (gateway.jobs.cpu.run_step): what a search may wait
-WRITE_ROWS = 16  # memories changed per write transaction: a few ms of the writer's time
+WRITE_ROWS = 8  # memories changed per write transaction: a few ms of the writer's time
 
 T = TypeVar("T")
 P = ParamSpec("P")
