@@ -7,6 +7,7 @@ file Triton runs (``<version>/embedding_runtime.py``), loaded the way the gatewa
 encoder loads it (``MEMORY_QUERY_ENCODER_THREADS`` picks its thread count).
 
     python -m loadtest.ort_threads [--version-dir model_repository/embedder/1] [--count 1000]
+    python -m loadtest.ort_threads --threads 1 --batch 8 --count 100   # 8 texts per call
 """
 
 from __future__ import annotations
@@ -24,22 +25,25 @@ from gateway.settings import ROOT
 from loadtest.bench_latency import text_bodies
 
 
-def measure(version_dir: Path, threads: int, count: int, *, spinning: bool = True
-            ) -> dict[str, float]:
+def measure(version_dir: Path, threads: int, count: int, *, spinning: bool = True,
+            batch: int = 1) -> dict[str, float]:
+    """Latency of one ``embed`` call of ``batch`` texts (``per_text_p50_ms``: divided)."""
     runtime = load_runtime(version_dir, threads, spinning=spinning)
-    queries = [body["query"] for body in text_bodies("floor", count, "ort")]
+    queries = [body["query"] for body in text_bodies("floor", count * batch, "ort")]
     for query in queries[:20]:
         runtime.embed([query])
     samples = []
-    for query in queries:
+    for start in range(0, len(queries), batch):
         started = time.perf_counter()
-        runtime.embed([query])
+        runtime.embed(queries[start:start + batch])
         samples.append((time.perf_counter() - started) * 1000)
     ms = np.asarray(samples)
     tokens = [len(ids) for ids in runtime.tokenize(queries)]
-    return {"threads": threads, "spinning": spinning, "tokens_p50": int(np.median(tokens)),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2)}
+    p50 = float(np.percentile(ms, 50))
+    return {"threads": threads, "spinning": spinning, "batch": batch,
+            "tokens_p50": int(np.median(tokens)), "p50_ms": round(p50, 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2),
+            "per_text_p50_ms": round(p50 / batch, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version-dir", type=Path, default=default)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--batch", type=int, default=1, help="texts per embed call")
     args = parser.parse_args(argv)
     if args.version_dir is None:
         parser.error("no exported embedder version: run `make export`")
     results = []
     for threads in (int(t) for t in args.threads.split(",")):
-        results.append(measure(args.version_dir, threads, args.count))
+        results.append(measure(args.version_dir, threads, args.count, batch=args.batch))
         if threads > 1:  # the gateway's query encoder turns spinning off
-            results.append(measure(args.version_dir, threads, args.count, spinning=False))
+            results.append(measure(args.version_dir, threads, args.count, spinning=False,
+                                   batch=args.batch))
     print(json.dumps(results, indent=2))
     return 0
 
