@@ -35,16 +35,27 @@ def test_memories_survive_a_gateway_restart(settings: Settings) -> None:
     assert after["results"][0]["text"] == "I love hiking in the Alps"
 
 
-def test_triton_down_gives_503_then_recovers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("query_encoder", ["triton", "auto"])
+def test_triton_down_gives_503_then_recovers(tmp_path: Path, query_encoder: str) -> None:
+    """Writes need Triton; text searches too, unless the gateway embeds queries itself
+    (``auto``), in which case they keep answering while Triton is away."""
     own: TritonServer = make_triton(tmp_path)
     own.start()
     try:
-        with TestClient(create_app(settings_for(own, tmp_path / "data"))) as client:
+        settings = settings_for(own, tmp_path / "data", query_encoder=query_encoder)
+        with TestClient(create_app(settings)) as client:
             assert client.post("/v1/memories", json={"user_id": "a", "text": "first"}
                                ).status_code == 201
             own.stop()
-            for path, body in [("/v1/memories", {"user_id": "a", "text": "second"}),
-                               ("/v1/memories/search", {"user_id": "a", "query": "first"})]:
+            search = {"user_id": "a", "query": "first"}
+            needs_triton = [("/v1/memories", {"user_id": "a", "text": "second"})]
+            if query_encoder == "triton":
+                needs_triton.append(("/v1/memories/search", search))
+            else:
+                found = client.post("/v1/memories/search", json=search)
+                assert found.status_code == 200, found.text
+                assert [r["text"] for r in found.json()["results"]] == ["first"]
+            for path, body in needs_triton:
                 response = client.post(path, json=body)
                 assert response.status_code == 503, response.text
                 assert int(response.headers["Retry-After"]) > 0
