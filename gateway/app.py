@@ -49,6 +49,7 @@ from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.in_use import gateway_use
 from gateway.store.jobs import JobStore
 from gateway.store.versions import VersionStore
 
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await authenticator.open()
         log.info("authentication: %s", f"required (API keys in {settings.keys_path})"
                  if settings.auth_required else "off")
+        in_use = gateway_use(settings.db_path)  # StoreBusy while a restore or import runs
         store = Store(settings.db_path, synchronous=settings.sqlite_synchronous,
                       lexical_index=settings.lexical_index)
         await store.open()
@@ -204,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if service.local_encoder is not None:
                 service.local_encoder.close()
             await store.close()
+            in_use.release()
             await authenticator.close()
 
     app = FastAPI(

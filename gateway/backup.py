@@ -41,6 +41,7 @@ from gateway.memory.conversation import attributed
 from gateway.memory.model import Memory, StoredMemory
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.in_use import StoreBusy, sole_use
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import blob_vector
 
@@ -138,13 +139,18 @@ def _replace_database(source: Path, target: Path) -> None:
 
 
 def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> dict[str, Any]:
-    """Put a backup in place of the store (and keys). Run it with the gateway stopped."""
+    """Put a backup in place of the store (and keys). Refused while a gateway runs on it
+    (``StoreBusy``)."""
     manifest = _checked_manifest(path)
     if settings.db_path.exists() and not force:
         raise BackupError(f"{settings.db_path} exists: pass --force to replace it")
-    _replace_database(path / MEMORIES_FILE, settings.db_path)
-    if KEYS_FILE in manifest["files"]:
-        _replace_database(path / KEYS_FILE, settings.keys_path)
+    alone = sole_use(settings.db_path)
+    try:
+        _replace_database(path / MEMORIES_FILE, settings.db_path)
+        if KEYS_FILE in manifest["files"]:
+            _replace_database(path / KEYS_FILE, settings.keys_path)
+    finally:
+        alone.release()
     return manifest
 
 
@@ -250,8 +256,18 @@ async def _embedder(settings: Settings) -> Any:
 
 async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = False
                        ) -> ImportReport:
-    """Add the file's memories to the store, keeping ids and times (gateway stopped)."""
+    """Add the file's memories to the store, keeping ids and times. Refused while a gateway
+    runs on it (``StoreBusy``): its index would never see them."""
     header, lines = _read_export(path)
+    alone = sole_use(settings.db_path)
+    try:
+        return await _import_lines(settings, header, lines, skip_existing)
+    finally:
+        alone.release()
+
+
+async def _import_lines(settings: Settings, header: dict[str, Any],
+                        lines: Iterator[dict[str, Any]], skip_existing: bool) -> ImportReport:
     store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
     await store.open()
     embedder = None
@@ -351,10 +367,10 @@ def create(path: Path,
 def restore(path: Path,
             force: Annotated[bool, typer.Option(help="replace an existing store")] = False
             ) -> None:
-    """Put the backup in PATH in place of the store. Stop the gateway first."""
+    """Put the backup in PATH in place of the store. Refused while a gateway runs on it."""
     try:
         manifest = restore_backup(Settings(), path, force=force)
-    except (BackupError, sqlite3.Error, OSError) as exc:
+    except (BackupError, StoreBusy, sqlite3.Error, OSError) as exc:
         raise _fail(exc) from exc
     print(f"restored {manifest['memories']} memories from {path}")
 
@@ -378,13 +394,13 @@ def import_command(
     path: Path,
     skip_existing: Annotated[bool, typer.Option(help="skip ids already stored")] = False,
 ) -> None:
-    """Add the memories in PATH to the store (embedding lines without vectors). Gateway
-    stopped: a running gateway sees them after its next start."""
+    """Add the memories in PATH to the store (embedding lines without vectors). Refused while
+    a gateway runs on the store: its index would not see them."""
     from gateway.errors import GatewayError
 
     try:
         report = asyncio.run(import_jsonl(Settings(), path, skip_existing=skip_existing))
-    except (BackupError, GatewayError, sqlite3.Error, OSError) as exc:
+    except (BackupError, StoreBusy, GatewayError, sqlite3.Error, OSError) as exc:
         raise _fail(exc) from exc
     print(json.dumps(asdict(report)))
 

@@ -31,6 +31,7 @@ from gateway.backup import (
     restore_backup,
 )
 from gateway.settings import Settings
+from gateway.store.in_use import StoreBusy, sole_use
 from gateway.triton import TritonServer
 
 USERS = ["alice", "bob", "carol"]
@@ -191,6 +192,40 @@ def test_cli_create_restore_export_import(settings: Settings, tmp_path: Path) ->
     assert back.exit_code == 1 and "--force" in back.output
     back = runner.invoke(cli, ["restore", str(tmp_path / "bk"), "--force"], env=env2)
     assert back.exit_code == 0 and "restored 9 memories" in back.output
+
+
+def test_restore_and_import_refuse_while_a_gateway_runs(settings: Settings,
+                                                        tmp_path: Path) -> None:
+    """A running gateway keeps the file open and its index in memory: restore and import
+    refuse while it runs and change nothing; a gateway does not start during an import."""
+    with TestClient(create_app(settings)) as client:
+        _fill(client, 6)
+    create_backup(settings, tmp_path / "bk")
+    dump = tmp_path / "dump.jsonl"
+    export_jsonl(settings, dump, vectors=True)
+    env = {"MEMORY_DATA_DIR": str(settings.data_dir)}
+    with TestClient(create_app(settings)) as client:
+        late = client.post("/v1/memories", json={"user_id": "late", "text": "after the backup"})
+        assert late.status_code == 201
+        before = client.get("/v1/memories", params={"user_id": "late"}).json()["results"]
+        with pytest.raises(StoreBusy, match="running gateway"):
+            restore_backup(settings, tmp_path / "bk", force=True)
+        with pytest.raises(StoreBusy, match="running gateway"):
+            asyncio.run(import_jsonl(settings, dump, skip_existing=True))
+        refused = CliRunner().invoke(cli, ["restore", str(tmp_path / "bk"), "--force"], env=env)
+        assert refused.exit_code == 1 and "stop it first" in refused.output, refused.output
+        after = client.get("/v1/memories", params={"user_id": "late"}).json()["results"]
+        assert after == before and len(after) == 1
+
+    importing = sole_use(settings.db_path)  # as an import would hold it
+    try:
+        with pytest.raises(StoreBusy, match="imported into"), TestClient(create_app(settings)):
+            pass
+    finally:
+        importing.release()
+    restore_backup(settings, tmp_path / "bk", force=True)  # the gateway stopped: allowed
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/memories", params={"user_id": "late"}).json()["results"] == []
 
 
 # Conversations from 2024 (old enough for the compress job): Ana's message, then a reply whose
