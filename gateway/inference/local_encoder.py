@@ -16,7 +16,6 @@ queries). Anything missing or disagreeing leaves queries on Triton.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import inspect
 import logging
@@ -103,13 +102,13 @@ class LocalQueryEncoder:
         """
         if version in self._runtimes:
             return True
-        loop = asyncio.get_running_loop()
         version_dir = self.repository / self.model / version
         try:
-            runtime = await loop.run_in_executor(  # no spinning: the CPU is shared
-                self._executor, functools.partial(load_runtime, version_dir, self.threads,
-                                                  spinning=False))
-            local = await loop.run_in_executor(self._executor, runtime.embed, list(PROBE_TEXTS))
+            # Not on the query thread: a swap's load must not hold up the active version's
+            # queries. No spinning: the CPU is shared.
+            runtime = await asyncio.to_thread(load_runtime, version_dir, self.threads,
+                                              spinning=False)
+            local = await asyncio.to_thread(runtime.embed, list(PROBE_TEXTS))
             served = await reference(list(PROBE_TEXTS))
         except GatewayError as exc:
             log.warning("query encoder: Triton gave no reference for %s:%s (%s); queries stay "
