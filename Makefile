@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: fuzz run test export bench bench-ann bench-latency bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz run test export bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
+	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
@@ -64,6 +65,9 @@ bench-ann: export
 # the shipped settings side by side with no query twin and with two BLAS threads.
 bench-latency: export
 	$(PY) -m loadtest.bench_latency $(BENCH_ARGS)
+
+bench-mem0: export
+	$(PY) -m loadtest.bench_mem0 $(BENCH_ARGS)
 
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export
