@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from loadtest.bench_mem0 import main
 
 
-def test_side_by_side_on_a_real_stack(tmp_path: Path) -> None:
+def test_side_by_side_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("MEM0_TELEMETRY", "False"), ("HF_HUB_OFFLINE", "1"),
+                        ("OPENAI_API_KEY", "unused")):  # what the bench sets, undone after
+        monkeypatch.setenv(name, value)
     out = tmp_path / "results"
     assert main(["--memories", "30", "--searches", "12", "--blocks", "3", "--clients", "2",
                  "--out", str(out)]) == 0
