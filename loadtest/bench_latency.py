@@ -142,6 +142,13 @@ def cache_counts(http: httpx.Client) -> tuple[float, float]:
     return float(found.get("hits", 0)), float(found.get("misses", 0))
 
 
+def resident_mb(http: httpx.Client) -> float:
+    """The gateway process's resident memory, from its /metrics (process collector)."""
+    found = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", http.get("/metrics").text,
+                      re.M)
+    return round(float(found.group(1)) / 2**20, 1) if found else float("nan")
+
+
 def measure(url: str, args: argparse.Namespace, dim: int) -> dict:
     result: dict = {}
     with httpx.Client(base_url=url, timeout=30) as http:
@@ -168,6 +175,7 @@ def measure(url: str, args: argparse.Namespace, dim: int) -> dict:
         result["cache_on_loadtest_mix"] = {
             "searches": args.mix_searches, "hit_ratio": round((hits1 - hits0) / lookups, 3)
             if lookups else None}
+        result["gateway_resident_mb"] = resident_mb(http)
     result["concurrent_text"] = concurrent(
         url, [f"c{i}" for i in range(args.clients)], args.per_client)
     gap = result["small_text_semantic"]["p50_ms"] - result["small_embedding"]["p50_ms"]
