@@ -86,3 +86,11 @@ def cluster_cells(vectors: np.ndarray, cluster_size: int = CLUSTER_SIZE) -> np.n
     finer than merge). CPU-heavy or GPU work: call it from a worker thread."""
     return (gpu_cluster_cells(vectors, cluster_size) if uses_gpu()
             else cpu_cluster_cells(vectors, cluster_size))
+
+
+def cluster_rows(vectors: np.ndarray, rows: list[int], cluster_size: int = CLUSTER_SIZE
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``vectors[rows]`` and their ``cluster_cells``: the row copy (a whole user's matrix)
+    belongs on the worker thread too, not on the event loop."""
+    chosen = vectors[rows]
+    return chosen, cluster_cells(chosen, cluster_size)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from gateway.jobs.clustering import cluster_cells
+from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.extraction.client import ChatClient, LLMFailure
@@ -212,7 +212,7 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
     groups: list[list[int]] = []
     for members in by_scope(memories, positions):
         await pacer.turn()
-        cells = await pacer.niced(cluster_cells, vectors[members], policy.group_size)
+        _, cells = await pacer.niced(cluster_rows, vectors, members, policy.group_size)
         await pacer.turn()
         groups.extend(await run_step(cell_groups, memories, vectors, members, policy, cells))
     labels = {m.embedding_model for m in memories}

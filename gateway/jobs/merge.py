@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.jobs.clustering import cluster_cells
+from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import STEP_S, Pacer, write_chunks
 from gateway.memory.dedup import DedupPolicy, same_words, words
@@ -152,8 +152,7 @@ async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy,
             if memory_id in found and _live(found[memory_id], now)]
     memories = [found[ids[i]] for i in live]
     await pacer.turn()
-    vectors = vectors[live]
-    cells = await pacer.niced(cluster_cells, vectors)
+    vectors, cells = await pacer.niced(cluster_rows, vectors, live)
     await pacer.turn()
     finder = await run_step(DuplicateFinder, memories, vectors, policy, cells)
     while not finder.done:
