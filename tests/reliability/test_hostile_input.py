@@ -1,10 +1,9 @@
-"""The hostile-input matrix (README, "Hostile input"): each kind of hostile request gets its
-defined answer over real HTTP (uvicorn, auth required), and leaves the store unchanged unless
-the row says it stores the input (normalised as every text is: NFC, control characters
-stripped).
+"""The hostile-input matrix (docs/operations.md, "Hostile input"): each kind of hostile
+request gets its defined answer over real HTTP (uvicorn, auth required), and leaves the store
+unchanged unless the row says it stores the input (normalised as every text is: NFC, control
+characters stripped).
 
-Every kind here is a row of the README table; ``test_readme_lists_every_kind`` keeps them in
-step.
+Every kind here is a row of that table; ``test_docs_list_every_kind`` keeps them in step.
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ def _nested_metadata(levels: int) -> dict:
 
 @dataclass(frozen=True)
 class Kind:
-    name: str  # as in the README table
+    name: str  # as in the docs/operations.md table
     send: Callable[[Live, httpx.Client], int]
     expect: frozenset[int]
     stores: bool = False  # accepted as data and stored, normalised (else: nothing changes)
@@ -343,10 +342,10 @@ def test_thousands_of_idle_connections_do_not_starve_others(live: Live) -> None:
             sock.close()
 
 
-def test_readme_lists_every_kind() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Hostile input"):]
+def test_docs_list_every_kind() -> None:
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    table = doc[doc.index("### Hostile input"):]
     missing = [k.name for k in KINDS if f"| {k.name} |" not in table]
-    assert not missing, f"README hostile-input table lacks: {missing}"
+    assert not missing, f"docs/operations.md hostile-input table lacks: {missing}"
     assert len(KINDS) + 2 >= 40
 
