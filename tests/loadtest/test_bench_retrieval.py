@@ -4,6 +4,7 @@ without data, and one end-to-end run against a real Triton and gateway."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,6 +166,17 @@ def test_readme_block_is_replaced_between_markers(tmp_path: Path) -> None:
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{README_END}\noutro\n")
     assert "old table" not in text and "| new |" in text and "/secret" not in text
+
+
+def test_tables_go_to_the_benchmarks_page_not_the_readme() -> None:
+    """``--readme`` rewrites docs/benchmarks/retrieval.md, whose markers must stay there."""
+    target = inspect.signature(write_readme).parameters["readme"].default
+    assert target == Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "retrieval.md"
+    text = target.read_text()
+    assert text.count(README_BEGIN) == 1 and text.count(README_END) == 1
+    assert text.index(README_BEGIN) < text.index(README_END)
+    readme = target.parents[2] / "README.md"
+    assert README_BEGIN not in readme.read_text()
 
 
 def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
