@@ -2,13 +2,21 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Two installs, one stamp each: `make run` installs what running needs (runtime and export
+# extras, the client); `make test` adds the dev and load-test extras on top, nothing more.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the exporter's torch (the version
+# the export extra pins) from that index first: the CPU build, not PyPI's CUDA build with its
+# nvidia-* wheels (docs/operations.md, "The exporter's torch").
+TORCH_INDEX_URL ?=
+TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz run test export bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
-	@echo "make run     - install, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
-	@echo "make test    - install and run the whole test suite (real Triton server, real SQLite)"
+	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
+	@echo "make test    - add the dev and load-test tools, run the whole test suite (real Triton, real SQLite)"
 	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
@@ -33,11 +41,23 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml client/pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]' -e ./client
-	@touch $(STAMP)
+$(RUN_STAMP): pyproject.toml client/pyproject.toml | $(PY)
+ifneq ($(strip $(TORCH_INDEX_URL)),)
+	$(PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' --index-url $(TORCH_INDEX_URL)
+endif
+	$(PY) -m pip install --quiet -e '.[triton,export]' -e ./client
+	@touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]' -e ./client
+	@touch $(DEV_STAMP)
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+# The installs and the export write one venv and one model repository: never in parallel.
+.NOTPARALLEL:
 
 # The reranker is optional: `make export RERANKER=<cross-encoder folder or hub id>` (also with
 # run/test/bench) exports it next to the embedder; without RERANKER only the embedder is made.
@@ -52,13 +72,13 @@ endif
 run: export
 	$(PY) -m gateway
 
-test: export
+test: install-dev export
 	$(PY) -m pytest
 
 bench: export
 	$(PY) -m loadtest.bench $(if $(strip $(RERANKER)),--reranker $(RERANKER))
 
-bench-ann: export
+bench-ann: install-dev export
 	$(PY) -m loadtest.bench_ann
 
 # Search latency through HTTP: text vs client vector, 1k/10k memories, 8 clients, query cache;
@@ -66,7 +86,7 @@ bench-ann: export
 bench-latency: export
 	$(PY) -m loadtest.bench_latency $(BENCH_ARGS)
 
-bench-mem0: export
+bench-mem0: install-dev export
 	$(PY) -m loadtest.bench_mem0 $(BENCH_ARGS)
 
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
@@ -104,15 +124,15 @@ DURATION  ?= 30
 ADMISSION ?= on
 SLO_MS    ?= 100
 
-loadtest: export
+loadtest: install-dev export
 	$(PY) -m loadtest.runner --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
 		--admission $(ADMISSION) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
 
-loadtest-knee: export
+loadtest-knee: install-dev export
 	$(PY) -m loadtest.runner --scenario $(SCENARIO) --knee --slo-ms $(SLO_MS) \
 		--admission $(ADMISSION) $(LOADTEST_ARGS)
 
-loadtest-report: export
+loadtest-report: install-dev export
 	$(PY) -m loadtest.campaign --scenario $(SCENARIO) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
 
 triton-sweep: export
@@ -125,12 +145,12 @@ perf-inputs: install
 # cases per operation (make test runs 30, derandomised); summary JSON in loadtest/results/.
 FUZZ_EXAMPLES ?= 300
 
-fuzz: export
+fuzz: install-dev export
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 \
 		FUZZ_REPORT=loadtest/results/fuzz-$$(date +%Y%m%d-%H%M%S).json \
 		$(PY) -m pytest tests/reliability/test_fuzz.py -q -s -p no:cacheprovider
 
-lint: install
+lint: install-dev
 	$(PY) -m ruff check gateway export loadtest tests client
 	$(PY) -m mypy gateway
 	$(PY) -m mypy --strict client/agent_memory
