@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     # Search (gateway/memory/search.py). hybrid: dense and BM25 keyword candidate pools of
     # max(limit * pool_factor, pool_min) each, fused by weighted reciprocal rank ("rrf") or a
     # normalised score blend; the dense list weighs semantic_weight, the keyword list 1 - w.
-    # Defaults chosen by `make bench-retrieval --sweep` on the dev set (README: fusion defaults).
+    # Defaults chosen by `make bench-retrieval --sweep` on the dev set
+    # (docs/benchmarks/retrieval.md, "How the fusion defaults were chosen").
     search_mode: Literal["hybrid", "semantic", "keyword"] = "hybrid"
     hybrid_fusion: Literal["rrf", "blend"] = "rrf"
     hybrid_semantic_weight: float = Field(0.4, ge=0.0, le=1.0)

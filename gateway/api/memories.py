@@ -73,7 +73,7 @@ _ASYNC: dict[int | str, dict[str, Any]] = {
 async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
                      ingest: IngestDep) -> AddedOut | BatchOut | Response:
     """Add a text (answered as one memory with its event) or a conversation's messages
-    (answered as a list, like the batch route); see the README for duplicates, ``infer``
+    (answered as a list, like the batch route); see docs/api.md for duplicates, ``infer``
     and ``async_mode``."""
     refuse_unconfigured(ingest, body.infer, ["body"])
     dedup = policy.enabled if body.dedup is None else body.dedup

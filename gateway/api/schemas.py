@@ -257,7 +257,7 @@ class MemoryOut(BaseModel):
 
 
 class SearchHitOut(MemoryOut):
-    score: float  # what ordered the results (see the README: it depends on the mode)
+    score: float  # what ordered the results (docs/api.md: it depends on the mode)
     similarity: float | None  # cosine of query and memory in [-1, 1]; null: not computed
     keyword_score: float | None  # BM25 (> 0); null: keyword search did not return it
 

@@ -2,10 +2,10 @@
 
 A one-text query through Triton's python backend pays a gRPC round trip and the backend's
 process hop on top of the model run; on a small CPU that is as much as the run itself
-(README, "Search latency"). So when the gateway can read the model repository and has
-ONNX Runtime and tokenizers, it loads the active version's own ``embedding_runtime.py`` (the
-file Triton's ``model.py`` runs and the exporter validated) and embeds search queries here,
-on one thread of its own. Writes still go to Triton.
+(docs/architecture.md, "The query path"). So when the gateway can read the model repository
+and has ONNX Runtime and tokenizers, it loads the active version's own
+``embedding_runtime.py`` (the file Triton's ``model.py`` runs and the exporter validated) and
+embeds search queries here, on one thread of its own. Writes still go to Triton.
 
 Trust is checked, not assumed: a version is used only after its local vectors for a few probe
 texts agree with what Triton answers for the same version (a gateway pointed at another

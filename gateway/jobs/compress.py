@@ -56,7 +56,7 @@ class CompressPolicy:
     max_priority: int = 5  # at most the default priority: nobody marked these important
     min_age_days: float = 30.0
     fraction: float = 0.5  # the user's oldest share of low-priority memories
-    group_size: int = 6  # memories per k-means cluster, on average (README: the dev-set sweep)
+    group_size: int = 6  # memories per k-means cluster, on average (docs/benchmarks/compression.md)
     min_cosine: float = 0.0  # a member's cosine to its cluster's centroid, to be folded
 
     @classmethod

@@ -26,7 +26,7 @@ MAX_QUERY_TERMS = 64  # distinct terms searched per query; a pasted document kee
 # Function words that carry no topic. Deliberately short: "may" (the month), "not", numbers and
 # "when" stay searchable. Auxiliaries and "what"/"how" open most questions ("What did Caroline
 # research?") and matched nearly every turn; dropping them lifted keyword recall_any@10 on the
-# LoCoMo development set from 0.775 to 0.796 (README, "Retrieval benchmark").
+# LoCoMo development set from 0.775 to 0.796 (docs/benchmarks/retrieval.md).
 STOP_WORDS = frozenset(
     "a an and are as at be been but by can could did do does for from had has have he her him "
     "his how i if in into is it its me my of on or our she should so such than that the their "

@@ -37,7 +37,7 @@ from gateway.store.analyzer import date_terms, query_terms, terms
 
 USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
 # BM25 weight of a match in a message's conversation context against one in its text (1.0):
-# chosen on the LoCoMo development set (README, "Retrieval benchmark").
+# chosen on the LoCoMo development set (docs/benchmarks/retrieval.md).
 CONTEXT_WEIGHT = 0.3
 
 
