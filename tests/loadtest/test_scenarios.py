@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from gateway.triton import TritonServer
-from loadtest.locust_run import LoadSpec, run_locust
+from loadtest.locust.locust_run import LoadSpec, run_locust
+from loadtest.locust.runner import main as runner_main
+from loadtest.locust.scenarios import SCENARIOS
+from loadtest.locust.seed import seed
 from loadtest.population import seeded_user
-from loadtest.runner import main as runner_main
-from loadtest.scenarios import SCENARIOS
-from loadtest.seed import seed
 from loadtest.stack import gateway_process
 
 SEED_USERS, SEED_MEMORIES = 3, 30
@@ -80,7 +80,7 @@ def test_only_loopback_targets(tmp_path: Path) -> None:
 
 def test_tools_do_not_import_locust() -> None:
     """Locust monkey-patches the whole process with gevent: only its own process may load it."""
-    code = ("import sys, loadtest.runner, loadtest.campaign, loadtest.seed, "
-            "loadtest.triton_sweep, loadtest.perf_analyzer.inputs; "
+    code = ("import sys, loadtest.locust.runner, loadtest.locust.campaign, loadtest.locust.seed, "
+            "loadtest.locust.triton_sweep, loadtest.locust.perf_analyzer.inputs; "
             "assert 'gevent' not in sys.modules and 'locust' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
