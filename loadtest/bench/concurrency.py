@@ -46,7 +46,7 @@ from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences
 from loadtest.paths import RESULTS
-from loadtest.stack import free_port, triton_server
+from loadtest.stack import gateway_process, triton_server
 
 HEAVY_USER = "heavy"
 SEED_BATCH = 1000  # items per seeding request (~4 MB of JSON with 384-d vectors)
@@ -76,39 +76,11 @@ def revision(tree: Path) -> str:
 def gateway_from(tree: Path, triton: TritonServer, work: Path,
                  extra_env: dict[str, str]) -> Iterator[str]:
     """``python -m gateway`` from the checkout ``tree``; yields its URL once /readyz is 200."""
-    port = free_port()
-    env = dict(os.environ) | SETTINGS | extra_env | {
-        "PYTHONPATH": str(tree),
-        "GATEWAY_PORT": str(port),
-        "MEMORY_DATA_DIR": str(work / "data"),
-        "MEMORY_MODEL_REPOSITORY": str(ROOT / "model_repository"),
-        "MEMORY_TRITON_MANAGED": "false",
-        "MEMORY_TRITON_GRPC_PORT": str(triton.grpc_port),
-        "MEMORY_TRITON_HTTP_PORT": str(triton.http_port),
-    }
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / "gateway.log", "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=tree,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited early; see {work / 'gateway.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway not ready after {READY_TIMEOUT_S} s")
-            time.sleep(0.25)
+    env = SETTINGS | extra_env | {"PYTHONPATH": str(tree),
+                                  "MEMORY_MODEL_REPOSITORY": str(ROOT / "model_repository")}
+    with gateway_process(triton, work / "data", work, env, cwd=tree,
+                         ready_s=READY_TIMEOUT_S) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def seed(http: httpx.Client, memories: int, dim: int) -> float:
