@@ -43,7 +43,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def mem0_memory(work: Path):  # noqa: ANN201 - mem0.Memory
+def mem0_memory(work: Path):  # mem0.Memory
     """Mem0 OSS in-process: local MiniLM, faiss, no LLM calls (adds use ``infer=False``)."""
     os.environ.setdefault("MEM0_TELEMETRY", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,7 +61,7 @@ def mem0_memory(work: Path):  # noqa: ANN201 - mem0.Memory
     })
 
 
-def timed(call, queries: list[str]) -> list[float]:  # noqa: ANN001 - one query in, one search
+def timed(call, queries: list[str]) -> list[float]:  # one query in, one search
     samples = []
     for query in queries:
         started = time.perf_counter()
@@ -70,7 +70,7 @@ def timed(call, queries: list[str]) -> list[float]:  # noqa: ANN001 - one query 
     return samples
 
 
-def concurrently(url: str | None, call, queries: list[str], clients: int) -> dict:  # noqa: ANN001
+def concurrently(url: str | None, call, queries: list[str], clients: int) -> dict:
     """``clients`` threads, each asking its share of ``queries`` back to back: through the
     gateway at ``url`` (semantic mode, a client each), else with ``call`` (Mem0, shared)."""
     shares = [queries[i::clients] for i in range(clients)]
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 http.post("/v1/memories/batch", json={"items": items, "dedup": False}
                           ).raise_for_status()
 
-            def ours(mode: str):  # noqa: ANN202
+            def ours(mode: str):
                 def search(query: str) -> None:
                     http.post("/v1/memories/search", json={
                         "user_id": USER, "query": query, "limit": 10, "mode": mode}

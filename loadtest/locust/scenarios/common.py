@@ -143,7 +143,7 @@ class MemoryUser(FastHttpUser):
 
 # -- request log: one CSV line per request (time since start, name, ms, status, kind) ----------
 _log_path = os.environ.get("LOADTEST_REQUEST_LOG")
-_log = open(_log_path, "a", buffering=1 << 16) if _log_path else None  # noqa: SIM115
+_log = open(_log_path, "a", buffering=1 << 16) if _log_path else None
 _started = time.time()
 if _log is not None:
     atexit.register(_log.close)
