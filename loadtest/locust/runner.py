@@ -23,18 +23,19 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loadtest.locust.inference import (
+    encoder_counters,
+    encoder_delta,
+    triton_delta,
+    triton_stats,
+    work_table,
+)
 from loadtest.locust.locust_run import LoadSpec, Steps, headline, run_locust
 from loadtest.locust.plots import plot_knee, plot_runs
 from loadtest.locust.report import Requests, find_knee, knee_table, markdown_table
 from loadtest.locust.scenarios import SCENARIOS
-from loadtest.locust.stack_runs import (
-    SeededStack,
-    gateway_counters,
-    scrape,
-    seeded_stack,
-    triton_delta,
-    triton_stats,
-)
+from loadtest.locust.seed import require_loopback
+from loadtest.locust.stack_runs import SeededStack, gateway_counters, scrape, seeded_stack
 from loadtest.paths import RESULTS
 
 
@@ -50,18 +51,21 @@ def results_dir(root: Path, name: str) -> Path:
 
 def run_on_stack(stack: SeededStack, spec: LoadSpec, run_dir: Path, *, admission: str,
                  slo_ms: float) -> tuple[Requests, dict]:
-    """One gateway process, one Locust run; figures, shed counts and Triton's share of it."""
+    """One gateway process, one Locust run; figures, shed counts and what each model did."""
     extra = {"LOADTEST_TRITON_HTTP": stack.triton.http_url,
              "LOADTEST_SWAP_AT_S": f"{spec.total_s / 3:g}"}
     spec = LoadSpec(**{**spec.__dict__, "env": tuple({**dict(spec.env), **extra}.items())})
     with stack.gateway(run_dir, admission=admission) as url:
-        before = triton_stats(stack.triton)
+        before = triton_stats(stack.triton.http_url)
+        encoder_before = encoder_counters(scrape(url))
         log(f"{spec.scenario}, admission {admission}: {spec.users} users x {spec.rate:g} req/s"
             f" for {spec.total_s:g} s against {url}")
         requests = run_locust(url, spec, run_dir, quiet=True)
+        metrics = scrape(url)
         result = {"admission": admission, "figures": headline(requests, spec),
-                  "gateway": gateway_counters(scrape(url)),
-                  "triton": triton_delta(before, triton_stats(stack.triton))}
+                  "gateway": gateway_counters(metrics),
+                  "triton": triton_delta(before, triton_stats(stack.triton.http_url)),
+                  "query_encoder": encoder_delta(encoder_before, encoder_counters(metrics))}
     if spec.steps:
         result["knee"] = find_knee(requests, spec.steps.windows, slo_ms=slo_ms)
         plot_knee(result["knee"], run_dir / "knee.png")
@@ -84,15 +88,17 @@ def write_summary(out: Path, title: str, meta: dict, results: dict[str, dict],
              "",
              "Latency is over successful requests; refused ones are counted by kind beside it.",
              "", markdown_table({label: r["figures"] for label, r in results.items()}), ""]
-    lines += ["| run | shed (class/reason: count) | deadline drops | Triton requests | "
-              "mean batch | Triton queue ms | Triton compute ms |", "|---|---|---|---:|---:|"
-              "---:|---:|"]
+    lines += ["| run | shed (class/reason: count) | deadline drops |", "|---|---|---|"]
     for label, r in results.items():
         shed = ", ".join(f"{k}: {v:g}" for k, v in r["gateway"]["shed"].items()) or "none"
         drops = ", ".join(f"{k}: {v:g}" for k, v in r["gateway"]["deadline_drops"].items())
-        t = r["triton"]
-        lines.append(f"| {label} | {shed} | {drops or 'none'} | {t['requests']} | "
-                     f"{t['mean_batch_rows']} | {t['mean_queue_ms']} | {t['mean_compute_ms']} |")
+        lines.append(f"| {label} | {shed} | {drops or 'none'} |")
+    lines += ["", "Inference: every Triton model served (means per request) and the gateway's "
+              "own query encoder (means per call; coalesced queries share a call).", "",
+              *work_table(results)]
+    if any("triton" not in r for r in results.values()):
+        lines.append("\nTriton's statistics are read only on a stack the runner starts "
+                     "(not with `--url`).")
     for label, r in results.items():
         if "knee" in r:
             lines += ["", f"## Knee ({label})", "", knee_table(r["knee"])]
@@ -153,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     requests: dict[str, Requests] = {}
     if args.url:
+        require_loopback(args.url)  # before the first scrape
+        encoder_before = encoder_counters(scrape(args.url))
         requests["target"] = run_locust(args.url, spec, out / "target")
+        metrics = scrape(args.url)
         results["target"] = {"admission": "as configured", "figures": headline(
-            requests["target"], spec), "gateway": gateway_counters(scrape(args.url)),
-            "triton": {"requests": 0, "mean_batch_rows": "–", "mean_queue_ms": "–",
-                       "mean_compute_ms": "–"}}
+            requests["target"], spec), "gateway": gateway_counters(metrics),
+            "query_encoder": encoder_delta(encoder_before, encoder_counters(metrics))}
     else:
         modes = ["on", "off"] if args.admission == "both" else [args.admission]
         with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp, seeded_stack(

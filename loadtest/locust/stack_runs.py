@@ -8,10 +8,8 @@ directory; each run gets a fresh copy of it and its own gateway process, so "wit
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,29 +21,6 @@ from loadtest.locust.seed import SeedResult, seed
 from loadtest.stack import gateway_process, triton_server
 
 ADMISSION = {"on": "true", "off": "false"}
-
-
-def triton_stats(triton: TritonServer, model: str = "embedder") -> dict[str, int]:
-    with urllib.request.urlopen(f"{triton.http_url}/v2/models/{model}/stats") as response:
-        stats = json.load(response)["model_stats"][0]
-    inference = stats["inference_stats"]
-    return {"requests": int(inference["success"]["count"]),
-            "failed": int(inference["fail"]["count"]),
-            "rows": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
-            "queue_ns": int(inference["queue"]["ns"]),
-            "compute_ns": int(inference["compute_infer"]["ns"])}
-
-
-def triton_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
-    """What Triton did during one run: requests, mean batch, mean queue and compute time."""
-    if after["requests"] < before["requests"]:  # Triton restarted: its counters began anew
-        before = dict.fromkeys(before, 0)
-    d = {k: after[k] - before[k] for k in before}
-    requests = max(d["requests"], 1)
-    return {"requests": d["requests"], "failed": d["failed"],
-            "mean_batch_rows": round(d["rows"] / max(d["executions"], 1), 2),
-            "mean_queue_ms": round(d["queue_ns"] / requests / 1e6, 3),
-            "mean_compute_ms": round(d["compute_ns"] / requests / 1e6, 3)}
 
 
 def gateway_counters(metrics_text: str) -> dict[str, dict[str, float]]:
