@@ -22,6 +22,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from loadtest.locust.inference import (
     encoder_counters,
@@ -62,10 +63,11 @@ def run_on_stack(stack: SeededStack, spec: LoadSpec, run_dir: Path, *, admission
             f" for {spec.total_s:g} s against {url}")
         requests = run_locust(url, spec, run_dir, quiet=True)
         metrics = scrape(url)
-        result = {"admission": admission, "figures": headline(requests, spec),
-                  "gateway": gateway_counters(metrics),
-                  "triton": triton_delta(before, triton_stats(stack.triton.http_url)),
-                  "query_encoder": encoder_delta(encoder_before, encoder_counters(metrics))}
+        result: dict[str, Any] = {
+            "admission": admission, "figures": headline(requests, spec),
+            "gateway": gateway_counters(metrics),
+            "triton": triton_delta(before, triton_stats(stack.triton.http_url)),
+            "query_encoder": encoder_delta(encoder_before, encoder_counters(metrics))}
     if spec.steps:
         result["knee"] = find_knee(requests, spec.steps.windows, slo_ms=slo_ms)
         plot_knee(result["knee"], run_dir / "knee.png")
