@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["MEMORY_COMPRESS_MIN_COSINE"] = str(args.min_cosine)
     work = args.out / "bench-compression-work"
     report = {"benchmark": "compression",
-              "command": public_command(argv).replace("bench_retrieval", "bench_compression"),
+              "command": public_command(argv).replace("bench.retrieval", "bench.compression"),
               "data": data_summary(data, conversations), "search": SEARCH,
               "gateway_settings": settings | {k: v for k, v in os.environ.items()
                                               if k.startswith("MEMORY_COMPRESS_")},

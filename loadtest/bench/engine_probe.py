@@ -1,11 +1,11 @@
-"""Index-only half of ``bench_concurrency``: one user's writes while another user is searched.
+"""Index-only half of ``bench.concurrency``: one user's writes while another user is searched.
 
 No HTTP, no Triton, no store: a ``PartitionedIndex`` (exact) holds ``--rows`` vectors for
 ``heavy``; one thread searches it back to back in batches of ``--batch`` queries (what the
 gateway's micro-batcher sends under 8 clients), while the main thread adds single rows to
 another user, paced ``--gap-ms`` apart. Prints JSON: add latency idle and under search.
 
-Self-contained on purpose (numpy and ``gateway.index`` only): ``bench_concurrency`` runs it as
+Self-contained on purpose (numpy and ``gateway.index`` only): ``bench.concurrency`` runs it as
 a script with ``PYTHONPATH`` set to an older checkout to get the "before" figures.
 """
 

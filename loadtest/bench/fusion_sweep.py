@@ -1,4 +1,4 @@
-"""``bench_retrieval --sweep``: choose the hybrid fusion settings by measurement, cheaply.
+"""``loadtest.bench.retrieval --sweep``: choose the hybrid fusion settings by measurement, cheaply.
 
 For every question the semantic and the keyword pool (up to the API's 100 results each, with
 their scores) are fetched once through the HTTP API; then a grid of ``FusionPolicy`` values is
