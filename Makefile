@@ -79,26 +79,26 @@ bench: export
 	$(PY) -m loadtest.bench $(if $(strip $(RERANKER)),--reranker $(RERANKER))
 
 bench-ann: install-dev export
-	$(PY) -m loadtest.bench_ann
+	$(PY) -m loadtest.bench.ann
 
 # Search latency through HTTP: text vs client vector, 1k/10k memories, 8 clients, query cache;
 # the shipped settings side by side with no query twin and with two BLAS threads.
 bench-latency: export
-	$(PY) -m loadtest.bench_latency $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.latency $(BENCH_ARGS)
 
 bench-mem0: install-dev export
-	$(PY) -m loadtest.bench_mem0 $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.mem0 $(BENCH_ARGS)
 
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export
-	$(PY) -m loadtest.bench_concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 bench-ingest: export
-	$(PY) -m loadtest.bench_ingest $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.ingest $(BENCH_ARGS)
 
 # Interactive search latency while consolidation jobs run over every user, against idle.
 bench-jobs: export
-	$(PY) -m loadtest.bench_jobs $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.jobs $(BENCH_ARGS)
 
 # Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
 # DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.
@@ -106,11 +106,11 @@ DATA       ?=
 BENCH_ARGS ?=
 
 bench-retrieval: export
-	$(PY) -m loadtest.bench_retrieval $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.retrieval $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
 
 # Memories searched and hybrid recall before and after a compress job, same data and rules.
 bench-compression: export
-	$(PY) -m loadtest.bench_compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
 
 MPNET_DIR ?= models
 
@@ -125,21 +125,21 @@ ADMISSION ?= on
 SLO_MS    ?= 100
 
 loadtest: install-dev export
-	$(PY) -m loadtest.runner --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
+	$(PY) -m loadtest.locust.runner --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) \
 		--admission $(ADMISSION) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
 
 loadtest-knee: install-dev export
-	$(PY) -m loadtest.runner --scenario $(SCENARIO) --knee --slo-ms $(SLO_MS) \
+	$(PY) -m loadtest.locust.runner --scenario $(SCENARIO) --knee --slo-ms $(SLO_MS) \
 		--admission $(ADMISSION) $(LOADTEST_ARGS)
 
 loadtest-report: install-dev export
-	$(PY) -m loadtest.campaign --scenario $(SCENARIO) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
+	$(PY) -m loadtest.locust.campaign --scenario $(SCENARIO) --slo-ms $(SLO_MS) $(LOADTEST_ARGS)
 
 triton-sweep: export
-	$(PY) -m loadtest.triton_sweep $(LOADTEST_ARGS)
+	$(PY) -m loadtest.locust.triton_sweep $(LOADTEST_ARGS)
 
 perf-inputs: install
-	$(PY) -m loadtest.perf_analyzer.inputs $(LOADTEST_ARGS)
+	$(PY) -m loadtest.locust.perf_analyzer.inputs $(LOADTEST_ARGS)
 
 # Schemathesis on every route of a live gateway, random seeds, FUZZ_EXAMPLES valid and invalid
 # cases per operation (make test runs 30, derandomised); summary JSON in loadtest/results/.

@@ -59,7 +59,7 @@ log = logging.getLogger("gateway")
 def _export_index_metrics(metrics: Metrics, service: MemoryService) -> None:
     """Gauges read at scrape time from whatever index is active (it changes on a switch)."""
 
-    def stats():  # noqa: ANN202
+    def stats():
         return service.index.stats()
 
     metrics.index_size.set_function(lambda: service.index.size())

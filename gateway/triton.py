@@ -150,7 +150,7 @@ class TritonServer:
                     self.query_twin_of, exc)
                 self._twin = None
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+        log = open(self.log_file, "ab")  # handed to the child process
         try:
             self._process = subprocess.Popen(
                 self.command(),

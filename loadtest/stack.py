@@ -33,10 +33,12 @@ def triton_server(log_dir: Path) -> TritonServer:
 
 @contextlib.contextmanager
 def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
-                    env: dict[str, str] | None = None) -> Iterator[str]:
+                    env: dict[str, str] | None = None, *, cwd: Path = ROOT,
+                    ready_s: float = 120) -> Iterator[str]:
     """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200.
 
-    ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``).
+    ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``); ``cwd`` (with
+    ``PYTHONPATH`` in ``env``) runs the gateway of another checkout, for before/after runs.
     """
     port = free_port()
     environment = dict(os.environ) | (env or {}) | {
@@ -49,10 +51,10 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "gateway.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "gateway"], env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=ROOT)
+                                   stderr=subprocess.STDOUT, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_s
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited early; see {log_dir / 'gateway.log'}")
@@ -60,7 +62,7 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError("gateway not ready after 120 s")
+                raise RuntimeError(f"gateway not ready after {ready_s:g} s")
             time.sleep(0.25)
         yield url
     finally:

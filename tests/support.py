@@ -69,7 +69,7 @@ def memory(user: str = "alice", text: str = "hello", **fields: object) -> Stored
     return StoredMemory(Memory(**base), np.ones(4, dtype=np.float32) / 2)  # type: ignore[arg-type]
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny helper for async store calls
+def run(coro):  # tiny helper for async store calls
     return asyncio.run(coro)
 
 

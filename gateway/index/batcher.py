@@ -116,7 +116,7 @@ class SearchBatcher:
             self._last_batch = len(batch)
             try:
                 results = await loop.run_in_executor(self._thread, self._execute, batch)
-            except Exception as exc:  # noqa: BLE001 - delivered to every waiting caller
+            except Exception as exc:  # delivered to every waiting caller
                 for search in batch:
                     if not search.future.done():
                         search.future.set_exception(exc)

@@ -15,7 +15,7 @@ import numpy as np
 _MISSING = np.iinfo(np.uint32).max
 
 
-def _keep_bitset(keep: np.ndarray):  # noqa: ANN202 - cupy array
+def _keep_bitset(keep: np.ndarray):  # cupy array
     """Bool mask -> uint32 bitset on the device (bit i of word i//32 = row i, 1 = keep)."""
     import cupy as cp
 

@@ -110,7 +110,7 @@ class EmbedCoalescer:
             for call in batch:
                 call.future.cancel()
             raise
-        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+        except Exception as exc:  # every caller of the batch gets it
             for call in batch:
                 if not call.future.done():
                     call.future.set_exception(exc)

@@ -114,7 +114,7 @@ class LocalQueryEncoder:
             log.warning("query encoder: Triton gave no reference for %s:%s (%s); queries stay "
                         "on Triton", self.model, version, exc.detail)
             return False
-        except Exception as exc:  # noqa: BLE001 - missing files, packages, a broken graph
+        except Exception as exc:  # missing files, packages, a broken graph
             log.info("query encoder: %s:%s not loadable in the gateway (%s: %s); queries stay "
                      "on Triton", self.model, version, type(exc).__name__, exc)
             return False
@@ -153,7 +153,7 @@ class LocalQueryEncoder:
         try:
             vectors = await asyncio.get_running_loop().run_in_executor(
                 self._executor, runtime.embed, texts)
-        except Exception as exc:  # noqa: BLE001 - any runtime failure falls back to Triton
+        except Exception as exc:  # any runtime failure falls back to Triton
             log.warning("query encoder: %s:%s failed (%s: %s); this query goes to Triton",
                         self.model, version, type(exc).__name__, exc)
             raise LocalEncoderUnavailable(version) from exc

@@ -7,7 +7,7 @@ when the two texts say the same words in the same order, apart from punctuation,
 phrases ("FYI", "just so you know"), contractions ("I'm" / "I am") and a typo or two in long
 words.
 
-Why not a cosine threshold alone: measured on the labelled set (``loadtest/bench_dedup.py``),
+Why not a cosine threshold alone: measured on the labelled set (``loadtest/bench/dedup.py``),
 sentence embeddings put "meeting with Ben on Friday at 3 pm" and "... at 6 pm" at cosine
 0.99, above most real duplicates, while one transposed letter ("Torotno") drops a duplicate to
 0.5. No threshold separates the two; the vector finds candidates, the words decide.
@@ -27,7 +27,7 @@ from gateway.memory.normalise import normalise_text
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-DEFAULT_MIN_COSINE = 0.3  # candidate floor (with the lexical check); see loadtest/bench_dedup.py
+DEFAULT_MIN_COSINE = 0.3  # candidate floor (with the lexical check); see loadtest/bench/dedup.py
 DEFAULT_CANDIDATES = 16  # nearest stored memories compared per new text
 MAX_TYPOS = 2  # differing words a near duplicate may have, each one edit apart
 MIN_TYPO_WORD = 5  # shorter words differ in meaning, not by typos ("Ben" / "Ken")

@@ -79,7 +79,7 @@ def check_fields(spec: dict[str, Any], typed: type, schema: dict[str, Any], *,
         assert required <= typed.__required_keys__, (typed.__name__, required)  # type: ignore[attr-defined]
 
 
-def test_client_routes_and_types_match_the_openapi_schema(app_and_spec) -> None:  # noqa: ANN001
+def test_client_routes_and_types_match_the_openapi_schema(app_and_spec) -> None:
     _, spec = app_and_spec
     for name, route in ROUTES.items():
         operation = spec["paths"][route.path][route.method.lower()]
@@ -123,7 +123,7 @@ def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRo
                                   prefix + route.include_context.prefix)
 
 
-def test_every_route_is_in_the_schema_with_its_error_model(app_and_spec) -> None:  # noqa: ANN001
+def test_every_route_is_in_the_schema_with_its_error_model(app_and_spec) -> None:
     app, spec = app_and_spec
     routes = [(path, r) for path, r in api_routes(app.routes) if r.include_in_schema]
     assert len(routes) > 20  # the walk found the routers (it fails loudly if FastAPI changes)

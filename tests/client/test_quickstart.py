@@ -33,9 +33,9 @@ def test_the_readme_quick_start_runs(live_gateway: LiveGateway, client_side_embe
     key = live_gateway.key(tenant=f"quickstart-{client_side_embedding}")
     printed: list[tuple[object, ...]] = []
     scope: dict[str, object] = {"print": lambda *args: printed.append(args)}
-    exec(setup, scope)  # noqa: S102 - the README's own code is what is under test
+    exec(setup, scope)  # the README's own code is what is under test
     scope.update(KEY=key, my_embed=my_embed if client_side_embedding else None)
-    exec(program.replace("http://127.0.0.1:8080", live_gateway.url), scope)  # noqa: S102
+    exec(program.replace("http://127.0.0.1:8080", live_gateway.url), scope)
 
     assert 1 <= len(printed) <= 4  # the four memories of a fresh user, at most
     texts = [text for text, _ in printed]

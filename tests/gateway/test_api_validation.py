@@ -117,7 +117,7 @@ def test_oversize_body_is_413(client: TestClient) -> None:
 def test_chunked_oversize_body_is_413(client: TestClient) -> None:
     limit = client.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
 
-    def chunks():  # noqa: ANN202 - no Content-Length: the limit applies while streaming
+    def chunks():  # no Content-Length: the limit applies while streaming
         yield b'{"user_id": "a", "text": "'
         for _ in range(limit // 65536 + 2):
             yield b"x" * 65536

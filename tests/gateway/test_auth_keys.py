@@ -117,7 +117,7 @@ def test_unknown_and_wrong_keys_take_the_same_path(keys: KeyStore, auth_settings
     looked_up: list[str] = []
     real_find = KeyStore.find
 
-    def find(self: KeyStore, key_id: str):  # noqa: ANN202
+    def find(self: KeyStore, key_id: str):
         looked_up.append(key_id)
         return real_find(self, key_id)
 

@@ -34,7 +34,7 @@ class Tenants:
     def __init__(self, client: TestClient, keys: dict[str, str]) -> None:
         self.client, self.keys = client, keys
 
-    def call(self, tenant: str, method: str, path: str, **kwargs: object):  # noqa: ANN201
+    def call(self, tenant: str, method: str, path: str, **kwargs: object):
         headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
         return self.client.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 

@@ -47,7 +47,7 @@ def reference() -> np.ndarray:
     return load_runtime(REPOSITORY / "embedder" / VERSION, 1).embed(list(PROBE_TEXTS))
 
 
-def _served(vectors: np.ndarray):  # noqa: ANN202 - what Triton would answer
+def _served(vectors: np.ndarray):  # what Triton would answer
     async def served(texts: list[str]) -> np.ndarray:
         assert texts == list(PROBE_TEXTS)
         return vectors

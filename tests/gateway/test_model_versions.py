@@ -30,13 +30,13 @@ FACTS = ["I love hiking in the Alps", "My sister lives in Lisbon", "I am allergi
 
 
 @pytest.fixture
-def own_triton(tmp_path: Path):  # noqa: ANN201
+def own_triton(tmp_path: Path):
     server = make_triton(tmp_path, repository=copy_latest_as_v1(tmp_path))
     with server:
         yield server
 
 
-def wait_for(check, timeout_s: float = 180):  # noqa: ANN001, ANN201
+def wait_for(check, timeout_s: float = 180):
     deadline = time.monotonic() + timeout_s
     while not (value := check()):
         assert time.monotonic() < deadline, "timed out"

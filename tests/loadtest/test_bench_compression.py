@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench_compression import main
-from loadtest.bench_retrieval import DATA_ENV
+from loadtest.bench.compression import main
+from loadtest.bench.retrieval import DATA_ENV
 
 SESSIONS = {
     "9:00 am on 3 March, 2023": [
@@ -63,7 +63,7 @@ def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
     assert main(["--data", str(data_file), "--out", str(out)]) == 0
     [path] = out.glob("bench-compression-*.json")
     report = json.loads(path.read_text())
-    assert report["command"] == "python -m loadtest.bench_compression --data LOCOMO.json " \
+    assert report["command"] == "python -m loadtest.bench.compression --data LOCOMO.json " \
                                 f"--out {out}"
     job = report["compress_job"]
     # The older session (the oldest half) is one k-means cell of 6: one summary of all 6.

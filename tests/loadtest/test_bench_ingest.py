@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtest.bench_ingest import CONVERSATION_TURNS, as_items
+from loadtest.bench.ingest import CONVERSATION_TURNS, as_items
 
 
 def test_the_same_texts_as_text_items_or_as_conversations() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtest.bench_jobs import main
+from loadtest.bench.jobs import main
 
 
 def test_end_to_end_on_a_real_stack(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench_mem0 import main
+from loadtest.bench.mem0 import main
 
 
 def test_side_by_side_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import locomo
-from loadtest.bench_retrieval import (
+from loadtest.bench import locomo
+from loadtest.bench.fusion_sweep import grid
+from loadtest.bench.retrieval import (
     DATA_ENV,
     README_BEGIN,
     README_END,
@@ -21,8 +22,7 @@ from loadtest.bench_retrieval import (
     public_command,
     write_readme,
 )
-from loadtest.fusion_sweep import grid
-from loadtest.retrieval_metrics import Answer, recall, recall_report
+from loadtest.bench.retrieval_metrics import Answer, recall, recall_report
 
 # Two people, two sessions, one clear topic per turn: the questions paraphrase their turn.
 SESSIONS = {
@@ -161,7 +161,7 @@ def test_readme_block_is_replaced_between_markers(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n")
     command = public_command(["--data", "/secret/place/locomo.json", "--sweep"])
-    assert command == "python -m loadtest.bench_retrieval --data LOCOMO.json --sweep"
+    assert command == "python -m loadtest.bench.retrieval --data LOCOMO.json --sweep"
     write_readme("| new |\n", command, tmp_path / "bench-retrieval-x.json", readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{README_END}\noutro\n")

@@ -13,13 +13,13 @@ from support import MODEL_REPOSITORY
 from tritonclient.grpc import InferInput
 
 from gateway.triton import TritonServer
-from loadtest.perf_analyzer.inputs import (
+from loadtest.locust.perf_analyzer.inputs import (
     load_config,
     requests_from,
     wire_type,
     write_inputs,
 )
-from loadtest.triton_sweep import sweep
+from loadtest.locust.triton_sweep import sweep
 
 
 def send_all(triton: TritonServer, model: str, data: dict) -> list[dict[str, np.ndarray]]:

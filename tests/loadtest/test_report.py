@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.campaign import check_targets
-from loadtest.plots import plot_knee, plot_runs
-from loadtest.report import (
+from loadtest.locust.campaign import check_targets
+from loadtest.locust.plots import plot_knee, plot_runs
+from loadtest.locust.report import (
     find_knee,
     knee_table,
     load_requests,

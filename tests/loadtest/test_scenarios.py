@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from gateway.triton import TritonServer
-from loadtest.locust_run import LoadSpec, run_locust
+from loadtest.locust.locust_run import LoadSpec, run_locust
+from loadtest.locust.runner import main as runner_main
+from loadtest.locust.runner import run_on_stack, write_summary
+from loadtest.locust.scenarios import SCENARIOS
+from loadtest.locust.seed import seed
+from loadtest.locust.stack_runs import SeededStack
 from loadtest.population import seeded_user
-from loadtest.runner import main as runner_main
-from loadtest.scenarios import SCENARIOS
-from loadtest.seed import seed
 from loadtest.stack import gateway_process
 
 SEED_USERS, SEED_MEMORIES = 3, 30
@@ -71,6 +73,26 @@ def test_runner_writes_summary_plots_and_locust_files(gateway_url: str, tmp_path
         assert (out / name).exists(), name
 
 
+def test_mixed_run_reports_the_models_that_did_the_work(triton: TritonServer,
+                                                        tmp_path: Path) -> None:
+    """Single adds go to the batcher-free twin and searches to the gateway's encoder, not to
+    ``embedder``: the report must count them wherever they ran."""
+    template = tmp_path / "template"
+    template.mkdir()
+    spec = LoadSpec("mixed", users=4, duration_s=3, rate=4, seed_users=SEED_USERS)
+    requests, result = run_on_stack(SeededStack(triton, template, None), spec, tmp_path / "run",
+                                    admission="off", slo_ms=100)
+    assert "add" in set(requests.name.tolist())
+    assert "embedder" in result["triton"]
+    served = {name for name, t in result["triton"].items() if t["requests"] > 0}
+    encoded = result["query_encoder"]["calls"]
+    assert served - {"embedder"} or encoded > 0, (result["triton"], encoded)
+    summary = write_summary(tmp_path, "mixed", {"command": "test", "started": "now", "cpus": 1,
+                                                "load": "0", "load_text": "", "gateway_env": {}},
+                            {"run": result}, {"run": requests}, 100.0).read_text()
+    assert all(f"Triton `{name}`" in summary for name in result["triton"])
+
+
 def test_only_loopback_targets(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a loopback"):
         run_locust("http://10.0.0.1:8080", LoadSpec("search"), tmp_path)
@@ -80,7 +102,7 @@ def test_only_loopback_targets(tmp_path: Path) -> None:
 
 def test_tools_do_not_import_locust() -> None:
     """Locust monkey-patches the whole process with gevent: only its own process may load it."""
-    code = ("import sys, loadtest.runner, loadtest.campaign, loadtest.seed, "
-            "loadtest.triton_sweep, loadtest.perf_analyzer.inputs; "
+    code = ("import sys, loadtest.locust.runner, loadtest.locust.campaign, loadtest.locust.seed, "
+            "loadtest.locust.triton_sweep, loadtest.locust.perf_analyzer.inputs; "
             "assert 'gevent' not in sys.modules and 'locust' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,11 +1,11 @@
 """The chaos harness, briefly: SIGKILL the gateway twice during ingest; nothing acknowledged is
-lost and the store agrees with itself (``python -m loadtest.chaos`` runs it 100 times)."""
+lost and the store agrees with itself (``python -m loadtest.locust.chaos`` runs it 100 times)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.chaos import run
+from loadtest.locust.chaos import run
 
 
 def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-def _refusal(what: str):  # noqa: ANN202 - a route handler made per feature
+def _refusal(what: str):  # a route handler made per feature
     async def refuse() -> None:
         raise NotSupported(f"{what} are not supported by this server (Mem0-compatible API: "
                            "memories, search, history, entities and batches only)")

@@ -51,7 +51,7 @@ def held_search(index: PartitionedIndex, device: GatedDevice, pool: ThreadPoolEx
     return found
 
 
-def test_writes_complete_while_a_search_is_held(gated) -> None:  # noqa: ANN001
+def test_writes_complete_while_a_search_is_held(gated) -> None:
     index, device = gated
     b_rows = unit(200, seed=1)
     index.add("b", [f"b{i}" for i in range(200)], b_rows)
@@ -184,7 +184,7 @@ def test_concurrent_writers_and_searchers_agree_with_a_serial_replay() -> None:
     assert index.size() == replay.size() == index.stats().vectors
 
 
-def test_gateway_answers_writes_while_a_search_is_held(client) -> None:  # noqa: ANN001
+def test_gateway_answers_writes_while_a_search_is_held(client) -> None:
     """Through the API on a real Triton: while user b's search is held inside its scoring, a
     write for user a, a delete for user b and a metrics scrape all complete."""
     device = GatedDevice()

@@ -48,7 +48,7 @@ def test_small_partitions_stay_exact() -> None:
     assert index.stats().graphs == 0
 
 
-def test_graph_is_built_past_the_threshold_with_measured_recall(pair) -> None:  # noqa: ANN001
+def test_graph_is_built_past_the_threshold_with_measured_recall(pair) -> None:
     index, reference, _, _ = pair
     stats = index.stats()
     assert (stats.graphs, stats.graph_vectors, stats.builds) == (1, 1000, 1)
@@ -59,7 +59,7 @@ def test_graph_is_built_past_the_threshold_with_measured_recall(pair) -> None:  
     assert snapshot.recall >= 0.95
 
 
-def test_changes_after_the_build_are_searched_exactly(pair) -> None:  # noqa: ANN001
+def test_changes_after_the_build_are_searched_exactly(pair) -> None:
     index, reference, vectors, ids = pair
     new = clustered(1, seed=99)
     index.add("kb", ["new"], new)
@@ -73,7 +73,7 @@ def test_changes_after_the_build_are_searched_exactly(pair) -> None:  # noqa: AN
     assert index.search("kb", new[0], 2)[1].id in {"m7", "new"}
 
 
-def test_drift_triggers_a_rebuild(pair) -> None:  # noqa: ANN001
+def test_drift_triggers_a_rebuild(pair) -> None:
     index, _, _, ids = pair
     index.remove("kb", ids[:150])
     assert index.stats().builds == 1
@@ -83,7 +83,7 @@ def test_drift_triggers_a_rebuild(pair) -> None:  # noqa: ANN001
     assert index._partitions["kb"].view.drift == 0
 
 
-def test_filters(pair) -> None:  # noqa: ANN001
+def test_filters(pair) -> None:
     index, reference, _, ids = pair
     queries = clustered(30, seed=11)
     half = set(ids[::2])
@@ -137,7 +137,7 @@ def test_background_build_reconciles_concurrent_changes() -> None:
     index.close()
 
 
-def test_dropping_a_collection_discards_its_graph(pair) -> None:  # noqa: ANN001
+def test_dropping_a_collection_discards_its_graph(pair) -> None:
     index, _, vectors, _ = pair
     assert index.drop("kb") == 1000
     assert index.search("kb", vectors[0], 5) == [] and index.stats().graphs == 0

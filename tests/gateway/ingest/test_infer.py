@@ -230,7 +230,7 @@ def test_events_of_another_tenant_are_not_found(triton: TritonServer, tmp_path: 
     with KeyStore(settings.keys_path) as store:
         keys = {t: store.create(t, KeyScope.WRITE)[0].secret_key for t in ("a", "b")}
     with TestClient(create_app(settings)) as client:
-        def call(tenant: str, method: str, path: str, **kwargs: object):  # noqa: ANN202
+        def call(tenant: str, method: str, path: str, **kwargs: object):
             return client.request(method, path, **kwargs,  # type: ignore[arg-type]
                                   headers={"Authorization": f"Bearer {keys[tenant]}"})
 

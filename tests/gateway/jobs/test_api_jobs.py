@@ -127,7 +127,7 @@ def keys(triton: TritonServer, tmp_path: Path) -> tuple[TestClient, dict[str, st
 def test_jobs_follow_tenants_and_scopes(keys: tuple[TestClient, dict[str, str]]) -> None:
     client, made = keys
 
-    def call(who: str, method: str, path: str, **kwargs: object):  # noqa: ANN202
+    def call(who: str, method: str, path: str, **kwargs: object):
         return client.request(method, path, **kwargs,  # type: ignore[arg-type]
                               headers={"Authorization": f"Bearer {made[who]}"})
 

@@ -26,7 +26,7 @@ from gateway.triton import TritonServer
 DEADLINE_S = 30.0  # generous: the machine may be busy
 
 
-async def until(condition, what: str) -> None:  # noqa: ANN001 - a zero-argument predicate
+async def until(condition, what: str) -> None:  # a zero-argument predicate
     deadline = time.monotonic() + DEADLINE_S
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

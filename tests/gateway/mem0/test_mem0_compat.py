@@ -240,7 +240,7 @@ def test_entities_listed_and_deleted(gateway_url: str) -> None:
     lambda c: c.update_webhook(1, name="h2"),
     lambda c: c.delete_webhook(1),
 ])
-def test_unsupported_features_answer_501(client: MemoryClient, call) -> None:  # noqa: ANN001
+def test_unsupported_features_answer_501(client: MemoryClient, call) -> None:
     with pytest.raises(Mem0Error) as refused:
         call(client)
     assert refused.value.error_code == "HTTP_501"

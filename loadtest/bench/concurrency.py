@@ -1,0 +1,236 @@
+"""``make bench-concurrency``: write latency while 8 clients search a 100k-memory user.
+
+One user (``heavy``) gets ``--memories`` memories with client-supplied unit vectors (seeded
+through ``/v1/memories/batch``, so no Triton time), on an exact index so every search is a
+full scan of its rows: the heaviest search there is. Then, on the same gateway:
+
+- idle: ``--writes`` single writes (``POST /v1/memories``) to other users, one at a time,
+  alternating a text write (embedded by Triton) and a write with a client-supplied vector;
+- loaded: the same writes while ``--clients`` clients search ``heavy`` back to back (from a
+  separate process, so the writer's timings do not share a GIL with them).
+
+The figure of merit is each write kind's loaded p99 over its idle p99 (target: <= 2). The
+``engine`` part (``loadtest/bench/engine_probe.py``) measures the same without HTTP, Triton or
+SQLite: single-row index adds for one user while a thread searches the heavy user in batches
+of 8, which isolates waiting on the index from sharing the CPU.
+``--before DIR`` runs the same steps first on a gateway started from another checkout
+(e.g. ``git worktree add /tmp/before <commit>``), so before and after sit side by side in one
+JSON under ``loadtest/results/``. Both gateways use this tree's model repository and Triton.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from gateway.settings import ROOT
+from gateway.triton import TritonServer
+from loadtest.bench.report_file import write_report
+from loadtest.bench.timing import percentiles
+from loadtest.corpus import sentences
+from loadtest.paths import RESULTS
+from loadtest.stack import gateway_process, triton_server
+
+HEAVY_USER = "heavy"
+SEED_BATCH = 1000  # items per seeding request (~4 MB of JSON with 384-d vectors)
+READY_TIMEOUT_S = 180
+SETTINGS = {"MEMORY_INDEX_BACKEND": "exact", "MEMORY_ADMISSION_ENABLED": "false"}
+
+
+def log(message: str) -> None:
+    print(f"[bench-concurrency] {message}", file=sys.stderr, flush=True)
+
+
+def unit_vectors(count: int, dim: int, seed: int) -> list[list[float]]:
+    rows = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.round(rows, 6).tolist()
+
+
+def revision(tree: Path) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "gateway"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return done.stdout.strip() + ("+uncommitted" if dirty else "")
+
+
+@contextlib.contextmanager
+def gateway_from(tree: Path, triton: TritonServer, work: Path,
+                 extra_env: dict[str, str]) -> Iterator[str]:
+    """``python -m gateway`` from the checkout ``tree``; yields its URL once /readyz is 200."""
+    env = SETTINGS | extra_env | {"PYTHONPATH": str(tree),
+                                  "MEMORY_MODEL_REPOSITORY": str(ROOT / "model_repository")}
+    with gateway_process(triton, work / "data", work, env, cwd=tree,
+                         ready_s=READY_TIMEOUT_S) as url:
+        yield url
+
+
+def seed(http: httpx.Client, memories: int, dim: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, memories, SEED_BATCH):
+        count = min(SEED_BATCH, memories - start)
+        vectors = unit_vectors(count, dim, seed=start)
+        items = [{"user_id": HEAVY_USER, "text": f"seeded memory {start + i}", "embedding": v}
+                 for i, v in enumerate(vectors)]
+        http.post("/v1/memories/batch", json={"items": items}).raise_for_status()
+    return time.perf_counter() - started
+
+
+def timed_writes(http: httpx.Client, count: int, dim: int, tag: str) -> dict[str, list[float]]:
+    """``count`` writes of each kind, interleaved, one at a time; seconds per write."""
+    texts = sentences(count, seed=11)
+    vectors = unit_vectors(count, dim, seed=12)
+    samples: dict[str, list[float]] = {"text": [], "vector": []}
+    for i in range(count):
+        for kind, body in (
+            ("text", {"user_id": f"writer-{tag}", "text": texts[i]}),
+            ("vector", {"user_id": f"writer-{tag}-v", "text": texts[i], "embedding": vectors[i]}),
+        ):
+            started = time.perf_counter()
+            response = http.post("/v1/memories", json=body)
+            samples[kind].append(time.perf_counter() - started)
+            response.raise_for_status()
+    return samples
+
+
+def search_load(url: str, clients: int, dim: int, running: Event, stop: Event,
+                out: Any) -> None:
+    """In its own process: ``clients`` searchers on the heavy user until ``stop``."""
+    asyncio.run(_searching(url, clients, dim, running, stop, out))
+
+
+async def _searching(url: str, clients: int, dim: int, running: Event, stop: Event,
+                     out: Any) -> None:
+    queries = unit_vectors(64, dim, seed=99)
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+
+        async def client(offset: int) -> None:
+            nonlocal failures
+            i = offset
+            while not stop.is_set():
+                body = {"user_id": HEAVY_USER, "embedding": queries[i % len(queries)],
+                        "limit": 10}
+                started = time.perf_counter()
+                response = await http.post("/v1/memories/search", json=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200 or len(response.json()["results"]) != 10:
+                    failures += 1
+                running.set()
+                i += clients
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        seconds = time.perf_counter() - started
+    out.put({"searches": len(latencies), "failures": failures, "seconds": seconds,
+             "latencies": latencies})
+
+
+def probe_engine(tree: Path, rows: int, dim: int) -> dict:
+    """``engine_probe.py`` run against the checkout ``tree`` (its ``gateway`` package)."""
+    env = dict(os.environ) | {"PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("engine_probe.py")), "--rows", str(rows),
+         "--dim", str(dim)], env=env, cwd=tree, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return percentiles(samples) | {"max_ms": round(max(samples) * 1000, 3), "n": len(samples)}
+
+
+def run_variant(name: str, tree: Path, triton: TritonServer, work: Path, args: Any) -> dict:
+    log(f"{name}: index alone, from {tree} ({revision(tree)}) ...")
+    engine = probe_engine(tree, args.memories, args.dim)
+    with gateway_from(tree, triton, work / name, args.gateway_env) as url, \
+            httpx.Client(base_url=url, timeout=120) as http:
+        log(f"{name}: gateway up; seeding {args.memories} vectors for {HEAVY_USER!r} ...")
+        seed_s = seed(http, args.memories, args.dim)
+        timed_writes(http, 10, args.dim, "warm")
+        log(f"{name}: {args.writes} idle writes of each kind ...")
+        idle = timed_writes(http, args.writes, args.dim, "idle")
+        ctx = mp.get_context("spawn")
+        running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+        load = ctx.Process(target=search_load,
+                           args=(url, args.clients, args.dim, running, stop, out))
+        load.start()
+        try:
+            if not running.wait(READY_TIMEOUT_S):
+                raise RuntimeError("the search load never answered")
+            log(f"{name}: {args.writes} writes of each kind under {args.clients} searchers ...")
+            loaded = timed_writes(http, args.writes, args.dim, "loaded")
+        finally:
+            stop.set()
+        searched = out.get(timeout=READY_TIMEOUT_S)
+        load.join(READY_TIMEOUT_S)
+    result: dict[str, Any] = {"tree": str(tree), "revision": revision(tree),
+                              "seed_seconds": round(seed_s, 1), "engine": engine}
+    for kind in ("text", "vector"):
+        result[f"{kind}_write"] = {
+            "idle": summary(idle[kind]), "under_search": summary(loaded[kind]),
+            "p99_ratio": round(np.percentile(loaded[kind], 99) / np.percentile(idle[kind], 99),
+                               2),
+        }
+    result["search_load"] = {
+        "clients": args.clients, "searches": searched["searches"],
+        "failures": searched["failures"],
+        "searches_per_s": round(searched["searches"] / searched["seconds"], 1),
+        **summary(searched["latencies"]),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.concurrency",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memories", type=int, default=100_000, help="rows in the heavy user")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent searchers")
+    parser.add_argument("--writes", type=int, default=200, help="writes of each kind per phase")
+    parser.add_argument("--dim", type=int, default=384, help="the embedder's dimension")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also run a gateway from this checkout, first, for comparison")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the gateways (repeatable)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.gateway_env = dict(pair.split("=", 1) for pair in args.gateway_env)
+
+    report: dict[str, Any] = {
+        "benchmark": "writes-under-search", "started_at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "setup": {"memories": args.memories, "clients": args.clients, "writes": args.writes,
+                  "dim": args.dim, "gateway_env": SETTINGS | args.gateway_env},
+    }
+    variants = ([("before", args.before.resolve())] if args.before else []) + [("after", ROOT)]
+    with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
+        work = Path(tmp)
+        with triton_server(work) as triton:
+            for name, tree in variants:
+                report[name] = run_variant(name, tree, triton, work, args)
+    write_report(args.out, "concurrency", report, log)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
