@@ -6,7 +6,6 @@ that passed its parity checks is renamed into place, and the config is refreshed
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -94,7 +93,7 @@ def build(job: EmbedderJob, stage: Path, log: Log) -> dict:
     if job.quantize == "int8":
         t0 = time.perf_counter()
         int8_path = quantize_int8(fp32_path, stage / "model.int8.onnx")
-        os.replace(int8_path, fp32_path)  # the version serves the int8 graph
+        int8_path.replace(fp32_path)  # the version serves the int8 graph
         int8 = compare(
             "int8",
             reference,

@@ -8,7 +8,6 @@ Triton ignores non-numeric folders, and a failed export leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -67,8 +66,9 @@ def publish(staged: Path, model_dir: Path, version: int) -> Path:
     target = model_dir / str(version)
     if target.exists():
         raise FileExistsError(f"{target} already exists (a concurrent export?)")
-    os.chmod(staged, 0o755)  # mkdtemp makes it 0700; tritonserver may run as another user
-    os.rename(staged, target)
+    # mkdtemp makes it 0700; tritonserver may run as another user and must read the folder.
+    staged.chmod(0o755)  # noqa: S103
+    staged.rename(target)
     return target
 
 
@@ -82,6 +82,6 @@ def write_files(root: Path, files: dict[str, bytes]) -> list[Path]:
             continue
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
-        os.replace(tmp, path)
+        tmp.replace(path)
         written.append(path)
     return written

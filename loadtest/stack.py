@@ -49,7 +49,7 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
         "MEMORY_TRITON_HTTP_PORT": str(triton.http_port),
     }
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "gateway.log", "ab") as log:
+    with (log_dir / "gateway.log").open("ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "gateway"], env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=cwd)
     url = f"http://127.0.0.1:{port}"

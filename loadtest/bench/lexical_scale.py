@@ -29,8 +29,8 @@ from gateway.memory.model import Memory, SearchFilters, StoredMemory
 from gateway.store import Store
 from loadtest.paths import RESULTS
 
-COMMON = ("like really good time going think know people work today great feel thing "
-          "yesterday family friends love home week").split()
+COMMON = ["like", "really", "good", "time", "going", "think", "know", "people", "work", "today",
+          "great", "feel", "thing", "yesterday", "family", "friends", "love", "home", "week"]
 BATCH = 5_000
 
 

@@ -92,7 +92,7 @@ def run_locust(url: str, spec: LoadSpec, out: Path, *, quiet: bool = False) -> R
         env |= {"LOADTEST_STEP_USERS": str(spec.steps.users),
                 "LOADTEST_STEP_SECONDS": str(spec.steps.seconds),
                 "LOADTEST_STEPS": str(spec.steps.count)}
-    with open(out / "locust.stdout", "wb") as stdout:
+    with (out / "locust.stdout").open("wb") as stdout:
         subprocess.run(locust_command(url, spec, out), env=env, cwd=ROOT, check=True,
                        stdout=stdout, stderr=subprocess.STDOUT,
                        timeout=spec.total_s + 90)

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, events
@@ -128,7 +129,8 @@ class MemoryUser(FastHttpUser):
 
     def update(self) -> None:
         if not self.mine:
-            return self.add()
+            self.add()
+            return
         memory_id = self.rng.choice(self.mine)
         text = memory_text(self.rng)
         self.call("PATCH", f"/v1/memories/{memory_id}", name="update", expect=200,
@@ -136,14 +138,16 @@ class MemoryUser(FastHttpUser):
 
     def delete(self) -> None:
         if not self.mine:
-            return self.add()
+            self.add()
+            return
         memory_id = self.mine.pop(self.rng.randrange(len(self.mine)))
         self.call("DELETE", f"/v1/memories/{memory_id}", name="delete", expect=204)
 
 
 # -- request log: one CSV line per request (time since start, name, ms, status, kind) ----------
 _log_path = os.environ.get("LOADTEST_REQUEST_LOG")
-_log = open(_log_path, "a", buffering=1 << 16) if _log_path else None
+# Open for the whole process (closed at exit), so not a with block.
+_log = Path(_log_path).open("a", buffering=1 << 16) if _log_path else None  # noqa: SIM115
 _started = time.time()
 if _log is not None:
     atexit.register(_log.close)
