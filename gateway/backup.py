@@ -1,4 +1,4 @@
-"""Backups and portable exports of the store.
+"""Backups and portable exports of the store (the CLI: ``gateway.cli.backup``).
 
     python -m gateway.backup create PATH        # consistent copy while the gateway serves
     python -m gateway.backup restore PATH       # put it back (gateway stopped)
@@ -21,27 +21,24 @@ History is not exported: a backup keeps it, an export moves memories only.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
-import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 
 from gateway.memory.conversation import attributed
 from gateway.memory.model import Memory, StoredMemory
 from gateway.settings import Settings
 from gateway.store import Store
-from gateway.store.in_use import StoreBusy, sole_use
+from gateway.store.in_use import sole_use
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite import blob_vector
 
@@ -340,74 +337,7 @@ def _existing_ids(store: Store, ids: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-# -- CLI ------------------------------------------------------------------------------------
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Backups (online, consistent) and JSON Lines export/import of memories.")
+if __name__ == "__main__":  # ``python -m gateway.backup``: the CLI is ``gateway.cli.backup``
+    from gateway.cli.backup import main
 
-
-def _fail(exc: Exception) -> typer.Exit:
-    print(f"error: {exc}", file=sys.stderr)
-    return typer.Exit(1)
-
-
-@cli.command()
-def create(path: Path,
-           no_keys: Annotated[bool, typer.Option("--no-keys", help="leave the API keys out")]
-           = False) -> None:
-    """Copy the store (and API keys) into the new directory PATH, while the gateway serves."""
-    try:
-        manifest = create_backup(Settings(), path, keys=not no_keys)
-    except (BackupError, sqlite3.Error, OSError) as exc:
-        raise _fail(exc) from exc
-    print(f"backup of {manifest['memories']} memories in {path} "
-          f"({', '.join(manifest['files'])})")
-
-
-@cli.command()
-def restore(path: Path,
-            force: Annotated[bool, typer.Option(help="replace an existing store")] = False
-            ) -> None:
-    """Put the backup in PATH in place of the store. Refused while a gateway runs on it."""
-    try:
-        manifest = restore_backup(Settings(), path, force=force)
-    except (BackupError, StoreBusy, sqlite3.Error, OSError) as exc:
-        raise _fail(exc) from exc
-    print(f"restored {manifest['memories']} memories from {path}")
-
-
-@cli.command("export")
-def export_command(
-    out: Path,
-    vectors: Annotated[bool, typer.Option(help="include each memory's embedding")] = False,
-    user_id: Annotated[str | None, typer.Option(help="only this user's memories")] = None,
-) -> None:
-    """Write memories to OUT as JSON Lines (a header line first)."""
-    try:
-        count = export_jsonl(Settings(), out, vectors=vectors, user_id=user_id)
-    except (BackupError, sqlite3.Error, OSError) as exc:
-        raise _fail(exc) from exc
-    print(f"exported {count} memories to {out}")
-
-
-@cli.command("import")
-def import_command(
-    path: Path,
-    skip_existing: Annotated[bool, typer.Option(help="skip ids already stored")] = False,
-) -> None:
-    """Add the memories in PATH to the store (embedding lines without vectors). Refused while
-    a gateway runs on the store: its index would not see them."""
-    from gateway.errors import GatewayError
-
-    try:
-        report = asyncio.run(import_jsonl(Settings(), path, skip_existing=skip_existing))
-    except (BackupError, StoreBusy, GatewayError, sqlite3.Error, OSError) as exc:
-        raise _fail(exc) from exc
-    print(json.dumps(asdict(report)))
-
-
-def main() -> None:
-    cli(prog_name="python -m gateway.backup")
-
-
-if __name__ == "__main__":
     main()

@@ -1,109 +1,11 @@
-"""``python -m gateway.models``: operator commands for model versions, via the admin API.
-
-    python -m gateway.models list                 # versions on disk, served, active, migration
-    python -m gateway.models activate embedder 2  # start the swap and follow its progress
-    python -m gateway.models reembed              # follow (or resume) a migration to the end
-    python -m gateway.models abandon              # roll a migration back
-
-The running gateway does the work (it owns the index); this CLI asks it and shows progress.
-"""
+"""``python -m gateway.models``: kept for the documented command; the CLI lives in
+``gateway.cli.models`` (``agent-memory models``)."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from gateway.cli.models import app, main
 
-import httpx
-import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from gateway.cli_http import call, console, gateway_client
-
-app = typer.Typer(help="Model versions of a running gateway: list, activate, reembed, abandon.",
-                 no_args_is_help=True, add_completion=False)
-UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from settings)")]
-
-
-def _follow(client: httpx.Client) -> dict[str, Any]:
-    """Show the migration's progress until it is done (or Ctrl-C, which leaves it running)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("re-embedding", total=None, rate="-")
-        while True:
-            status = call(client, "GET", "/v1/admin/models/embedder/migration")
-            progress.update(task, completed=status["done"], total=status["total"] or None,
-                            rate=status["rate_per_s"],
-                            description=f"re-embedding → {status['target'] or status['active']}"
-                            f" [{status['state']}]")
-            if status["state"] in ("done", "idle"):
-                return status
-            if status["state"] == "stalled":
-                progress.console.print(f"[yellow]stalled: {status['error']} (retrying)[/yellow]")
-            time.sleep(0.5)
-
-
-@app.command("list")
-def list_models(url: UrlOption = None) -> None:
-    """Model versions: in the repository, served by Triton, active; and migration progress."""
-    with gateway_client(url) as client:
-        models = call(client, "GET", "/v1/admin/models")
-    table = Table("model", "repository", "served", "active", "migration")
-    for name, view in models.items():
-        migration = view.get("migration") or {"state": "-"}
-        progress = (f"{migration['state']} → {view['target']} {migration['done']}/"
-                    f"{migration['total']}" if view.get("target") else migration["state"])
-        table.add_row(name, ", ".join(view["repository"]), ", ".join(view["served"]),
-                      str(view["active"]), progress)
-    Console().print(table)
-
-
-@app.command()
-def activate(
-    model: Annotated[str, typer.Argument(help="embedder or reranker")],
-    version: Annotated[int, typer.Argument(min=1)],
-    url: UrlOption = None,
-    wait: Annotated[bool, typer.Option(help="follow the migration to the end")] = True,
-) -> None:
-    """Activate a version: the embedder re-embeds every memory first, then switches; the
-    reranker switches at once."""
-    if model not in ("embedder", "reranker"):
-        console.print(f"[red]unknown model {model!r}: 'embedder' or 'reranker'[/red]")
-        raise typer.Exit(2)
-    with gateway_client(url) as client:
-        if model == "reranker":
-            view = call(client, "POST", "/v1/admin/models/reranker/activate",
-                         json={"version": str(version)})
-            console.print(f"[green]reranker:{view['active']} is active[/green]")
-            return
-        call(client, "POST", f"/v1/admin/models/{model}/activate", json={"version": str(version)})
-        console.print(f"migration to {model}:{version} started")
-        if wait:
-            status = _follow(client)
-            console.print(f"[green]{model}:{status['active']} is active[/green]")
-
-
-@app.command()
-def reembed(url: UrlOption = None) -> None:
-    """Follow a running (or, after a restart, resumed) migration until it switches."""
-    with gateway_client(url) as client:
-        status = _follow(client)
-    console.print(f"[green]embedder:{status['active']} is active ({status['state']})[/green]")
-
-
-@app.command()
-def abandon(url: UrlOption = None) -> None:
-    """Roll back a migration: the active version stays, re-embedded vectors are dropped."""
-    with gateway_client(url) as client:
-        status = call(client, "POST", "/v1/admin/models/embedder/abandon")
-    console.print(f"migration abandoned; embedder:{status['active']} stays active")
-
-
-def main() -> None:
-    app()
-
+__all__ = ["app", "main"]
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import Field
 
-from gateway.api.deps import authenticated
+from gateway.api.deps import authenticated, gateway_state
 from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.schemas import Request as RequestBody
 from gateway.auth.principal import KeyScope, Principal
@@ -27,18 +27,18 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 async def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
           ) -> EmbedderVersions:
-    settings = request.app.state.settings
+    settings = gateway_state(request).settings
     if not settings.admin_enabled:
         raise NotFound("the admin API is disabled (MEMORY_ADMIN_ENABLED=false)")
     if settings.auth_required:
         if not caller.allows(KeyScope.ADMIN):
             raise Forbidden(f"this API key has scope '{caller.scope.label}'; the admin API "
                             "needs 'admin'")
-        return request.app.state.versions
+        return gateway_state(request).versions
     client = request.client.host if request.client else ""
     if not settings.admin_allow_remote and client not in _LOOPBACK:
         raise Forbidden("the admin API answers loopback clients only (authentication is off)")
-    return request.app.state.versions
+    return gateway_state(request).versions
 
 
 Versions = Annotated[EmbedderVersions, Depends(guard)]
@@ -66,7 +66,7 @@ async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
 
 
 async def _reranker_view(request: Request, versions: EmbedderVersions) -> dict[str, Any]:
-    rerankers: RerankerVersions = request.app.state.reranker_versions
+    rerankers: RerankerVersions = gateway_state(request).reranker_versions
     state = await versions.versions.state(rerankers.model)
     return {
         "active": state.active if state else None,
@@ -79,7 +79,7 @@ async def _reranker_view(request: Request, versions: EmbedderVersions) -> dict[s
 async def list_models(request: Request, versions: Versions) -> dict[str, Any]:
     """Repository versions, which ones Triton serves, which is active, migration progress."""
     return {versions.model: await _embedder_view(versions),
-            request.app.state.reranker_versions.model: await _reranker_view(request, versions)}
+            gateway_state(request).reranker_versions.model: await _reranker_view(request, versions)}
 
 
 @router.post("/models/reranker/activate")
@@ -87,7 +87,7 @@ async def activate_reranker(body: ActivateIn, request: Request,
                             versions: Versions) -> dict[str, Any]:
     """Load ``version``, switch to it and unload the old one (scores are not stored: no
     migration)."""
-    await request.app.state.reranker_versions.activate(body.version)
+    await gateway_state(request).reranker_versions.activate(body.version)
     return await _reranker_view(request, versions)
 
 

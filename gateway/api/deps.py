@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the service, path ids, and the caller.
+"""Dependencies shared by the routers: the gateway's state, path ids, and the caller.
 
 The caller was resolved from its API key by ``gateway.auth.middleware`` (before admission);
 these dependencies only demand one and check its scope. Routes translate user ids through
@@ -20,6 +20,7 @@ from gateway.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from gateway.memory.ids import parse_id
 from gateway.memory.model import HistoryEvent, Memory
 from gateway.memory.service import MemoryService
+from gateway.state import GatewayState
 
 # Declared so /openapi.json and /docs show how to authenticate; the middleware did the work
 # (``Token <key>`` is accepted too, which OpenAPI's bearer scheme cannot express).
@@ -27,8 +28,14 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key> 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+def gateway_state(request: Request) -> GatewayState:
+    """The started gateway's parts (built by ``gateway.startup``)."""
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
 async def get_service(request: Request) -> MemoryService:
-    return request.app.state.service
+    return gateway_state(request).service
 
 
 async def memory_id(id: str) -> str:
@@ -87,6 +94,7 @@ async def owned_history(service: MemoryService, caller: Principal,
     return events
 
 
+State = Annotated[GatewayState, Depends(gateway_state)]
 Service = Annotated[MemoryService, Depends(get_service)]
 MemoryId = Annotated[str, Depends(memory_id)]
 Caller = Annotated[Principal, Depends(requires(KeyScope.READ))]  # any valid key

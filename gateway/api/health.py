@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.api.deps import gateway_state
+
 router = APIRouter(tags=["health"])
 
 
@@ -22,7 +24,7 @@ async def readyz(request: Request) -> JSONResponse:
     Only reads state (it never asks Triton to load a model). The reranker is reported, not
     required: searches work without one.
     """
-    service = request.app.state.service
+    service = gateway_state(request).service
     info = service.models.info
     checks = {
         "store": service.store.is_open,
@@ -32,7 +34,7 @@ async def readyz(request: Request) -> JSONResponse:
     }
     ok = all(checks.values())
     reranker = service.reranker.label if service.reranker is not None else None
-    headers = {} if ok else {"Retry-After": str(request.app.state.settings.retry_after_s)}
+    headers = {} if ok else {"Retry-After": str(gateway_state(request).settings.retry_after_s)}
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "checks": checks,
          "reranker": reranker, "query_model": service.models.query_model,
@@ -47,5 +49,5 @@ async def readyz(request: Request) -> JSONResponse:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                              "description": "Prometheus text format"}})
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry),
+    return Response(generate_latest(gateway_state(request).metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, status
 from fastapi.responses import JSONResponse
 
+from gateway.api.deps import gateway_state
 from gateway.api.schemas import (
     MAX_BATCH_ITEMS,
     AcceptedOut,
@@ -32,7 +33,7 @@ SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things t
 
 
 async def get_ingest(request: Request) -> Ingest:
-    return request.app.state.ingest
+    return gateway_state(request).ingest
 
 
 def refuse_unconfigured(ingest: Ingest, infer: bool, loc: list[str | int]) -> None:
@@ -65,7 +66,7 @@ def report_out(report: Report, users: TenantScope) -> BatchOut:
 
 
 async def dedup_policy(request: Request) -> DedupPolicy:
-    return request.app.state.dedup_policy
+    return gateway_state(request).dedup_policy
 
 
 def drafts_of(item: MemoryIn, users: TenantScope, dedup: bool,

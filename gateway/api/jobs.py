@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel
 
-from gateway.api.deps import AdminCaller, Caller, Writer
+from gateway.api.deps import AdminCaller, Caller, Writer, gateway_state
 from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.events import event_id as job_id
 from gateway.api.schemas import Request as RequestModel
@@ -46,7 +46,7 @@ class JobOut(BaseModel):
 
 
 async def get_runner(request: Request) -> JobRunner:
-    return request.app.state.jobs
+    return gateway_state(request).jobs
 
 
 Runner = Annotated[JobRunner, Depends(get_runner)]

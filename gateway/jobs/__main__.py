@@ -1,63 +1,9 @@
-"""``python -m gateway.jobs``: start and list consolidation jobs of a running gateway.
-
-    python -m gateway.jobs run merge                 # every user (admin key), follow to the end
-    python -m gateway.jobs run merge --user-id alice # one user
-    python -m gateway.jobs run compress              # fold old, low-priority memories
-    python -m gateway.jobs run expire                # delete memories past expires_at
-    python -m gateway.jobs list
-
-The gateway does the work (it owns the index); this CLI asks it over HTTP, with
-``MEMORY_API_KEY`` when keys are required.
-"""
+"""``python -m gateway.jobs``: kept for the documented command; the CLI lives in
+``gateway.cli.jobs`` (``agent-memory jobs``)."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated
-
-import typer
-from rich.console import Console
-from rich.table import Table
-
-from gateway.cli_http import call, console, gateway_client
-
-app = typer.Typer(help="Consolidation jobs of a running gateway: run, list.",
-                  no_args_is_help=True, add_completion=False)
-UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from settings)")]
-POLL_S = 0.5
-
-
-@app.command()
-def run(kind: Annotated[str, typer.Argument(help="job kind: compress, expire or merge")],
-        user_id: Annotated[str | None, typer.Option(help="one user (default: every user)")] = None,
-        wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
-        url: UrlOption = None) -> None:
-    """Start a job; with --wait (default) show its progress until it ends."""
-    with gateway_client(url) as client:
-        job = call(client, "POST", "/v1/jobs", json={"kind": kind, "user_id": user_id})
-        console.print(f"job {job['id']} {job['status']}")
-        while wait and job["status"] in ("queued", "running"):
-            time.sleep(POLL_S)
-            job = call(client, "GET", f"/v1/jobs/{job['id']}")
-            console.print(f"  {job['status']}: {job['progress']}", highlight=False)
-        typer.echo(job["status"])
-        if job["status"] == "failed":
-            console.print(f"[red]{job['error']}[/red]")
-            raise typer.Exit(1)
-
-
-@app.command(name="list")
-def list_jobs(limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
-              url: UrlOption = None) -> None:
-    """The most recent jobs (admin key)."""
-    with gateway_client(url) as client:
-        jobs = call(client, "GET", "/v1/jobs", params={"limit": limit})
-    table = Table("id", "kind", "user", "status", "attempts", "progress", "created")
-    for job in jobs:
-        table.add_row(job["id"], job["kind"], job["user_id"] or "(all)", job["status"],
-                      str(job["attempts"]), str(job["progress"]), job["created_at"])
-    Console().print(table)
-
+from gateway.cli.jobs import main
 
 if __name__ == "__main__":
-    app()
+    main()

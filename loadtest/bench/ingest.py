@@ -157,7 +157,7 @@ async def breakdown(triton: TritonServer, work: Path, texts: list[str], batch: i
     app = create_app(settings)
     totals = dict.fromkeys(("triton", "sqlite", "index"), 0.0)
     async with app.router.lifespan_context(app):
-        service = app.state.service
+        service = app.state.gateway.service
         service.embedder.embed = timed(totals, "triton", service.embedder.embed)
         service.store.run = timed(totals, "sqlite", service.store.run)  # all SQLite work
         for method in ("add", "search_batch"):  # writes, and the duplicate look-ups

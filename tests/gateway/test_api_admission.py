@@ -72,7 +72,7 @@ def test_an_expired_deadline_never_reaches_triton(triton: TritonServer) -> None:
 
 
 def wait_for_in_flight(client: TestClient, route_class: str, count: int) -> None:
-    limiter = client.app.state.admission.limiters[route_class]  # type: ignore[attr-defined]
+    limiter = client.app.state.gateway.admission.limiters[route_class]  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
     while limiter.in_flight < count:
         assert time.monotonic() < deadline, "request never admitted"
@@ -153,7 +153,7 @@ def test_search_deadline_caps_the_triton_timeout(triton: TritonServer, tmp_path:
     settings = patient(settings)
     with TestClient(create_app(settings)) as client:
         client.post("/v1/memories", json={"user_id": "s", "text": "hiking in the Alps"})
-        query_model = client.app.state.service.models.query_model  # type: ignore[attr-defined]
+        query_model = client.app.state.gateway.service.models.query_model  # type: ignore[attr-defined]
         assert query_model == "embedder_query"
         with ThreadPoolExecutor(3) as pool:
             slow = [pool.submit(_embed_directly, triton, query_model, 300) for _ in range(3)]

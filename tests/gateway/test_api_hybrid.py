@@ -91,7 +91,7 @@ def test_each_mode_says_what_its_scores_are(seeded: TestClient) -> None:
 
 
 def test_an_embedding_query_is_semantic_only(seeded: TestClient) -> None:
-    dim = seeded.app.state.service.models.info.dim  # type: ignore[attr-defined]
+    dim = seeded.app.state.gateway.service.models.info.dim  # type: ignore[attr-defined]
     answer = search(seeded, embedding=[1.0] * dim, limit=3)
     assert answer["mode"] == "semantic" and len(answer["results"]) == 3
     response = seeded.post("/v1/memories/search", json={

@@ -14,7 +14,7 @@ from loadtest.corpus import sentences
 
 
 def wait_for_graph(client: TestClient, timeout_s: float = 60) -> None:
-    index = client.app.state.service.index  # type: ignore[attr-defined]
+    index = client.app.state.gateway.service.index  # type: ignore[attr-defined]
     deadline = time.monotonic() + timeout_s
     while index.stats().graphs == 0:
         assert time.monotonic() < deadline, "no graph was built"
@@ -29,7 +29,7 @@ def test_large_user_is_searched_through_a_graph(triton: TritonServer, tmp_path: 
         made = client.post("/v1/memories/batch", json={"items": items}).json()["results"]
         client.post("/v1/memories", json={"user_id": "small", "text": texts[0]})
         wait_for_graph(client)
-        index = client.app.state.service.index  # type: ignore[attr-defined]
+        index = client.app.state.gateway.service.index  # type: ignore[attr-defined]
         assert index.stats().graph_vectors == 300  # the small user stays exact
         for probe in (3, 150, 299):
             found = client.post("/v1/memories/search",
@@ -73,7 +73,7 @@ def test_ram_budget_evicts_and_reloads_partitions_from_the_store(
                                 json={"user_id": user, "query": "bike commute", "limit": 5}).json()
             assert found["results"][0]["text"] == "I ride my bicycle to work every day"
             assert {r["user_id"] for r in found["results"]} == {user}
-        index = client.app.state.service.index  # type: ignore[attr-defined]
+        index = client.app.state.gateway.service.index  # type: ignore[attr-defined]
         assert index.ram.evictions > 0 and index.ram.total <= 1024 * 1024
         evicted = next(u for u in users if index.needs_load(u))
         client.post("/v1/memories", json={"user_id": evicted, "text": "added while evicted"})
@@ -81,7 +81,7 @@ def test_ram_budget_evicts_and_reloads_partitions_from_the_store(
             "user_id": evicted, "query": "added while evicted", "limit": 1}).json()
         assert found["results"][0]["text"] == "added while evicted"
     with TestClient(create_app(settings)) as client:  # restart: nothing loaded until searched
-        index = client.app.state.service.index  # type: ignore[attr-defined]
+        index = client.app.state.gateway.service.index  # type: ignore[attr-defined]
         assert index.size() == 0
         found = client.post("/v1/memories/search",
                             json={"user_id": users[0], "query": "japanese dish", "limit": 1}).json()

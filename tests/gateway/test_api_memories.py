@@ -88,7 +88,7 @@ def test_search_filters_and_threshold(client: TestClient) -> None:
 
 
 def active_dim(client: TestClient) -> int:
-    return client.app.state.service.models.info.dim  # type: ignore[attr-defined]
+    return client.app.state.gateway.service.models.info.dim  # type: ignore[attr-defined]
 
 
 def test_client_supplied_embeddings_are_normalised_and_searchable(client: TestClient) -> None:

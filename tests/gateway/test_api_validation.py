@@ -21,7 +21,7 @@ def stored(client: TestClient) -> list[dict]:
 
 
 def dim(client: TestClient) -> int:
-    return client.app.state.service.models.info.dim  # type: ignore[attr-defined]
+    return client.app.state.gateway.service.models.info.dim  # type: ignore[attr-defined]
 
 
 BAD_ADDS = [
@@ -108,14 +108,14 @@ def test_deeply_nested_json_is_a_clean_4xx(seeded: TestClient) -> None:
 
 
 def test_oversize_body_is_413(client: TestClient) -> None:
-    limit = client.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
+    limit = client.app.state.gateway.settings.max_body_bytes  # type: ignore[attr-defined]
     response = raw_post(client, "/v1/memories", '{"user_id": "a", "text": "' + "x" * limit + '"}')
     assert response.status_code == 413
     assert "detail" in response.json()
 
 
 def test_chunked_oversize_body_is_413(client: TestClient) -> None:
-    limit = client.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
+    limit = client.app.state.gateway.settings.max_body_bytes  # type: ignore[attr-defined]
 
     def chunks():  # no Content-Length: the limit applies while streaming
         yield b'{"user_id": "a", "text": "'

@@ -24,7 +24,7 @@ def test_memories_survive_a_gateway_restart(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         after = client.post("/v1/memories/search",
                             json={"user_id": "alice", "query": "mountains"}).json()
-        assert client.app.state.service.index.size() == 3  # type: ignore[attr-defined]
+        assert client.app.state.gateway.service.index.size() == 3  # type: ignore[attr-defined]
     # The same memories in the same order; scores equal up to float32 rounding (the rebuilt
     # index holds the same bytes, but a matrix product may sum in another order).
     assert [(r["id"], r["text"]) for r in after["results"]] == \

@@ -24,12 +24,12 @@ from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
 from gateway.backup import (
     BackupError,
-    cli,
     create_backup,
     export_jsonl,
     import_jsonl,
     restore_backup,
 )
+from gateway.cli.backup import cli
 from gateway.settings import Settings
 from gateway.store.in_use import StoreBusy, sole_use
 from gateway.triton import TritonServer

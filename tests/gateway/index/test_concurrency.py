@@ -188,7 +188,7 @@ def test_gateway_answers_writes_while_a_search_is_held(client) -> None:
     """Through the API on a real Triton: while user b's search is held inside its scoring, a
     write for user a, a delete for user b and a metrics scrape all complete."""
     device = GatedDevice()
-    index = client.app.state.service.index
+    index = client.app.state.gateway.service.index
     index.tier = HotTier(device, 1 << 30, promote_after=1)
     texts = ["I keep bees on the roof", "My sister lives in Lyon", "Tea, never coffee"]
     made = client.post("/v1/memories/batch", json={

@@ -151,7 +151,7 @@ def test_a_merge_job_waits_for_a_request_in_flight_then_merges(triton: TritonSer
         added = client.post("/v1/memories/batch", json={"dedup": False, "items": [
             {"user_id": "alice", "text": t} for t in texts]})
         assert added.status_code == 201, added.text
-        activity = client.app.state.admission.activity  # type: ignore[attr-defined]
+        activity = client.app.state.gateway.admission.activity  # type: ignore[attr-defined]
         assert client.portal is not None
         client.portal.call(activity.enter)  # a request that stays in flight
         job_id = client.post("/v1/jobs", json={"kind": "merge", "user_id": "alice"}).json()["id"]
@@ -177,7 +177,7 @@ def test_a_user_whose_paced_work_lasts_keeps_the_job_lease(triton: TritonServer,
     with TestClient(create_app(settings)) as client:
         added = client.post("/v1/memories", json={"user_id": "alice", "text": "a fact"})
         assert added.status_code == 201, added.text
-        state = client.app.state  # type: ignore[attr-defined]
+        state = client.app.state.gateway  # type: ignore[attr-defined]
         assert client.portal is not None
         client.portal.call(state.admission.activity.enter)  # the job's user stays blocked
         job_id = client.post("/v1/jobs", json={"kind": "merge", "user_id": "alice"}).json()["id"]

@@ -47,7 +47,7 @@ def sized(triton: TritonServer, tmp_path: Path) -> TestClient:
 
 
 def test_passing_the_size_queues_one_merge_in_the_background(sized: TestClient) -> None:
-    trigger: SizeTrigger = sized.app.state.size_trigger
+    trigger: SizeTrigger = sized.app.state.gateway.size_trigger
     add(sized, "alice", ["My uncle lives in Toronto.", "Deploys happen on Tuesdays.",
                          "I like green tea."])
     add(sized, "bob", [f"bob fact number {i}" for i in range(THRESHOLD - 1)])

@@ -1,4 +1,5 @@
-"""How the operator CLIs (``gateway.models``, ``gateway.jobs``) talk to a running gateway.
+"""How the operator CLIs (``agent-memory models``, ``agent-memory jobs``) talk to a running
+gateway, and the options they share.
 
 They ask the gateway rather than open the store: it owns the index and the model versions.
 Errors end the command with the gateway's ``detail`` on stderr (exit 1), or exit 2 when the
@@ -7,7 +8,7 @@ gateway cannot be reached.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -16,6 +17,9 @@ from rich.console import Console
 from gateway.settings import Settings
 
 console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts) instead of a "
+                                                         "table")]
+UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from settings)")]
 
 
 def gateway_client(url: str | None) -> httpx.Client:
