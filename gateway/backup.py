@@ -38,7 +38,7 @@ import numpy as np
 import typer
 
 from gateway.memory.conversation import attributed
-from gateway.memory.model import Memory, StoredMemory
+from gateway.domain.model import Memory, StoredMemory
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.in_use import StoreBusy, sole_use

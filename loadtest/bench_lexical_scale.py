@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, SearchFilters, StoredMemory
+from gateway.domain.model import Memory, SearchFilters, StoredMemory
 from gateway.store import Store
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, StoredMemory
+from gateway.domain.model import Memory, StoredMemory
 from gateway.memory.service import utc_now
 from gateway.settings import ROOT, Settings
 from gateway.store import Store

@@ -44,7 +44,7 @@ from gateway.api.schemas import (
 )
 from gateway.auth.scope import TenantScope
 from gateway.memory.events import IngestRequest
-from gateway.memory.model import Memory
+from gateway.domain.model import Memory
 from gateway.memory.service import Keep, MemoryChanges
 from gateway.store.sqlite import ListOrder
 

@@ -39,7 +39,7 @@ from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
-from gateway.memory.model import MAX_TEXT_CHARS, Memory, StoredMemory
+from gateway.domain.model import MAX_TEXT_CHARS, Memory, StoredMemory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.archive import ArchiveStore
 

@@ -22,7 +22,7 @@ from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import STEP_S, Pacer, write_chunks
 from gateway.memory.dedup import DedupPolicy, same_words, words
-from gateway.memory.model import Memory
+from gateway.domain.model import Memory
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.ingest import Change, WritePlan
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from gateway.index import VectorIndex
 from gateway.memory.dedup import DedupPolicy, is_duplicate
-from gateway.memory.model import Memory
-from gateway.memory.normalise import text_key
+from gateway.domain.model import Memory
+from gateway.domain.normalise import text_key
 from gateway.memory.writeplan import Draft, Match
 from gateway.store import Store
 from gateway.store.ingest import ExactQuery, IngestStore

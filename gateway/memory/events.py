@@ -25,7 +25,7 @@ from gateway.memory.extraction.client import ChatClient, LLMConfig, LLMFailure
 from gateway.memory.extraction.pipeline import Extraction
 from gateway.memory.extraction.prompts import load as load_prompts
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory
+from gateway.domain.model import Memory
 from gateway.memory.service import MemoryService, NewMemory, utc_now
 from gateway.memory.writeplan import Draft
 from gateway.store.events import EventStore, IngestEvent

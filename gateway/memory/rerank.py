@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.inference import RerankerClient
-from gateway.memory.model import ScoredMemory
+from gateway.domain.model import ScoredMemory
 
 
 @dataclass(frozen=True, slots=True)

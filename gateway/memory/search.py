@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gateway.errors import Conflict, InvalidInput
 from gateway.memory.fusion import FusionPolicy
-from gateway.memory.model import ScoredMemory
+from gateway.domain.model import ScoredMemory
 from gateway.memory.ranking import RankingPolicy
 from gateway.store.lexical import CONTEXT_WEIGHT
 

@@ -33,7 +33,7 @@ from gateway.memory.dedup import DedupPolicy
 from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
-from gateway.memory.model import (
+from gateway.domain.model import (
     HistoryEvent,
     Memory,
     ScoredMemory,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from gateway.memory.model import Memory, StoredMemory
+from gateway.domain.model import Memory, StoredMemory
 from gateway.store.ingest import Change, WritePlan
 
 if TYPE_CHECKING:

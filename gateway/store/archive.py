@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.memory.model import Memory, SearchFilters, StoredMemory
+from gateway.domain.model import Memory, SearchFilters, StoredMemory
 from gateway.store.ingest import StaleWrite
 from gateway.store.sqlite import (
     _COLUMNS,

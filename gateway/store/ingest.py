@@ -10,8 +10,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.memory.model import Memory, StoredMemory
-from gateway.memory.normalise import TEXT_KEY_FUNCTION, text_key
+from gateway.domain.model import Memory, StoredMemory
+from gateway.domain.normalise import TEXT_KEY_FUNCTION, text_key
 from gateway.store.sqlite import _COLUMNS, ShadowVector, Store, _row_to_memory
 
 

@@ -32,7 +32,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.memory.model import SearchFilters
+from gateway.domain.model import SearchFilters
 from gateway.store.analyzer import date_terms, query_terms, terms
 
 USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)

@@ -18,8 +18,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from gateway.memory import normalise
-from gateway.memory.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.domain import normalise
+from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.store import lexical
 from gateway.store.faults import map_sqlite_errors
 from gateway.store.migrations import migrate

@@ -22,7 +22,7 @@ from gateway.api.mem0.views import store_time
 from gateway.errors import InvalidInput
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.memory.normalise import normalise_text
+from gateway.domain.normalise import normalise_text
 from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
 from gateway.store.events import IngestEvent

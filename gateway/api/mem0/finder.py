@@ -24,7 +24,7 @@ from gateway.api.mem0.filters import Cond, Node, evaluate
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
 from gateway.api.mem0.views import record, store_time
 from gateway.errors import InvalidInput, NotFound
-from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
+from gateway.domain.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.memory.search import SearchMode
 from gateway.memory.service import MemoryService
 from gateway.store.populations import populations

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from support import memory, opened
 
-from gateway.memory import normalise
-from gateway.memory.model import SearchFilters
+from gateway.domain import normalise
+from gateway.domain.model import SearchFilters
 from gateway.memory.service import utc_now
 from gateway.store import lexical
 from gateway.store.archive import ArchiveStore, Fold

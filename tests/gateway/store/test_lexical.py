@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from support import memory, opened, run
 
-from gateway.memory.model import SearchFilters
-from gateway.memory.normalise import install as install_text_key
+from gateway.domain.model import SearchFilters
+from gateway.domain.normalise import install as install_text_key
 from gateway.memory.service import utc_now
 from gateway.store import Store, lexical
 from gateway.store.analyzer import MAX_QUERY_TERMS, date_terms, query_terms, terms

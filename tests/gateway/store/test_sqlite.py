@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support import memory, opened, run
 
-from gateway.memory.model import SearchFilters, StoredMemory
+from gateway.domain.model import SearchFilters, StoredMemory
 from gateway.memory.service import utc_now
 from gateway.store.migrations import MIGRATIONS
 
