@@ -48,10 +48,8 @@ from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
-from gateway.store import Store
 from gateway.store.in_use import gateway_use
-from gateway.store.jobs import JobStore
-from gateway.store.versions import VersionStore
+from gateway.store.sqlite.store import SQLiteStore
 
 log = logging.getLogger("gateway")
 
@@ -102,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("authentication: %s", f"required (API keys in {settings.keys_path})"
                  if settings.auth_required else "off")
         in_use = gateway_use(settings.db_path)  # StoreBusy while a restore or import runs
-        store = Store(settings.db_path, synchronous=settings.sqlite_synchronous,
+        store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
                       lexical_index=settings.lexical_index)
         await store.open()
         embedder = EmbedderClient(
@@ -124,10 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 models=models, search_policy=SearchPolicy.from_settings(settings),
                                 query_cache=QueryCache(settings.query_cache_size),
                                 local_encoder=local_encoder(settings, metrics))
-        version_store = VersionStore(store)
         control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
         versions = EmbedderVersions(
-            service, version_store, control,
+            service, store, control,
             partial(build_index, settings), model=settings.embedder_model,
             repository=settings.model_repository, window_s=window_s,
             batch_size=settings.reembed_batch, admission=app.state.admission,
@@ -147,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("Triton not reachable at start-up (%s); retrying in the background",
                         exc)
             connecting = asyncio.create_task(versions.keep_connected(), name="connect-triton")
-        reranker_versions = RerankerVersions(reranker, version_store, control,
+        reranker_versions = RerankerVersions(reranker, store, control,
                                              model=settings.reranker_model,
                                              repository=settings.model_repository)
         if await reranker.available():
@@ -160,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              app.state.admission, metrics)
         ingest_worker = asyncio.create_task(app.state.ingest.work_forever(),
                                             name="ingest-events")
-        app.state.jobs = JobRunner(service, JobStore(store), app.state.dedup_policy,
+        app.state.jobs = JobRunner(service, store, app.state.dedup_policy,
                                    admission=app.state.admission, metrics=metrics,
                                    lease_s=settings.jobs_lease_s,
                                    interval_s=settings.jobs_interval_s,

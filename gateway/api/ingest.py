@@ -20,11 +20,11 @@ from gateway.api.schemas import (
     moment_text,
 )
 from gateway.auth.scope import TenantScope
+from gateway.domain.normalise import normalise_text
 from gateway.errors import InvalidInput
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.domain.normalise import normalise_text
 from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
 

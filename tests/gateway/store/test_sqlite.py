@@ -12,7 +12,7 @@ from support import memory, opened, run
 
 from gateway.domain.model import SearchFilters, StoredMemory
 from gateway.memory.service import utc_now
-from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite.migrations import MIGRATIONS
 
 
 def test_open_sets_wal_and_schema_version(tmp_path: Path) -> None:

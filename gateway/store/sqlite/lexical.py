@@ -30,27 +30,10 @@ import base64
 import hashlib
 import sqlite3
 from collections.abc import Sequence
-from typing import Protocol
 
-from gateway.domain.model import SearchFilters
 from gateway.store.analyzer import date_terms, query_terms, terms
 
 USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
-# BM25 weight of a match in a message's conversation context against one in its text (1.0):
-# chosen on the LoCoMo development set (README, "Retrieval benchmark").
-CONTEXT_WEIGHT = 0.3
-
-
-class LexicalSearch(Protocol):
-    """Keyword search a store offers (SQLite FTS5 here; PostgreSQL full-text search next)."""
-
-    async def keyword_search(
-        self, user_id: str, query: str, k: int, filters: SearchFilters
-    ) -> list[tuple[str, float]]:
-        """Up to ``k`` of the user's memories matching any query term, as (id, BM25 score),
-        best first. Scores are positive, higher is better, with no fixed upper bound; a query
-        with no searchable term (only punctuation or stop words) returns []."""
-        ...
 
 
 def user_key(user_id: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store import lexical
+from gateway.store.sqlite import lexical
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
