@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from gateway.admission import Admission, AdmissionController
+from gateway.admission.controller import AdmissionController
+from gateway.admission.middleware import Admission
 from gateway.api import admin, events, health, jobs, memories
 from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
-from gateway.api.mem0 import router as mem0_router
+from gateway.api.mem0.router import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.api.security import (
     CORS_EXPOSED,
@@ -30,10 +31,11 @@ from gateway.auth.middleware import Authenticate
 from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
-from gateway.inference import EmbedderClient, RerankerClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.control import ModelControl
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
+from gateway.inference.reranker import RerankerClient
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
 from gateway.jobs.runner import JobRunner

@@ -246,7 +246,7 @@ def _context(line: dict[str, Any]) -> str | None:
 
 
 async def _embedder(settings: Settings) -> Any:
-    from gateway.inference import EmbedderClient
+    from gateway.inference.client import EmbedderClient
     from gateway.metrics import Metrics
 
     return EmbedderClient(settings.triton_grpc_url, settings.embedder_model,

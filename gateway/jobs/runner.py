@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, Overloaded
 from gateway.jobs.compress import CompressPolicy, Summariser, compress_user

@@ -15,7 +15,7 @@ import numpy as np
 
 from gateway.domain.model import Memory
 from gateway.domain.normalise import text_key
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.memory.dedup import DedupPolicy, is_duplicate
 from gateway.memory.writeplan import Draft, Match
 from gateway.store.base import Store

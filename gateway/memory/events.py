@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.domain.model import Memory
 from gateway.errors import GatewayError, Overloaded

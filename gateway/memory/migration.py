@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound, Overloaded
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient, ModelInfo
+from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.inference.control import ModelControl, repository_versions
 from gateway.inference.query_model import query_model_name, sync_query_model
 from gateway.memory.active import ActiveModels, Space

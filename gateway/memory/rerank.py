@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.domain.model import ScoredMemory
-from gateway.inference import RerankerClient
+from gateway.inference.reranker import RerankerClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 
 from gateway.errors import Conflict, NotFound
-from gateway.inference import RerankerClient
 from gateway.inference.control import ModelControl, repository_versions
+from gateway.inference.reranker import RerankerClient
 from gateway.store.base import VersionTable
 
 log = logging.getLogger("gateway.migration")

@@ -26,13 +26,13 @@ from gateway.domain.model import (
     StoredMemory,
 )
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
+from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.local_encoder import LocalEncoderUnavailable, LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
-from gateway.inference.reranker import NOT_LOADED
+from gateway.inference.reranker import NOT_LOADED, RerankerClient
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.archived import exact_cosines, merge_ranked
 from gateway.memory.conversation import attributed

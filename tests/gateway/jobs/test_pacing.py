@@ -15,8 +15,9 @@ from job_support import wait_done
 from starlette.types import Receive, Scope, Send
 from support import settings_for
 
-from gateway.admission import Admission, AdmissionController
 from gateway.admission.activity import RequestActivity
+from gateway.admission.controller import AdmissionController
+from gateway.admission.middleware import Admission
 from gateway.app import create_app
 from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.service import utc_now
