@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.store import types
 from gateway.store.sqlite import (
     archive,
     census,
@@ -35,22 +36,6 @@ from gateway.store.sqlite import (
 )
 from gateway.store.sqlite.faults import map_sqlite_errors
 from gateway.store.sqlite.migrations import migrate
-from gateway.store.types import (
-    CONTEXT_WEIGHT,
-    Census,
-    EventStatus,
-    ExactQuery,
-    Fold,
-    IngestEvent,
-    Job,
-    JobStatus,
-    ListOrder,
-    ModelState,
-    PendingMemory,
-    Population,
-    ShadowVector,
-    WritePlan,
-)
 
 T = TypeVar("T")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
@@ -171,11 +156,11 @@ class SQLiteStore:
 
     # -- memories ---------------------------------------------------------------------------
     async def insert_many(self, items: list[StoredMemory],
-                          shadows: list[ShadowVector] | None = None) -> None:
+                          shadows: list[types.ShadowVector] | None = None) -> None:
         await self._write(memories.insert_rows, items, shadows)
 
     async def update(self, updated: StoredMemory | Memory, previous: Memory,
-                     shadow: ShadowVector | None = None) -> bool:
+                     shadow: types.ShadowVector | None = None) -> bool:
         return await self._write(memories.update_row, updated, previous, shadow)
 
     async def delete(self, memory_id: str, at: str) -> tuple[Memory, list[StoredMemory]] | None:
@@ -192,7 +177,7 @@ class SQLiteStore:
 
     async def list_page(
         self, user_id: str, limit: int, after_id: str | None, *,
-        order_by: ListOrder = "id", after_occurred: str | None = None,
+        order_by: types.ListOrder = "id", after_occurred: str | None = None,
         descending: bool = False, live_at: str | None = None, archived: bool = False,
     ) -> list[Memory]:
         return await self._read(partial(
@@ -211,7 +196,7 @@ class SQLiteStore:
     async def keyword_search(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
         date_weight: float = 1.0, archived: bool = False,
-        context_weight: float = CONTEXT_WEIGHT,
+        context_weight: float = types.CONTEXT_WEIGHT,
     ) -> list[tuple[str, float]]:
         return await self._read(partial(
             keyword.keyword_search, date_weight=date_weight, archived=archived,
@@ -233,14 +218,14 @@ class SQLiteStore:
         return await self._on_writer(memories.vectors, batch)
 
     # -- ingest and archive -----------------------------------------------------------------
-    async def exact_matches(self, queries: list[ExactQuery], live_at: str
+    async def exact_matches(self, queries: list[types.ExactQuery], live_at: str
                             ) -> list[Memory | None]:
         return await self._on_writer(ingest.exact_matches, queries, live_at)
 
-    async def apply(self, plan: WritePlan) -> None:
+    async def apply(self, plan: types.WritePlan) -> None:
         await self._write(ingest.apply, plan)
 
-    async def fold(self, folds: list[Fold], at: str) -> None:
+    async def fold(self, folds: list[types.Fold], at: str) -> None:
         await self._write(archive.fold, folds, at)
 
     async def compressible(self, user_id: str, max_priority: int, live_at: str, *,
@@ -260,10 +245,10 @@ class SQLiteStore:
     async def user_counts(self, users: list[str]) -> dict[str, int]:
         return await self._read(census.user_counts, users)
 
-    async def census(self, quantiles: tuple[float, ...]) -> Census:
+    async def census(self, quantiles: tuple[float, ...]) -> types.Census:
         return await self._read(census.census, quantiles)
 
-    async def populations(self, tag_key: str) -> list[Population]:
+    async def populations(self, tag_key: str) -> list[types.Population]:
         return await self._on_writer(census.populations, tag_key)
 
     # -- ingest events ----------------------------------------------------------------------
@@ -273,16 +258,16 @@ class SQLiteStore:
         await self._write(events.create, event_id, user_id, request, now, next_attempt,
                           attempts, error)
 
-    async def get_event(self, event_id: str) -> IngestEvent | None:
+    async def get_event(self, event_id: str) -> types.IngestEvent | None:
         return await self._on_writer(events.get, event_id)
 
-    async def claim_event(self, now: str) -> IngestEvent | None:
+    async def claim_event(self, now: str) -> types.IngestEvent | None:
         return await self._write(events.claim_due, now)
 
     async def next_event_due(self) -> str | None:
         return await self._on_writer(events.next_due)
 
-    async def save_event(self, event_id: str, status: EventStatus, now: str, *,
+    async def save_event(self, event_id: str, status: types.EventStatus, now: str, *,
                          result: dict[str, Any] | None = None, error: str | None = None,
                          attempts: int | None = None, next_attempt: str | None = None) -> None:
         await self._write(events.save, event_id, status, now, result, error, attempts,
@@ -292,26 +277,26 @@ class SQLiteStore:
         return await self._write(events.recover, now)
 
     # -- jobs -------------------------------------------------------------------------------
-    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str) -> Job:
+    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str) -> types.Job:
         return await self._write(jobs.create, job_id, kind, user_id, now)
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str) -> types.Job | None:
         return await self._on_writer(jobs.get, job_id)
 
-    async def recent_jobs(self, limit: int) -> list[Job]:
+    async def recent_jobs(self, limit: int) -> list[types.Job]:
         return await self._on_writer(jobs.recent, limit)
 
     async def job_pending(self, kind: str, user_id: str | None) -> bool:
         return await self._on_writer(jobs.pending, kind, user_id)
 
-    async def claim_job(self, now: str, lease_until: str) -> Job | None:
+    async def claim_job(self, now: str, lease_until: str) -> types.Job | None:
         return await self._write(jobs.claim, now, lease_until)
 
-    async def checkpoint_job(self, job: Job, cursor: str, progress: dict[str, Any], now: str,
+    async def checkpoint_job(self, job: types.Job, cursor: str, progress: dict[str, Any], now: str,
                              lease_until: str) -> bool:
         return await self._write(jobs.checkpoint, job, cursor, progress, now, lease_until)
 
-    async def finish_job(self, job: Job, status: JobStatus, progress: dict[str, Any],
+    async def finish_job(self, job: types.Job, status: types.JobStatus, progress: dict[str, Any],
                          now: str, error: str | None = None) -> bool:
         return await self._write(jobs.finish, job, status, progress, now, error)
 
@@ -319,7 +304,7 @@ class SQLiteStore:
         return await self._on_writer(jobs.next_user, after)
 
     # -- model versions ---------------------------------------------------------------------
-    async def model_state(self, model: str) -> ModelState | None:
+    async def model_state(self, model: str) -> types.ModelState | None:
         return await self._on_writer(versions.state, model)
 
     async def set_active_version(self, model: str, version: str) -> None:
@@ -331,11 +316,11 @@ class SQLiteStore:
     async def begin_migration(self, model: str, target: str, at: str) -> None:
         await self._write(versions.begin, model, target, at)
 
-    async def migration_pending(self, after_id: str, limit: int) -> list[PendingMemory]:
+    async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._on_writer(versions.pending, after_id, limit)
 
-    async def put_shadow_batch(self, model: str, label: str, batch: list[PendingMemory],
-                               vectors: np.ndarray) -> list[PendingMemory]:
+    async def put_shadow_batch(self, model: str, label: str, batch: list[types.PendingMemory],
+                               vectors: np.ndarray) -> list[types.PendingMemory]:
         return await self._write(versions.put_batch, model, label, batch, vectors)
 
     async def shadow_vectors(self) -> list[tuple[str, str, np.ndarray]]:
