@@ -470,7 +470,7 @@ class MemoryService:
                    vectors: list[list[float] | None] | None = None,
                    vectors_label: str | None = None) -> list[Memory]:
         """Write summaries and archive their sources, in one transaction (see
-        ``gateway.store.archive``); the sources leave the indexes, the summaries enter them.
+        ``gateway.store.sqlite.archive``); the sources leave the indexes, the summaries enter them.
         ``vectors``: a summary's vector in space ``vectors_label`` where the job has one (None:
         its text is embedded here, as are all when that space is no longer the active one).
         ``Conflict`` when a source changed since the job read it (nothing is written)."""
