@@ -2,11 +2,11 @@
 
 The memory service, the jobs, backup, model-version migration, the Mem0 finder and the
 metrics talk to a ``Store``; the SQLite backend (``gateway.store.sqlite.store.SQLiteStore``)
-implements it, and a second backend implements the same methods (the contract tests in
-``tests/gateway/store/test_contract.py`` run against each). Grouped by concern, as smaller protocols
-a caller may ask for alone; ``Store`` is all of them. Times are the store's UTC ISO-8601 text
-(sorts as text); a write returns once it has committed. The values crossing the boundary are
-in ``gateway.store.types``.
+implements it, and a second backend implements the same methods (the contract tests,
+``tests/gateway/store/test_contract.py``, run against each). Grouped by concern, as smaller
+protocols a caller may ask for alone; ``Store`` is all of them. Times are the store's UTC
+ISO-8601 text (sorts as text); a write returns once it has committed. The values crossing the
+boundary are in ``gateway.store.types``.
 """
 
 from __future__ import annotations
