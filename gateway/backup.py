@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from gateway.domain.model import Memory, StoredMemory
 from gateway.memory.conversation import attributed
-from gateway.memory.model import Memory, StoredMemory
 from gateway.settings import Settings
-from gateway.store import Store
 from gateway.store.in_use import sole_use
-from gateway.store.migrations import MIGRATIONS
-from gateway.store.sqlite import blob_vector
+from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.sqlite.rows import blob_vector
+from gateway.store.sqlite.store import SQLiteStore
 
 EXPORT_FORMAT = "agent-memory-export"
 EXPORT_VERSION = 1
@@ -243,7 +243,7 @@ def _context(line: dict[str, Any]) -> str | None:
 
 
 async def _embedder(settings: Settings) -> Any:
-    from gateway.inference import EmbedderClient
+    from gateway.inference.client import EmbedderClient
     from gateway.metrics import Metrics
 
     return EmbedderClient(settings.triton_grpc_url, settings.embedder_model,
@@ -265,19 +265,19 @@ async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = 
 
 async def _import_lines(settings: Settings, header: dict[str, Any],
                         lines: Iterator[dict[str, Any]], skip_existing: bool) -> ImportReport:
-    store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
+    store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous)
     await store.open()
     embedder = None
     imported = skipped = embedded = 0
     try:
-        active = await store.run(_adopt_models, store, header.get("models") or {})
+        active = await store.adopt_versions(header.get("models") or {})
         version = active.get(settings.embedder_model)
         batch: list[dict[str, Any]] = []
 
         async def flush() -> None:
             nonlocal embedder, imported, skipped, embedded
             if skip_existing:
-                known = await store.run(_existing_ids, store, [line["id"] for line in batch])
+                known = await store.existing_ids([line["id"] for line in batch])
                 skipped += sum(line["id"] in known for line in batch)
                 batch[:] = [line for line in batch if line["id"] not in known]
             bare = [line for line in batch if "embedding" not in line]
@@ -318,23 +318,6 @@ async def _import_lines(settings: Settings, header: dict[str, Any],
             await embedder.close()
         await store.close()
     return ImportReport(imported, skipped, embedded)
-
-
-def _adopt_models(store: Store, models: dict[str, str]) -> dict[str, str]:
-    """On a store that has no active versions yet, take the export's: its vectors fit them."""
-    def work(conn: sqlite3.Connection) -> dict[str, str]:
-        for model, active in models.items():
-            conn.execute("INSERT OR IGNORE INTO model_state (model, active) VALUES (?, ?)",
-                         (model, active))
-        return {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")}
-
-    return store.transaction(work)
-
-
-def _existing_ids(store: Store, ids: list[str]) -> set[str]:
-    marks = ",".join("?" * len(ids))
-    rows = store.conn.execute(f"SELECT id FROM memories WHERE id IN ({marks})", ids)
-    return {r[0] for r in rows}
 
 
 if __name__ == "__main__":  # ``python -m gateway.backup``: the CLI is ``gateway.cli.backup``

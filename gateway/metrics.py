@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from gateway.store.census import census
-
 if TYPE_CHECKING:
-    from gateway.store import Store
+    from gateway.store.base import Store
 
 log = logging.getLogger("gateway.metrics")
 USER_SIZE_QUANTILES = (0.5, 0.9, 0.99, 1.0)  # of memories per user; 1.0 is the largest user
@@ -147,7 +145,7 @@ class StoreGauges:
         self.refreshes = 0  # completed recounts (tests wait on it)
 
     async def refresh(self) -> None:
-        found = await census(self.store, USER_SIZE_QUANTILES)
+        found = await self.store.census(USER_SIZE_QUANTILES)
         self.metrics.store_memories.set(found.memories)
         self.metrics.store_users.set(found.users)
         for q, value in found.per_user.items():

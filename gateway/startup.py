@@ -23,10 +23,11 @@ from gateway.auth.authenticator import Authenticator
 from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
-from gateway.inference import EmbedderClient, RerankerClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.control import ModelControl
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
+from gateway.inference.reranker import RerankerClient
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
 from gateway.jobs.runner import JobRunner
@@ -42,10 +43,9 @@ from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.store import Store
+from gateway.store.base import Store, VersionTable
 from gateway.store.in_use import gateway_use
-from gateway.store.jobs import JobStore
-from gateway.store.versions import VersionStore
+from gateway.store.sqlite.store import SQLiteStore
 
 log = logging.getLogger("gateway")
 
@@ -81,12 +81,11 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
     encoder = open_local_encoder(stack, settings, metrics)
     embedder, reranker = open_inference(stack, settings, metrics)
     service = build_service(stack, settings, store, embedder, reranker, encoder)
-    version_store = VersionStore(store)
     control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
-    versions = track_versions(stack, settings, service, version_store, control, wiring.admission)
+    versions = track_versions(stack, settings, service, store, control, wiring.admission)
     await load_index(settings, service, metrics)
     await connect_embedder(stack, versions)
-    reranker_versions = await connect_reranker(settings, reranker, version_store, control)
+    reranker_versions = await connect_reranker(settings, reranker, store, control)
     workers = build_workers(stack, wiring, service)
     start_workers(stack, workers)
     return GatewayState(
@@ -113,8 +112,8 @@ def hold_store(stack: AsyncExitStack, settings: Settings) -> None:
 
 async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
     """The SQLite store, migrated; its threads stop also when opening it fails."""
-    store = Store(settings.db_path, synchronous=settings.sqlite_synchronous,
-                  lexical_index=settings.lexical_index)
+    store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
+                        lexical_index=settings.lexical_index)
     stack.push_async_callback(store.close)
     await store.open()
     return store
@@ -164,7 +163,7 @@ def build_service(stack: AsyncExitStack, settings: Settings, store: Store,
 
 
 def track_versions(stack: AsyncExitStack, settings: Settings, service: MemoryService,
-                   version_store: VersionStore, control: ModelControl,
+                   version_store: VersionTable, control: ModelControl,
                    admission: AdmissionController) -> EmbedderVersions:
     """The embedder's version manager (it runs migrations; closing stops one)."""
     versions = EmbedderVersions(
@@ -198,7 +197,7 @@ async def connect_embedder(stack: AsyncExitStack, versions: EmbedderVersions) ->
 
 
 async def connect_reranker(settings: Settings, reranker: RerankerClient,
-                           version_store: VersionStore,
+                           version_store: VersionTable,
                            control: ModelControl) -> RerankerVersions:
     """The reranker's versions; pinned now when Triton serves one (searches work without)."""
     reranker_versions = RerankerVersions(reranker, version_store, control,
@@ -219,7 +218,7 @@ def build_workers(stack: AsyncExitStack, wiring: Wiring, service: MemoryService)
                                wiring.metrics)
     if llm is not None:
         stack.push_async_callback(llm.aclose)
-    jobs = JobRunner(service, JobStore(service.store), wiring.dedup_policy,
+    jobs = JobRunner(service, service.store, wiring.dedup_policy,
                      admission=admission, metrics=wiring.metrics,
                      lease_s=settings.jobs_lease_s, interval_s=settings.jobs_interval_s,
                      compress=CompressPolicy.from_settings(settings),

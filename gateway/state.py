@@ -18,7 +18,7 @@ from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.store.base import Store
 
 
 @dataclass(frozen=True, slots=True)

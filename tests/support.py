@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.domain.model import Memory, StoredMemory
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, StoredMemory
 from gateway.memory.service import utc_now
 from gateway.settings import ROOT, Settings
-from gateway.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.triton import TritonServer
 
 MODEL_REPOSITORY = ROOT / "model_repository"
@@ -73,7 +73,7 @@ def run(coro):  # tiny helper for async store calls
     return asyncio.run(coro)
 
 
-async def opened(path: Path) -> Store:
-    store = Store(path)
+async def opened(path: Path) -> SQLiteStore:
+    store = SQLiteStore(path)
     await store.open()
     return store

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable
 
 from gateway.admission.activity import RequestActivity
 from gateway.admission.adaptive import AdaptiveLimit
-from gateway.admission.deadline import Deadline
 from gateway.admission.limiter import ClassLimiter, Priority
 from gateway.admission.tenants import AllOf, FairShare, RateLimit, TenantPolicy
+from gateway.deadline import Deadline
 from gateway.errors import Overloaded
 from gateway.metrics import Metrics
 from gateway.settings import Settings

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from gateway.admission.adaptive import AdaptiveLimit
-from gateway.admission.deadline import Deadline
 from gateway.admission.tenants import TenantPolicy
+from gateway.deadline import Deadline
 from gateway.errors import Overloaded
 
 

@@ -23,12 +23,12 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission.controller import AdmissionController
-from gateway.admission.deadline import deadline_scope
 from gateway.admission.limiter import Priority
-from gateway.api.middleware import send_json_error
+from gateway.asgi import send_json_error
 from gateway.auth.principal import Principal
 from gateway.auth.rates import SHED_REASON as KEY_RATE
 from gateway.auth.rates import KeyRates
+from gateway.deadline import deadline_scope
 from gateway.errors import Overloaded
 
 DEADLINE_HEADER = b"x-deadline-ms"

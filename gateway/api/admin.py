@@ -51,10 +51,10 @@ class ActivateIn(RequestBody):
 
 
 async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
-    state = await versions.versions.state(versions.model)
+    state = await versions.versions.model_state(versions.model)
     served = await versions.control.served_versions(versions.model)
     if versions.status.state in ("running", "stalled", "switching"):
-        done, total = await versions.versions.progress()
+        done, total = await versions.versions.migration_progress()
         versions.status.done, versions.status.total = done, total
     return {
         "active": state.active if state else None,
@@ -67,7 +67,7 @@ async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
 
 async def _reranker_view(request: Request, versions: EmbedderVersions) -> dict[str, Any]:
     rerankers: RerankerVersions = gateway_state(request).reranker_versions
-    state = await versions.versions.state(rerankers.model)
+    state = await versions.versions.model_state(rerankers.model)
     return {
         "active": state.active if state else None,
         "served": await versions.control.served_versions(rerankers.model),

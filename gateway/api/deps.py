@@ -16,9 +16,9 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from gateway.auth.authenticator import MISSING
 from gateway.auth.principal import KeyScope, Principal
+from gateway.domain.model import HistoryEvent, Memory
 from gateway.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from gateway.memory.ids import parse_id
-from gateway.memory.model import HistoryEvent, Memory
 from gateway.memory.service import MemoryService
 from gateway.state import GatewayState
 

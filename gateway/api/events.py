@@ -31,7 +31,7 @@ async def event_id(id: str) -> str:
 @router.get("/{id}", response_model=EventOut, responses=error_responses(404))
 async def get_event(event: Annotated[str, Depends(event_id)], ingest: IngestDep,
                     caller: Caller) -> EventOut:
-    found = await ingest.events.get(event)
+    found = await ingest.events.get_event(event)
     if found is None or not caller.users.owns(found.user_id):
         raise NotFound(f"event {event} not found")
     report, _ = Report.decode(found.result)

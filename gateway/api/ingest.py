@@ -21,11 +21,11 @@ from gateway.api.schemas import (
     moment_text,
 )
 from gateway.auth.scope import TenantScope
+from gateway.domain.normalise import normalise_text
 from gateway.errors import InvalidInput
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.memory.normalise import normalise_text
 from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
 
@@ -73,7 +73,7 @@ def drafts_of(item: MemoryIn, users: TenantScope, dedup: bool,
               loc: list[str | int]) -> list[Draft]:
     """The item's drafts: one for a text, one per non-empty, non-system message.
 
-    Texts are normalised (``gateway.memory.normalise``); a text with nothing left is a 422.
+    Texts are normalised (``gateway.domain.normalise``); a text with nothing left is a 422.
     """
     base = NewMemory(
         user_id=users.internal(item.user_id), text="", agent_id=item.agent_id,

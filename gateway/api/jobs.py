@@ -19,7 +19,7 @@ from gateway.api.schemas import ScopeId
 from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.jobs.runner import JobRunner
-from gateway.store.jobs import Job
+from gateway.store.types import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
 MAX_LISTED_JOBS = 100
@@ -74,7 +74,7 @@ async def start_job(body: JobIn, runner: Runner, caller: Writer) -> JobOut:
 @router.get("/{id}", response_model=JobOut, responses=error_responses(404))
 async def get_job(job: Annotated[str, Depends(job_id)], runner: Runner,
                   caller: Caller) -> JobOut:
-    found = await runner.jobs.get(job)
+    found = await runner.jobs.get_job(job)
     visible = found is not None and (
         caller.users.owns(found.user_id) if found.user_id is not None
         else caller.allows(KeyScope.ADMIN))
@@ -86,4 +86,4 @@ async def get_job(job: Annotated[str, Depends(job_id)], runner: Runner,
 @router.get("", response_model=list[JobOut])
 async def list_jobs(runner: Runner, caller: AdminCaller,
                     limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS)] = 20) -> list[JobOut]:
-    return [_out(job, caller) for job in await runner.jobs.recent(limit)]
+    return [_out(job, caller) for job in await runner.jobs.recent_jobs(limit)]

@@ -43,10 +43,10 @@ from gateway.api.schemas import (
     moment_text,
 )
 from gateway.auth.scope import TenantScope
+from gateway.domain.model import Memory
 from gateway.memory.events import IngestRequest
-from gateway.memory.model import Memory
 from gateway.memory.service import Keep, MemoryChanges
-from gateway.store.sqlite import ListOrder
+from gateway.store.types import ListOrder
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"],
                    responses=error_responses(*COMMON_ERRORS))

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from gateway.memory.model import (
+from gateway.domain.model import (
     MAX_TEXT_CHARS,
     HistoryEvent,
     Memory,

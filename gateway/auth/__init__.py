@@ -7,8 +7,3 @@
     authenticator.py  request headers -> Principal, or Unauthorized
     middleware.py     resolves the caller once per request, before admission control
 """
-
-from gateway.auth.principal import ANONYMOUS, KeyScope, Principal
-from gateway.auth.scope import DEFAULT_TENANT, TenantScope
-
-__all__ = ["ANONYMOUS", "DEFAULT_TENANT", "KeyScope", "Principal", "TenantScope"]

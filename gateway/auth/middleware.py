@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.middleware import send_json_error
+from gateway.asgi import send_json_error
 from gateway.auth.authenticator import Authenticator
 from gateway.errors import Unauthorized
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from gateway.memory.model import Memory, ScoredMemory
+from gateway.domain.model import Memory, ScoredMemory
 
 DEFAULT_TENANT = "default"
 SEPARATOR = "\x1f"  # ASCII unit separator: refused in public ids (see api.schemas.ScopeId)

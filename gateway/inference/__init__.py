@@ -1,6 +1,4 @@
-"""Talking to Triton: the gateway never loads a model itself."""
-
-from gateway.inference.client import EmbedderClient, ModelInfo
-from gateway.inference.reranker import RerankerClient
-
-__all__ = ["EmbedderClient", "ModelInfo", "RerankerClient"]
+"""Inference: the Triton clients (embedder, reranker, model control) and the in-gateway query
+encoder (``local_encoder.py``: the embedder's ONNX export run on the gateway's CPU for search
+queries, unless ``MEMORY_QUERY_ENCODER=triton``). Documents are always embedded by Triton.
+"""

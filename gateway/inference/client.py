@@ -17,7 +17,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from gateway.admission.deadline import inference_timeout
+from gateway.deadline import inference_timeout
 from gateway.errors import InferenceTimeout, InferenceUnavailable
 from gateway.metrics import Metrics
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.admission.deadline import Deadline, current_deadline, deadline_scope
+from gateway.deadline import Deadline, current_deadline, deadline_scope
 
 # Texts in one coalesced request: bounds what a caller can be made to wait behind.
 MAX_COALESCED_TEXTS = 64

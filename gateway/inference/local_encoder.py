@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.admission.deadline import current_deadline
+from gateway.deadline import current_deadline
 from gateway.errors import DeadlineExceeded, GatewayError
 from gateway.inference.coalescer import EmbedCoalescer
 from gateway.metrics import Metrics

@@ -33,15 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from gateway.domain.model import MAX_TEXT_CHARS, Memory, StoredMemory
 from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
-from gateway.memory.model import MAX_TEXT_CHARS, Memory, StoredMemory
 from gateway.memory.service import MemoryService, utc_now
-from gateway.store.archive import ArchiveStore
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -229,14 +228,13 @@ async def compress_user(service: MemoryService, user_id: str, policy: CompressPo
 
 async def _compressible(service: MemoryService, user_id: str, policy: CompressPolicy,
                         now: str, pacer: Pacer) -> list[StoredMemory]:
-    """The job's input (``ArchiveStore.compressible``), read in pages of ``READ_CHUNK``."""
-    archive = ArchiveStore(service.store)
+    """The job's input (``Store.compressible``), read in pages of ``READ_CHUNK``."""
     rows: list[StoredMemory] = []
     while True:
         await pacer.turn()
-        page = await archive.compressible(user_id, policy.max_priority, now,
-                                          after=rows[-1].memory.id if rows else "",
-                                          limit=READ_CHUNK)
+        page = await service.store.compressible(user_id, policy.max_priority, now,
+                                                after=rows[-1].memory.id if rows else "",
+                                                limit=READ_CHUNK)
         rows.extend(page)
         if len(page) < READ_CHUNK:
             return rows

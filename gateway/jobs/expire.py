@@ -2,7 +2,7 @@
 
 Expired memories are already left out of search and list; this removes them from the store
 and the index for good, each with a DELETE event (``{"reason": "expired"}``). An expired
-summary gives its surviving sources back, like any deleted summary (``Store.delete_rows``).
+summary gives its surviving sources back, like any deleted summary (``Store.delete_expired``).
 """
 
 from __future__ import annotations

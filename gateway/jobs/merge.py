@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gateway.domain.model import Memory
 from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import STEP_S, Pacer, write_chunks
 from gateway.memory.dedup import DedupPolicy, same_words, words
-from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, utc_now
-from gateway.store.ingest import Change, WritePlan
+from gateway.store.types import Change, WritePlan
 
 # k-means runs on the jobs' nice-19 thread, grouping on their step thread (gateway.jobs.cpu):
 # its Python loops hold the GIL that the event loop needs for every request step, and a

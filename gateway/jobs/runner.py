@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, Overloaded
 from gateway.jobs.compress import CompressPolicy, Summariser, compress_user
@@ -31,7 +31,8 @@ from gateway.memory.dedup import DedupPolicy
 from gateway.memory.ids import uuid7
 from gateway.memory.service import MemoryService, utc_now
 from gateway.metrics import Metrics
-from gateway.store.jobs import Job, JobStore
+from gateway.store.base import Store
+from gateway.store.types import Job
 
 log = logging.getLogger("gateway.jobs")
 IDLE_POLL_S = 5.0  # how often an idle runner looks for queued jobs and expired leases
@@ -69,7 +70,7 @@ SCHEDULED_KINDS = ("expire", "merge", "compress")  # in the order the runner tak
 
 
 class JobRunner:
-    def __init__(self, service: MemoryService, jobs: JobStore, policy: DedupPolicy, *,
+    def __init__(self, service: MemoryService, jobs: Store, policy: DedupPolicy, *,
                  admission: AdmissionController | None = None, metrics: Metrics | None = None,
                  lease_s: float = 60.0, interval_s: float = 0.0,
                  compress: CompressPolicy | None = None,
@@ -86,20 +87,20 @@ class JobRunner:
         self._wake = asyncio.Event()
 
     async def submit(self, kind: str, user_id: str | None) -> Job:
-        job = await self.jobs.create(uuid7(), kind, user_id, utc_now())
+        job = await self.jobs.create_job(uuid7(), kind, user_id, utc_now())
         self._wake.set()
         return job
 
     async def work_forever(self) -> None:
         while True:
             self._wake.clear()
-            job = await self.jobs.claim(utc_now(), _later(self.lease_s))
+            job = await self.jobs.claim_job(utc_now(), _later(self.lease_s))
             if job is not None:
                 try:
                     await self._run(job)
                 except Exception as exc:  # a bug must not stop the runner; the job says why
                     log.exception("job %s failed", job.id)
-                    await self.jobs.finish(job, "failed", job.progress, utc_now(),
+                    await self.jobs.finish_job(job, "failed", job.progress, utc_now(),
                                            f"{type(exc).__name__}: {exc}")
                 continue
             with contextlib.suppress(TimeoutError):
@@ -112,12 +113,12 @@ class JobRunner:
         while self.interval_s > 0:
             await asyncio.sleep(self.interval_s)
             for kind in SCHEDULED_KINDS:
-                if not await self.jobs.pending(kind, None):
+                if not await self.jobs.job_pending(kind, None):
                     await self.submit(kind, None)
 
     async def _run(self, job: Job) -> None:
         if job.attempts > MAX_ATTEMPTS:
-            await self.jobs.finish(job, "failed", job.progress, utc_now(),
+            await self.jobs.finish_job(job, "failed", job.progress, utc_now(),
                                    f"gave up after {MAX_ATTEMPTS} attempts")
             self._count(job, "failed", 0.0)
             return
@@ -143,11 +144,11 @@ class JobRunner:
                 if self.metrics is not None and job.kind == "compress":
                     self.metrics.jobs_archived.inc(result.archived)
             cursor = user
-            if not await self.jobs.checkpoint(job, cursor, progress, utc_now(),
+            if not await self.jobs.checkpoint_job(job, cursor, progress, utc_now(),
                                               _later(self.lease_s)):
                 log.warning("job %s was claimed by another runner; stopping here", job.id)
                 return
-        await self.jobs.finish(job, "done", progress, utc_now())
+        await self.jobs.finish_job(job, "done", progress, utc_now())
         self._count(job, "done", time.perf_counter() - started)
 
     async def _keep_lease(self, job: Job, cursor: str, progress: dict[str, Any]) -> None:
@@ -155,7 +156,8 @@ class JobRunner:
         runner does not take the job over meanwhile."""
         while True:
             await asyncio.sleep(self.lease_s / LEASE_RENEWALS)
-            await self.jobs.checkpoint(job, cursor, progress, utc_now(), _later(self.lease_s))
+            await self.jobs.checkpoint_job(job, cursor, progress, utc_now(),
+                                           _later(self.lease_s))
 
     async def _next_user(self, job: Job, cursor: str) -> str | None:
         if job.user_id is not None:

@@ -19,8 +19,7 @@ import math
 from collections.abc import Iterable
 
 from gateway.jobs import runner as job_runner
-from gateway.store.census import user_counts
-from gateway.store.jobs import Job
+from gateway.store.types import Job
 
 log = logging.getLogger("gateway.jobs")
 CONSOLIDATION_KINDS = ("merge", "compress")  # queued in this order, those the runner knows
@@ -61,15 +60,15 @@ class SizeTrigger:
 
     async def check(self, users: Iterable[str]) -> list[Job]:
         """Queue the jobs these users' sizes call for; returns the jobs queued."""
-        counts = await user_counts(self.runner.jobs.store, sorted(set(users)))
+        counts = await self.runner.jobs.user_counts(sorted(set(users)))
         queued: list[Job] = []
         for user, count in sorted(counts.items()):
             if count < max(self.threshold, self._next.get(user, 0)):
                 continue
             self._next[user] = count + math.ceil(self.threshold * REARM_SHARE)
             for kind in consolidation_kinds():
-                if (await self.runner.jobs.pending(kind, user)
-                        or await self.runner.jobs.pending(kind, None)):
+                if (await self.runner.jobs.job_pending(kind, user)
+                        or await self.runner.jobs.job_pending(kind, None)):
                     continue
                 queued.append(await self.runner.submit(kind, user))
                 log.info("user passed %d memories (%d): %s job queued", self.threshold, count,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.errors import InferenceUnavailable
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import ModelInfo
+from gateway.inference.client import ModelInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ A turn of a dialogue rarely names its topic ("Yes! Last Friday, it was amazing")
 it answers does. When memories are made from ``messages`` (one memory per message), each keeps
 the neighbouring messages of the same request as its *context*: not part of the memory's text
 (that stays the message as said), but indexed for keyword search in a column of its own,
-weighted below the text (``gateway.store.lexical.CONTEXT_WEIGHT``). On the LoCoMo development
+weighted below the text (``gateway.store.types.CONTEXT_WEIGHT``). On the LoCoMo development
 set this lifted keyword recall_any@10 from 0.638 to 0.775 (docs/benchmarks/retrieval.md).
 
 Only what was sent together is context: messages of other requests are not read back.

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.memory.normalise import normalise_text
+from gateway.domain.normalise import normalise_text
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

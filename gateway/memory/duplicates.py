@@ -13,13 +13,13 @@ import asyncio
 
 import numpy as np
 
-from gateway.index import VectorIndex
+from gateway.domain.model import Memory
+from gateway.domain.normalise import text_key
+from gateway.index.base import VectorIndex
 from gateway.memory.dedup import DedupPolicy, is_duplicate
-from gateway.memory.model import Memory
-from gateway.memory.normalise import text_key
 from gateway.memory.writeplan import Draft, Match
-from gateway.store import Store
-from gateway.store.ingest import ExactQuery, IngestStore
+from gateway.store.base import Store
+from gateway.store.types import ExactQuery
 
 Scope = tuple[str, str | None, str | None]
 
@@ -42,7 +42,7 @@ async def find_duplicates(
     if not wanted:
         return [None] * len(drafts)
     keys = [text_key(d.memory.text) for d in drafts]
-    exact = await IngestStore(store).exact_matches(
+    exact = await store.exact_matches(
         [ExactQuery(*_scope(drafts[j]), keys[j]) for j in wanted], now)
     stored: dict[int, Match] = {
         j: Match("exact", 1.0, memory=m) for j, m in zip(wanted, exact, strict=True) if m}

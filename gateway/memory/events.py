@@ -17,18 +17,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
+from gateway.domain.model import Memory
 from gateway.errors import GatewayError, Overloaded
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMConfig, LLMFailure
 from gateway.memory.extraction.pipeline import Extraction
 from gateway.memory.extraction.prompts import load as load_prompts
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory
 from gateway.memory.service import MemoryService, NewMemory, utc_now
 from gateway.memory.writeplan import Draft
-from gateway.store.events import EventStore, IngestEvent
+from gateway.store.base import EventQueue
+from gateway.store.types import IngestEvent
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -105,7 +106,7 @@ def _later(seconds: float) -> str:
 
 
 class Ingest:
-    def __init__(self, service: MemoryService, events: EventStore, policy: DedupPolicy,
+    def __init__(self, service: MemoryService, events: EventQueue, policy: DedupPolicy,
                  extraction: Extraction | None, *, on_failure: Literal["raw", "queue"] = "raw",
                  attempts: int = 5, backoff_s: float = 30.0,
                  admission: AdmissionController | None = None,
@@ -183,27 +184,29 @@ class Ingest:
         """Keep the request in the store (committed before this returns) and wake the worker."""
         event_id = uuid7()
         user = request.items[0][0].memory.user_id
-        await self.events.create(event_id, user, request.encode(), utc_now(), attempts=attempts,
-                                 error=error, next_attempt=_later(delay_s) if delay_s else None)
+        await self.events.create_event(event_id, user, request.encode(), utc_now(),
+                                       attempts=attempts, error=error,
+                                       next_attempt=_later(delay_s) if delay_s else None)
         self._wake.set()
         return event_id
 
     async def work_forever(self) -> None:
         """The worker: run due events one at a time, sleep until the next one is due."""
-        await self.events.recover(utc_now())
+        await self.events.recover_events(utc_now())
         while True:
             self._wake.clear()
-            event = await self.events.claim_due(utc_now())
+            event = await self.events.claim_event(utc_now())
             if event is not None:
                 try:
                     async with self._slot():
                         await self._process(event)
                 except GatewayError as exc:  # shed, or even the raw fallback failed
                     delay = exc.retry_after if isinstance(exc, Overloaded) else self.backoff_s
-                    await self.events.save(event.id, "PENDING", utc_now(), error=str(exc),
-                                           next_attempt=_later(delay or self.backoff_s))
+                    await self.events.save_event(event.id, "PENDING", utc_now(),
+                                                 error=str(exc),
+                                                 next_attempt=_later(delay or self.backoff_s))
                 continue
-            due = await self.events.next_due()
+            due = await self.events.next_event_due()
             wait = IDLE_CHECK_S
             if due is not None:
                 seconds = (datetime.fromisoformat(due.replace("Z", "+00:00"))
@@ -228,32 +231,33 @@ class Ingest:
             while done < len(request.items):
                 await self._infer(request, done, report)
                 done += 1
-                await self.events.save(event.id, "RUNNING", utc_now(),
-                                       result=report.encode(done))
+                await self.events.save_event(event.id, "RUNNING", utc_now(),
+                                             result=report.encode(done))
         except (LLMFailure, GatewayError) as exc:
             attempts = event.attempts + 1
             if attempts < self.attempts:
                 delay = min(self.backoff_s * 2 ** (attempts - 1), MAX_BACKOFF_S)
                 log.warning("ingest event %s failed (%s); retry %d in %.0f s", event.id, exc,
                             attempts, delay)
-                await self.events.save(event.id, "PENDING", utc_now(),
-                                       result=report.encode(done), error=str(exc),
-                                       attempts=attempts, next_attempt=_later(delay))
+                await self.events.save_event(event.id, "PENDING", utc_now(),
+                                             result=report.encode(done), error=str(exc),
+                                             attempts=attempts, next_attempt=_later(delay))
                 return
             if isinstance(exc, LLMFailure):  # out of attempts: keep the rest raw
                 await self._raw(request, done, report)
                 report.inference = Inference("FAILED", "raw", str(exc))
-                await self.events.save(event.id, "FAILED", utc_now(),
-                                       result=report.encode(len(request.items)),
-                                       error=str(exc), attempts=attempts)
+                await self.events.save_event(event.id, "FAILED", utc_now(),
+                                             result=report.encode(len(request.items)),
+                                             error=str(exc), attempts=attempts)
                 return
-            await self.events.save(event.id, "FAILED", utc_now(), result=report.encode(done),
-                                   error=str(exc), attempts=attempts)
+            await self.events.save_event(event.id, "FAILED", utc_now(),
+                                         result=report.encode(done), error=str(exc),
+                                         attempts=attempts)
             return
         if request.infer:
             report.inference = report.inference or Inference("SUCCEEDED")
-        await self.events.save(event.id, "SUCCEEDED", utc_now(), result=report.encode(done),
-                               attempts=event.attempts + 1)
+        await self.events.save_event(event.id, "SUCCEEDED", utc_now(),
+                                     result=report.encode(done), attempts=event.attempts + 1)
 
 
 def build_ingest(settings: Settings, service: MemoryService, policy: DedupPolicy,
@@ -269,7 +273,7 @@ def build_ingest(settings: Settings, service: MemoryService, policy: DedupPolicy
                                       settings.llm_timeout_s, settings.llm_attempts,
                                       settings.llm_backoff_s))
         extraction = Extraction(service, client, load_prompts(), policy)
-    ingest = Ingest(service, EventStore(service.store), policy, extraction,
+    ingest = Ingest(service, service.store, policy, extraction,
                     on_failure=settings.llm_on_failure, attempts=settings.ingest_queue_attempts,
                     backoff_s=settings.ingest_queue_backoff_s, admission=admission,
                     metrics=metrics)

@@ -22,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.admission import AdmissionController
+from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound, Overloaded
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient, ModelInfo
+from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.inference.control import ModelControl, repository_versions
 from gateway.inference.query_model import query_model_name, sync_query_model
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.service import MemoryService, _index_rows, utc_now
-from gateway.store.versions import ModelState, VersionStore
+from gateway.store.base import VersionTable
+from gateway.store.types import ModelState
 
 log = logging.getLogger("gateway.migration")
 
@@ -54,7 +55,7 @@ class EmbedderVersions:
     def __init__(
         self,
         service: MemoryService,
-        versions: VersionStore,
+        versions: VersionTable,
         control: ModelControl,
         make_index: Callable[[], VectorIndex],
         *,
@@ -139,13 +140,13 @@ class EmbedderVersions:
         async with self._connect_lock:
             if self.models.info is not None:
                 return self.models.info
-            state = await self.versions.state(self.model)
+            state = await self.versions.model_state(self.model)
             served = await self.control.served_versions(self.model)
             if state is None:
                 if not served:
                     raise InferenceUnavailable(f"Triton serves no version of {self.model!r}")
-                await self.versions.set_active(self.model, served[-1])
-                state = await self.versions.state(self.model)
+                await self.versions.set_active_version(self.model, served[-1])
+                state = await self.versions.model_state(self.model)
                 assert state is not None
             wanted = sorted([state.active] + ([state.target] if state.target else []), key=int)
             if wanted != served:
@@ -166,7 +167,7 @@ class EmbedderVersions:
         except GatewayError as exc:
             log.error("cannot resume migration to %s:%s (%s); rolling back", self.model,
                       state.target, exc)
-            await self.versions.abandon(self.model)
+            await self.versions.abandon_migration(self.model)
             return
         rows = await self.versions.shadow_vectors()
         await asyncio.to_thread(target.index.rebuild, rows)
@@ -193,21 +194,21 @@ class EmbedderVersions:
         await self._serve(sorted([info.version, version], key=int), twin=[info.version])
         target = await self._target_space(version)
         started = utc_now()
-        await self.versions.begin(self.model, version, started)
+        await self.versions.begin_migration(self.model, version, started)
         self.models.begin_target(target)
         self._start(version, started)
         return self.status
 
     async def abandon(self) -> MigrationStatus:
         """Roll a running or stalled migration back; the active version stays."""
-        state = await self.versions.state(self.model)
+        state = await self.versions.model_state(self.model)
         if state is None or state.target is None:
             raise Conflict("no migration to abandon")
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         async with self.service.mutation:
-            await self.versions.abandon(self.model)
+            await self.versions.abandon_migration(self.model)
             target = self.models.target
             self.models.begin_target(None)
         if target is not None:
@@ -236,10 +237,10 @@ class EmbedderVersions:
         began, embedded = time.monotonic(), 0
         while True:
             try:
-                state = await self.versions.state(self.model)
+                state = await self.versions.model_state(self.model)
                 assert state is not None
-                self.status.done, self.status.total = await self.versions.progress()
-                batch = await self.versions.pending(state.cursor, self.batch_size)
+                self.status.done, self.status.total = await self.versions.migration_progress()
+                batch = await self.versions.migration_pending(state.cursor, self.batch_size)
                 if not batch:
                     if await self._switch(version, target):
                         return
@@ -247,7 +248,8 @@ class EmbedderVersions:
                 async with self._ingest_slot():
                     vectors = await self.embedder.embed([b.text for b in batch], version=version)
                 async with self.service.mutation:
-                    written = await self.versions.put_batch(self.model, label, batch, vectors)
+                    written = await self.versions.put_shadow_batch(self.model, label, batch,
+                                                                   vectors)
                     keep = [i for i, b in enumerate(batch) if b in written and not b.archived]
                     await asyncio.to_thread(
                         _index_rows, target.index, [batch[i].user_id for i in keep],
@@ -272,7 +274,7 @@ class EmbedderVersions:
             await self._serve_twin(sorted({active.version, version}, key=int))
         await self._prepare_local(version)  # ... or in the gateway
         async with self.service.mutation:
-            if not await self.versions.switch(self.model, version, target.info.label):
+            if not await self.versions.switch_version(self.model, version, target.info.label):
                 return False
             old = self.models.active
             self.models.adopt(target)
@@ -285,7 +287,7 @@ class EmbedderVersions:
             log.warning("could not unload the old %s version: %s", self.model, exc.detail)
         if old is not None:
             await old.close()
-        _, total = await self.versions.progress()
+        _, total = await self.versions.migration_progress()
         self.status.done = self.status.total = total
         self.status.state, self.status.active = "done", version
         self.status.finished_at = utc_now()

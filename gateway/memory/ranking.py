@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.memory.model import ScoredMemory
+from gateway.domain.model import ScoredMemory
 
 NEUTRAL_PRIORITY = 5
 MAX_HALF_LIFE_DAYS = 36_500.0

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.inference import RerankerClient
-from gateway.memory.model import ScoredMemory
+from gateway.domain.model import ScoredMemory
+from gateway.inference.reranker import RerankerClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,26 +12,26 @@ import logging
 from pathlib import Path
 
 from gateway.errors import Conflict, NotFound
-from gateway.inference import RerankerClient
 from gateway.inference.control import ModelControl, repository_versions
-from gateway.store.versions import VersionStore
+from gateway.inference.reranker import RerankerClient
+from gateway.store.base import VersionTable
 
 log = logging.getLogger("gateway.migration")
 
 
 class RerankerVersions:
-    def __init__(self, reranker: RerankerClient, versions: VersionStore, control: ModelControl,
+    def __init__(self, reranker: RerankerClient, versions: VersionTable, control: ModelControl,
                  *, model: str, repository: Path) -> None:
         self.reranker, self.versions, self.control = reranker, versions, control
         self.model, self.repository = model, repository
 
     async def connect(self) -> None:
         """Serve the remembered version if Triton loaded another one (e.g. a newer export)."""
-        state = await self.versions.state(self.model)
+        state = await self.versions.model_state(self.model)
         served = await self.control.served_versions(self.model)
         if state is None:
             if served:
-                await self.versions.set_active(self.model, served[-1])
+                await self.versions.set_active_version(self.model, served[-1])
             return
         if served != [state.active] and state.active in repository_versions(
                 self.repository, self.model):
@@ -45,7 +45,7 @@ class RerankerVersions:
         if served == [version]:
             raise Conflict(f"{self.model}:{version} is already active")
         await self.control.serve(self.model, [version])
-        await self.versions.set_active(self.model, version)
+        await self.versions.set_active_version(self.model, version)
         await self.reranker.refresh()
         log.info("reranker switched to version %s (was %s)", version, served)
         return version

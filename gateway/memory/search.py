@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from gateway.domain.model import ScoredMemory
 from gateway.errors import Conflict, InvalidInput
 from gateway.memory.fusion import FusionPolicy
-from gateway.memory.model import ScoredMemory
 from gateway.memory.ranking import RankingPolicy
-from gateway.store.lexical import CONTEXT_WEIGHT
+from gateway.store.types import CONTEXT_WEIGHT
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

@@ -18,14 +18,21 @@ from typing import Any
 
 import numpy as np
 
+from gateway.domain.model import (
+    HistoryEvent,
+    Memory,
+    ScoredMemory,
+    SearchFilters,
+    StoredMemory,
+)
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.index import VectorIndex
+from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
-from gateway.inference import EmbedderClient, ModelInfo, RerankerClient
+from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.local_encoder import LocalEncoderUnavailable, LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
-from gateway.inference.reranker import NOT_LOADED
+from gateway.inference.reranker import NOT_LOADED, RerankerClient
 from gateway.memory.active import ActiveModels, Space
 from gateway.memory.archived import exact_cosines, merge_ranked
 from gateway.memory.conversation import attributed
@@ -33,13 +40,6 @@ from gateway.memory.dedup import DedupPolicy
 from gateway.memory.duplicates import find_duplicates
 from gateway.memory.fusion import fuse
 from gateway.memory.ids import parse_id, uuid7
-from gateway.memory.model import (
-    HistoryEvent,
-    Memory,
-    ScoredMemory,
-    SearchFilters,
-    StoredMemory,
-)
 from gateway.memory.ranking import RankingPolicy, cosine_relevance, logit_relevance, rank, unchanged
 from gateway.memory.rerank import RerankPolicy, rerank_candidates
 from gateway.memory.search import (
@@ -51,10 +51,8 @@ from gateway.memory.search import (
 )
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
-from gateway.store import Store
-from gateway.store.archive import ArchiveStore, Fold
-from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
-from gateway.store.sqlite import ListOrder
+from gateway.store.base import Store
+from gateway.store.types import Change, Fold, ListOrder, StaleWrite, WritePlan
 
 DEFAULT_PRIORITY = 5
 # Writes with at most this many texts to embed share the query twin's coalesced requests (no
@@ -394,7 +392,7 @@ class MemoryService:
                     write.shadows = [(made.target.info.label, made.target_vectors[j])
                                      for j in created]
                 try:
-                    await IngestStore(self.store).apply(write)
+                    await self.store.apply(write)
                 except StaleWrite as exc:  # only writes outside this service can cause it
                     raise Conflict(f"memory {exc} changed concurrently; retry") from exc
                 if created:
@@ -447,7 +445,7 @@ class MemoryService:
                                      for j in created]
                 write.deletes, write.payload, write.at = list(deletes), payload, now
                 try:
-                    await IngestStore(self.store).apply(write)
+                    await self.store.apply(write)
                 except StaleWrite as exc:
                     raise Conflict(f"memory {exc} changed meanwhile") from exc
                 await self._mirror(made, write, created, len(adds))
@@ -460,7 +458,7 @@ class MemoryService:
         changed since the job read it (nothing is written then)."""
         async with self.mutation:
             try:
-                await IngestStore(self.store).apply(write)
+                await self.store.apply(write)
             except StaleWrite as exc:
                 raise Conflict(f"memory {exc} changed meanwhile") from exc
             for memory in write.deletes:
@@ -472,7 +470,7 @@ class MemoryService:
                    vectors: list[list[float] | None] | None = None,
                    vectors_label: str | None = None) -> list[Memory]:
         """Write summaries and archive their sources, in one transaction (see
-        ``gateway.store.archive``); the sources leave the indexes, the summaries enter them.
+        ``gateway.store.sqlite.archive``); the sources leave the indexes, the summaries enter them.
         ``vectors``: a summary's vector in space ``vectors_label`` where the job has one (None:
         its text is embedded here, as are all when that space is no longer the active one).
         ``Conflict`` when a source changed since the job read it (nothing is written)."""
@@ -495,7 +493,7 @@ class MemoryService:
                               else (made.target.info.label, made.target_vectors[n]))
                          for n, summary in enumerate(written)]
                 try:
-                    await ArchiveStore(self.store).fold(folds, now)
+                    await self.store.fold(folds, now)
                 except StaleWrite as exc:
                     raise Conflict(f"memory {exc} changed meanwhile") from exc
                 users, ids = [s.user_id for s in written], [s.id for s in written]
@@ -575,7 +573,7 @@ class MemoryService:
 
     async def delete(self, memory_id: str) -> None:
         """Delete a memory; deleting a summary restores its archived sources (see
-        ``Store.delete_rows``)."""
+        ``Store.delete_expired``)."""
         async with self.mutation:
             deleted = await self.store.delete(memory_id, utc_now())
             if deleted is None:
@@ -588,7 +586,7 @@ class MemoryService:
     async def expire(self, user_id: str) -> int:
         """Delete the user's expired memories (the ``expire`` job); how many."""
         async with self.mutation:
-            expired, restored = await ArchiveStore(self.store).delete_expired(user_id,
+            expired, restored = await self.store.delete_expired(user_id,
                                                                            utc_now())
             for index in self._indexes():
                 await asyncio.to_thread(index.remove, user_id, [m.id for m in expired])
@@ -776,7 +774,7 @@ class MemoryService:
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Both candidate lists with the archived memories' hits merged in by score."""
         if used != "keyword" and vector is not None and space is not None:
-            rows = await ArchiveStore(self.store).archived_vectors(user_id, filters)
+            rows = await self.store.archived_vectors(user_id, filters)
             found = await asyncio.to_thread(exact_cosines, rows, space.info.label, vector, pool)
             semantic = merge_ranked(semantic, found, pool)
         if used != "semantic" and query is not None:

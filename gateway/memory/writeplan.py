@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from gateway.memory.model import Memory, StoredMemory
-from gateway.store.ingest import Change, WritePlan
+from gateway.domain.model import Memory, StoredMemory
+from gateway.store.types import Change, WritePlan
 
 if TYPE_CHECKING:
     from gateway.memory.service import NewMemory

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.index import ExactIndex
 from gateway.index.batcher import SearchBatcher
+from gateway.index.exact import ExactIndex
 from gateway.index.factory import gpu_available
 from gateway.index.graph import GraphBuilder
 from gateway.index.hnsw import HnswBuilder
@@ -51,7 +51,7 @@ def real_embeddings(count: int) -> np.ndarray:
     """MiniLM vectors of generated sentences, through the real Triton embedder."""
     import tempfile
 
-    from gateway.inference import EmbedderClient
+    from gateway.inference.client import EmbedderClient
     from gateway.metrics import Metrics
     from loadtest.corpus import sentences
     from loadtest.stack import triton_server

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from gateway.inference import EmbedderClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer

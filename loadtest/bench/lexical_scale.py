@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.domain.model import Memory, SearchFilters, StoredMemory
 from gateway.memory.ids import uuid7
-from gateway.memory.model import Memory, SearchFilters, StoredMemory
-from gateway.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from loadtest.paths import RESULTS
 
 COMMON = ["like", "really", "good", "time", "going", "think", "know", "people", "work", "today",
@@ -51,7 +51,7 @@ def _rows(user: str, texts: list[str], at: str) -> list[StoredMemory]:
                          vector) for text in texts]
 
 
-async def _fill(store: Store, users: dict[str, list[str]]) -> float:
+async def _fill(store: SQLiteStore, users: dict[str, list[str]]) -> float:
     at = "2024-01-01T00:00:00.000000Z"
     start = time.perf_counter()
     pending: list[StoredMemory] = []
@@ -65,7 +65,7 @@ async def _fill(store: Store, users: dict[str, list[str]]) -> float:
     return time.perf_counter() - start
 
 
-async def _timed(store: Store, user: str, queries: list[str], k: int) -> dict[str, float]:
+async def _timed(store: SQLiteStore, user: str, queries: list[str], k: int) -> dict[str, float]:
     for query in queries[:20]:  # warm the page cache
         await store.keyword_search(user, query, k, SearchFilters())
     times = []
@@ -91,7 +91,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                               "queries": args.queries}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for name, population in (("alone", {target: users[target]}), ("shared", users)):
-            store = Store(Path(tmp) / f"{name}.db", synchronous="NORMAL")
+            store = SQLiteStore(Path(tmp) / f"{name}.db", synchronous="NORMAL")
             await store.open()
             seconds = await _fill(store, population)
             count = sum(len(texts) for texts in population.values())

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from gateway.inference import RerankerClient
+from gateway.inference.reranker import RerankerClient
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
 from loadtest.bench.timing import percentiles

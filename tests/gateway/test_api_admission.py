@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from support import settings_for
 from triton_stats import quiet, settled, wait_until_busy
 
-from gateway.admission import Deadline, deadline_scope
 from gateway.app import create_app
+from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded
-from gateway.inference import EmbedderClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.settings import Settings

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from support import settings_for
 from triton_stats import quiet, settled
 
-from gateway.admission.deadline import Deadline, deadline_scope
 from gateway.app import create_app
+from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded, InferenceUnavailable
-from gateway.inference import EmbedderClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics

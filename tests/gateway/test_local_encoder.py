@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from support import settings_for
 from triton_stats import quiet
 
-from gateway.admission.deadline import Deadline, deadline_scope
 from gateway.app import create_app
+from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded
 from gateway.inference.control import repository_versions
 from gateway.inference.local_encoder import (

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from triton_stats import quiet, settled
 
-from gateway.inference import EmbedderClient
+from gateway.inference.client import EmbedderClient
 from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer

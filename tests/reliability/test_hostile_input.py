@@ -24,7 +24,7 @@ from support import settings_for
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
-from gateway.memory.normalise import normalise_text
+from gateway.domain.normalise import normalise_text
 from gateway.settings import ROOT, Settings
 from gateway.triton import TritonServer
 

@@ -7,6 +7,7 @@
     views.py        memories in Mem0's wire shape
     schemas.py      the request bodies the client sends
     adds.py         adds through the ingest path: dedup events, infer, async_mode (PENDING)
+    router.py       the routes below in one router, for the app
     memories.py     /v3/memories/..., /v1/memories/{id}/..., /v1/batch/, /v1/event/{id}/
                     (and 1.0.x routes)
     platform.py     /v1/ping/, /v1/entities/, /v2/entities/{type}/{name}/
@@ -14,14 +15,3 @@
 
 The service never sees Mem0's vocabulary: everything is translated here.
 """
-
-from fastapi import APIRouter
-
-from gateway.api.mem0 import memories, platform, unsupported
-
-router = APIRouter()
-router.include_router(platform.router)
-router.include_router(memories.router)
-router.include_router(unsupported.router)
-
-__all__ = ["router"]

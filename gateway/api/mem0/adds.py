@@ -19,13 +19,13 @@ from gateway.api.mem0.entities import Entity, Partitions
 from gateway.api.mem0.filters import as_time
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX, AddIn
 from gateway.api.mem0.views import store_time
+from gateway.domain.normalise import normalise_text
 from gateway.errors import InvalidInput
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.memory.normalise import normalise_text
 from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
-from gateway.store.events import IngestEvent
+from gateway.store.types import IngestEvent
 
 Json = dict[str, Any]
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember

@@ -23,11 +23,10 @@ from gateway.api.mem0.entities import Partitions, check_entity_id
 from gateway.api.mem0.filters import Cond, Node, evaluate
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
 from gateway.api.mem0.views import record, store_time
+from gateway.domain.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.errors import InvalidInput, NotFound
-from gateway.memory.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.memory.search import SearchMode
 from gateway.memory.service import MemoryService
-from gateway.store.populations import populations
 
 MAX_PARTITIONS = 100  # users (or agent/app/run partitions) one call may fan out to
 MAX_SCAN = 100_000  # memories one list or delete call may read
@@ -125,7 +124,7 @@ class Finder:
 
     async def _reachable(self, node: Node) -> set[str]:
         reachable = set()
-        for group in await populations(self.service.store, APP_KEY):
+        for group in await self.service.store.populations(APP_KEY):
             if group.user_id in reachable or not self.parts.owns(group.user_id):
                 continue
             ids = {"user_id": self.parts.user_of(group.user_id), "agent_id": group.agent_id,

@@ -65,7 +65,7 @@ async def add_v1(body: AddIn, finder: Writer, ingest: IngestDep,
 @router.get("/v1/event/{event_id}/", summary="Mem0: the status of an async add")
 async def get_event(event_id: str, finder: Reader, ingest: IngestDep) -> Json:
     parsed = parse_id(event_id)
-    found = await ingest.events.get(parsed) if parsed is not None else None
+    found = await ingest.events.get_event(parsed) if parsed is not None else None
     if found is None or not finder.parts.owns(found.user_id):
         raise NotFound(f"event {event_id[:64]} not found")
     return adds.event_out(found)

@@ -19,7 +19,6 @@ from gateway.api.mem0.entities import ENTITY_TYPES, check_entity_id
 from gateway.api.mem0.schemas import APP_KEY
 from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import InvalidInput
-from gateway.store.populations import populations
 
 router = APIRouter(tags=["mem0"])
 PROJECT_ID = "default"  # one project per tenant
@@ -48,7 +47,7 @@ async def ping_double_slash(caller: Pinger) -> dict[str, Any]:
 @router.get("/v1/entities/", summary="Mem0: users, agents, apps and runs with memories")
 async def entities(finder: Reader) -> dict[str, Any]:
     counts: Counter[tuple[str, str]] = Counter()
-    for group in await populations(finder.service.store, APP_KEY):
+    for group in await finder.service.store.populations(APP_KEY):
         if not finder.parts.owns(group.user_id):
             continue
         user = finder.parts.user_of(group.user_id)

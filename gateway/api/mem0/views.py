@@ -8,7 +8,7 @@ from typing import Any
 from gateway.api.mem0.entities import Partitions
 from gateway.api.mem0.filters import as_time
 from gateway.api.mem0.schemas import ACTOR_KEY, APP_KEY, RESERVED_PREFIX, ROLE_KEY, text_hash
-from gateway.memory.model import HistoryEvent, Memory
+from gateway.domain.model import HistoryEvent, Memory
 
 
 def iso(stored: str | None) -> str | None:

@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.domain.model import Memory
+from gateway.domain.normalise import normalise_text
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import Prompts
-from gateway.memory.model import Memory
-from gateway.memory.normalise import normalise_text
 
 MAX_FACTS = 50  # per conversation; more is a model gone wrong
 MAX_FACT_CHARS = 2_000

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from gateway.domain.model import Memory, SearchFilters
 from gateway.errors import Conflict
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.extractor import Line, decide, extract_facts
 from gateway.memory.extraction.prompts import Prompts
-from gateway.memory.model import Memory, SearchFilters
 from gateway.memory.service import MemoryService
 from gateway.memory.writeplan import Draft, Event, Outcome
 

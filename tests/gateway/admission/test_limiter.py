@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from gateway.admission import ClassLimiter, Deadline, FairShare, Priority, RateLimit
 from gateway.admission.adaptive import AdaptiveLimit
-from gateway.admission.tenants import AllOf
+from gateway.admission.limiter import ClassLimiter, Priority
+from gateway.admission.tenants import AllOf, FairShare, RateLimit
+from gateway.deadline import Deadline
 from gateway.errors import Overloaded
 
 

@@ -8,13 +8,10 @@ import time
 import httpx
 from fastapi import FastAPI
 
-from gateway.admission import (
-    Admission,
-    AdmissionController,
-    ClassLimiter,
-    current_deadline,
-    route_class,
-)
+from gateway.admission.controller import AdmissionController
+from gateway.admission.limiter import ClassLimiter
+from gateway.admission.middleware import Admission, route_class
+from gateway.deadline import current_deadline
 from gateway.metrics import Metrics
 
 WORK_S = 0.2

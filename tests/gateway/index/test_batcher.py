@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from gateway.index import ExactIndex
 from gateway.index.batcher import SEARCH_THREAD_NICE, SearchBatcher
+from gateway.index.exact import ExactIndex
 
 
 def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

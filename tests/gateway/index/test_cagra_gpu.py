@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.index import ExactIndex
+from gateway.index.exact import ExactIndex
 from gateway.index.factory import gpu_available
 from gateway.index.partitioned import AnnPolicy, PartitionedIndex, held_out_queries
 

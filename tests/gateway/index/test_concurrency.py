@@ -10,7 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from gateway.index import ExactIndex, Hit
+from gateway.index.base import Hit
+from gateway.index.exact import ExactIndex
 from gateway.index.hnsw import HnswBuilder, HnswGraph
 from gateway.index.partitioned import AnnPolicy, PartitionedIndex
 from gateway.index.tiers import HostDevice, HotTier

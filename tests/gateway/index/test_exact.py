@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.index import ExactIndex, VectorIndex
+from gateway.index.base import VectorIndex
+from gateway.index.exact import ExactIndex
 
 
 def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

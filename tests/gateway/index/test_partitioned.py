@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from gateway.index import ExactIndex
+from gateway.index.exact import ExactIndex
 from gateway.index.hnsw import HnswBuilder, HnswGraph
 from gateway.index.partitioned import AnnPolicy, PartitionedIndex
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.index import ExactIndex
+from gateway.index.exact import ExactIndex
 from gateway.index.partitioned import PartitionedIndex
 from gateway.index.tiers import HostDevice, HotTier
 

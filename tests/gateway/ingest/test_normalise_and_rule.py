@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.domain.normalise import normalise_text, text_key
 from gateway.memory.dedup import DedupPolicy, is_duplicate, near_duplicate
-from gateway.memory.normalise import normalise_text, text_key
 
 
 def test_normalise_nfc_controls_and_whitespace() -> None:

@@ -13,8 +13,7 @@ from support import settings_for
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
-from gateway.store import Store
-from gateway.store.jobs import JobStore
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.triton import TritonServer
 
 FACTS = ["My uncle lives in Toronto.", "I have a meeting with Ben on Monday at 3 pm.",
@@ -91,16 +90,16 @@ def test_a_job_cut_off_mid_way_resumes_after_its_cursor(triton: TritonServer,
             add_all(client, user, [FACTS[0], REPEATS[0]])
 
     async def crashed_job() -> str:
-        store = Store(settings.db_path)
+        store = SQLiteStore(settings.db_path)
         await store.open()
-        jobs = JobStore(store)
-        job = await jobs.create("01934f4e-0000-7000-8000-0000000000aa", "merge", None,
-                                "2026-01-01T00:00:00.000000Z")
-        claimed = await jobs.claim("2026-01-01T00:00:00.000000Z", "2026-01-01T00:01:00.000000Z")
+        job = await store.create_job("01934f4e-0000-7000-8000-0000000000aa", "merge", None,
+                                     "2026-01-01T00:00:00.000000Z")
+        claimed = await store.claim_job("2026-01-01T00:00:00.000000Z",
+                                        "2026-01-01T00:01:00.000000Z")
         assert claimed is not None and claimed.id == job.id
-        assert await jobs.checkpoint(claimed, "u0", {"users_done": 1, "merged": 0},
-                                     "2026-01-01T00:00:30.000000Z",
-                                     "2026-01-01T00:01:00.000000Z")
+        assert await store.checkpoint_job(claimed, "u0", {"users_done": 1, "merged": 0},
+                                          "2026-01-01T00:00:30.000000Z",
+                                          "2026-01-01T00:01:00.000000Z")
         await store.close()
         return job.id
 

@@ -10,18 +10,18 @@ from pathlib import Path
 
 from support import memory, opened
 
-from gateway.memory import normalise
-from gateway.memory.model import SearchFilters
+from gateway.domain.model import SearchFilters
 from gateway.memory.service import utc_now
-from gateway.store import lexical
-from gateway.store.archive import ArchiveStore, Fold
-from gateway.store.migrations import MIGRATIONS
-from gateway.store.sqlite import Store, vector_blob
+from gateway.store.sqlite import functions
+from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.sqlite.rows import vector_blob
+from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.types import Fold
 
 ANY = SearchFilters()
 
 
-def keyword(store: Store, user: str, query: str, archived: bool = False) -> list[str]:
+def keyword(store: SQLiteStore, user: str, query: str, archived: bool = False) -> list[str]:
     found = asyncio.run(store.keyword_search(user, query, 10, ANY, archived=archived))
     return [memory_id for memory_id, _ in found]
 
@@ -29,8 +29,7 @@ def keyword(store: Store, user: str, query: str, archived: bool = False) -> list
 def test_migration_6_keeps_existing_memories_searchable(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
-    lexical.install(conn)
-    normalise.install(conn)
+    functions.install(conn)
     for version, script in enumerate(MIGRATIONS[:5], start=1):
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
     old = memory(text="The lighthouse keeper rows to the island.")
@@ -69,7 +68,7 @@ def test_lexical_rows_follow_archive_edits_restore_and_delete(tmp_path: Path) ->
         summary = memory(text="Island ferry notes.", sources=tuple(s.memory.id for s in sources))
         asyncio.run(store.insert_many(sources))
         at = summary.memory.created_at
-        asyncio.run(ArchiveStore(store).fold([Fold(summary, [s.memory for s in sources])], at))
+        asyncio.run(store.fold([Fold(summary, [s.memory for s in sources])], at))
         ids = {s.memory.id for s in sources}
         assert keyword(store, "alice", "ferry") == [summary.memory.id]
         assert set(keyword(store, "alice", "ferry", archived=True)) == ids

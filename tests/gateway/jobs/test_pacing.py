@@ -15,8 +15,9 @@ from job_support import wait_done
 from starlette.types import Receive, Scope, Send
 from support import settings_for
 
-from gateway.admission import Admission, AdmissionController
 from gateway.admission.activity import RequestActivity
+from gateway.admission.controller import AdmissionController
+from gateway.admission.middleware import Admission
 from gateway.app import create_app
 from gateway.jobs.pacing import Pacer, write_chunks
 from gateway.memory.service import utc_now
@@ -184,11 +185,11 @@ def test_a_user_whose_paced_work_lasts_keeps_the_job_lease(triton: TritonServer,
         leases: set[str] = set()
         deadline = time.monotonic() + DEADLINE_S
         while len(leases) < 3:  # renewed twice while the user's work waits
-            job = client.portal.call(state.jobs.jobs.get, job_id)
+            job = client.portal.call(state.jobs.jobs.get_job, job_id)
             assert job.status in ("queued", "running"), job
             if job.status == "running":
                 leases.add(job.lease_until)
-                assert client.portal.call(state.jobs.jobs.claim, utc_now(), utc_now()) is None
+                assert client.portal.call(state.jobs.jobs.claim_job, utc_now(), utc_now()) is None
             assert time.monotonic() < deadline, f"the lease was not renewed: {job}"
             time.sleep(0.01)
         client.portal.call(state.admission.activity.leave)

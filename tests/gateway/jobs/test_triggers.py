@@ -14,7 +14,6 @@ from support import memory, opened, run, settings_for
 from gateway.app import create_app
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import REARM_SHARE, SizeTrigger, consolidation_kinds
-from gateway.store.jobs import JobStore
 from gateway.triton import TritonServer
 
 THRESHOLD = 6
@@ -75,7 +74,7 @@ def test_jobs_do_not_pile_up(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         store = await opened(tmp_path / "m.sqlite3")
-        runner = JobRunner(None, JobStore(store), None)  # type: ignore[arg-type]  # submit only
+        runner = JobRunner(None, store, None)  # type: ignore[arg-type]  # submit only
         trigger = SizeTrigger(runner, THRESHOLD)
         await store.insert_many([memory("alice", f"fact {i}") for i in range(THRESHOLD)])
         await store.insert_many([memory("bob", f"fact {i}") for i in range(THRESHOLD - 1)])
@@ -97,7 +96,7 @@ def test_jobs_do_not_pile_up(tmp_path: Path) -> None:
 def test_zero_turns_the_trigger_off(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = await opened(tmp_path / "m.sqlite3")
-        trigger = SizeTrigger(JobRunner(None, JobStore(store), None), 0)  # type: ignore[arg-type]
+        trigger = SizeTrigger(JobRunner(None, store, None), 0)  # type: ignore[arg-type]
         trigger.note(["alice"])
         await trigger.watch_forever()  # returns at once: nothing watched
         await store.close()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from support import memory
 
-from gateway.memory.model import ScoredMemory
+from gateway.domain.model import ScoredMemory
 from gateway.memory.ranking import RankingPolicy, cosine_relevance, logit_relevance, rank
 
 NOW = datetime(2024, 1, 31, tzinfo=UTC)

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from support import memory, opened, run
 
-from gateway.memory.model import SearchFilters
-from gateway.memory.normalise import install as install_text_key
+from gateway.domain.model import SearchFilters
 from gateway.memory.service import utc_now
-from gateway.store import Store, lexical
 from gateway.store.analyzer import MAX_QUERY_TERMS, date_terms, query_terms, terms
-from gateway.store.lexical import user_key
-from gateway.store.migrations import MIGRATIONS
-from gateway.store.versions import VersionStore
+from gateway.store.sqlite import functions
+from gateway.store.sqlite.lexical import user_key
+from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.sqlite.store import SQLiteStore
 
 HOSTILE = ['"', '"unbalanced', "a AND b", "OR", "NOT x", "NEAR(a b)", "x*", "^start",
            "body: x", "{body occurred}: x", "(((", "a' OR '1'='1", "-x", "+", "x" * 10_000,
@@ -38,7 +37,7 @@ def test_analysis_stems_folds_and_drops_function_words() -> None:
     assert len(query_terms(" ".join(f"w{i}" for i in range(500)))) == MAX_QUERY_TERMS
 
 
-def _store(tmp_path: Path) -> Store:
+def _store(tmp_path: Path) -> SQLiteStore:
     return run(opened(tmp_path / "m.db"))
 
 
@@ -151,7 +150,7 @@ def test_migration_backfills_an_existing_database(tmp_path: Path) -> None:
     run(scenario())
 
 
-def _integrity(store: Store) -> None:
+def _integrity(store: SQLiteStore) -> None:
     for table in ("lexical_index", "archive_lexical_index"):
         run(store.run(lambda t=table: store.conn.execute(
             f"INSERT INTO {t} ({t}, rank) VALUES ('integrity-check', 0)")))
@@ -195,8 +194,7 @@ def test_migration_7_indexes_speakers_and_keeps_existing_rows(tmp_path: Path) ->
     now with its speaker's name."""
     path = tmp_path / "m.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    lexical.install(conn)
-    install_text_key(conn)
+    functions.install(conn)
     for version, script in enumerate(MIGRATIONS[:6], start=1):
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
     at = "2023-05-08T12:00:00.000000Z"
@@ -225,8 +223,7 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
 
     async def scenario() -> None:
         store = await opened(tmp_path / "m.db")
-        versions = VersionStore(store)
-        await versions.set_active("embedder", "1")
+        await store.set_active_version("embedder", "1")
         model: dict[str, tuple[str, str]] = {}  # id -> (user, text)
         live: dict[str, object] = {}  # id -> Memory, for updates
 
@@ -279,14 +276,14 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
                 for key in [k for k, (u, _) in model.items() if u == user]:
                     del live[key], model[key]
             elif op == "switch":
-                state = await versions.state("embedder")
+                state = await store.model_state("embedder")
                 assert state is not None
                 target = str(int(state.active) + 1)
-                await versions.begin("embedder", target, utc_now())
-                batch = await versions.pending("", 10_000)
-                await versions.put_batch("embedder", f"embedder:{target}", batch,
-                                         np.zeros((len(batch), 4)))
-                assert await versions.switch("embedder", target, f"embedder:{target}")
+                await store.begin_migration("embedder", target, utc_now())
+                batch = await store.migration_pending("", 10_000)
+                await store.put_shadow_batch("embedder", f"embedder:{target}", batch,
+                                                np.zeros((len(batch), 4)))
+                assert await store.switch_version("embedder", target, f"embedder:{target}")
             await check()
         await store.close()
 
@@ -321,8 +318,8 @@ def test_lexical_index_off_then_on_rebuilds_live_and_archive_indexes(tmp_path: P
     path = tmp_path / "m.db"
     live, gone = memory(text="Sailing in Bergen"), memory(text="Sailing in Oslo")
 
-    async def reopen(on: bool) -> Store:
-        store = Store(path, lexical_index=on)
+    async def reopen(on: bool) -> SQLiteStore:
+        store = SQLiteStore(path, lexical_index=on)
         await store.open()
         return store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from support import memory, opened, run
 
-from gateway.memory.model import SearchFilters
+from gateway.domain.model import SearchFilters
 
 
 def test_reads_complete_while_a_write_transaction_is_open(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from support import memory, opened, run
 
-from gateway.memory.model import SearchFilters, StoredMemory
+from gateway.domain.model import SearchFilters, StoredMemory
 from gateway.memory.service import utc_now
-from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite.migrations import MIGRATIONS
 
 
 def test_open_sets_wal_and_schema_version(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class StoredMemory:
     memory: Memory
     embedding: np.ndarray = field(repr=False)  # float32, L2-normalised
     # A message's neighbours in its conversation, indexed for keyword search only (weighted
-    # below the text; ``gateway.store.lexical``). Written with a new memory, not read back.
+    # below the text; ``gateway.store.sqlite.lexical``). Written with a new memory, not read back.
     context: str | None = field(default=None, repr=False)
 
 

@@ -18,11 +18,9 @@ The duplicate key is the normalised text, case-folded: "Meeting on Monday." and
 from __future__ import annotations
 
 import re
-import sqlite3
 import unicodedata
 
 _WHITESPACE = re.compile(r"\s+")
-TEXT_KEY_FUNCTION = "memory_text_key"  # the SQL function behind the exact-duplicate index
 # Category Cc is U+0000-U+001F and U+007F-U+009F (fixed by Unicode); the whitespace among them
 # is collapsed below instead. One regex pass: a per-character Python test cost ~40 us a text.
 _CONTROL = re.compile("[" + "".join(
@@ -40,11 +38,3 @@ def text_key(text: str) -> str:
     """What two texts share exactly when one is a duplicate of the other."""
     return normalise_text(text).casefold()
 
-
-def install(conn: sqlite3.Connection) -> None:
-    """Register ``memory_text_key(text)`` for the store's expression index (migration 4).
-
-    Deterministic, so SQLite may index it; a connection without it cannot write memories
-    (the index needs it), which is safer than an index silently out of step.
-    """
-    conn.create_function(TEXT_KEY_FUNCTION, 1, text_key, deterministic=True)

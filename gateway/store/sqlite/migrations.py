@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store import lexical
+from gateway.store.sqlite import lexical
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
@@ -70,7 +70,7 @@ MIGRATIONS: list[str] = [
     + lexical.SCHEMA,
     # 4: conversation ingest. Who said a memory (the message's role and speaker name); an
     # expression index on the duplicate key of the text (``memory_text_key``, installed by
-    # ``gateway.memory.normalise``) so an add finds an exact duplicate in its scope at once;
+    # ``gateway.domain.normalise``) so an add finds an exact duplicate in its scope at once;
     # and ingest events: asynchronous and LLM-extraction requests with their raw input, kept
     # until they are done, so a crash or a failing LLM loses nothing (the retry queue).
     """

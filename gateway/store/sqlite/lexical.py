@@ -30,27 +30,10 @@ import base64
 import hashlib
 import sqlite3
 from collections.abc import Sequence
-from typing import Protocol
 
-from gateway.memory.model import SearchFilters
 from gateway.store.analyzer import date_terms, query_terms, terms
 
 USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
-# BM25 weight of a match in a message's conversation context against one in its text (1.0):
-# chosen on the LoCoMo development set (docs/benchmarks/retrieval.md).
-CONTEXT_WEIGHT = 0.3
-
-
-class LexicalSearch(Protocol):
-    """Keyword search a store offers (SQLite FTS5 here; PostgreSQL full-text search next)."""
-
-    async def keyword_search(
-        self, user_id: str, query: str, k: int, filters: SearchFilters
-    ) -> list[tuple[str, float]]:
-        """Up to ``k`` of the user's memories matching any query term, as (id, BM25 score),
-        best first. Scores are positive, higher is better, with no fixed upper bound; a query
-        with no searchable term (only punctuation or stop words) returns []."""
-        ...
 
 
 def user_key(user_id: str) -> str:
@@ -99,43 +82,60 @@ def match_expression(user_id: str, query: str, *, with_dates: bool,
     return f"{{{columns}}} : ({anyof})"
 
 
-# Migration 3's lexical part: the FTS table, the id map, the triggers and the backfill.
-SCHEMA = """
-CREATE VIRTUAL TABLE lexical_index USING fts5 (
+def _v1_remove(fts: str, docs: str) -> str:
+    """Migration 3/6 trigger SQL taking a row's two-column terms out of ``fts``."""
+    return (f"    INSERT INTO {fts} ({fts}, rowid, body, occurred)\n"
+            "    SELECT 'delete', doc, lexical_body(old.user_id, old.text),\n"
+            "           lexical_when(old.user_id, old.occurred_at)\n"
+            f"    FROM {docs} WHERE memory_id = old.id;\n")
+
+
+def _v1_add(fts: str, docs: str) -> str:
+    """Migration 3/6 trigger SQL giving a new row a doc in ``docs`` and its terms in ``fts``."""
+    return (f"    INSERT INTO {docs} (memory_id) VALUES (new.id);\n"
+            f"    INSERT INTO {fts} (rowid, body, occurred)\n"
+            "    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),\n"
+            "            lexical_when(new.user_id, new.occurred_at));\n")
+
+
+def _v1_tables(fts: str, docs: str) -> str:
+    return f"""
+CREATE VIRTUAL TABLE {fts} USING fts5 (
     body, occurred, content = '', tokenize = 'ascii'
 );
-CREATE TABLE lexical_docs (
+CREATE TABLE {docs} (
     doc       INTEGER PRIMARY KEY,
     memory_id TEXT NOT NULL UNIQUE
-);
-CREATE TRIGGER memories_lexical_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO lexical_docs (memory_id) VALUES (new.id);
-    INSERT INTO lexical_index (rowid, body, occurred)
-    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
-            lexical_when(new.user_id, new.occurred_at));
+);"""
+
+
+def _v1_edits(name: str, fts: str, docs: str, update_head: str) -> str:
+    """The delete and update triggers of one two-column index (migrations 3 and 6)."""
+    return f"""
+CREATE TRIGGER {name}_delete AFTER DELETE ON memories BEGIN
+{_v1_remove(fts, docs)}    DELETE FROM {docs} WHERE memory_id = old.id;
 END;
-CREATE TRIGGER memories_lexical_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM lexical_docs WHERE memory_id = old.id;
-    DELETE FROM lexical_docs WHERE memory_id = old.id;
-END;
-CREATE TRIGGER memories_lexical_update AFTER UPDATE OF user_id, text, occurred_at ON memories
-BEGIN
-    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM lexical_docs WHERE memory_id = old.id;
-    INSERT INTO lexical_index (rowid, body, occurred)
+CREATE TRIGGER {name}_update{update_head}
+{_v1_remove(fts, docs)}    INSERT INTO {fts} (rowid, body, occurred)
     SELECT doc, lexical_body(new.user_id, new.text), lexical_when(new.user_id, new.occurred_at)
-    FROM lexical_docs WHERE memory_id = new.id;
-END;
+    FROM {docs} WHERE memory_id = new.id;
+END;"""
+
+
+_LIVE = ("lexical_index", "lexical_docs")
+_ARCHIVE = ("archive_lexical_index", "archive_lexical_docs")
+
+# Migration 3's lexical part: the FTS table, the id map, the triggers and the backfill.
+SCHEMA = (_v1_tables(*_LIVE) + f"""
+CREATE TRIGGER memories_lexical_insert AFTER INSERT ON memories BEGIN
+{_v1_add(*_LIVE)}END;"""
+    + _v1_edits("memories_lexical", *_LIVE,
+                " AFTER UPDATE OF user_id, text, occurred_at ON memories\nBEGIN") + """
 INSERT INTO lexical_docs (memory_id) SELECT id FROM memories ORDER BY id;
 INSERT INTO lexical_index (rowid, body, occurred)
 SELECT d.doc, lexical_body(m.user_id, m.text), lexical_when(m.user_id, m.occurred_at)
 FROM lexical_docs d JOIN memories m ON m.id = d.memory_id;
-"""
+""")
 
 # Migration 6's lexical part: archived memories (see ``gateway.jobs.compress``) move out of
 # ``lexical_index`` into ``archive_lexical_index`` (same terms, same per-user folding), so a
@@ -143,56 +143,17 @@ FROM lexical_docs d JOIN memories m ON m.id = d.memory_id;
 # in exactly one of the two; the first two triggers move it when ``archived_at`` is set or
 # cleared, the others keep the archive index in step with edits and deletes of archived rows
 # (the triggers of ``SCHEMA`` find no ``lexical_docs`` row for them, so they do nothing).
-ARCHIVE_SCHEMA = """
-CREATE VIRTUAL TABLE archive_lexical_index USING fts5 (
-    body, occurred, content = '', tokenize = 'ascii'
-);
-CREATE TABLE archive_lexical_docs (
-    doc       INTEGER PRIMARY KEY,
-    memory_id TEXT NOT NULL UNIQUE
-);
+ARCHIVE_SCHEMA = (_v1_tables(*_ARCHIVE) + f"""
 CREATE TRIGGER memories_lexical_archive AFTER UPDATE OF archived_at ON memories
 WHEN old.archived_at IS NULL AND new.archived_at IS NOT NULL BEGIN
-    INSERT INTO lexical_index (lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM lexical_docs WHERE memory_id = old.id;
-    DELETE FROM lexical_docs WHERE memory_id = old.id;
-    INSERT INTO archive_lexical_docs (memory_id) VALUES (new.id);
-    INSERT INTO archive_lexical_index (rowid, body, occurred)
-    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
-            lexical_when(new.user_id, new.occurred_at));
-END;
+{_v1_remove(*_LIVE)}    DELETE FROM lexical_docs WHERE memory_id = old.id;
+{_v1_add(*_ARCHIVE)}END;
 CREATE TRIGGER memories_lexical_restore AFTER UPDATE OF archived_at ON memories
 WHEN old.archived_at IS NOT NULL AND new.archived_at IS NULL BEGIN
-    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM archive_lexical_docs WHERE memory_id = old.id;
-    DELETE FROM archive_lexical_docs WHERE memory_id = old.id;
-    INSERT INTO lexical_docs (memory_id) VALUES (new.id);
-    INSERT INTO lexical_index (rowid, body, occurred)
-    VALUES (last_insert_rowid(), lexical_body(new.user_id, new.text),
-            lexical_when(new.user_id, new.occurred_at));
-END;
-CREATE TRIGGER memories_archive_lexical_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM archive_lexical_docs WHERE memory_id = old.id;
-    DELETE FROM archive_lexical_docs WHERE memory_id = old.id;
-END;
-CREATE TRIGGER memories_archive_lexical_update
-AFTER UPDATE OF user_id, text, occurred_at ON memories BEGIN
-    INSERT INTO archive_lexical_index (archive_lexical_index, rowid, body, occurred)
-    SELECT 'delete', doc, lexical_body(old.user_id, old.text),
-           lexical_when(old.user_id, old.occurred_at)
-    FROM archive_lexical_docs WHERE memory_id = old.id;
-    INSERT INTO archive_lexical_index (rowid, body, occurred)
-    SELECT doc, lexical_body(new.user_id, new.text), lexical_when(new.user_id, new.occurred_at)
-    FROM archive_lexical_docs WHERE memory_id = new.id;
-END;
-"""
+{_v1_remove(*_ARCHIVE)}    DELETE FROM archive_lexical_docs WHERE memory_id = old.id;
+{_v1_add(*_LIVE)}END;"""
+    + _v1_edits("memories_archive_lexical", *_ARCHIVE,
+                "\nAFTER UPDATE OF user_id, text, occurred_at ON memories BEGIN") + "\n")
 
 
 def _context_triggers(fts: str, docs: str, archived: bool) -> str:
@@ -226,29 +187,25 @@ END;
         return out
     other_fts, other_docs = "archive_lexical_index", "archive_lexical_docs"
     other_remove = remove.replace(fts, other_fts).replace(docs, other_docs)
-    return out + f"""
+    head = f"""
 CREATE TRIGGER memories_lexical_insert AFTER INSERT ON memories BEGIN
     INSERT INTO {docs} (memory_id) VALUES (new.id);
     INSERT INTO {fts} (rowid, body, occurred, context)
     VALUES (last_insert_rowid(), {values('new')});
 END;
-CREATE TRIGGER memories_lexical_archive AFTER UPDATE OF archived_at ON memories
-WHEN old.archived_at IS NULL AND new.archived_at IS NOT NULL BEGIN
-    {remove}
-    DELETE FROM {docs} WHERE memory_id = old.id;
-    INSERT INTO {other_docs} (memory_id) VALUES (new.id);
-    INSERT INTO {other_fts} (rowid, body, occurred, context)
-    VALUES (last_insert_rowid(), {values('new')});
-END;
-CREATE TRIGGER memories_lexical_restore AFTER UPDATE OF archived_at ON memories
-WHEN old.archived_at IS NOT NULL AND new.archived_at IS NULL BEGIN
-    {other_remove}
-    DELETE FROM {other_docs} WHERE memory_id = old.id;
-    INSERT INTO {docs} (memory_id) VALUES (new.id);
-    INSERT INTO {fts} (rowid, body, occurred, context)
-    VALUES (last_insert_rowid(), {values('new')});
-END;
 """
+    move = ("CREATE TRIGGER memories_lexical_{name} AFTER UPDATE OF archived_at ON memories\n"
+            "WHEN old.archived_at IS {was}NULL AND new.archived_at IS {now}NULL BEGIN\n"
+            "    {remove}\n"
+            "    DELETE FROM {source} WHERE memory_id = old.id;\n"
+            "    INSERT INTO {docs} (memory_id) VALUES (new.id);\n"
+            "    INSERT INTO {fts} (rowid, body, occurred, context)\n"
+            f"    VALUES (last_insert_rowid(), {values('new')});\nEND;\n")
+    return (out + head
+            + move.format(name="archive", was="", now="NOT ", remove=remove, source=docs,
+                          docs=other_docs, fts=other_fts)
+            + move.format(name="restore", was="NOT ", now="", remove=other_remove,
+                          source=other_docs, docs=docs, fts=fts))
 
 
 _TRIGGERS = ("memories_lexical_insert", "memories_lexical_delete", "memories_lexical_update",

@@ -1,0 +1,436 @@
+"""The store contract: every operation of ``gateway.store.base.Store`` (and ``KeyTable``),
+checked against each backend through the protocol only.
+
+A new backend joins by one entry in ``BACKENDS`` (and ``KEY_TABLES``): a factory from a
+temporary directory to an unopened store. Nothing here reaches below the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import memory, run
+
+from gateway.domain.model import Memory, SearchFilters, StoredMemory
+from gateway.domain.normalise import text_key
+from gateway.memory.ids import uuid7
+from gateway.store.base import KeyTable, Store
+from gateway.store.sqlite.keys import SQLiteKeyTable
+from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.types import (
+    Change,
+    ExactQuery,
+    Fold,
+    KeyRow,
+    StaleWrite,
+    WritePlan,
+)
+
+BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda tmp: SQLiteStore(tmp / "memories.sqlite3"),
+}
+KEY_TABLES: dict[str, Callable[[Path], KeyTable]] = {
+    "sqlite": lambda tmp: SQLiteKeyTable(tmp / "keys.sqlite3"),
+}
+T0, T1, T2, T3 = ("2024-01-01T00:00:00.000000Z", "2024-01-02T00:00:00.000000Z",
+                  "2024-01-03T00:00:00.000000Z", "2024-01-04T00:00:00.000000Z")
+ANY = SearchFilters()
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = BACKENDS[request.param](tmp_path)
+    run(opened.open())
+    assert opened.is_open
+    yield opened
+    run(opened.close())
+
+
+@pytest.fixture(params=sorted(KEY_TABLES))
+def keys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyTable]:
+    table = KEY_TABLES[request.param](tmp_path)
+    table.open()
+    yield table
+    table.close()
+
+
+def put(store: Store, *items: StoredMemory) -> list[Memory]:
+    run(store.insert_many(list(items)))
+    return [item.memory for item in items]
+
+
+def vector(*values: float) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# -- memories -------------------------------------------------------------------------------
+def test_insert_get_and_get_many(store: Store) -> None:
+    a, b = put(store, memory(text="one", metadata={"k": 1}), memory(text="two", priority=9))
+    assert run(store.get(a.id)) == a
+    assert run(store.get("missing")) is None
+    assert run(store.get_many([a.id, "missing", b.id])) == {a.id: a, b.id: b}
+    assert run(store.count()) == 2
+    assert run(store.existing_ids([a.id, "missing"])) == {a.id}
+
+
+def test_insert_many_is_all_or_nothing(store: Store) -> None:
+    (first,) = put(store, memory())
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own integrity error
+        run(store.insert_many([memory(text="new"), memory(id=first.id)]))
+    assert run(store.count()) == 1
+
+
+def test_list_page_orders_and_pages_by_keyset(store: Store) -> None:
+    made = put(store, *(memory(occurred_at=when) for when in (T2, T0, T3, T1)))
+    by_id = [m.id for m in made]
+
+    def walk(**options: object) -> list[str]:
+        seen: list[str] = []
+        last: Memory | None = None
+        while True:
+            page = run(store.list_page("alice", 3, last.id if last else None,
+                                       after_occurred=last.occurred_at if last else None,
+                                       **options))  # type: ignore[arg-type]
+            seen += [m.id for m in page]
+            if len(page) < 3:
+                return seen
+            last = page[-1]
+
+    assert walk() == by_id
+    assert walk(descending=True) == by_id[::-1]
+    by_occurrence = [m.id for m in sorted(made, key=lambda m: m.occurred_at)]
+    assert walk(order_by="occurred_at") == by_occurrence
+    assert walk(order_by="occurred_at", descending=True) == by_occurrence[::-1]
+    assert run(store.list_page("bob", 10, None)) == []
+
+
+def test_list_page_leaves_out_expired_and_archived(store: Store) -> None:
+    live, expired, archived = put(
+        store, memory(), memory(expires_at=T1), memory(archived_at=T0))
+    assert [m.id for m in run(store.list_page("alice", 10, None, live_at=T2))] == [live.id]
+    assert {m.id for m in run(store.list_page("alice", 10, None))} == {live.id, expired.id}
+    every = run(store.list_page("alice", 10, None, archived=True))
+    assert {m.id for m in every} == {live.id, expired.id, archived.id}
+
+
+def test_update_checks_the_previous_version(store: Store) -> None:
+    (item,) = put(store, memory(text="before"))
+    after = replace(item, text="after", updated_at=T3)
+    assert run(store.update(after, item))
+    assert run(store.get(item.id)) == after
+    assert not run(store.update(replace(after, text="stale"), item))  # previous is gone
+    assert run(store.get(item.id)) == after
+    moved = StoredMemory(replace(after, updated_at="2024-02-01T00:00:00.000000Z"),
+                         vector(1, 0, 0, 0))
+    assert run(store.update(moved, after))
+    label, stored = run(store.embeddings([item.id]))[item.id]
+    assert label == item.embedding_model
+    np.testing.assert_allclose(stored, vector(1, 0, 0, 0))
+    assert not run(store.update(after, replace(item, id="missing")))
+
+
+def test_history_records_every_event_in_order(store: Store) -> None:
+    (item,) = put(store, memory(text="first", metadata={"a": 1}))
+    run(store.update(replace(item, text="second", updated_at=T3), item))
+    gone = run(store.delete(item.id, "2024-02-01T00:00:00.000000Z"))
+    assert gone is not None and gone[0].text == "second" and gone[1] == []
+    events = run(store.history(item.id))
+    assert [(e.event, e.old_text, e.new_text) for e in events] == [
+        ("ADD", None, "first"), ("UPDATE", "first", "second"), ("DELETE", "second", None)]
+    assert events[0].payload["metadata"] == {"a": 1}
+    assert {e.user_id for e in events} == {"alice"}
+    assert run(store.get(item.id)) is None
+    assert run(store.delete(item.id, T3)) is None
+
+
+def test_delete_user_removes_only_that_user(store: Store) -> None:
+    a1, a2, b1 = put(store, memory(user="alice"), memory(user="alice"), memory(user="bob"))
+    assert sorted(run(store.delete_user("alice", T3))) == sorted([a1.id, a2.id])
+    assert run(store.get_many([a1.id, a2.id, b1.id])) == {b1.id: b1}
+    assert [e.event for e in run(store.history(a1.id))] == ["ADD", "DELETE"]
+    assert run(store.delete_user("nobody", T3)) == []
+
+
+def test_filter_ids_applies_every_condition(store: Store) -> None:
+    a, b, c, _ = put(
+        store, memory(agent_id="x", metadata={"tag": "red", "n": 2}, created_at=T0),
+        memory(agent_id="x", metadata={"tag": "blue", "flag": True}, created_at=T2),
+        memory(run_id="r", metadata={"tag": None}, created_at=T1, occurred_at=T1),
+        memory(user="bob", agent_id="x"))
+    assert run(store.filter_ids("alice", SearchFilters(agent_id="x"))) == {a.id, b.id}
+    assert run(store.filter_ids("alice", SearchFilters(metadata={"tag": "red"}))) == {a.id}
+    assert run(store.filter_ids("alice", SearchFilters(metadata={"n": 2}))) == {a.id}
+    assert run(store.filter_ids("alice", SearchFilters(metadata={"flag": True}))) == {b.id}
+    assert run(store.filter_ids("alice", SearchFilters(metadata={"tag": None}))) == {c.id}
+    window = SearchFilters(created_after=T1, created_before=T2)
+    assert run(store.filter_ids("alice", window)) == {c.id}
+    assert run(store.filter_ids("alice", SearchFilters(run_id="r", occurred_before=T2))) \
+        == {c.id}
+
+
+def test_expired_ids_finds_live_expired_rows_up_to_the_limit(store: Store) -> None:
+    old, older, _, _ = put(store, memory(expires_at=T1), memory(expires_at=T0),
+                           memory(expires_at=T3), memory(expires_at=T0, archived_at=T0))
+    assert run(store.expired_ids("alice", T2, 10)) == {old.id, older.id}
+    assert len(run(store.expired_ids("alice", T2, 1))) == 1
+    assert run(store.expired_ids("bob", T2, 10)) == set()
+
+
+def test_keyword_search_ranks_scopes_and_filters(store: Store) -> None:
+    best, other, _, _ = put(
+        store, memory(text="coffee coffee in the morning", agent_id="x"),
+        memory(text="coffee with milk"), memory(text="tea at noon"),
+        memory(user="bob", text="coffee"))
+    found = run(store.keyword_search("alice", "Coffee!", 10, ANY))
+    assert [hit[0] for hit in found] == [best.id, other.id]
+    assert all(score > 0 for _, score in found) and found[0][1] >= found[1][1]
+    assert [h[0] for h in run(store.keyword_search("alice", "coffee", 1, ANY))] == [best.id]
+    scoped = run(store.keyword_search("alice", "coffee", 10, SearchFilters(agent_id="x")))
+    assert [hit[0] for hit in scoped] == [best.id]
+    assert run(store.keyword_search("alice", "the and of", 10, ANY)) == []
+    assert run(store.keyword_search("carol", "coffee", 10, ANY)) == []
+
+
+def test_keyword_search_reads_dates_context_and_the_archive(store: Store) -> None:
+    dated, archived = put(store, memory(text="a walk", occurred_at="2023-05-08T12:00:00Z"),
+                          memory(text="an archived walk", archived_at=T0))
+    run(store.insert_many([replace(memory(text="yes"), context="about the harbour")]))
+    assert [h[0] for h in run(store.keyword_search("alice", "May 2023", 10, ANY))] == [dated.id]
+    assert run(store.keyword_search("alice", "May 2023", 10, ANY, date_weight=0)) == []
+    assert len(run(store.keyword_search("alice", "harbour", 10, ANY))) == 1
+    assert run(store.keyword_search("alice", "harbour", 10, ANY, context_weight=0)) == []
+    assert [h[0] for h in run(store.keyword_search("alice", "walk", 10, ANY, archived=True))] \
+        == [archived.id]
+
+
+def test_vectors_leave_out_the_archived(store: Store) -> None:
+    a, b, archived, c = put(store, memory(), memory(), memory(archived_at=T0),
+                            memory(user="bob"))
+    ids, matrix = run(store.user_vectors("alice"))
+    assert ids == [a.id, b.id] and matrix.shape == (2, 4)
+    empty_ids, empty = run(store.user_vectors("nobody"))
+    assert empty_ids == [] and len(empty) == 0
+    every = run(store.vectors(batch=1))
+    assert sorted((user, i) for user, i, _ in every) == sorted(
+        [("alice", a.id), ("alice", b.id), ("bob", c.id)])
+    assert set(run(store.embeddings([archived.id, "missing"]))) == {archived.id}
+
+
+# -- ingest plans and exact duplicates ------------------------------------------------------
+def test_exact_matches_use_the_text_key_scope_and_liveness(store: Store) -> None:
+    first, _, _, _ = put(store, memory(text="Meeting  on Monday."),
+                         memory(text="meeting on monday.", agent_id="x"),
+                         memory(text="Gone", expires_at=T0), memory(text="Kept", archived_at=T0))
+
+    def query(text: str, agent: str | None = None) -> ExactQuery:
+        return ExactQuery("alice", agent, None, text_key(text))
+
+    found = run(store.exact_matches([query("MEETING ON MONDAY."), query("gone"),
+                                     query("kept"), query("other")], T2))
+    assert found == [first, None, None, None]
+    agent = run(store.exact_matches([query("meeting on monday.", "x")], T2))[0]
+    assert agent is not None and agent.agent_id == "x"
+
+
+def test_apply_commits_a_plan_or_nothing(store: Store) -> None:
+    kept, changed, deleted = put(store, memory(text="kept"), memory(text="old"),
+                                 memory(text="doomed"))
+    new = memory(text="new")
+    plan = WritePlan(inserts=[new], changes=[Change(changed, replace(changed, text="newer",
+                                                                     updated_at=T3))],
+                     deletes=[deleted], payload={"event": "e1"}, at=T3)
+    run(store.apply(plan))
+    assert run(store.get(new.memory.id)) == new.memory
+    assert run(store.get(changed.id)).text == "newer"  # type: ignore[union-attr]
+    assert run(store.get(deleted.id)) is None
+    assert run(store.history(deleted.id))[-1].payload == {"event": "e1"}
+    stale = WritePlan(inserts=[memory(text="never")],
+                      changes=[Change(changed, replace(changed, text="lost", updated_at=T3))])
+    with pytest.raises(StaleWrite):
+        run(store.apply(stale))
+    assert run(store.count()) == 3 and run(store.get(changed.id)).text == "newer"  # type: ignore[union-attr]
+    with pytest.raises(StaleWrite):
+        run(store.apply(WritePlan(deletes=[replace(kept, updated_at=T0)])))
+    assert run(store.get(kept.id)) == kept
+
+
+# -- the archive ----------------------------------------------------------------------------
+def _fold(store: Store, sources: list[Memory]) -> Memory:
+    summary = memory(text="summary", sources=tuple(s.id for s in sources))
+    run(store.fold([Fold(summary, sources, payload={"reason": "compress"})], T2))
+    return summary.memory
+
+
+def test_fold_archives_sources_and_deleting_the_summary_restores_them(store: Store) -> None:
+    sources = put(store, memory(text="a", priority=1), memory(text="b", priority=1))
+    high = put(store, memory(text="c", priority=9))[0]
+    assert [s.memory.id for s in run(store.compressible("alice", 5, T2))] == \
+        [s.id for s in sources]
+    summary = _fold(store, sources)
+    listed = {m.id for m in run(store.list_page("alice", 10, None))}
+    assert listed == {high.id, summary.id}
+    archived = run(store.get(sources[0].id))
+    assert archived is not None and archived.archived_at == T2
+    assert archived.summary_id == summary.id
+    assert {r[0] for r in run(store.archived_vectors("alice", ANY))} == {s.id for s in sources}
+    assert summary.id not in {s.memory.id for s in run(store.compressible("alice", 9, T2))}
+    page = run(store.compressible("alice", 9, T2, after=sources[0].id, limit=1))
+    assert [s.memory.id for s in page] == [sources[1].id]
+    with pytest.raises(StaleWrite):  # already archived: the second fold writes nothing
+        _fold(store, sources)
+    assert run(store.count()) == 4
+    gone = run(store.delete(summary.id, T3))
+    assert gone is not None
+    restored = {s.memory.id: s.memory for s in gone[1]}
+    assert set(restored) == {s.id for s in sources}
+    assert all(m.archived_at is None and m.summary_id is None for m in restored.values())
+    assert len(run(store.list_page("alice", 10, None))) == 3
+
+
+def test_delete_expired_takes_archived_rows_and_restores_sources(store: Store) -> None:
+    sources = put(store, memory(text="a"), memory(text="b", expires_at=T1))
+    summary = memory(text="s", sources=tuple(s.id for s in sources), expires_at=T1)
+    run(store.fold([Fold(summary, sources)], T0))
+    expired, restored = run(store.delete_expired("alice", T2))
+    assert {m.id for m in expired} == {summary.memory.id, sources[1].id}
+    assert [s.memory.id for s in restored] == [sources[0].id]
+    assert run(store.history(sources[1].id))[-1].payload.get("reason") == "expired"
+
+
+# -- shadow vectors and model versions ------------------------------------------------------
+def test_migration_fills_shadow_vectors_then_switches(store: Store) -> None:
+    assert run(store.model_state("embedder")) is None
+    run(store.set_active_version("embedder", "1"))
+    a, b, archived = put(store, memory(text="one", speaker="Ann"), memory(text="two"),
+                         memory(text="three", archived_at=T0))
+    run(store.begin_migration("embedder", "2", T1))
+    state = run(store.model_state("embedder"))
+    assert state is not None and (state.active, state.target, state.cursor) == ("1", "2", "")
+    batch = run(store.migration_pending("", 10))
+    assert [(p.id, p.text, p.archived) for p in batch] == [
+        (a.id, "Ann: one", False), (b.id, "two", False), (archived.id, "three", True)]
+    run(store.update(replace(b, text="two!", updated_at=T3), b,
+                     shadow=("embedder:2", vector(0, 1, 0, 0))))
+    written = run(store.put_shadow_batch("embedder", "embedder:2", batch,
+                                         np.stack([vector(1, 0, 0, 1)] * 3)))
+    assert [p.id for p in written] == [a.id, archived.id]  # b changed since it was read
+    assert run(store.model_state("embedder")).cursor == archived.id  # type: ignore[union-attr]
+    late = memory(text="late")
+    run(store.insert_many([late], shadows=[("embedder:2", vector(0, 0, 1, 0))]))
+    assert run(store.migration_progress()) == (4, 4)
+    assert {i for _, i, _ in run(store.shadow_vectors())} == {a.id, b.id, late.memory.id}
+    assert run(store.switch_version("embedder", "2", "embedder:2"))
+    state = run(store.model_state("embedder"))
+    assert state is not None and (state.active, state.target) == ("2", None)
+    label, moved = run(store.embeddings([b.id]))[b.id]
+    assert label == "embedder:2"
+    np.testing.assert_allclose(moved, vector(0, 1, 0, 0))
+    assert run(store.migration_progress()) == (0, 4)
+
+
+def test_switch_refuses_while_a_row_lacks_its_vector_and_abandon_rolls_back(
+        store: Store) -> None:
+    run(store.set_active_version("embedder", "1"))
+    put(store, memory(), memory())
+    run(store.begin_migration("embedder", "2", T1))
+    first = run(store.migration_pending("", 1))
+    run(store.put_shadow_batch("embedder", "embedder:2", first, np.stack([vector(1, 1, 1, 1)])))
+    assert not run(store.switch_version("embedder", "2", "embedder:2"))
+    run(store.abandon_migration("embedder"))
+    state = run(store.model_state("embedder"))
+    assert state is not None and (state.active, state.target, state.cursor) == ("1", None, "")
+    assert run(store.shadow_vectors()) == []
+
+
+def test_adopt_versions_keeps_recorded_ones(store: Store) -> None:
+    run(store.set_active_version("embedder", "3"))
+    assert run(store.adopt_versions({"embedder": "1", "reranker": "2"})) == {
+        "embedder": "3", "reranker": "2"}
+
+
+# -- counts ---------------------------------------------------------------------------------
+def test_user_counts_census_and_populations(store: Store) -> None:
+    put(store, memory(user="a", metadata={"app": "x"}), memory(user="a", agent_id="g"),
+        memory(user="b", metadata={"app": "x"}), memory(user="c", archived_at=T0))
+    assert run(store.user_counts(["a", "b", "nobody"])) == {"a": 2, "b": 1}
+    found = run(store.census((0.5, 1.0)))
+    assert (found.users, found.memories, found.per_user) == (3, 4, {0.5: 1.0, 1.0: 2.0})
+    groups = {(p.user_id, p.agent_id, p.tag): p.memories for p in run(store.populations("app"))}
+    assert groups == {("a", None, "x"): 1, ("a", "g", None): 1, ("b", None, "x"): 1,
+                      ("c", None, None): 1}
+
+
+# -- ingest events --------------------------------------------------------------------------
+def test_events_are_claimed_once_when_due_and_recovered(store: Store) -> None:
+    run(store.create_event("e1", "alice", {"items": [1]}, T0))
+    run(store.create_event("e2", "alice", {"items": [2]}, T0, next_attempt=T2, attempts=1,
+                           error="shed"))
+    event = run(store.get_event("e2"))
+    assert event is not None and (event.status, event.attempts, event.error) == (
+        "PENDING", 1, "shed")
+    assert run(store.next_event_due()) == T0
+    claimed = run(store.claim_event(T1))
+    assert claimed is not None and (claimed.id, claimed.status) == ("e1", "RUNNING")
+    assert run(store.claim_event(T1)) is None  # e2 is not due yet
+    run(store.save_event("e1", "RUNNING", T1, result={"done": 1}))
+    run(store.save_event("e1", "SUCCEEDED", T1, attempts=1))
+    done = run(store.get_event("e1"))
+    assert done is not None and (done.status, done.result, done.attempts) == (
+        "SUCCEEDED", {"done": 1}, 1)
+    assert run(store.claim_event(T2)).id == "e2"  # type: ignore[union-attr]
+    assert run(store.recover_events(T3)) == 1
+    again = run(store.get_event("e2"))
+    assert again is not None and (again.status, again.next_attempt) == ("PENDING", T3)
+    assert run(store.get_event("missing")) is None
+
+
+# -- jobs -----------------------------------------------------------------------------------
+def test_jobs_are_claimed_under_a_lease_with_a_fencing_token(store: Store) -> None:
+    job = run(store.create_job("j1", "merge", None, T0))
+    assert (job.status, job.attempts, job.cursor) == ("queued", 0, "")
+    assert run(store.job_pending("merge", None)) and not run(store.job_pending("merge", "u"))
+    first = run(store.claim_job(T0, T1))
+    assert first is not None and (first.status, first.attempts) == ("running", 1)
+    assert run(store.claim_job(T0, T1)) is None  # the lease holds
+    assert run(store.checkpoint_job(first, "u1", {"users": 1}, T0, T1))
+    second = run(store.claim_job(T2, T3))  # the lease expired: taken over
+    assert second is not None and second.attempts == 2 and second.cursor == "u1"
+    assert not run(store.checkpoint_job(first, "u2", {}, T2, T3))  # fenced off
+    assert not run(store.finish_job(first, "done", {}, T2))
+    assert run(store.finish_job(second, "failed", {"users": 1}, T2, error="boom"))
+    finished = run(store.get_job("j1"))
+    assert finished is not None and (finished.status, finished.error, finished.finished_at) \
+        == ("failed", "boom", T2)
+    assert not run(store.job_pending("merge", None))
+    run(store.create_job("j2", "compress", "u", T1))
+    assert [j.id for j in run(store.recent_jobs(5))] == ["j2", "j1"]
+    assert run(store.get_job("missing")) is None
+
+
+def test_next_user_walks_users_in_id_order(store: Store) -> None:
+    put(store, memory(user="b"), memory(user="a"), memory(user="b"))
+    assert run(store.next_user("")) == "a"
+    assert run(store.next_user("a")) == "b"
+    assert run(store.next_user("b")) is None
+
+
+# -- API keys -------------------------------------------------------------------------------
+def test_keys_are_found_listed_and_revoked(keys: KeyTable) -> None:
+    first = KeyRow(uuid7(), "h1", "acme", "write", "ci", 5.0, T0, None, None)
+    second = KeyRow(uuid7(), "h2", "other", "admin", "", None, T1, T3, None)
+    keys.insert(first)
+    keys.insert(second)
+    assert keys.find(first.key_id) == first
+    assert keys.find("missing") is None
+    assert keys.all(None) == [first, second]
+    assert keys.all("acme") == [first]
+    assert keys.revoke(first.key_id, T2)
+    assert not keys.revoke(first.key_id, T3)  # already revoked: kept as it was
+    assert keys.find(first.key_id) == replace(first, revoked_at=T2)
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own error
+        keys.insert(first)
