@@ -18,11 +18,13 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         detail = f"request body larger than {self.max_bytes} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await send_json_error(send, 413, detail)
+                await send_json_error(send, 413, detail)
+                return
         seen = 0
         too_large = False
 

@@ -22,10 +22,11 @@ class Authenticate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         try:
             scope["auth"] = await self.authenticator.resolve(dict(scope["headers"]))
         except Unauthorized as exc:
-            return await send_json_error(send, exc.status_code, exc.detail,
-                                         extra_headers=exc.headers)
+            await send_json_error(send, exc.status_code, exc.detail, extra_headers=exc.headers)
+            return
         await self.app(scope, receive, send)

@@ -10,6 +10,7 @@ batch held several searches) a lone search waits at most ``window_s`` for compan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Collection
@@ -83,10 +84,8 @@ class SearchBatcher:
             while not self._queue.empty() or self._busy:
                 await asyncio.sleep(0.005)
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
         self._thread.shutdown(wait=True)
 
     async def _gather(self) -> list[_Search]:

@@ -16,7 +16,6 @@ to know about it, and it follows every version the repository holds.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -49,7 +48,7 @@ def query_config(bulk_config: str, bulk: str) -> str | None:
 
 
 def _link(link: Path, target: str) -> None:
-    if link.is_symlink() and os.readlink(link) == target:
+    if link.is_symlink() and str(link.readlink()) == target:
         return
     if link.is_symlink():
         link.unlink()

@@ -27,11 +27,11 @@ MAX_QUERY_TERMS = 64  # distinct terms searched per query; a pasted document kee
 # "when" stay searchable. Auxiliaries and "what"/"how" open most questions ("What did Caroline
 # research?") and matched nearly every turn; dropping them lifted keyword recall_any@10 on the
 # LoCoMo development set from 0.775 to 0.796 (docs/benchmarks/retrieval.md).
-STOP_WORDS = frozenset(
+STOP_WORDS = frozenset((
     "a an and are as at be been but by can could did do does for from had has have he her him "
     "his how i if in into is it its me my of on or our she should so such than that the their "
     "them then there these they this those to was we were what which will with would you "
-    "your".split()
+    "your").split()
 )
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",

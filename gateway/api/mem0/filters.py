@@ -138,9 +138,9 @@ def _value(field: str, op: str, operand: object, where: str) -> object:
         if not isinstance(operand, list) or not operand or len(operand) > MAX_IN_VALUES:
             raise FilterError(f"{where}: expected a list of 1 to {MAX_IN_VALUES} values")
         return tuple(_scalar(field, item, where) for item in operand)
-    if op in ("contains", "icontains") and field != "categories" and field != "metadata":
-        if not isinstance(operand, str):
-            raise FilterError(f"{where}: expected a string")
+    if (op in ("contains", "icontains") and field not in ("categories", "metadata")
+            and not isinstance(operand, str)):
+        raise FilterError(f"{where}: expected a string")
     return _scalar(field, operand, where)
 
 
