@@ -31,19 +31,15 @@ from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference import EmbedderClient, RerankerClient
-from gateway.inference.control import ModelControl
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
-from gateway.memory.active import ActiveModels
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import build_ingest
-from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
-from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
@@ -52,6 +48,10 @@ from gateway.store import Store
 from gateway.store.in_use import gateway_use
 from gateway.store.jobs import JobStore
 from gateway.store.versions import VersionStore
+from gateway.versions.activation import EmbedderVersions
+from gateway.versions.active import ActiveModels
+from gateway.versions.control import ModelControl
+from gateway.versions.rerankers import RerankerVersions
 
 log = logging.getLogger("gateway")
 

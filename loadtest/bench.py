@@ -25,10 +25,10 @@ import httpx
 import numpy as np
 
 from gateway.inference import EmbedderClient
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 from loadtest.corpus import sentences
 from loadtest.report_file import write_report
 from loadtest.stack import free_port, gateway_process, triton_server

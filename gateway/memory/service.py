@@ -26,7 +26,6 @@ from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.local_encoder import LocalEncoderUnavailable, LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import NOT_LOADED
-from gateway.memory.active import ActiveModels, Space
 from gateway.memory.archived import exact_cosines, merge_ranked
 from gateway.memory.conversation import attributed
 from gateway.memory.dedup import DedupPolicy
@@ -55,6 +54,7 @@ from gateway.store import Store
 from gateway.store.archive import ArchiveStore, Fold
 from gateway.store.ingest import Change, IngestStore, StaleWrite, WritePlan
 from gateway.store.sqlite import ListOrder
+from gateway.versions.active import ActiveModels, Space
 
 DEFAULT_PRIORITY = 5
 # Writes with at most this many texts to embed share the query twin's coalesced requests (no

@@ -19,9 +19,9 @@ from gateway.app import create_app
 from gateway.errors import DeadlineExceeded, InferenceUnavailable
 from gateway.inference import EmbedderClient
 from gateway.inference.coalescer import EmbedCoalescer
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 
 TWIN = "embedder_query"
 

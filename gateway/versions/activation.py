@@ -17,8 +17,9 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +29,11 @@ from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFoun
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo
-from gateway.inference.control import ModelControl, repository_versions
-from gateway.inference.query_model import query_model_name, sync_query_model
-from gateway.memory.active import ActiveModels, Space
 from gateway.memory.service import MemoryService, _index_rows, utc_now
 from gateway.store.versions import ModelState, VersionStore
+from gateway.versions.active import ActiveModels, Space
+from gateway.versions.control import ModelControl, repository_versions
+from gateway.versions.query_model import query_model_name, sync_query_model
 
 log = logging.getLogger("gateway.migration")
 
@@ -74,7 +75,7 @@ class EmbedderVersions:
         self._task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         twin = query_model_name(model)
-        # The batcher-free twin for search queries (see gateway.inference.query_model), when
+        # The batcher-free twin for search queries (see gateway.versions.query_model), when
         # the launcher made one; it must serve exactly the versions the model serves.
         self.query_model: str | None = (
             twin if query_twin and (repository / twin / "config.pbtxt").is_file() else None)
@@ -181,6 +182,20 @@ class EmbedderVersions:
         return Space(info, index, SearchBatcher(index, window_s=self.window_s))
 
     # -- operator actions ---------------------------------------------------------------------
+    async def view(self) -> dict[str, Any]:
+        """What the admin API shows: versions on disk, served, active, and the migration."""
+        state = await self.versions.state(self.model)
+        served = await self.control.served_versions(self.model)
+        if self.status.state in ("running", "stalled", "switching"):
+            self.status.done, self.status.total = await self.versions.progress()
+        return {
+            "active": state.active if state else None,
+            "target": state.target if state else None,
+            "served": served,
+            "repository": repository_versions(self.repository, self.model),
+            "migration": asdict(self.status),
+        }
+
     async def activate(self, version: str) -> MigrationStatus:
         """Start migrating to ``version``; returns at once (poll ``status``)."""
         info = await self.connect()
