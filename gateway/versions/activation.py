@@ -3,9 +3,9 @@
 ``activate(N)`` loads version N next to the active one in Triton, records the target in the
 store and starts a job that re-embeds every memory with N, in id order, into shadow vectors
 and a shadow index. Reads and writes keep using the active version meanwhile; writes also
-store their N vector (see ``MemoryService._write_vectors``). When every memory has its N
-vector, one store transaction makes N active, the service adopts the shadow space in one
-synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
+store their N vector (see ``gateway.memory.vectors.VectorSource.for_write``). When every
+memory has its N vector, one store transaction makes N active, the service adopts the shadow
+space in one synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
 gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls back).
 """
 
@@ -29,7 +29,7 @@ from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFoun
 from gateway.index import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference import EmbedderClient, ModelInfo
-from gateway.memory.service import MemoryService, _index_rows, utc_now
+from gateway.memory.service import MemoryService, utc_now
 from gateway.store.versions import ModelState, VersionStore
 from gateway.versions.active import ActiveModels, Space
 from gateway.versions.control import ModelControl, repository_versions
@@ -221,7 +221,7 @@ class EmbedderVersions:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        async with self.service.mutation:
+        async with self.service.exclusive():
             await self.versions.abandon(self.model)
             target = self.models.target
             self.models.begin_target(None)
@@ -261,13 +261,12 @@ class EmbedderVersions:
                     continue  # rows arrived meanwhile: go round again
                 async with self._ingest_slot():
                     vectors = await self.embedder.embed([b.text for b in batch], version=version)
-                async with self.service.mutation:
+                async with self.service.exclusive():
                     written = await self.versions.put_batch(self.model, label, batch, vectors)
                     keep = [i for i, b in enumerate(batch) if b in written and not b.archived]
-                    await asyncio.to_thread(
-                        _index_rows, target.index, [batch[i].user_id for i in keep],
-                        [batch[i].id for i in keep], vectors[keep]
-                        if keep else np.zeros((0, target.info.dim), np.float32))
+                    await self.service.add_to_index(
+                        target.index, [batch[i].user_id for i in keep],
+                        [batch[i].id for i in keep], vectors[keep])
                 embedded += len(batch)
                 self.status.rate_per_s = round(embedded / (time.monotonic() - began), 1)
                 self.status.state, self.status.error = "running", None
@@ -286,7 +285,7 @@ class EmbedderVersions:
         if active is not None:  # searches embed with the twin from the switch on
             await self._serve_twin(sorted({active.version, version}, key=int))
         await self._prepare_local(version)  # ... or in the gateway
-        async with self.service.mutation:
+        async with self.service.exclusive():
             if not await self.versions.switch(self.model, version, target.info.label):
                 return False
             old = self.models.active

@@ -108,7 +108,7 @@ def test_single_adds_and_searches_embed_with_the_twin(triton: TritonServer,
 
         with ThreadPoolExecutor(8) as pool:
             assert list(pool.map(add, range(8))) == [201] * 8
-        coalesced = client.app.state.service.coalescer.stats  # type: ignore[attr-defined]
+        coalesced = client.app.state.service.vectors.coalescer.stats  # type: ignore[attr-defined]
         assert coalesced.calls >= 8 and coalesced.requests <= 8
         assert settled(triton, TWIN, twin, coalesced.requests).requests >= coalesced.requests
         assert quiet(triton, "embedder") == bulk

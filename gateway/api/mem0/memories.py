@@ -47,7 +47,7 @@ async def _add(body: AddIn, finder: Finder, ingest: Ingest, policy: DedupPolicy)
                             adds.wants_inference(body, ingest))
     if body.async_mode:
         return adds.queued_out(await ingest.submit(request))
-    return adds.added_out(await ingest.run(request, field="body"), str(uuid.uuid4()))
+    return adds.added_out(await ingest.run(request, single=True), str(uuid.uuid4()))
 
 
 @router.post("/v3/memories/add/", summary="Mem0: add memories")
