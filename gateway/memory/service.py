@@ -14,7 +14,7 @@ import enum
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -106,6 +106,16 @@ class _Edit:
         return None if self.made is None else self.made.generation
 
 
+class _OfModels(Generic[_T]):
+    """A read-only attribute of the service that is the same-named one of its ``models``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, service: MemoryService, owner: type | None = None) -> _T:
+        return cast(_T, getattr(service.models, self.name))
+
+
 def _embedding_fields(count: int, single: bool) -> list[FieldPath]:
     """Where each draft's client vector sits in the request: one add, or a batch's items."""
     return [("embedding",) if single else ("items", i, "embedding") for i in range(count)]
@@ -132,6 +142,7 @@ class MemoryService:
         self.models = models or ActiveModels(index, searcher or SearchBatcher(index))
         self.vectors = VectorSource(embedder, self.models, query_cache=query_cache,
                                     local_encoder=local_encoder)
+        self.query_cache, self.local_encoder = self.vectors.query_cache, local_encoder
         self._ingest, self._archive = IngestStore(store), ArchiveStore(store)
         self.searches = SearchPipeline(
             store, self._archive, self.vectors, self.models, reranker=reranker,
@@ -141,33 +152,10 @@ class MemoryService:
         self.mutation = asyncio.Lock()
 
     # Read-only views of the active state (the version manager changes it via ``models``).
-    @property
-    def index(self) -> VectorIndex:
-        return self.models.index
-
-    @property
-    def searcher(self) -> SearchBatcher:
-        return self.models.searcher
-
-    @property
-    def target(self) -> Space | None:
-        return self.models.target
-
-    @property
-    def generation(self) -> int:
-        return self.models.generation
-
-    @property
-    def active(self) -> Space | None:
-        return self.models.active
-
-    @property
-    def query_cache(self) -> QueryCache:
-        return self.vectors.query_cache
-
-    @property
-    def local_encoder(self) -> LocalQueryEncoder | None:
-        return self.vectors.local_encoder
+    index: _OfModels[VectorIndex] = _OfModels()
+    searcher: _OfModels[SearchBatcher] = _OfModels()
+    target: _OfModels[Space | None] = _OfModels()
+    active: _OfModels[Space | None] = _OfModels()
 
     async def active_space(self) -> Space:
         """The active space; 503 until the version manager has connected to Triton."""
@@ -205,7 +193,7 @@ class MemoryService:
         for _ in range(3):
             made = await embed()
             async with self.mutation:
-                if made.generation in (None, self.generation):
+                if made.generation in (None, self.models.generation):
                     return await apply(made)
         raise Conflict(f"the embedding model changed repeatedly during this {what}; retry")
 
@@ -245,13 +233,9 @@ class MemoryService:
     @staticmethod
     async def add_to_index(index: VectorIndex, users: list[str], ids: list[str],
                            vectors: np.ndarray) -> None:
-        """Add rows to an index, one call per user partition (under ``exclusive``)."""
-        by_user: dict[str, list[int]] = {}
-        for position, user in enumerate(users):
-            by_user.setdefault(user, []).append(position)
-        for user, positions in by_user.items():
-            await asyncio.to_thread(index.add, user, [ids[p] for p in positions],
-                                    vectors[positions])
+        """Add rows to an index, off the event loop (under ``exclusive``)."""
+        if ids:
+            await asyncio.to_thread(_index_rows, index, users, ids, vectors)
 
     async def _apply(self, write: WritePlan, stale: str = "changed meanwhile") -> None:
         try:
@@ -479,3 +463,12 @@ class MemoryService:
         """Search in ``ask.mode`` (None: the policy's), rerank, rank; see
         ``gateway.memory.pipeline``."""
         return await self.searches.run(ask)
+
+
+def _index_rows(index: VectorIndex, users: list[str], ids: list[str], vectors: np.ndarray) -> None:
+    """Add rows to an index, one call per user partition."""
+    by_user: dict[str, list[int]] = {}
+    for position, user in enumerate(users):
+        by_user.setdefault(user, []).append(position)
+    for user, positions in by_user.items():
+        index.add(user, [ids[p] for p in positions], vectors[positions])
