@@ -153,6 +153,8 @@ fuzz: install-dev export
 lint: install-dev
 	$(PY) -m ruff check gateway export loadtest tests client
 	$(PY) -m mypy gateway
+	# The layer contracts in pyproject.toml (nothing below gateway.api imports it, ...).
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy --strict client/agent_memory
 	# Known vulnerabilities in the installed dependencies (needs the PyPI/OSV advisory service).
 	$(PY) -m pip_audit --skip-editable --progress-spinner off

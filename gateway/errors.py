@@ -32,8 +32,25 @@ class GatewayError(Exception):
             self.retry_after = retry_after
 
 
+FieldPath = tuple[str | int, ...]  # a field of the request: ("items", 3, "embedding")
+
+
 class InvalidInput(GatewayError):
+    """422. ``field``: the request field at fault, relative to the request (the API layer
+    says which part of the request it came from)."""
+
     status_code = 422
+
+    def __init__(self, detail: object, *, field: FieldPath | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+        if field is not None:
+            self.args = (f"{'.'.join(map(str, field))}: {detail}",)
+
+    @classmethod
+    def at(cls, field: FieldPath, msg: str) -> InvalidInput:
+        """The request's ``field`` is invalid, for the reason ``msg``."""
+        return cls(msg, field=field)
 
 
 class Unauthorized(GatewayError):

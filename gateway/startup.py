@@ -24,7 +24,6 @@ from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference.client import EmbedderClient
-from gateway.inference.control import ModelControl
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import RerankerClient
@@ -32,12 +31,9 @@ from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
-from gateway.memory.active import ActiveModels
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, build_ingest
-from gateway.memory.migration import EmbedderVersions
 from gateway.memory.rerank import RerankPolicy
-from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
@@ -46,6 +42,10 @@ from gateway.state import GatewayState
 from gateway.store.base import Store, VersionTable
 from gateway.store.in_use import gateway_use
 from gateway.store.sqlite.store import SQLiteStore
+from gateway.versions.activation import EmbedderVersions
+from gateway.versions.active import ActiveModels
+from gateway.versions.control import ModelControl
+from gateway.versions.rerankers import RerankerVersions
 
 log = logging.getLogger("gateway")
 

@@ -13,12 +13,12 @@ from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest
-from gateway.memory.migration import EmbedderVersions
-from gateway.memory.reranker_versions import RerankerVersions
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.store.base import Store
+from gateway.versions.activation import EmbedderVersions
+from gateway.versions.rerankers import RerankerVersions
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.inference.query_model import sync_query_model
+from gateway.versions.query_model import sync_query_model
 
 log = logging.getLogger("gateway.triton")
 
@@ -71,7 +71,7 @@ class TritonServer:
     metrics_port: int = 8002
     log_file: Path = Path("logs/triton.log")
     extra_args: Sequence[str] = ()
-    # The model whose batcher-free twin serves search queries (gateway.inference.query_model);
+    # The model whose batcher-free twin serves search queries (gateway.versions.query_model);
     # the twin is made in the repository and loaded when this model is among ``models``.
     query_twin_of: str | None = "embedder"
     _twin: str | None = field(default=None, init=False, repr=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gateway.inference.control import repository_versions
 from gateway.settings import ROOT
+from gateway.versions.control import repository_versions
 
 MODEL_REPOSITORY = ROOT / "model_repository"
 

@@ -7,7 +7,6 @@ admin-scope keys only; with it off, loopback clients only unless
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
@@ -18,9 +17,8 @@ from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.schemas import Request as RequestBody
 from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import Forbidden, NotFound
-from gateway.inference.control import repository_versions
-from gateway.memory.migration import EmbedderVersions
-from gateway.memory.reranker_versions import RerankerVersions
+from gateway.versions.activation import EmbedderVersions
+from gateway.versions.rerankers import RerankerVersions
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
@@ -50,36 +48,11 @@ class ActivateIn(RequestBody):
     version: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}$")]
 
 
-async def _embedder_view(versions: EmbedderVersions) -> dict[str, Any]:
-    state = await versions.versions.model_state(versions.model)
-    served = await versions.control.served_versions(versions.model)
-    if versions.status.state in ("running", "stalled", "switching"):
-        done, total = await versions.versions.migration_progress()
-        versions.status.done, versions.status.total = done, total
-    return {
-        "active": state.active if state else None,
-        "target": state.target if state else None,
-        "served": served,
-        "repository": repository_versions(versions.repository, versions.model),
-        "migration": asdict(versions.status),
-    }
-
-
-async def _reranker_view(request: Request, versions: EmbedderVersions) -> dict[str, Any]:
-    rerankers: RerankerVersions = gateway_state(request).reranker_versions
-    state = await versions.versions.model_state(rerankers.model)
-    return {
-        "active": state.active if state else None,
-        "served": await versions.control.served_versions(rerankers.model),
-        "repository": repository_versions(rerankers.repository, rerankers.model),
-    }
-
-
 @router.get("/models")
 async def list_models(request: Request, versions: Versions) -> dict[str, Any]:
     """Repository versions, which ones Triton serves, which is active, migration progress."""
-    return {versions.model: await _embedder_view(versions),
-            gateway_state(request).reranker_versions.model: await _reranker_view(request, versions)}
+    rerankers: RerankerVersions = gateway_state(request).reranker_versions
+    return {versions.model: await versions.view(), rerankers.model: await rerankers.view()}
 
 
 @router.post("/models/reranker/activate")
@@ -87,24 +60,25 @@ async def activate_reranker(body: ActivateIn, request: Request,
                             versions: Versions) -> dict[str, Any]:
     """Load ``version``, switch to it and unload the old one (scores are not stored: no
     migration)."""
-    await gateway_state(request).reranker_versions.activate(body.version)
-    return await _reranker_view(request, versions)
+    rerankers: RerankerVersions = gateway_state(request).reranker_versions
+    await rerankers.activate(body.version)
+    return await rerankers.view()
 
 
 @router.get("/models/embedder/migration")
 async def migration_status(versions: Versions) -> dict[str, Any]:
-    return (await _embedder_view(versions))["migration"]
+    return (await versions.view())["migration"]
 
 
 @router.post("/models/embedder/activate", status_code=status.HTTP_202_ACCEPTED)
 async def activate_embedder(body: ActivateIn, versions: Versions) -> dict[str, Any]:
     """Start re-embedding every memory with ``version``; the switch happens when it is done."""
     await versions.activate(body.version)
-    return (await _embedder_view(versions))["migration"]
+    return (await versions.view())["migration"]
 
 
 @router.post("/models/embedder/abandon")
 async def abandon_migration(versions: Versions) -> dict[str, Any]:
     """Roll a migration back: the active version stays, the re-embedded vectors are dropped."""
     await versions.abandon()
-    return (await _embedder_view(versions))["migration"]
+    return (await versions.view())["migration"]

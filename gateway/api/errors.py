@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidInput
 
 log = logging.getLogger("gateway")
 
@@ -60,13 +60,27 @@ def _clean(errors: list[dict]) -> list[dict]:
     ]
 
 
+_BODILESS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def field_location(request: Request, error: InvalidInput) -> list[str | int] | None:
+    """Where a domain error's field sits in the request: the body, or the query string for
+    methods without a body."""
+    if error.field is None:
+        return None
+    return ["query" if request.method in _BODILESS else "body", *error.field]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
-    async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)
         detail = exc.detail if isinstance(exc.detail, list | str) else [exc.detail]
+        loc = field_location(request, exc) if isinstance(exc, InvalidInput) else None
+        if loc is not None:
+            detail = [{"loc": loc, "msg": exc.detail}]
         if isinstance(detail, list):  # every problem a ValidationProblem, as documented
             detail = [{"type": "value_error", **p} if isinstance(p, dict) else p
                       for p in detail]

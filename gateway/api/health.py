@@ -38,7 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "checks": checks,
          "reranker": reranker, "query_model": service.models.query_model,
-         "query_encoder": service.query_encoder(service.models.active)
+         "query_encoder": service.vectors.query_encoder(service.models.active)
          if service.models.active is not None else None},
         status_code=200 if ok else 503,
         headers=headers,

@@ -23,10 +23,10 @@ from gateway.api.schemas import (
 from gateway.auth.scope import TenantScope
 from gateway.domain.normalise import normalise_text
 from gateway.errors import InvalidInput
+from gateway.memory.changes import NewMemory
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
 
 SKIPPED_ROLES = frozenset({"system"})  # instructions to the model, not things to remember

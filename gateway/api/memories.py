@@ -44,8 +44,9 @@ from gateway.api.schemas import (
 )
 from gateway.auth.scope import TenantScope
 from gateway.domain.model import Memory
+from gateway.memory.changes import Keep, MemoryChanges
 from gateway.memory.events import IngestRequest
-from gateway.memory.service import Keep, MemoryChanges
+from gateway.memory.search import SearchQuery
 from gateway.store.types import ListOrder
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"],
@@ -80,7 +81,7 @@ async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
     drafts = drafts_of(body, caller.users, dedup, ["body"])
     if body.async_mode:
         return accepted(await ingest.submit(IngestRequest([drafts], body.infer)))
-    report = await ingest.run(IngestRequest([drafts], body.infer), field="body")
+    report = await ingest.run(IngestRequest([drafts], body.infer), single=True)
     if body.text is not None and not body.infer:
         return result_out(report.results[0], caller.users)
     return report_out(report, caller.users)
@@ -105,8 +106,8 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller) -> S
     ranking = service.search_policy.ranking
     if body.ranking is not None:
         ranking = ranking.overridden(**body.ranking.model_dump())
-    found = await service.search_outcome(
-        caller.users.internal(body.user_id),
+    found = await service.search_outcome(SearchQuery(
+        user_id=caller.users.internal(body.user_id),
         query=body.query,
         embedding=body.embedding,
         limit=body.limit,
@@ -117,7 +118,7 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller) -> S
         ranking=ranking,
         include_expired=body.include_expired,
         include_archived=body.include_archived,
-    )
+    ))
     return SearchOut(mode=found.mode, results=[
         SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
 

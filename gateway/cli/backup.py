@@ -13,13 +13,8 @@ from typing import Annotated
 
 import typer
 
-from gateway.backup import (
-    BackupError,
-    create_backup,
-    export_jsonl,
-    import_jsonl,
-    restore_backup,
-)
+from gateway.backup.jsonl import export_jsonl, import_jsonl
+from gateway.backup.snapshot import BackupError, create_backup, restore_backup
 from gateway.settings import Settings
 from gateway.store.in_use import StoreBusy
 

@@ -114,7 +114,7 @@ class EmbedderClient:
     """Embeds texts with the Triton ``embedder`` model (raw strings in, unit vectors out).
 
     Stateless about versions: every call names the version it wants. Which version is active
-    is ``gateway.memory.active.ActiveModels``' business.
+    is ``gateway.versions.active.ActiveModels``' business.
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class EmbedderClient:
 
     @property
     def grpc(self) -> grpcclient.InferenceServerClient:
-        """The underlying channel, shared with model control (``inference.control``)."""
+        """The underlying channel, shared with model control (``gateway.versions.control``)."""
         return self._client
 
     async def close(self) -> None:

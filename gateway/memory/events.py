@@ -21,12 +21,13 @@ from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.domain.model import Memory
 from gateway.errors import GatewayError, Overloaded
+from gateway.memory.changes import NewMemory
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMConfig, LLMFailure
 from gateway.memory.extraction.pipeline import Extraction
 from gateway.memory.extraction.prompts import load as load_prompts
 from gateway.memory.ids import uuid7
-from gateway.memory.service import MemoryService, NewMemory, utc_now
+from gateway.memory.service import MemoryService, utc_now
 from gateway.memory.writeplan import Draft
 from gateway.store.base import EventQueue
 from gateway.store.types import IngestEvent
@@ -125,11 +126,12 @@ class Ingest:
         self._wake = asyncio.Event()
 
     # -- now ----------------------------------------------------------------------------------
-    async def run(self, request: IngestRequest, *, field: str = "items") -> Report:
-        """Apply a request now; with ``infer``, an LLM failure takes the fallback path."""
+    async def run(self, request: IngestRequest, *, single: bool = False) -> Report:
+        """Apply a request now; with ``infer``, an LLM failure takes the fallback path.
+        ``single``: one add's drafts, not a batch's items (it says where errors point)."""
         report = Report()
         if not request.infer:
-            await self._raw(request, 0, report, field)
+            await self._raw(request, 0, report, single)
             return report
         for position in range(len(request.items)):
             try:
@@ -140,7 +142,7 @@ class Ingest:
                                                  error=str(exc), delay_s=self.backoff_s)
                     report.inference = Inference("FAILED", "queued", str(exc), event_id)
                 else:
-                    await self._raw(request, position, report, field)
+                    await self._raw(request, position, report, single)
                     report.inference = Inference("FAILED", "raw", str(exc))
                 return report
         report.inference = Inference("SUCCEEDED")
@@ -164,10 +166,10 @@ class Ingest:
             self.metrics.ingest_results.labels(event, source).inc()
 
     async def _raw(self, request: IngestRequest, first: int, report: Report,
-                   field: str = "items") -> None:
+                   single: bool = False) -> None:
         drafts = [d for drafts in request.items[first:] for d in drafts]
         items = [first + i for i, drafts in enumerate(request.items[first:]) for _ in drafts]
-        outcomes = await self.service.ingest(drafts, self.policy, field=field)
+        outcomes = await self.service.ingest(drafts, self.policy, single=single)
         for item, o in zip(items, outcomes, strict=True):
             report.results.append(
                 ItemResult(item, o.event, o.memory, o.duplicate.kind if o.duplicate else None))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from gateway.domain.model import ScoredMemory
+from gateway.domain.model import ScoredMemory, SearchFilters
 from gateway.errors import Conflict, InvalidInput
 from gateway.memory.fusion import FusionPolicy
 from gateway.memory.ranking import RankingPolicy
@@ -58,6 +58,30 @@ class SearchPolicy:
             context_weight=settings.lexical_context_weight,
             lexical=settings.lexical_index,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchQuery:
+    """One search: a text ``query`` or an ``embedding`` (or both), of one user's memories.
+
+    ``rerank`` (None: the policy's default, applied only when a reranker is served) orders the
+    candidate pool with the cross-encoder. ``threshold`` bounds the cosine ``similarity`` in
+    every mode, before re-ranking. ``mode`` and ``ranking`` (None: the policy's) choose the
+    retrieval and how recency and priority weigh. Expired and archived memories are left out
+    unless asked for (archived ones are then scored exactly: ``gateway.memory.archived``).
+    """
+
+    user_id: str
+    query: str | None = None
+    embedding: list[float] | None = None
+    limit: int
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    threshold: float | None = None
+    rerank: bool | None = None
+    mode: SearchMode | None = None
+    ranking: RankingPolicy | None = None
+    include_expired: bool = False
+    include_archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)

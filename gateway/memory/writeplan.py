@@ -15,15 +15,13 @@ stored UPDATE (or into the ADD, for a memory the batch creates).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from gateway.domain.model import Memory, StoredMemory
+from gateway.memory.changes import NewMemory
 from gateway.store.types import Change, WritePlan
-
-if TYPE_CHECKING:
-    from gateway.memory.service import NewMemory
 
 Event = Literal["ADD", "UPDATE", "NOOP"]
 

@@ -25,9 +25,9 @@ import httpx
 import numpy as np
 
 from gateway.inference.client import EmbedderClient
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.inference.control import repository_versions
 from gateway.inference.local_encoder import load_runtime
 from gateway.settings import ROOT
+from gateway.versions.control import repository_versions
 from loadtest.bench.latency import text_bodies
 
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import httpx
 
-from gateway.inference.control import repository_versions
 from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
+from gateway.versions.control import repository_versions
 from loadtest.bench import locomo
 from loadtest.bench.fusion_sweep import collect, run_sweep, sweep_markdown
 from loadtest.bench.retrieval_metrics import KS, Answer, latency, recall_report

@@ -25,10 +25,10 @@ from gateway.app import create_app
 from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded
 from gateway.inference.client import EmbedderClient
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 from loadtest.corpus import sentences
 
 

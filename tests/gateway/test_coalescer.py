@@ -19,9 +19,9 @@ from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded, InferenceUnavailable
 from gateway.inference.client import EmbedderClient
 from gateway.inference.coalescer import EmbedCoalescer
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 
 TWIN = "embedder_query"
 
@@ -108,7 +108,7 @@ def test_single_adds_and_searches_embed_with_the_twin(triton: TritonServer,
 
         with ThreadPoolExecutor(8) as pool:
             assert list(pool.map(add, range(8))) == [201] * 8
-        coalesced = client.app.state.gateway.service.coalescer.stats  # type: ignore[attr-defined]
+        coalesced = client.app.state.gateway.service.vectors.coalescer.stats  # type: ignore[attr-defined]
         assert coalesced.calls >= 8 and coalesced.requests <= 8
         assert settled(triton, TWIN, twin, coalesced.requests).requests >= coalesced.requests
         assert quiet(triton, "embedder") == bulk

@@ -18,7 +18,6 @@ from triton_stats import quiet
 from gateway.app import create_app
 from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded
-from gateway.inference.control import repository_versions
 from gateway.inference.local_encoder import (
     PROBE_TEXTS,
     LocalEncoderUnavailable,
@@ -26,6 +25,7 @@ from gateway.inference.local_encoder import (
     load_runtime,
 )
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 from loadtest.repository import copy_latest_as_v1
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"

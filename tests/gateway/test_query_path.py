@@ -11,8 +11,8 @@ from triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.inference.query_cache import QueryCache
-from gateway.inference.query_model import query_config
 from gateway.triton import TritonServer
+from gateway.versions.query_model import query_config
 from loadtest.repository import copy_latest_as_v1
 
 

@@ -8,9 +8,9 @@ import numpy as np
 from triton_stats import quiet, settled
 
 from gateway.inference.client import EmbedderClient
-from gateway.inference.control import repository_versions
 from gateway.metrics import Metrics
 from gateway.triton import TritonServer
+from gateway.versions.control import repository_versions
 
 
 def test_concurrent_requests_are_batched(triton: TritonServer) -> None:

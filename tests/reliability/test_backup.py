@@ -22,13 +22,8 @@ from typer.testing import CliRunner
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
-from gateway.backup import (
-    BackupError,
-    create_backup,
-    export_jsonl,
-    import_jsonl,
-    restore_backup,
-)
+from gateway.backup.jsonl import export_jsonl, import_jsonl
+from gateway.backup.snapshot import BackupError, create_backup, restore_backup
 from gateway.cli.backup import cli
 from gateway.settings import Settings
 from gateway.store.in_use import StoreBusy, sole_use

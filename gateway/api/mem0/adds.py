@@ -21,9 +21,9 @@ from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX, AddIn
 from gateway.api.mem0.views import store_time
 from gateway.domain.normalise import normalise_text
 from gateway.errors import InvalidInput
+from gateway.memory.changes import NewMemory
 from gateway.memory.conversation import Said, contexts
 from gateway.memory.events import Ingest, ItemResult, Report
-from gateway.memory.service import NewMemory
 from gateway.memory.writeplan import Draft
 from gateway.store.types import IngestEvent
 

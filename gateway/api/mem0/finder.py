@@ -25,7 +25,7 @@ from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
 from gateway.api.mem0.views import record, store_time
 from gateway.domain.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.errors import InvalidInput, NotFound
-from gateway.memory.search import SearchMode
+from gateway.memory.search import SearchMode, SearchQuery
 from gateway.memory.service import MemoryService
 
 MAX_PARTITIONS = 100  # users (or agent/app/run partitions) one call may fan out to
@@ -143,9 +143,9 @@ class Finder:
         pushed, exact = pushdown(node)
         pool = top_k if exact else min(max(top_k * POOL_FACTOR, POOL_MIN), MAX_POOL)
         found = await asyncio.gather(*(
-            self.service.search(partition, query=query, embedding=None, limit=pool,
-                                filters=pushed, threshold=threshold, rerank=rerank, mode=mode,
-                                include_expired=include_expired)
+            self.service.search(SearchQuery(
+                user_id=partition, query=query, limit=pool, filters=pushed,
+                threshold=threshold, rerank=rerank, mode=mode, include_expired=include_expired))
             for partition in partitions
         ))
         pooled = [hit for hits in found for hit in hits]

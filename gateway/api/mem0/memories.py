@@ -32,11 +32,11 @@ from gateway.api.mem0.schemas import (
 )
 from gateway.api.mem0.views import history_out, memory_out
 from gateway.errors import InvalidInput, NotFound
+from gateway.memory.changes import Keep, MemoryChanges
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, IngestRequest
 from gateway.memory.ids import parse_id
 from gateway.memory.search import SearchMode
-from gateway.memory.service import Keep, MemoryChanges
 
 router = APIRouter(tags=["mem0"], responses=error_responses(400, 404, 409, 413))
 Json = dict[str, Any]
@@ -47,7 +47,7 @@ async def _add(body: AddIn, finder: Finder, ingest: Ingest, policy: DedupPolicy)
                             adds.wants_inference(body, ingest))
     if body.async_mode:
         return adds.queued_out(await ingest.submit(request))
-    return adds.added_out(await ingest.run(request, field="body"), str(uuid.uuid4()))
+    return adds.added_out(await ingest.run(request, single=True), str(uuid.uuid4()))
 
 
 @router.post("/v3/memories/add/", summary="Mem0: add memories")

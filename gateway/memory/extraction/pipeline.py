@@ -15,6 +15,7 @@ from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.extractor import Line, decide, extract_facts
 from gateway.memory.extraction.prompts import Prompts
+from gateway.memory.search import SearchQuery
 from gateway.memory.service import MemoryService
 from gateway.memory.writeplan import Draft, Event, Outcome
 
@@ -75,9 +76,9 @@ class Extraction:
         scope = SearchFilters(agent_id=base.memory.agent_id, run_id=base.memory.run_id)
         seen: dict[str, Memory] = {}
         for fact in facts:
-            hits = await self.service.search(base.memory.user_id, query=fact, embedding=None,
-                                             limit=SIMILAR_PER_FACT, filters=scope,
-                                             threshold=None, mode="semantic")
+            hits = await self.service.search(SearchQuery(
+                user_id=base.memory.user_id, query=fact, limit=SIMILAR_PER_FACT, filters=scope,
+                mode="semantic"))
             for hit in hits:
                 if (hit.memory.agent_id, hit.memory.run_id) == (base.memory.agent_id,
                                                                  base.memory.run_id):

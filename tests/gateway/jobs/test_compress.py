@@ -17,7 +17,7 @@ from support import make_triton, settings_for
 from triton_stats import quiet
 
 from gateway.app import create_app
-from gateway.backup import export_jsonl, import_jsonl
+from gateway.backup.jsonl import export_jsonl, import_jsonl
 from gateway.jobs import runner
 from gateway.triton import TritonServer
 

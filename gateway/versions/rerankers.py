@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import Conflict, NotFound
-from gateway.inference.control import ModelControl, repository_versions
 from gateway.inference.reranker import RerankerClient
 from gateway.store.base import VersionTable
+from gateway.versions.control import ModelControl, repository_versions
 
 log = logging.getLogger("gateway.migration")
 
@@ -37,6 +38,15 @@ class RerankerVersions:
                 self.repository, self.model):
             await self.control.serve(self.model, [state.active])
             await self.reranker.refresh()
+
+    async def view(self) -> dict[str, Any]:
+        """What the admin API shows: versions on disk, served, and the active one."""
+        state = await self.versions.model_state(self.model)
+        return {
+            "active": state.active if state else None,
+            "served": await self.control.served_versions(self.model),
+            "repository": repository_versions(self.repository, self.model),
+        }
 
     async def activate(self, version: str) -> str:
         if version not in repository_versions(self.repository, self.model):

@@ -3,9 +3,9 @@
 ``activate(N)`` loads version N next to the active one in Triton, records the target in the
 store and starts a job that re-embeds every memory with N, in id order, into shadow vectors
 and a shadow index. Reads and writes keep using the active version meanwhile; writes also
-store their N vector (see ``MemoryService._write_vectors``). When every memory has its N
-vector, one store transaction makes N active, the service adopts the shadow space in one
-synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
+store their N vector (see ``gateway.memory.vectors.VectorSource.for_write``). When every
+memory has its N vector, one store transaction makes N active, the service adopts the shadow
+space in one synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
 gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls back).
 """
 
@@ -17,8 +17,9 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,12 @@ from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFoun
 from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
 from gateway.inference.client import EmbedderClient, ModelInfo
-from gateway.inference.control import ModelControl, repository_versions
-from gateway.inference.query_model import query_model_name, sync_query_model
-from gateway.memory.active import ActiveModels, Space
-from gateway.memory.service import MemoryService, _index_rows, utc_now
+from gateway.memory.service import MemoryService, utc_now
 from gateway.store.base import VersionTable
 from gateway.store.types import ModelState
+from gateway.versions.active import ActiveModels, Space
+from gateway.versions.control import ModelControl, repository_versions
+from gateway.versions.query_model import query_model_name, sync_query_model
 
 log = logging.getLogger("gateway.migration")
 
@@ -75,7 +76,7 @@ class EmbedderVersions:
         self._task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         twin = query_model_name(model)
-        # The batcher-free twin for search queries (see gateway.inference.query_model), when
+        # The batcher-free twin for search queries (see gateway.versions.query_model), when
         # the launcher made one; it must serve exactly the versions the model serves.
         self.query_model: str | None = (
             twin if query_twin and (repository / twin / "config.pbtxt").is_file() else None)
@@ -182,6 +183,20 @@ class EmbedderVersions:
         return Space(info, index, SearchBatcher(index, window_s=self.window_s))
 
     # -- operator actions ---------------------------------------------------------------------
+    async def view(self) -> dict[str, Any]:
+        """What the admin API shows: versions on disk, served, active, and the migration."""
+        state = await self.versions.model_state(self.model)
+        served = await self.control.served_versions(self.model)
+        if self.status.state in ("running", "stalled", "switching"):
+            self.status.done, self.status.total = await self.versions.migration_progress()
+        return {
+            "active": state.active if state else None,
+            "target": state.target if state else None,
+            "served": served,
+            "repository": repository_versions(self.repository, self.model),
+            "migration": asdict(self.status),
+        }
+
     async def activate(self, version: str) -> MigrationStatus:
         """Start migrating to ``version``; returns at once (poll ``status``)."""
         info = await self.connect()
@@ -207,7 +222,7 @@ class EmbedderVersions:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        async with self.service.mutation:
+        async with self.service.exclusive():
             await self.versions.abandon_migration(self.model)
             target = self.models.target
             self.models.begin_target(None)
@@ -247,14 +262,13 @@ class EmbedderVersions:
                     continue  # rows arrived meanwhile: go round again
                 async with self._ingest_slot():
                     vectors = await self.embedder.embed([b.text for b in batch], version=version)
-                async with self.service.mutation:
+                async with self.service.exclusive():
                     written = await self.versions.put_shadow_batch(self.model, label, batch,
                                                                    vectors)
                     keep = [i for i, b in enumerate(batch) if b in written and not b.archived]
-                    await asyncio.to_thread(
-                        _index_rows, target.index, [batch[i].user_id for i in keep],
-                        [batch[i].id for i in keep], vectors[keep]
-                        if keep else np.zeros((0, target.info.dim), np.float32))
+                    await self.service.add_to_index(
+                        target.index, [batch[i].user_id for i in keep],
+                        [batch[i].id for i in keep], vectors[keep])
                 embedded += len(batch)
                 self.status.rate_per_s = round(embedded / (time.monotonic() - began), 1)
                 self.status.state, self.status.error = "running", None
@@ -273,7 +287,7 @@ class EmbedderVersions:
         if active is not None:  # searches embed with the twin from the switch on
             await self._serve_twin(sorted({active.version, version}, key=int))
         await self._prepare_local(version)  # ... or in the gateway
-        async with self.service.mutation:
+        async with self.service.exclusive():
             if not await self.versions.switch_version(self.model, version, target.info.label):
                 return False
             old = self.models.active

@@ -1,7 +1,7 @@
 """Which embedding space serves: the one owner of model-version state in the gateway.
 
 The service, the migration job, ``/readyz`` and the metrics all read the active version from
-here; only the version manager (``gateway.memory.migration``) writes it: ``pin`` when it has
+here; only the version manager (``gateway.versions.activation``) writes it: ``pin`` when it has
 connected to Triton, ``begin_target`` when a migration starts or ends, ``adopt`` at the switch.
 Each change is one synchronous step on the event loop, so a reader never sees half of one. The
 Triton clients hold no version state: every call names the version it wants.

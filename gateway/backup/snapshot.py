@@ -1,0 +1,126 @@
+"""Consistent copies of the SQLite store while the gateway serves, and putting one back.
+
+``create`` uses SQLite's online backup API: it copies the database as of one read transaction,
+so writes committed while it runs are either all in the copy or all out of it, and the gateway
+keeps serving (WAL readers never block writers). A backup is a directory: ``memories.sqlite3``,
+the API keys' ``keys.sqlite3`` (stored hashed; ``--no-keys`` leaves them out) and
+``manifest.json`` with checksums, so ``restore`` refuses a damaged or partial copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+from gateway.store.in_use import sole_use
+from gateway.store.sqlite.migrations import MIGRATIONS
+
+MANIFEST = "manifest.json"
+MEMORIES_FILE = "memories.sqlite3"
+KEYS_FILE = "keys.sqlite3"
+
+
+class BackupError(RuntimeError):
+    """A backup or export that cannot be made or used; the message says why."""
+
+
+# -- online backup --------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_online(source: Path, target: Path) -> None:
+    """One-step SQLite backup (one read snapshot), then a self-contained, checked file."""
+    tmp = target.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(tmp)
+    try:
+        src.execute("PRAGMA busy_timeout = 5000")
+        src.backup(dst)  # pages=-1: the whole database in one step, from one snapshot
+        dst.execute("PRAGMA journal_mode = DELETE")  # no -wal beside the copy
+        # quick_check: pages, records and constraints; it needs none of the SQL functions the
+        # store registers for its expression indexes and triggers (integrity_check does).
+        check = dst.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise BackupError(f"copy of {source} failed its integrity check: {check}")
+    finally:
+        dst.close()
+        src.close()
+    tmp.replace(target)
+
+
+def create_backup(settings: Settings, path: Path, *, keys: bool = True) -> dict[str, Any]:
+    """Copy the store (and the keys) into the new directory ``path``; returns the manifest."""
+    if not settings.db_path.exists():
+        raise BackupError(f"no store at {settings.db_path}")
+    if path.exists() and any(path.iterdir()):
+        raise BackupError(f"{path} exists and is not empty")
+    path.mkdir(parents=True, exist_ok=True)
+    files = {MEMORIES_FILE: settings.db_path}
+    if keys and settings.keys_path.exists():
+        files[KEYS_FILE] = settings.keys_path
+    for name, source in files.items():
+        _copy_online(source, path / name)
+    with sqlite3.connect(path / MEMORIES_FILE) as conn:
+        schema = conn.execute("PRAGMA user_version").fetchone()[0]
+        count = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+    conn.close()
+    manifest = {
+        "created_at": datetime.now(UTC).isoformat(),
+        "schema_version": schema,
+        "memories": count,
+        "files": {name: _sha256(path / name) for name in files},
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _checked_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{path} is not a backup ({MANIFEST}: {exc})") from exc
+    for name, digest in manifest["files"].items():
+        if not (path / name).exists() or _sha256(path / name) != digest:
+            raise BackupError(f"{path / name} is missing or damaged (checksum differs)")
+    if manifest["schema_version"] > len(MIGRATIONS):
+        raise BackupError(f"backup schema {manifest['schema_version']} is newer than this "
+                          f"gateway knows ({len(MIGRATIONS)})")
+    return manifest
+
+
+def _replace_database(source: Path, target: Path) -> None:
+    """Copy next to ``target``, then rename over it, dropping the old WAL and shared memory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".restoring")
+    shutil.copyfile(source, tmp)
+    for suffix in ("-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    tmp.replace(target)
+
+
+def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> dict[str, Any]:
+    """Put a backup in place of the store (and keys). Refused while a gateway runs on it
+    (``StoreBusy``)."""
+    manifest = _checked_manifest(path)
+    if settings.db_path.exists() and not force:
+        raise BackupError(f"{settings.db_path} exists: pass --force to replace it")
+    alone = sole_use(settings.db_path)
+    try:
+        _replace_database(path / MEMORIES_FILE, settings.db_path)
+        if KEYS_FILE in manifest["files"]:
+            _replace_database(path / KEYS_FILE, settings.keys_path)
+    finally:
+        alone.release()
+    return manifest
