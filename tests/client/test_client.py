@@ -20,7 +20,7 @@ from agent_memory import (
     RateLimitError,
     UnprocessableEntityError,
 )
-from live_gateway import LiveGateway
+from support.servers import LiveGateway
 from support import free_ports
 
 from gateway.auth.principal import KeyScope

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from live_gateway import LiveGateway
+from support.servers import LiveGateway
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HARDWARE = ("Ordered an RTX 4090 graphics card for the home lab.",

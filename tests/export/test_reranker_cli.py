@@ -79,7 +79,7 @@ def test_validation_pairs_exercise_truncation(reranker_repo: Path) -> None:
 
 def test_trained_scores_are_meaningful(reranker_repo: Path) -> None:
     """The exported tiny model puts the on-topic passage first: what the gateway tests use."""
-    from tiny_cross_encoder import TOPICS, passage, query
+    from support.tiny_cross_encoder import TOPICS, passage, query
 
     groups = tuple((query(topic, 3), tuple(passage(t, 2) for t in TOPICS)) for topic in TOPICS)
     scores = candidate_scores(reranker_repo / "reranker" / "1", groups).reshape(len(TOPICS), -1)

@@ -19,7 +19,7 @@ import pytest
 import tritonclient.grpc as grpc_infer
 from fastapi.testclient import TestClient
 from support import settings_for
-from triton_stats import quiet, settled, wait_until_busy
+from support.triton_stats import quiet, settled, wait_until_busy
 
 from gateway.admission import Deadline, deadline_scope
 from gateway.app import create_app

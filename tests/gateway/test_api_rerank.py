@@ -16,8 +16,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
-from tiny_cross_encoder import TOPICS, passage, query
-from triton_stats import quiet, settled
+from support.tiny_cross_encoder import TOPICS, passage, query
+from support.triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.triton import TritonServer

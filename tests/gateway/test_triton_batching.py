@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from triton_stats import quiet, settled
+from support.triton_stats import quiet, settled
 
 from gateway.inference import EmbedderClient
 from gateway.inference.control import repository_versions

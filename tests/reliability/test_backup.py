@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from job_support import wait_done
+from support.jobs import wait_done
 from reliability.corpus import queries, texts
 from support import settings_for
 from typer.testing import CliRunner

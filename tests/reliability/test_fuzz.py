@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from http_gateway import serving
+from support.servers import serving
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from http_gateway import serving
+from support.servers import serving
 from support import settings_for
 
 from gateway.auth.principal import KeyScope

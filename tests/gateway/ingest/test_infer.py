@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm_support import ScriptedLLM, Step, answer
+from support.scripted_llm import ScriptedLLM, Step, answer
 from support import settings_for
 
 from gateway.app import create_app

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from job_support import wait_done
+from support.jobs import wait_done
 from support import settings_for
 
 from gateway.app import create_app

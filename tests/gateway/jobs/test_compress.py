@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from job_support import listed, wait_done
-from scripted_llm_support import ScriptedLLM, answer
+from support.jobs import listed, wait_done
+from support.scripted_llm import ScriptedLLM, answer
 from support import make_triton, settings_for
-from triton_stats import quiet
+from support.triton_stats import quiet
 
 from gateway.app import create_app
 from gateway.backup import export_jsonl, import_jsonl
@@ -316,7 +316,7 @@ def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
             server.start()
             wait_ready(client)  # the gateway's channel has reconnected, not only Triton
             rerun = client.post("/v1/jobs", json={"kind": "compress", "user_id": "ann"})
-            again = wait_done(client, rerun.json()["id"], deadline_s=120)
+            again = wait_done(client, rerun.json()["id"], timeout_s=120)
             assert again["status"] == "done" and again["progress"]["skipped_users"] == 0
             after = listed(client, "ann")
             assert len(after) < len(before)  # now folded into summaries

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from embedder_versions import add_other_space_version
+from support.embedder_versions import add_other_space_version
 from fastapi.testclient import TestClient
-from job_support import listed, wait_done
+from support.jobs import listed, wait_done
 from support import make_triton, settings_for
 
 from gateway.app import create_app

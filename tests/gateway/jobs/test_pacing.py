@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from job_support import wait_done
+from support.jobs import wait_done
 from starlette.types import Receive, Scope, Send
 from support import settings_for
 

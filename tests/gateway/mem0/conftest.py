@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from http_gateway import serving
+from support.servers import serving
 from support import settings_for
 
 from gateway.triton import TritonServer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_gateway import serving
+from support.servers import serving
 from mem0.client.main import MemoryClient
 from mem0.exceptions import AuthenticationError, MemoryNotFoundError
 from support import settings_for
