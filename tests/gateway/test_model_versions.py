@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.embedder_versions import add_other_space_version
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for, wait_for
+from support.embedder_versions import add_other_space_version
 from support.servers import gateway_process
 
 from gateway.app import create_app

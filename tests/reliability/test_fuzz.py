@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from support.servers import serving
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from support import settings_for
+from support.servers import serving
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from support.servers import serving
 from support import settings_for
+from support.servers import serving
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from support.waiting import wait_for
 
 EVENT_TIMEOUT_S = 30.0

@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from support.waiting import wait_for
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
 from gateway.settings import ROOT, Settings
 from gateway.triton import TritonServer
+from support.waiting import wait_for
 
 MODEL_REPOSITORY = ROOT / "model_repository"
 START_TIMEOUT_S = 120.0  # a gateway start on a busy 2-core machine (models load, index builds)

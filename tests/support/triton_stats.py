@@ -13,9 +13,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from support.waiting import wait_for
-
 from gateway.triton import TritonServer
+from support.waiting import wait_for
 
 
 @dataclass(frozen=True)

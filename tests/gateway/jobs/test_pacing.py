@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support.jobs import wait_done
 from starlette.types import Receive, Scope, Send
 from support import settings_for
+from support.jobs import wait_done
 
 from gateway.admission import Admission, AdmissionController
 from gateway.admission.activity import RequestActivity
