@@ -165,7 +165,8 @@ def test_admin_api_can_be_disabled(triton: TritonServer, tmp_path: Path) -> None
 
 def test_operator_cli_activates_and_lists(own_triton: TritonServer, tmp_path: Path) -> None:
     env = {"MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository)}
-    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
+    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as served:
+        url = served.url
         httpx.post(f"{url}/v1/memories/batch", json={"items": [
             {"user_id": "u", "text": fact} for fact in FACTS]}, timeout=30)
         add_other_space_version(Path(own_triton.model_repository))
