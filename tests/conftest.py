@@ -39,7 +39,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained 2-layer cross-encoder, laid out like a hub model (see tiny_cross_encoder)."""
-    from tiny_cross_encoder import build
+    from support.tiny_cross_encoder import build
 
     return build(tmp_path_factory.mktemp("tiny-cross-encoder"))
 

@@ -4,20 +4,13 @@ client, keys for it, and a client-side embedder that is the served model itself.
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-import uvicorn
-from live_gateway import LiveGateway
-from support import free_ports, settings_for
+from support.servers import LiveGateway, free_ports, serving, settings_for
 
-from gateway.app import create_app
 from gateway.triton import TritonServer
-
-START_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +19,8 @@ def live_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
     [port] = free_ports(1)
     settings = settings_for(triton, tmp_path_factory.mktemp("client-data"), auth="required",
                             port=port)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_config=None, access_log=True, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveGateway(f"http://127.0.0.1:{port}", settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(settings, log_config=None, log_level=None, access_log=True) as url:
+        yield LiveGateway(url, settings)
 
 
 @pytest.fixture(scope="session")

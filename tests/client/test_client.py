@@ -20,8 +20,8 @@ from agent_memory import (
     RateLimitError,
     UnprocessableEntityError,
 )
-from live_gateway import LiveGateway
 from support import free_ports
+from support.servers import LiveGateway
 
 from gateway.auth.principal import KeyScope
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from live_gateway import LiveGateway
+from support.servers import LiveGateway
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HARDWARE = ("Ordered an RTX 4090 graphics card for the home lab.",
@@ -33,9 +33,9 @@ def test_the_readme_quick_start_runs(live_gateway: LiveGateway, client_side_embe
     key = live_gateway.key(tenant=f"quickstart-{client_side_embedding}")
     printed: list[tuple[object, ...]] = []
     scope: dict[str, object] = {"print": lambda *args: printed.append(args)}
-    exec(setup, scope)  # the README's own code is what is under test
+    exec(setup, scope)  # noqa: S102 (the README's own code is what is under test)
     scope.update(KEY=key, my_embed=my_embed if client_side_embedding else None)
-    exec(program.replace("http://127.0.0.1:8080", live_gateway.url), scope)
+    exec(program.replace("http://127.0.0.1:8080", live_gateway.url), scope)  # noqa: S102
 
     assert 1 <= len(printed) <= 4  # the four memories of a fresh user, at most
     texts = [text for text, _ in printed]

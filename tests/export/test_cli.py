@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import onnx
@@ -17,6 +16,9 @@ from export.fingerprint import file_sha256
 from export.repository import MANIFEST_FILE, STAGING_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
+# What an export or a validation loads; a no-op run loads none of it.
+HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "optimum", "onnx",
+                 "onnxruntime")
 
 
 def manifest(repo: Path, version: int, model: str = "embedder") -> dict:
@@ -57,20 +59,20 @@ def test_rerun_is_a_fast_no_op_without_torch(exported_repo: Path) -> None:
     before = sorted(
         (p.relative_to(exported_repo), p.stat().st_mtime_ns) for p in exported_repo.rglob("*")
     )
+    # Fast because nothing heavy is loaded and nothing is exported or validated: checked by
+    # what the run imports and writes, not by a wall-clock bound a busy machine can break.
     script = (
         "import sys; from export.cli import main; "
         f"rc = main(['embedder', '--repository', {str(exported_repo)!r}]); "
-        "assert 'torch' not in sys.modules, 'torch imported on the no-op path'; "
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]; "
+        "assert not heavy, f'{heavy} imported on the no-op path'; "
         "sys.exit(rc)"
     )
-    started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "embedder: up to date (version 1)"
-    assert elapsed < 2.0, f"no-op run took {elapsed:.2f} s"
     after = sorted(
         (p.relative_to(exported_repo), p.stat().st_mtime_ns) for p in exported_repo.rglob("*")
     )

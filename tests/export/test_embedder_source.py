@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from support import make_triton
-from tiny_sentence_encoder import DIMENSION, MAX_SEQ_LENGTH, build
+from support.tiny_sentence_encoder import DIMENSION, MAX_SEQ_LENGTH, build
 
 from export.cli import main
 from export.repository import MANIFEST_FILE

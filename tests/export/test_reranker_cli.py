@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,9 @@ from export.repository import MANIFEST_FILE, STAGING_PREFIX
 from export.rerank_validate import GROUPS, candidate_scores, compare, reference_scores
 
 ROOT = Path(__file__).resolve().parents[2]
+# What an export or a validation loads; a no-op run loads none of it.
+HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "optimum", "onnx",
+                 "onnxruntime")
 
 
 def manifest(repo: Path, version: int) -> dict:
@@ -79,7 +81,7 @@ def test_validation_pairs_exercise_truncation(reranker_repo: Path) -> None:
 
 def test_trained_scores_are_meaningful(reranker_repo: Path) -> None:
     """The exported tiny model puts the on-topic passage first: what the gateway tests use."""
-    from tiny_cross_encoder import TOPICS, passage, query
+    from support.tiny_cross_encoder import TOPICS, passage, query
 
     groups = tuple((query(topic, 3), tuple(passage(t, 2) for t in TOPICS)) for topic in TOPICS)
     scores = candidate_scores(reranker_repo / "reranker" / "1", groups).reshape(len(TOPICS), -1)
@@ -92,15 +94,13 @@ def test_rerun_is_a_fast_no_op_without_torch(reranker_repo: Path, cross_encoder_
         "import sys; from export.cli import main; "
         f"rc = main(['reranker', '--model', {str(cross_encoder_dir)!r}, "
         f"'--repository', {str(reranker_repo)!r}]); "
-        "assert 'torch' not in sys.modules, 'torch imported on the no-op path'; sys.exit(rc)"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]; "
+        "assert not heavy, f'{heavy} imported on the no-op path'; sys.exit(rc)"
     )
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "reranker: up to date (version 1)"
-    assert elapsed < 3.0, f"no-op run took {elapsed:.2f} s"
     assert sorted((p, p.stat().st_mtime_ns) for p in reranker_repo.rglob("*")) == before
 
 

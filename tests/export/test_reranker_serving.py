@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from support import make_triton
-from triton_stats import counts, quiet, settled
+from support.triton_stats import counts, quiet, settled
 from tritonclient.utils import InferenceServerException
 
 from export.rerank_validate import pairs, reference_scores
@@ -65,7 +65,7 @@ def test_warmup_ran_at_load(server: TritonServer) -> None:
 
 
 def test_concurrent_requests_are_batched_and_split_back(server: TritonServer) -> None:
-    from tiny_cross_encoder import TOPICS, passage, query
+    from support.tiny_cross_encoder import TOPICS, passage, query
 
     requests = [(query(t, 1), [passage(o, 0) for o in TOPICS[:5]]) for t in TOPICS[:5] * 8]
     alone = {q: score(server.grpc_url, encode([q] * 5), encode(p))[:, 0] for q, p in requests}

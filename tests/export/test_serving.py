@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from support import make_triton
-from triton_stats import counts, quiet, settled
+from support.triton_stats import counts, quiet, settled
 from tritonclient.utils import InferenceServerException
 
 from export.validate import SENTENCES, reference_embeddings

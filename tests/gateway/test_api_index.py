@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support import settings_for
+from support import settings_for, wait_for
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
 from loadtest.corpus import sentences
 
 
-def wait_for_graph(client: TestClient, timeout_s: float = 60) -> None:
+def wait_for_graph(client: TestClient) -> None:
     index = client.app.state.gateway.service.index  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout_s
-    while index.stats().graphs == 0:
-        assert time.monotonic() < deadline, "no graph was built"
-        time.sleep(0.1)
+    wait_for(lambda: index.stats().graphs > 0, "a graph to be built")
 
 
 def test_large_user_is_searched_through_a_graph(triton: TritonServer, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ so their cosine order is exact and known; the reranker must overturn it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from fastapi.testclient import TestClient
-from support import make_triton, settings_for
-from tiny_cross_encoder import TOPICS, passage, query
-from triton_stats import quiet, settled
+from support import make_triton, settings_for, wait_for
+from support.tiny_cross_encoder import TOPICS, passage, query
+from support.triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
@@ -184,10 +183,8 @@ def test_reranker_unloaded_while_running(
             assert search(rerank_client, query=QUERY, limit=1, rerank=True)[0]["text"] == ON_TOPIC
             assert search(by_default, query=QUERY, limit=1)[0]["text"] == ON_TOPIC
             control.unload_model("reranker")
-            deadline = time.monotonic() + 30
-            while control.is_model_ready("reranker"):  # unloading finishes in the background
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for(lambda: not control.is_model_ready("reranker"),  # in the background
+                     "the reranker to unload", poll_s=0.1)
             assert search(by_default, query=QUERY, limit=1)[0]["text"] == DISTRACTORS[0][0]
             detail = search(rerank_client, 409, query=QUERY, rerank=True)
             assert "no reranker model is loaded" in detail

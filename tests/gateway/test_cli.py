@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from http_gateway import serving
 from support import free_ports
+from support.servers import serving
 from typer.testing import CliRunner
 
 from gateway.app import create_app

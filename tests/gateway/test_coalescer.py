@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from support import settings_for
-from triton_stats import quiet, settled
+from support.triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.deadline import Deadline, deadline_scope

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from support import settings_for
-from triton_stats import quiet
+from support.triton_stats import quiet
 
 from gateway.app import create_app
 from gateway.deadline import Deadline, deadline_scope

@@ -4,11 +4,10 @@ background (a scrape only reads them)."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support import settings_for
+from support import settings_for, wait_for
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
@@ -30,15 +29,10 @@ def test_store_gauges_follow_writes(triton: TritonServer, tmp_path: Path) -> Non
         want = {"memory_store_memories": 14.0, "memory_store_users": 4.0,
                 'memory_user_memories{quantile="1.0"}': 8.0,
                 'memory_user_memories{quantile="0.5"}': 2.5}
-        deadline = time.monotonic() + 30
-        while (got := {k: scraped(client).get(k) for k in want}) != want:
-            assert time.monotonic() < deadline, f"gauges still {got}, want {want}"
-            time.sleep(0.02)
+        wait_for(lambda: {k: scraped(client).get(k) for k in want} == want, f"gauges {want}")
         client.delete("/v1/memories", params={"user_id": "dan"})
         want = {"memory_store_memories": 6.0, "memory_store_users": 3.0,
                 'memory_user_memories{quantile="1.0"}': 3.0}
-        while (got := {k: scraped(client).get(k) for k in want}) != want:
-            assert time.monotonic() < deadline, f"gauges still {got}, want {want}"
-            time.sleep(0.02)
+        wait_for(lambda: {k: scraped(client).get(k) for k in want} == want, f"gauges {want}")
         metrics = scraped(client)
         assert metrics["memory_jobs_archived_total"] == 0.0  # compress jobs count here

@@ -11,19 +11,18 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from embedder_versions import add_other_space_version
 from fastapi.testclient import TestClient
-from support import make_triton, settings_for
+from support import make_triton, settings_for, wait_for
+from support.embedder_versions import add_other_space_version
+from support.servers import gateway_process
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
 from loadtest.repository import copy_latest_as_v1
-from loadtest.stack import gateway_process
 
 FACTS = ["I love hiking in the Alps", "My sister lives in Lisbon", "I am allergic to peanuts",
          "The deploy failed because the disk was full", "I prefer window seats on flights"]
@@ -36,12 +35,7 @@ def own_triton(tmp_path: Path):
         yield server
 
 
-def wait_for(check, timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return value
+MIGRATION_TIMEOUT_S = 180.0  # re-embedding every memory on a busy 2-core machine
 
 
 def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) -> None:
@@ -49,7 +43,8 @@ def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) ->
     env = {"MEMORY_REEMBED_BATCH": "16", "MEMORY_ADMISSION_ENABLED": "false",
            "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository),
            "MEMORY_DEADLINE_ADMIN_MS": "120000"}
-    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
+    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as served:
+        url = served.url
         http = httpx.Client(base_url=url, timeout=30)
         users = [f"user-{i}" for i in range(4)]
         seed = [{"user_id": u, "text": f"{fact} (note {i} of {u})"}
@@ -59,6 +54,7 @@ def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) ->
 
         failures: list[str] = []
         counts = {"add": 0, "search": 0}
+        counted = threading.Lock()  # four threads add to the counts
         stop = threading.Event()
 
         def client(user: str) -> None:
@@ -76,19 +72,22 @@ def test_swap_under_concurrent_load(own_triton: TritonServer, tmp_path: Path) ->
                     if found.status_code == 200 and "peanuts" not in found.json()[
                             "results"][0]["text"]:
                         failures.append(f"bad ranking: {found.json()['results'][0]['text']}")
-                    counts["add"] += 1
-                    counts["search"] += 1
+                    with counted:
+                        counts["add"] += 1
+                        counts["search"] += 1
 
         threads = [threading.Thread(target=client, args=(u,)) for u in users]
         for thread in threads:
             thread.start()
-        time.sleep(1)
+        wait_for(lambda: counts["search"] >= 2 * len(users), "the load to run before the swap")
         add_other_space_version(Path(own_triton.model_repository))
         started = http.post("/v1/admin/models/embedder/activate", json={"version": "2"})
         assert started.status_code == 202, started.text
         status = wait_for(lambda: (s := http.get("/v1/admin/models/embedder/migration").json())[
-            "state"] == "done" and s)
-        time.sleep(1)  # keep the load on after the switch
+            "state"] == "done" and s, "the migration to finish", MIGRATION_TIMEOUT_S)
+        switched = counts["search"]  # keep the load on after the switch
+        wait_for(lambda: counts["search"] >= switched + 2 * len(users),
+                 "the load to run after the swap")
         stop.set()
         for thread in threads:
             thread.join(30)
@@ -127,7 +126,7 @@ def test_interrupted_migration_resumes_after_restart(
     # The gateway stopped mid-way (100 memories, 4 per batch): the store has the cursor.
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/v1/admin/models/embedder/migration").json()[
-            "state"] == "done")
+            "state"] == "done", "the resumed migration to finish", MIGRATION_TIMEOUT_S)
         page = client.get("/v1/memories", params={"user_id": "u", "limit": 1000}).json()
         assert {m["embedding_model"] for m in page["results"]} == {"embedder:2"}
         found = client.post("/v1/memories/search", json={"user_id": "u", "query": "nut allergy"})
@@ -166,7 +165,8 @@ def test_admin_api_can_be_disabled(triton: TritonServer, tmp_path: Path) -> None
 
 def test_operator_cli_activates_and_lists(own_triton: TritonServer, tmp_path: Path) -> None:
     env = {"MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository)}
-    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as url:
+    with gateway_process(own_triton, tmp_path / "data", tmp_path, env=env) as served:
+        url = served.url
         httpx.post(f"{url}/v1/memories/batch", json={"items": [
             {"user_id": "u", "text": fact} for fact in FACTS]}, timeout=30)
         add_other_space_version(Path(own_triton.model_repository))

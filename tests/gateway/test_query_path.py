@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 from support import make_triton, settings_for
-from triton_stats import quiet, settled
+from support.triton_stats import quiet, settled
 
 from gateway.app import create_app
 from gateway.inference.query_cache import QueryCache

@@ -11,7 +11,6 @@ without one (``/readyz`` says 503) and its background connector is cancelled lik
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sqlite3
 import threading
@@ -64,7 +63,7 @@ def open_files_under(root: Path) -> list[str]:
     held = []
     for fd in Path("/proc/self/fd").iterdir():
         try:
-            target = os.readlink(fd)
+            target = str(fd.readlink())
         except OSError:
             continue
         if target.startswith(f"{root.resolve()}/"):

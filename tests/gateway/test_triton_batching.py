@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from triton_stats import quiet, settled
+from support.triton_stats import quiet, settled
 
 from gateway.inference.client import EmbedderClient
 from gateway.metrics import Metrics

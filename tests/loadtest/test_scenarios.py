@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.servers import gateway_process
 
 from gateway.triton import TritonServer
 from loadtest.locust.locust_run import LoadSpec, run_locust
@@ -19,7 +20,6 @@ from loadtest.locust.scenarios import SCENARIOS
 from loadtest.locust.seed import seed
 from loadtest.locust.stack_runs import SeededStack
 from loadtest.population import seeded_user
-from loadtest.stack import gateway_process
 
 SEED_USERS, SEED_MEMORIES = 3, 30
 
@@ -29,9 +29,9 @@ def gateway_url(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[str]:
     work = tmp_path_factory.mktemp("scenarios")
     with gateway_process(triton, work / "data", work,
-                         env={"MEMORY_SQLITE_SYNCHRONOUS": "NORMAL"}) as url:
-        seed(url, SEED_USERS, SEED_MEMORIES, batch=40, show_progress=False)
-        yield url
+                         env={"MEMORY_SQLITE_SYNCHRONOUS": "NORMAL"}) as served:
+        seed(served.url, SEED_USERS, SEED_MEMORIES, batch=40, show_progress=False)
+        yield served.url
 
 
 def test_seeding_stores_every_user_and_memory(gateway_url: str) -> None:

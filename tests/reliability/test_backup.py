@@ -8,15 +8,14 @@ import asyncio
 import json
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from job_support import wait_done
 from reliability.corpus import queries, texts
-from support import settings_for
+from support import settings_for, wait_for
+from support.jobs import wait_done
 from typer.testing import CliRunner
 
 from gateway.app import create_app
@@ -123,10 +122,7 @@ def test_backup_while_writing_is_consistent_and_restores(triton: TritonServer,
         thread = threading.Thread(target=writer)
         thread.start()
         try:
-            deadline = time.monotonic() + 60
-            while len(acked) < 20 and thread.is_alive():  # poll the writer's progress
-                assert time.monotonic() < deadline, f"only {len(acked)} writes in 60 s"
-                time.sleep(0.05)
+            wait_for(lambda: len(acked) >= 20 or not thread.is_alive(), "20 acknowledged writes")
             acked_before = list(acked)
             manifest = create_backup(settings, tmp_path / "backup")
         finally:

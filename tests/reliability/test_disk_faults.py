@@ -55,11 +55,10 @@ def _fill(disk: Path) -> Path:
             handle.write(b"\0" * 512)
             handle.flush()
     probe = disk / "probe"
-    with pytest.raises(OSError) as exc:
-        with probe.open("wb") as handle:
-            handle.write(b"x" * 4096)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with pytest.raises(OSError) as exc, probe.open("wb") as handle:
+        handle.write(b"x" * 4096)
+        handle.flush()
+        os.fsync(handle.fileno())
     assert exc.value.errno == errno.ENOSPC
     probe.unlink(missing_ok=True)
     return filler

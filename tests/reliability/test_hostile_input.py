@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from http_gateway import serving
 from support import settings_for
+from support.servers import serving
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore

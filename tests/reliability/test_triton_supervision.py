@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support import make_triton, settings_for
+from support import make_triton, settings_for, wait_for
 
 from gateway.app import create_app
 from gateway.triton import TritonServer, TritonSupervisor
@@ -25,28 +25,25 @@ def _kill(server: TritonServer) -> None:
     process.wait(10)
 
 
-def _wait_ready(client: TestClient, deadline_s: float) -> float:
+def _wait_ready(client: TestClient) -> float:
+    """Seconds until the gateway is ready again (reported, not asserted)."""
     started = time.monotonic()
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() - started < deadline_s, "not ready again before the deadline"
-        time.sleep(0.2)
+    wait_for(lambda: client.get("/readyz").status_code == 200, "the gateway to be ready again",
+             RESTORE_DEADLINE_S, poll_s=0.2)
     return time.monotonic() - started
 
 
 def _wait_writes(acked: dict[str, str], count: int, writer: threading.Thread) -> None:
-    deadline = time.monotonic() + RESTORE_DEADLINE_S
-    while len(acked) < count:
+    def written() -> bool:
         assert writer.is_alive(), "the writer died"
-        assert time.monotonic() < deadline, f"only {len(acked)} of {count} writes acknowledged"
-        time.sleep(0.05)
+        return len(acked) >= count
+
+    wait_for(written, f"{count} acknowledged writes", RESTORE_DEADLINE_S)
 
 
 def _wait_restarts(supervisor: TritonSupervisor, count: int) -> None:
     """Triton answers ready a moment before ``start()`` returns and the count moves."""
-    deadline = time.monotonic() + 30
-    while supervisor.restarts < count:
-        assert time.monotonic() < deadline, f"{supervisor.restarts} restarts, expected {count}"
-        time.sleep(0.05)
+    wait_for(lambda: supervisor.restarts >= count, f"{count} restart(s)")
     assert supervisor.restarts == count, "restarted more often than it was killed"
 
 
@@ -77,7 +74,7 @@ def test_killed_triton_is_restarted_and_no_acknowledged_write_is_lost(tmp_path: 
                     before = len(acked)
                     _wait_writes(acked, before + 5, thread)
                     _kill(server)
-                    restored = _wait_ready(client, RESTORE_DEADLINE_S)
+                    restored = _wait_ready(client)
                     print(f"kill {kill + 1}: ready again after {restored:.1f} s")
                     _wait_restarts(supervisor, kill + 1)
                 before = len(acked)
@@ -123,10 +120,7 @@ def test_restart_failures_back_off(tmp_path: Path) -> None:
     try:
         server.model_repository = tmp_path / "gone"  # the next start fails at once
         _kill(server)
-        deadline = time.monotonic() + 30
-        while supervisor.failures < 4:
-            assert time.monotonic() < deadline, f"only {supervisor.failures} tries in 30 s"
-            time.sleep(0.05)
+        wait_for(lambda: supervisor.failures >= 4, "four failed restarts")
         assert supervisor.restarts == 0
         assert supervisor.delays[:4] == [0.2, 0.4, 0.8, 0.8]
     finally:
@@ -155,10 +149,9 @@ def test_a_crashed_server_leaves_no_model_stubs_behind(tmp_path: Path) -> None:
         assert process is not None and _group_alive(process.pid)
         os.kill(process.pid, signal.SIGKILL)  # the server only, not its group
         process.wait(10)
-        deadline = time.monotonic() + 10
-        while _group_alive(process.pid):
-            assert time.monotonic() < deadline, "the dead server's model stubs still run"
-            time.sleep(0.05)
+        # Well before the next start (30 s away): the supervisor reaped the group at once.
+        wait_for(lambda: not _group_alive(process.pid), "the dead server's model stubs to exit",
+                 timeout_s=20)
         assert supervisor.last_exit == -signal.SIGKILL and supervisor.restarts == 0
     finally:
         supervisor.stop()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 from fastapi import FastAPI
+from support import until
 
 from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import ClassLimiter
@@ -17,8 +19,29 @@ from gateway.metrics import Metrics
 WORK_S = 0.2
 
 
+async def slow_work() -> None:
+    await asyncio.sleep(WORK_S)
+
+
+class Wall:
+    """Work that holds its admission slot until the test opens the wall; counts how many
+    run at once, so a test sees the limit at work without timing anything."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.running = self.started = self.most = 0
+
+    async def __call__(self) -> None:
+        self.running += 1
+        self.started += 1
+        self.most = max(self.most, self.running)
+        await self.open.wait()
+        self.running -= 1
+
+
 def tiny_app(*, limit: int = 2, queue: int = 2, enabled: bool = True,
-             max_wait_s: float = 1.0) -> tuple[FastAPI, Metrics]:
+             max_wait_s: float = 1.0, work: Callable[[], Awaitable[None]] = slow_work,
+             ) -> tuple[FastAPI, Metrics]:
     app = FastAPI()
     metrics = Metrics()
     controller = AdmissionController(
@@ -30,7 +53,7 @@ def tiny_app(*, limit: int = 2, queue: int = 2, enabled: bool = True,
     @app.post("/v1/memories/search")
     async def slow() -> dict[str, float | None]:
         deadline = current_deadline()
-        await asyncio.sleep(WORK_S)
+        await work()
         return {"remaining": deadline.remaining() if deadline else None}
 
     @app.get("/healthz")
@@ -54,17 +77,29 @@ async def _burst(app: FastAPI, count: int, headers: dict[str, str] | None = None
 
 
 def test_ten_slow_requests_against_limit_two_queue_two() -> None:
-    app, metrics = tiny_app(limit=2, queue=2)
-    results = asyncio.run(_burst(app, 10))
-    admitted = [r for r in results if r[0] == 200]
-    shed = [r for r in results if r[0] == 429]
-    assert len(admitted) == 4 and len(shed) == 6
-    for _, seconds, response in shed:
+    wall = Wall()
+    app, metrics = tiny_app(limit=2, queue=2, work=wall)
+
+    async def scenario() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            tasks = [asyncio.create_task(client.post("/v1/memories/search"))
+                     for _ in range(10)]
+            await until(lambda: sum(t.done() for t in tasks) == 6, "six answers")
+            # Refused at once, not after queueing behind the wall: it still stands.
+            assert (wall.started, wall.running) == (2, 2)
+            early = [t.result() for t in tasks if t.done()]
+            wall.open.set()
+            return early, [await t for t in tasks]
+
+    early, results = asyncio.run(scenario())
+    assert [r.status_code for r in early] == [429] * 6
+    assert sorted(r.status_code for r in results) == [200] * 4 + [429] * 6
+    for response in early:
         assert response.headers["retry-after"] == "1"
         assert "retry later" in response.json()["detail"]
-        assert seconds < WORK_S / 2  # refused at once, not after queueing behind the wall
-    # Two ran at once, two waited one turn: nobody waited past two rounds of work.
-    assert max(seconds for _, seconds, _ in admitted) < 2 * WORK_S + 0.15
+    # Two ran at once, the two queued ran when they left: never more than the limit.
+    assert (wall.started, wall.most, wall.running) == (4, 2, 0)
     assert metrics.registry.get_sample_value(
         "memory_admission_shed_total", {"route_class": "search", "reason": "queue_full"}) == 6
 
@@ -78,23 +113,39 @@ def test_without_admission_control_everything_waits() -> None:
 
 
 def test_deadline_header_reaches_the_endpoint_and_bounds_the_queue() -> None:
-    app, metrics = tiny_app(limit=1, queue=4)
-    results = asyncio.run(_burst(app, 3, headers={"X-Deadline-Ms": "300"}))
-    statuses = sorted(r[0] for r in results)
-    # The first runs (0.2 s of its 0.3 s budget left to spare); the second would start at
-    # 0.2 s and may run; the third could only start at 0.4 s, past its deadline: shed at 0.3 s.
-    assert statuses.count(429) >= 1 and statuses[0] == 200
-    first = min((r for r in results if r[0] == 200), key=lambda r: r[1])
-    assert 0 < first[2].json()["remaining"] < 0.3 - WORK_S + 0.05
-    assert all(r[1] < 0.3 + 0.1 for r in results if r[0] == 429)
+    """The first request holds the only slot until both others are answered; they queue with
+    a 300 ms budget under an hour's maximum wait, so only their deadline can end the wait."""
+    wall = Wall()
+    app, metrics = tiny_app(limit=1, queue=4, max_wait_s=3600, work=wall)
+    headers = {"X-Deadline-Ms": "300"}
+
+    async def scenario() -> list[tuple[int, float, httpx.Response]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            async def one() -> tuple[int, float, httpx.Response]:
+                started = time.perf_counter()
+                response = await client.post("/v1/memories/search", headers=headers)
+                return response.status_code, time.perf_counter() - started, response
+
+            first = asyncio.create_task(one())
+            await until(lambda: wall.running == 1, "the first request to run")
+            shed = await asyncio.wait_for(asyncio.gather(one(), one()), 60)
+            wall.open.set()
+            return [await first, *shed]
+
+    (status, seconds, response), *shed = asyncio.run(scenario())
+    assert [r[0] for r in shed] == [429, 429] and wall.started == 1
+    # The endpoint saw the header's budget (not the route's 2 s default), less its wait.
+    assert status == 200 and 0.3 - seconds <= response.json()["remaining"] < 0.3
     assert metrics.registry.get_sample_value(
-        "memory_deadline_drops_total", {"stage": "queue"}) >= 1
+        "memory_deadline_drops_total", {"stage": "queue"}) == 2
 
 
 def test_route_default_deadline_applies_without_a_header() -> None:
     app, _ = tiny_app()
-    [(status, _, response)] = asyncio.run(_burst(app, 1))
-    assert status == 200 and 1.5 < response.json()["remaining"] < 2.0
+    [(status, seconds, response)] = asyncio.run(_burst(app, 1))
+    # Two seconds from arrival, read after the work: bounded by what the request took.
+    assert status == 200 and 2.0 - seconds <= response.json()["remaining"] <= 2.0 - WORK_S
 
 
 def test_bad_headers_are_422_naming_the_header() -> None:
@@ -108,14 +159,17 @@ def test_bad_headers_are_422_naming_the_header() -> None:
 
 
 def test_health_is_never_shed() -> None:
-    app, _ = tiny_app(limit=1, queue=0)
+    wall = Wall()
+    app, _ = tiny_app(limit=1, queue=0, work=wall)
 
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             busy = [asyncio.create_task(client.post("/v1/memories/search")) for _ in range(3)]
-            await asyncio.sleep(0.02)
-            health = await client.get("/healthz")
+            await until(lambda: wall.running == 1 and sum(t.done() for t in busy) == 2,
+                        "one search running, two shed")
+            health = await client.get("/healthz")  # while the only slot is taken
+            wall.open.set()
             return [health.status_code] + [(await t).status_code for t in busy]
 
     statuses = asyncio.run(scenario())

@@ -3,14 +3,13 @@ server (started here), and ``async_mode`` with ``GET /v1/events/{id}``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scripted_llm_support import ScriptedLLM, Step, answer
-from support import settings_for
+from support import settings_for, wait_for
+from support.scripted_llm import ScriptedLLM, Step, answer
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
@@ -72,17 +71,15 @@ def texts(client: TestClient) -> list[str]:
     return sorted(m["text"] for m in page)
 
 
-def wait_for_event(client: TestClient, event_id: str, done: set[str],
-                   deadline_s: float = 30.0) -> dict:
-    """Poll the event until its status is in ``done``; fail loudly at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while True:
+def wait_for_event(client: TestClient, event_id: str, done: set[str]) -> dict:
+    """The event once its status is in ``done``; fails loudly at the timeout."""
+
+    def ended() -> dict | None:
         event = client.get(f"/v1/events/{event_id}")
         assert event.status_code == 200, event.text
-        if event.json()["status"] in done:
-            return event.json()
-        assert time.monotonic() < deadline, f"event still {event.json()} after {deadline_s} s"
-        time.sleep(0.02)
+        return event.json() if event.json()["status"] in done else None
+
+    return wait_for(ended, f"event {event_id} to reach {sorted(done)}")
 
 
 def test_facts_and_decisions_are_applied(client: TestClient, llm: ScriptedLLM) -> None:
@@ -238,10 +235,8 @@ def test_events_of_another_tenant_are_not_found(triton: TritonServer, tmp_path: 
             "user_id": USER, "text": "a's secret", "async_mode": True})
         assert accepted.status_code == 202
         path = f"/v1/events/{accepted.json()['event_id']}"
-        deadline = time.monotonic() + 30
-        while call("a", "GET", path).json()["status"] != "SUCCEEDED":
-            assert time.monotonic() < deadline, call("a", "GET", path).json()
-            time.sleep(0.02)
+        wait_for(lambda: call("a", "GET", path).json()["status"] == "SUCCEEDED",
+                 "tenant a's event to succeed")
         mine = call("a", "GET", path).json()
         assert mine["results"][0]["user_id"] == USER  # the public id, not the internal one
         other = call("b", "GET", path)
@@ -261,10 +256,7 @@ def test_a_restart_resumes_an_event_cut_off_mid_extraction(
             accepted = client.post("/v1/memories", json={
                 "user_id": USER, "messages": CONVERSATION, "infer": True, "async_mode": True})
             event_path = f"/v1/events/{accepted.json()['event_id']}"
-            deadline = time.monotonic() + 30
-            while not llm.requests:  # the worker is inside the LLM call
-                assert time.monotonic() < deadline, "the worker never called the LLM"
-                time.sleep(0.02)
+            wait_for(lambda: llm.requests, "the worker to call the LLM")  # inside the call
             assert client.get(event_path).json()["status"] == "RUNNING"
         llm.script(answer({"facts": ["Alice is vegetarian"]}),
                    answer({"decisions": [{"event": "ADD", "id": None,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from job_support import wait_done
 from support import settings_for
+from support.jobs import wait_done
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope

@@ -4,17 +4,16 @@ sources, archive semantics of search, list, get, update and delete, idempotent r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from job_support import listed, wait_done
-from scripted_llm_support import ScriptedLLM, answer
-from support import make_triton, settings_for
-from triton_stats import quiet
+from support import make_triton, settings_for, wait_for
+from support.jobs import listed, wait_done
+from support.scripted_llm import ScriptedLLM, answer
+from support.triton_stats import quiet
 
 from gateway.app import create_app
 from gateway.backup.jsonl import export_jsonl, import_jsonl
@@ -268,25 +267,21 @@ def test_the_schedule_queues_every_kind(triton: TritonServer, tmp_path: Path) ->
         response = client.post("/v1/memories/batch", json={"dedup": False, "items": items})
         assert response.status_code == 201, response.text  # one write: a job sees all or none
         gone = response.json()["results"][-1]
-        deadline = time.monotonic() + 60
-        while True:  # wait for a scheduled job of each kind that ran after the write
+
+        def each_kind_done() -> list[dict] | None:  # a scheduled job of each kind, after the write
             jobs = client.get("/v1/jobs", params={"limit": 100}).json()
             done = {j["kind"] for j in jobs if j["status"] == "done"
                     and j["progress"].get("users_done") == 1}
-            if done == {"compress", "expire", "merge"}:
-                break
-            assert time.monotonic() < deadline, jobs
-            time.sleep(0.05)
+            return jobs if done == {"compress", "expire", "merge"} else None
+
+        jobs = wait_for(each_kind_done, "a scheduled compress, expire and merge job")
         assert all(j["user_id"] is None for j in jobs)  # over every user
         assert client.get(f"/v1/memories/{gone['id']}").status_code == 404
         assert any(m["sources"] for m in listed(client, "alice").values())
 
 
-def wait_ready(client: TestClient, deadline_s: float = 60.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "gateway not ready again"
-        time.sleep(0.05)
+def wait_ready(client: TestClient) -> None:
+    wait_for(lambda: client.get("/readyz").status_code == 200, "the gateway to be ready again")
 
 
 def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
@@ -316,7 +311,7 @@ def test_a_user_whose_work_keeps_failing_is_skipped_and_done_next_run(
             server.start()
             wait_ready(client)  # the gateway's channel has reconnected, not only Triton
             rerun = client.post("/v1/jobs", json={"kind": "compress", "user_id": "ann"})
-            again = wait_done(client, rerun.json()["id"], deadline_s=120)
+            again = wait_done(client, rerun.json()["id"], timeout_s=120)
             assert again["status"] == "done" and again["progress"]["skipped_users"] == 0
             after = listed(client, "ann")
             assert len(after) < len(before)  # now folded into summaries

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from job_support import listed, wait_done
-from scripted_llm_support import ScriptedLLM, Step, answer
 from support import settings_for
+from support.jobs import listed, wait_done
+from support.scripted_llm import ScriptedLLM, Step, answer
 
 from gateway.app import create_app
 from gateway.triton import TritonServer

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from embedder_versions import add_other_space_version
 from fastapi.testclient import TestClient
-from job_support import listed, wait_done
-from support import make_triton, settings_for
+from support import make_triton, settings_for, wait_for
+from support.embedder_versions import add_other_space_version
+from support.jobs import listed, wait_done
 
 from gateway.app import create_app
 from gateway.triton import TritonServer
@@ -56,10 +55,8 @@ def test_archived_memories_follow_a_version_swap_outside_the_index(
         add_other_space_version(Path(own_triton.model_repository))
         assert client.post("/v1/admin/models/embedder/activate",
                            json={"version": "2"}).status_code == 202
-        deadline = time.monotonic() + MIGRATION_DEADLINE_S
-        while client.get("/v1/admin/models/embedder/migration").json()["state"] != "done":
-            assert time.monotonic() < deadline, "migration did not finish"
-            time.sleep(0.1)
+        wait_for(lambda: client.get("/v1/admin/models/embedder/migration").json()["state"]
+                 == "done", "the migration to finish", MIGRATION_DEADLINE_S, poll_s=0.1)
         everything = listed(client, "u", include_archived="true")
         assert {m["embedding_model"] for m in everything.values()} == {"embedder:2"}
         for source in archived:

@@ -10,10 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
-from job_support import wait_done
 from starlette.types import Receive, Scope, Send
-from support import settings_for
+from support import settings_for, until, wait_for
+from support.jobs import wait_done
 
 from gateway.admission.activity import RequestActivity
 from gateway.admission.controller import AdmissionController
@@ -27,11 +28,17 @@ from gateway.triton import TritonServer
 DEADLINE_S = 30.0  # generous: the machine may be busy
 
 
-async def until(condition, what: str) -> None:  # a zero-argument predicate
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)
+class FakeClock:
+    """The pacer's clock, moved by the test: a slice lasts exactly what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def test_a_slice_waits_while_a_request_is_in_flight_and_goes_after() -> None:
@@ -63,45 +70,48 @@ def test_under_continuous_requests_a_slice_goes_after_the_maximum_wait() -> None
     asyncio.run(scenario())
 
 
-def busy_for(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
 def test_the_duty_cycle_bounds_the_busy_share() -> None:
-    async def scenario() -> tuple[float, float]:
-        pacer = Pacer(duty=0.25)
+    """At duty 0.25 the pacer rests three times each slice's length, and really waits it."""
+
+    async def scenario() -> tuple[Pacer, float]:
+        clock = FakeClock()
+        pacer = Pacer(duty=0.25, clock=clock)
         started = time.monotonic()
         for _ in range(10):
             await pacer.turn()
-            busy_for(0.005)  # a slice of work
+            clock.work(0.005)  # a slice of work
         await pacer.turn()
-        return pacer.stats.busy_s, time.monotonic() - started
+        return pacer, time.monotonic() - started
 
-    busy, elapsed = asyncio.run(scenario())
-    assert busy >= 10 * 0.005
-    assert busy / elapsed <= 0.25  # rest after each slice: three times its length
+    pacer, waited = asyncio.run(scenario())
+    assert pacer.stats.slices == 11
+    assert pacer.stats.busy_s == pytest.approx(10 * 0.005)
+    assert pacer.stats.rest_s == pytest.approx(3 * pacer.stats.busy_s)  # rest: 3x the slice
+    assert pacer.stats.busy_s / (pacer.stats.busy_s + pacer.stats.rest_s) == pytest.approx(0.25)
+    assert waited >= pacer.stats.rest_s * 0.99  # the rests were real waits
 
 
 def test_niced_maths_is_off_the_busy_clock() -> None:
     async def scenario() -> Pacer:
-        pacer = Pacer(duty=0.5)
+        clock = FakeClock()
+        pacer = Pacer(duty=0.5, clock=clock)
         await pacer.turn()
-        await pacer.niced(time.sleep, 0.2)  # stands for k-means waiting for a spare core
+        clock.work(0.01)  # the slice's own work
+        await pacer.niced(clock.work, 0.2)  # stands for k-means waiting for a spare core
         pacer.pause()
         return pacer
 
     pacer = asyncio.run(scenario())
-    assert pacer.stats.busy_s < 0.1 and pacer.stats.rest_s == 0
+    assert pacer.stats.busy_s == pytest.approx(0.01) and pacer.stats.rest_s == 0
 
 
 def test_a_paused_pacer_does_not_rest_for_what_was_not_work() -> None:
     async def scenario() -> Pacer:
-        pacer = Pacer(duty=0.1)
+        clock = FakeClock()
+        pacer = Pacer(duty=0.1, clock=clock)
         await pacer.turn()
         pacer.pause()
-        time.sleep(0.05)  # e.g. the runner's checkpoint: not the job's slice
+        clock.work(0.05)  # e.g. the runner's checkpoint: not the job's slice
         await pacer.turn()
         return pacer
 
@@ -156,10 +166,8 @@ def test_a_merge_job_waits_for_a_request_in_flight_then_merges(triton: TritonSer
         assert client.portal is not None
         client.portal.call(activity.enter)  # a request that stays in flight
         job_id = client.post("/v1/jobs", json={"kind": "merge", "user_id": "alice"}).json()["id"]
-        deadline = time.monotonic() + DEADLINE_S
-        while client.portal.call(lambda: activity.waiting) == 0:
-            assert time.monotonic() < deadline, "the job never waited for the request"
-            time.sleep(0.01)
+        wait_for(lambda: client.portal.call(lambda: activity.waiting) > 0,
+                 "the job to wait for the request", DEADLINE_S, poll_s=0.01)
         job = client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "running" and job["progress"].get("users_done", 0) == 0
         listed = client.get("/v1/memories", params={"user_id": "alice"}).json()["results"]
@@ -183,14 +191,15 @@ def test_a_user_whose_paced_work_lasts_keeps_the_job_lease(triton: TritonServer,
         client.portal.call(state.admission.activity.enter)  # the job's user stays blocked
         job_id = client.post("/v1/jobs", json={"kind": "merge", "user_id": "alice"}).json()["id"]
         leases: set[str] = set()
-        deadline = time.monotonic() + DEADLINE_S
-        while len(leases) < 3:  # renewed twice while the user's work waits
+
+        def renewed_twice() -> bool:  # while the user's work waits
             job = client.portal.call(state.jobs.jobs.get_job, job_id)
             assert job.status in ("queued", "running"), job
             if job.status == "running":
                 leases.add(job.lease_until)
                 assert client.portal.call(state.jobs.jobs.claim_job, utc_now(), utc_now()) is None
-            assert time.monotonic() < deadline, f"the lease was not renewed: {job}"
-            time.sleep(0.01)
+            return len(leases) >= 3
+
+        wait_for(renewed_twice, "the job lease to be renewed twice", DEADLINE_S, poll_s=0.01)
         client.portal.call(state.admission.activity.leave)
         assert wait_done(client, job_id)["status"] == "done"

@@ -3,13 +3,12 @@ background, once, and never a second while one is pending."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import asyncio
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support import memory, opened, run, settings_for
+from support import memory, opened, run, settings_for, wait_for
 
 from gateway.app import create_app
 from gateway.jobs.runner import JobRunner
@@ -17,14 +16,6 @@ from gateway.jobs.triggers import REARM_SHARE, SizeTrigger, consolidation_kinds
 from gateway.triton import TritonServer
 
 THRESHOLD = 6
-
-
-def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 60.0) -> object:
-    deadline = time.monotonic() + deadline_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"still waiting for {what} after {deadline_s} s"
-        time.sleep(0.02)
-    return value
 
 
 def add(client: TestClient, user: str, texts: list[str]) -> None:
@@ -94,11 +85,19 @@ def test_jobs_do_not_pile_up(tmp_path: Path) -> None:
 
 
 def test_zero_turns_the_trigger_off(tmp_path: Path) -> None:
+    """Threshold 0: the watcher ends at once (the bound turns a hang into a failure) without
+    looking at the noted user, and a big user gets no job."""
+
     async def scenario() -> None:
         store = await opened(tmp_path / "m.sqlite3")
         trigger = SizeTrigger(JobRunner(None, store, None), 0)  # type: ignore[arg-type]
+        await store.insert_many([memory("alice", f"fact {i}") for i in range(THRESHOLD * 2)])
         trigger.note(["alice"])
-        await trigger.watch_forever()  # returns at once: nothing watched
+        await asyncio.wait_for(trigger.watch_forever(), timeout=10)  # returns: nothing watched
+        assert trigger.checks == 0
+        for kind in consolidation_kinds():
+            assert not await store.job_pending(kind, "alice")
+            assert not await store.job_pending(kind, None)
         await store.close()
 
     run(scenario())

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from http_gateway import serving
 from support import settings_for
+from support.servers import serving
 
 from gateway.triton import TritonServer
 

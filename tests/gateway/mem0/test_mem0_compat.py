@@ -12,7 +12,7 @@ import pytest
 from mem0.client.main import MemoryClient
 from mem0.exceptions import MemoryError as Mem0Error
 from mem0.exceptions import MemoryNotFoundError, ValidationError
-from mem0_support import settled
+from support.mem0 import settled
 
 HIKING = "I love hiking in the Alps"
 FOOD = "My favourite dish is spaghetti carbonara"

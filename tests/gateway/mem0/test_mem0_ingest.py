@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_gateway import serving
 from mem0.client.main import MemoryClient
-from mem0_support import settled
-from scripted_llm_support import ScriptedLLM, answer
 from support import settings_for
+from support.mem0 import settled
+from support.scripted_llm import ScriptedLLM, answer
+from support.servers import serving
 
 from gateway.triton import TritonServer
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_gateway import serving
 from mem0.client.main import MemoryClient
 from mem0.exceptions import AuthenticationError, MemoryNotFoundError
 from support import settings_for
+from support.servers import serving
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore

@@ -117,13 +117,23 @@ def test_filters_time_and_expiry_apply_to_keyword_search(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("query", HOSTILE)
 def test_hostile_queries_are_never_fts_syntax(tmp_path: Path, query: str) -> None:
-    async def scenario() -> None:
-        store = await opened(tmp_path / "m.db")
-        await store.insert_many([memory(text='body: x AND "quoted" NEAR(a b) x* ^start')])
-        await store.keyword_search("alice", query, 10, SearchFilters())  # must not raise
-        await store.close()
+    """A hostile query searches for its plain words, as any query does: no error, the memory
+    found exactly when a query word is one of its words, never another user's memory."""
+    text = 'body: x AND "quoted" NEAR(a b) x* ^start'
 
-    run(scenario())
+    async def scenario() -> tuple[list[tuple[str, float]], str, str]:
+        store = await opened(tmp_path / "m.db")
+        mine, other = memory(text=text), memory(user="bob", text=text)
+        await store.insert_many([mine, other])
+        found = await store.keyword_search("alice", query, 10, SearchFilters())
+        await store.close()
+        return found, mine.memory.id, mine.memory.occurred_at
+
+    found, mine, occurred_at = run(scenario())
+    words = set(query_terms(query))
+    matches = words & (set(terms(text)) | set(date_terms(occurred_at)))
+    assert [memory_id for memory_id, _ in found] == ([mine] if matches else [])
+    assert all(score > 0 for _, score in found)
 
 
 def test_migration_backfills_an_existing_database(tmp_path: Path) -> None:

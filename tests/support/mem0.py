@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-EVENT_DEADLINE_S = 30.0
+from support.waiting import wait_for
+
+EVENT_TIMEOUT_S = 30.0
 
 
 def settled(http: httpx.Client, event_id: str, **kwargs: Any) -> dict:
     """Poll ``GET /v1/event/{id}/`` until the async add succeeded or failed; fail loudly at
     the deadline."""
-    deadline = time.monotonic() + EVENT_DEADLINE_S
-    while True:
+
+    def ended() -> dict | None:
         response = http.get(f"/v1/event/{event_id}/", **kwargs)
         assert response.status_code == 200, response.text
         event = response.json()
-        if event["status"] in ("SUCCEEDED", "FAILED"):
-            return event
-        assert time.monotonic() < deadline, f"event still {event} after {EVENT_DEADLINE_S} s"
-        time.sleep(0.02)
+        return event if event["status"] in ("SUCCEEDED", "FAILED") else None
+
+    return wait_for(ended, f"event {event_id} to settle", EVENT_TIMEOUT_S)

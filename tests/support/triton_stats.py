@@ -2,8 +2,8 @@
 
 Triton may update a model's counters just after the response reached the client, so a test
 that reads them right after a call can see the previous request's numbers. ``quiet`` waits
-until the counters stop moving (take the "before" with it); ``settled`` polls until the expected
-number of new successful requests is counted (the "after").
+until the counters stop moving (take the "before" with it); ``settled`` waits until the expected
+number of new successful requests is counted and the counters are quiet again (the "after").
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from gateway.triton import TritonServer
+from support.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,12 @@ def quiet(server: TritonServer, model: str, timeout_s: float = 5.0) -> Counts:
 
 
 def settled(server: TritonServer, model: str, before: Counts, requests: int,
-            timeout_s: float = 5.0) -> Counts:
-    """Counts since ``before`` once at least ``requests`` new requests are counted."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        delta = counts(server, model) - before
-        if delta.requests >= requests or time.monotonic() > deadline:
-            time.sleep(0.05)  # let a straggler show up, so "exactly" checks are fair
-            return counts(server, model) - before
-        time.sleep(0.02)
+            timeout_s: float = 30.0) -> Counts:
+    """Counts since ``before`` once at least ``requests`` new requests are counted and the
+    counters stopped moving (a straggler shows up, so "exactly" checks are fair)."""
+    wait_for(lambda: (counts(server, model) - before).requests >= requests,
+             f"{requests} new {model} request(s) in Triton's statistics", timeout_s)
+    return quiet(server, model) - before
 
 
 def pending(server: TritonServer, model: str) -> int:
@@ -78,8 +76,5 @@ def pending(server: TritonServer, model: str) -> int:
 
 def wait_until_busy(server: TritonServer, model: str, timeout_s: float = 30.0) -> None:
     """Block until a request waits in ``model``'s queue: its only instance is busy."""
-    deadline = time.monotonic() + timeout_s
-    while pending(server, model) < 1:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{model} never had a queued request within {timeout_s} s")
-        time.sleep(0.01)
+    wait_for(lambda: pending(server, model) >= 1, f"a queued {model} request", timeout_s,
+             poll_s=0.01)

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Protocol
+
+from support.waiting import wait_for
 
 
 class Http(Protocol):  # a TestClient or an httpx.Client
     def get(self, url: str, **kwargs: Any) -> Any: ...
 
 
-POLL_S = 0.02
+def wait_done(client: Http, job_id: str, timeout_s: float = 60.0) -> dict:
+    """The job once it is done or failed; fails the test after ``timeout_s``."""
 
-
-def wait_done(client: Http, job_id: str, deadline_s: float = 60.0) -> dict:
-    """The job once it is done or failed; fails the test after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while True:
+    def ended() -> dict | None:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        assert time.monotonic() < deadline, f"job still {job} after {deadline_s} s"
-        time.sleep(POLL_S)
+        return job if job["status"] in ("done", "failed") else None
+
+    return wait_for(ended, f"job {job_id} to end", timeout_s)
 
 
 def listed(client: Http, user: str, **params: object) -> dict[str, dict]:
