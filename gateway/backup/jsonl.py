@@ -11,7 +11,6 @@ History is not exported: a backup keeps it, an export moves memories only.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +24,9 @@ from gateway.domain.model import Memory, StoredMemory
 from gateway.memory.conversation import attributed
 from gateway.settings import Settings
 from gateway.store.in_use import sole_use
-from gateway.store.sqlite.rows import blob_vector
+from gateway.store.sqlite.files import export_snapshot
 from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.types import RowConflict
 
 EXPORT_FORMAT = "agent-memory-export"
 EXPORT_VERSION = 1
@@ -44,44 +44,28 @@ class ImportReport:
     embedded: int  # lines without a vector, embedded on the way in
 
 
-def _rows(conn: sqlite3.Connection, user_id: str | None) -> Iterator[sqlite3.Row]:
-    where, args = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
-    columns = ", ".join(_FIELDS)  # constant column names; the user id is a bound parameter
-    yield from conn.execute(
-        f"SELECT {columns}, context, embedding FROM memories {where} ORDER BY id",  # noqa: S608
-        args)
-
-
 def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
                  user_id: str | None = None) -> int:
     """Write the memories (of one user, or all) as JSON Lines; returns how many."""
     if not settings.db_path.exists():
         raise BackupError(f"no store at {settings.db_path}")
-    conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
     count = 0
-    try:
-        conn.execute("BEGIN")  # one snapshot for the whole export
+    with export_snapshot(settings.db_path, user_id, vectors=vectors) as snapshot:
         header = {
             "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-            "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "schema_version": snapshot.schema_version,
             "exported_at": datetime.now(UTC).isoformat(),
-            "models": {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")},
+            "models": snapshot.models,
             "vectors": vectors,
         }
         with out.open("w", encoding="utf-8") as handle:
             handle.write(json.dumps(header) + "\n")
-            for row in _rows(conn, user_id):
-                line = {name: row[name] for name in _FIELDS}
-                line["metadata"] = json.loads(row["metadata"])
-                line["sources"] = None if row["sources"] is None else json.loads(row["sources"])
-                line["context"] = row["context"]  # keyword-searchable neighbours (migration 7)
-                if vectors:
-                    line["embedding"] = blob_vector(row["embedding"]).tolist()
+            for line in snapshot.rows:
+                embedding = line.pop("embedding")
+                if embedding is not None:
+                    line["embedding"] = embedding.tolist()
                 handle.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
                 count += 1
-    finally:
-        conn.close()
     return count
 
 
@@ -187,7 +171,7 @@ async def _import_lines(settings: Settings, header: dict[str, Any],
                 items.append(StoredMemory(memory, vector, context=_context(line)))
             try:
                 await store.insert_many(items)
-            except sqlite3.IntegrityError as exc:
+            except RowConflict as exc:
                 raise BackupError(f"cannot import (an id exists already? try --skip-existing): "
                                   f"{exc}") from exc
             imported += len(items)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.settings import Settings
 from gateway.store.in_use import sole_use
-from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.sqlite.files import (
+    SCHEMA_VERSION,
+    copy_online,
+    database_facts,
+    replace_database,
+)
 
 MANIFEST = "manifest.json"
 MEMORIES_FILE = "memories.sqlite3"
@@ -30,34 +33,12 @@ class BackupError(RuntimeError):
     """A backup or export that cannot be made or used; the message says why."""
 
 
-# -- online backup --------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _copy_online(source: Path, target: Path) -> None:
-    """One-step SQLite backup (one read snapshot), then a self-contained, checked file."""
-    tmp = target.with_suffix(".partial")
-    tmp.unlink(missing_ok=True)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(tmp)
-    try:
-        src.execute("PRAGMA busy_timeout = 5000")
-        src.backup(dst)  # pages=-1: the whole database in one step, from one snapshot
-        dst.execute("PRAGMA journal_mode = DELETE")  # no -wal beside the copy
-        # quick_check: pages, records and constraints; it needs none of the SQL functions the
-        # store registers for its expression indexes and triggers (integrity_check does).
-        check = dst.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise BackupError(f"copy of {source} failed its integrity check: {check}")
-    finally:
-        dst.close()
-        src.close()
-    tmp.replace(target)
 
 
 def create_backup(settings: Settings, path: Path, *, keys: bool = True) -> dict[str, Any]:
@@ -71,11 +52,10 @@ def create_backup(settings: Settings, path: Path, *, keys: bool = True) -> dict[
     if keys and settings.keys_path.exists():
         files[KEYS_FILE] = settings.keys_path
     for name, source in files.items():
-        _copy_online(source, path / name)
-    with sqlite3.connect(path / MEMORIES_FILE) as conn:
-        schema = conn.execute("PRAGMA user_version").fetchone()[0]
-        count = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
-    conn.close()
+        verdict = copy_online(source, path / name)
+        if verdict != "ok":
+            raise BackupError(f"copy of {source} failed its integrity check: {verdict}")
+    schema, count = database_facts(path / MEMORIES_FILE)
     manifest = {
         "created_at": datetime.now(UTC).isoformat(),
         "schema_version": schema,
@@ -94,20 +74,10 @@ def _checked_manifest(path: Path) -> dict[str, Any]:
     for name, digest in manifest["files"].items():
         if not (path / name).exists() or _sha256(path / name) != digest:
             raise BackupError(f"{path / name} is missing or damaged (checksum differs)")
-    if manifest["schema_version"] > len(MIGRATIONS):
+    if manifest["schema_version"] > SCHEMA_VERSION:
         raise BackupError(f"backup schema {manifest['schema_version']} is newer than this "
-                          f"gateway knows ({len(MIGRATIONS)})")
+                          f"gateway knows ({SCHEMA_VERSION})")
     return manifest
-
-
-def _replace_database(source: Path, target: Path) -> None:
-    """Copy next to ``target``, then rename over it, dropping the old WAL and shared memory."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".restoring")
-    shutil.copyfile(source, tmp)
-    for suffix in ("-wal", "-shm"):
-        Path(str(target) + suffix).unlink(missing_ok=True)
-    tmp.replace(target)
 
 
 def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> dict[str, Any]:
@@ -118,9 +88,9 @@ def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> di
         raise BackupError(f"{settings.db_path} exists: pass --force to replace it")
     alone = sole_use(settings.db_path)
     try:
-        _replace_database(path / MEMORIES_FILE, settings.db_path)
+        replace_database(path / MEMORIES_FILE, settings.db_path)
         if KEYS_FILE in manifest["files"]:
-            _replace_database(path / KEYS_FILE, settings.keys_path)
+            replace_database(path / KEYS_FILE, settings.keys_path)
     finally:
         alone.release()
     return manifest

@@ -53,7 +53,8 @@ class MemoryRows(Protocol):
 
     async def insert_many(self, items: list[StoredMemory],
                           shadows: list[ShadowVector] | None = None) -> None:
-        """Insert all or none, with an ADD event each (and their migration vectors)."""
+        """Insert all or none, with an ADD event each (and their migration vectors);
+        ``RowConflict`` when an id is stored already (nothing is written then)."""
         ...
 
     async def update(self, updated: StoredMemory | Memory, previous: Memory,

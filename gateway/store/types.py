@@ -22,6 +22,10 @@ JobStatus = Literal["queued", "running", "done", "failed"]
 CONTEXT_WEIGHT = 0.3
 
 
+class RowConflict(Exception):
+    """Rows to insert clash with stored ones (an id that exists already); nothing was written."""
+
+
 class StaleWrite(Exception):
     """A memory in the plan changed or vanished since it was read; nothing was written."""
 

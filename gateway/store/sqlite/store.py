@@ -157,7 +157,10 @@ class SQLiteStore:
     # -- memories ---------------------------------------------------------------------------
     async def insert_many(self, items: list[StoredMemory],
                           shadows: list[types.ShadowVector] | None = None) -> None:
-        await self._write(memories.insert_rows, items, shadows)
+        try:
+            await self._write(memories.insert_rows, items, shadows)
+        except sqlite3.IntegrityError as exc:  # the transaction was rolled back
+            raise types.RowConflict(str(exc)) from exc
 
     async def update(self, updated: StoredMemory | Memory, previous: Memory,
                      shadow: types.ShadowVector | None = None) -> bool:

@@ -26,6 +26,7 @@ from gateway.store.types import (
     ExactQuery,
     Fold,
     KeyRow,
+    RowConflict,
     StaleWrite,
     WritePlan,
 )
@@ -80,9 +81,10 @@ def test_insert_get_and_get_many(store: Store) -> None:
 
 def test_insert_many_is_all_or_nothing(store: Store) -> None:
     (first,) = put(store, memory())
-    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own integrity error
+    with pytest.raises(RowConflict):  # every backend says it the same way
         run(store.insert_many([memory(text="new"), memory(id=first.id)]))
     assert run(store.count()) == 1
+    assert run(store.get(first.id)) == first
 
 
 def test_list_page_orders_and_pages_by_keyset(store: Store) -> None:

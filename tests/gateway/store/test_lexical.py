@@ -20,6 +20,7 @@ from gateway.store.sqlite import functions
 from gateway.store.sqlite.lexical import user_key
 from gateway.store.sqlite.migrations import MIGRATIONS
 from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.types import RowConflict
 
 HOSTILE = ['"', '"unbalanced', "a AND b", "OR", "NOT x", "NEAR(a b)", "x*", "^start",
            "body: x", "{body occurred}: x", "(((", "a' OR '1'='1", "-x", "+", "x" * 10_000,
@@ -265,7 +266,7 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
             elif op == "failed" and live:
                 duplicate = live[rng.choice(sorted(live))]
                 fresh = memory(user=rng.choice(USERS), text=text())
-                with pytest.raises(sqlite3.IntegrityError):
+                with pytest.raises(RowConflict):
                     await store.insert_many([fresh, replace(fresh, memory=duplicate)])  # type: ignore[arg-type]
             elif op in ("update", "when") and live:
                 key = rng.choice(sorted(live))

@@ -13,6 +13,7 @@ from support import memory, opened, run
 from gateway.domain.model import SearchFilters, StoredMemory
 from gateway.memory.service import utc_now
 from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.types import RowConflict
 
 
 def test_open_sets_wal_and_schema_version(tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ def test_batch_insert_is_all_or_nothing(tmp_path: Path) -> None:
         first = memory()
         await store.insert_many([first])
         duplicate = StoredMemory(first.memory, first.embedding)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(RowConflict):
             await store.insert_many([memory(text="new"), duplicate])
         assert await store.count() == 1
         await store.close()
