@@ -9,11 +9,16 @@ from gateway.auth.scope import DEFAULT_TENANT, TenantScope
 
 
 class KeyScope(IntEnum):
-    """What a key may do; each scope includes the ones below it."""
+    """What a key may do; each scope includes the ones below it.
+
+    ``admin`` acts on its own tenant only (jobs over its users); ``operator`` is the service's
+    own: model versions, jobs over every tenant, ``/metrics``.
+    """
 
     READ = 1
     WRITE = 2
     ADMIN = 3
+    OPERATOR = 4
 
     @classmethod
     def parse(cls, name: str) -> KeyScope:
@@ -39,11 +44,16 @@ class Principal:
         return self.scope >= needed
 
     @property
+    def operator(self) -> bool:
+        """Whether it may act on the whole service (every tenant)."""
+        return self.scope >= KeyScope.OPERATOR
+
+    @property
     def admission_label(self) -> str:
         """The tenant label admission control counts (fair share, tenant rate)."""
         return f"tenant:{self.tenant}"
 
 
-# Authentication off: everyone is the default tenant with every right (loopback only, or
-# explicitly opened by MEMORY_AUTH=off).
-ANONYMOUS = Principal(DEFAULT_TENANT, KeyScope.ADMIN)
+# Authentication off: everyone is the default tenant with every right, the operator's included
+# (loopback only, or explicitly opened by MEMORY_AUTH=off).
+ANONYMOUS = Principal(DEFAULT_TENANT, KeyScope.OPERATOR)

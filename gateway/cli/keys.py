@@ -2,6 +2,7 @@
 (see ``gateway.auth``).
 
     agent-memory keys create --tenant acme [--scope read|write|admin] [--expires 30d]
+    agent-memory keys create --tenant ops --scope operator
     agent-memory keys list [--tenant acme] [--json]
     agent-memory keys revoke <key id>
 
@@ -28,6 +29,8 @@ from gateway.auth.scope import valid_tenant
 from gateway.auth.store import KeyStore
 from gateway.cli.http import JsonOption
 from gateway.settings import Settings
+
+SCOPES = tuple(scope.label for scope in KeyScope)  # read, write, admin, operator
 
 app = typer.Typer(help="API keys of the gateway: create, list, revoke.", no_args_is_help=True,
                   add_completion=False)
@@ -61,8 +64,10 @@ def parse_expiry(text: str, now: datetime) -> datetime:
 @app.command()
 def create(
     tenant: Annotated[str, typer.Option(help="the tenant whose memories the key reaches")],
-    scope: Annotated[str, typer.Option(help="read, write (includes read) or admin "
-                                            "(everything, the admin API too)")] = "write",
+    scope: Annotated[str, typer.Option(help="read, write (includes read), admin (its "
+                                            "tenant's jobs too) or operator (the whole "
+                                            "service: models, every tenant's jobs, "
+                                            "/metrics)")] = "write",
     expires: Annotated[str | None, typer.Option(help="30d, 12h, ... or an ISO-8601 "
                                                      "date/time")] = None,
     name: Annotated[str, typer.Option(help="a label for `list`")] = "",
@@ -74,8 +79,8 @@ def create(
     if not valid_tenant(tenant):
         raise typer.BadParameter("letters, digits, '_', '.', '-', at most 64, starting with a "
                                  "letter or digit", param_hint="--tenant")
-    if scope not in ("read", "write", "admin"):
-        raise typer.BadParameter("read, write or admin", param_hint="--scope")
+    if scope not in SCOPES:
+        raise typer.BadParameter(", ".join(SCOPES), param_hint="--scope")
     now = datetime.now(UTC)
     expires_at = parse_expiry(expires, now) if expires else None
     with _store(keys) as store:

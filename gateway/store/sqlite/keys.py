@@ -29,6 +29,25 @@ MIGRATIONS: list[str] = [
         revoked_at TEXT
     ) WITHOUT ROWID;
     """,
+    # 2: the operator scope (service-wide actions); a CHECK cannot be altered, so the table
+    # is rebuilt with the rows as they are.
+    """
+    CREATE TABLE api_keys_v2 (
+        key_id     TEXT PRIMARY KEY,
+        hash       TEXT NOT NULL,
+        tenant     TEXT NOT NULL,
+        scope      TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin', 'operator')),
+        name       TEXT NOT NULL DEFAULT '',
+        rate_per_s REAL CHECK (rate_per_s IS NULL OR rate_per_s > 0),
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO api_keys_v2 SELECT key_id, hash, tenant, scope, name, rate_per_s, created_at,
+        expires_at, revoked_at FROM api_keys;
+    DROP TABLE api_keys;
+    ALTER TABLE api_keys_v2 RENAME TO api_keys;
+    """,
 ]
 _FIELDS = ("key_id, hash, tenant, scope, name, rate_per_s, created_at, expires_at, "
            "revoked_at")
