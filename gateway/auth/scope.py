@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, replace
 
 from gateway.domain.model import Memory, ScoredMemory
+from gateway.store.types import UserRange
 
 DEFAULT_TENANT = "default"
 SEPARATOR = "\x1f"  # ASCII unit separator: refused in public ids (see api.schemas.ScopeId)
@@ -23,6 +24,12 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def valid_tenant(name: str) -> bool:
     return TENANT_PATTERN.fullmatch(name) is not None
+
+
+def tenant_of(internal_user_id: str) -> str:
+    """The tenant a stored user id belongs to."""
+    tenant, separator, _ = internal_user_id.partition(SEPARATOR)
+    return tenant if separator else DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,13 @@ class TenantScope:
         if not self._prefix:
             return SEPARATOR not in internal_user_id
         return internal_user_id.startswith(self._prefix)
+
+    @property
+    def user_range(self) -> UserRange:
+        """This tenant's stored user ids, for a walk over them (a job over its users)."""
+        if not self._prefix:
+            return UserRange(without=SEPARATOR)
+        return UserRange(prefix=self._prefix)
 
     def public(self, internal_user_id: str) -> str:
         return internal_user_id[len(self._prefix):]

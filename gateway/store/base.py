@@ -19,7 +19,9 @@ import numpy as np
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.store.types import (
     CONTEXT_WEIGHT,
+    EVERY_USER,
     Census,
+    Enqueued,
     EventStatus,
     ExactQuery,
     Fold,
@@ -31,7 +33,10 @@ from gateway.store.types import (
     ModelState,
     PendingMemory,
     Population,
+    PruneBefore,
+    Pruned,
     ShadowVector,
+    UserRange,
     WritePlan,
 )
 
@@ -216,24 +221,33 @@ class EventQueue(Protocol):
 
 
 class JobTable(Protocol):
-    """Consolidation jobs with leases; ``attempts`` is the fencing token."""
+    """Consolidation jobs with leases; ``attempts`` is the fencing token. A job's ``tenant``
+    is the tenant whose users it works on (None: every tenant's)."""
 
-    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str
-                         ) -> Job: ...
+    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str, *,
+                         tenant: str | None = None) -> Job: ...
+
+    async def enqueue_job(self, job_id: str, kind: str, user_id: str | None, now: str, *,
+                          tenant: str | None = None,
+                          max_pending: int | None = None) -> Enqueued:
+        """In one step: the equal pending job (same kind, user, tenant) if there is one,
+        else nothing when ``tenant`` holds ``max_pending`` pending jobs, else a new job."""
+        ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
-    async def recent_jobs(self, limit: int) -> list[Job]:
-        """The newest jobs first."""
+    async def recent_jobs(self, limit: int, tenant: str | None = None) -> list[Job]:
+        """The newest jobs first; of one tenant, or of all when ``tenant`` is None."""
         ...
 
-    async def job_pending(self, kind: str, user_id: str | None) -> bool:
+    async def job_pending(self, kind: str, user_id: str | None,
+                          tenant: str | None = None) -> bool:
         """Whether such a job is queued or running already (schedules do not pile up)."""
         ...
 
     async def claim_job(self, now: str, lease_until: str) -> Job | None:
-        """The oldest queued job, or a running one whose lease expired, now running with
-        ``attempts`` one higher."""
+        """A queued job, or a running one whose lease expired, now running with ``attempts``
+        one higher: service-wide jobs first, then tenants in turns, oldest first."""
         ...
 
     async def checkpoint_job(self, job: Job, cursor: str, progress: dict[str, Any], now: str,
@@ -246,8 +260,19 @@ class JobTable(Protocol):
         """Done or failed; False if the claim was lost."""
         ...
 
-    async def next_user(self, after: str) -> str | None:
-        """The first user (internal id) after ``after`` in id order that has memories."""
+    async def next_user(self, after: str, within: UserRange = EVERY_USER) -> str | None:
+        """The first user (internal id) after ``after`` in id order that has memories, among
+        the ids ``within`` spans."""
+        ...
+
+
+class Retention(Protocol):
+    """Dropping what is kept only for a while (``MEMORY_RETENTION_*``)."""
+
+    async def prune(self, before: PruneBefore) -> Pruned:
+        """Drop finished jobs and finished ingest events older than their cut-offs, and the
+        history of memories deleted before the history cut-off (a live memory's history
+        stays), in short transactions."""
         ...
 
 
@@ -298,7 +323,8 @@ class VersionTable(Protocol):
         ...
 
 
-class Store(MemoryRows, WritePlans, Counts, EventQueue, JobTable, VersionTable, Protocol):
+class Store(MemoryRows, WritePlans, Counts, EventQueue, JobTable, Retention, VersionTable,
+            Protocol):
     """Everything the gateway keeps durably but API keys (``KeyTable``)."""
 
 

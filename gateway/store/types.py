@@ -106,6 +106,44 @@ class Job:
     created_at: str
     updated_at: str
     finished_at: str | None
+    tenant: str | None = None  # whose users it works on (None: every tenant's)
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What asking for a job gave: the job, and whether it is new (else an equal one was
+    pending already); ``job`` is None when the tenant's pending jobs are at their limit."""
+
+    job: Job | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserRange:
+    """The user ids a walk over users visits: those starting with ``prefix`` and, when
+    ``without`` is set, not containing it (a store knows user ids, never tenants)."""
+
+    prefix: str = ""
+    without: str | None = None
+
+
+EVERY_USER = UserRange()
+
+
+@dataclass(frozen=True, slots=True)
+class PruneBefore:
+    """Retention cut-offs (timestamps; None keeps everything of that kind)."""
+
+    jobs: str | None  # finished jobs that finished before it
+    events: str | None  # finished ingest events last changed before it
+    history: str | None  # the history of memories deleted before it
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    jobs: int = 0
+    events: int = 0
+    history: int = 0  # history rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,19 @@ MIGRATIONS: list[str] = [
     lexical.CONTEXT_SCHEMA,
     # 8: analyzer version 2 (more function words dropped): the lexical indexes rebuilt.
     lexical.REBUILD_SCHEMA,
+    # 9: bounded queues. A job records the tenant whose users it works on (NULL: every
+    # tenant's), filled in for jobs of one user from the user id's tenant prefix (the
+    # ``\x1f`` separator of ``gateway.auth.scope``; no prefix: the default tenant), so a
+    # tenant's pending jobs are counted and its jobs listed by one index; the retention prune
+    # finds deleted memories' history by the time of their delete.
+    """
+    ALTER TABLE jobs ADD COLUMN tenant TEXT;
+    UPDATE jobs SET tenant = CASE WHEN instr(user_id, char(31)) > 0
+        THEN substr(user_id, 1, instr(user_id, char(31)) - 1) ELSE 'default' END
+        WHERE user_id IS NOT NULL;
+    CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
+    CREATE INDEX history_deletes ON history (at) WHERE event = 'DELETE';
+    """,
 ]
 
 

@@ -32,6 +32,7 @@ from gateway.store.sqlite import (
     keyword,
     lexical,
     memories,
+    retention,
     versions,
 )
 from gateway.store.sqlite.faults import map_sqlite_errors
@@ -280,17 +281,24 @@ class SQLiteStore:
         return await self._write(events.recover, now)
 
     # -- jobs -------------------------------------------------------------------------------
-    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str) -> types.Job:
-        return await self._write(jobs.create, job_id, kind, user_id, now)
+    async def create_job(self, job_id: str, kind: str, user_id: str | None, now: str, *,
+                         tenant: str | None = None) -> types.Job:
+        return await self._write(jobs.create, job_id, kind, user_id, now, tenant)
+
+    async def enqueue_job(self, job_id: str, kind: str, user_id: str | None, now: str, *,
+                          tenant: str | None = None,
+                          max_pending: int | None = None) -> types.Enqueued:
+        return await self._write(jobs.enqueue, job_id, kind, user_id, now, tenant, max_pending)
 
     async def get_job(self, job_id: str) -> types.Job | None:
         return await self._on_writer(jobs.get, job_id)
 
-    async def recent_jobs(self, limit: int) -> list[types.Job]:
-        return await self._on_writer(jobs.recent, limit)
+    async def recent_jobs(self, limit: int, tenant: str | None = None) -> list[types.Job]:
+        return await self._on_writer(jobs.recent, limit, tenant)
 
-    async def job_pending(self, kind: str, user_id: str | None) -> bool:
-        return await self._on_writer(jobs.pending, kind, user_id)
+    async def job_pending(self, kind: str, user_id: str | None,
+                          tenant: str | None = None) -> bool:
+        return await self._on_writer(jobs.pending, kind, user_id, tenant)
 
     async def claim_job(self, now: str, lease_until: str) -> types.Job | None:
         return await self._write(jobs.claim, now, lease_until)
@@ -303,8 +311,23 @@ class SQLiteStore:
                          now: str, error: str | None = None) -> bool:
         return await self._write(jobs.finish, job, status, progress, now, error)
 
-    async def next_user(self, after: str) -> str | None:
-        return await self._on_writer(jobs.next_user, after)
+    async def next_user(self, after: str,
+                        within: types.UserRange = types.EVERY_USER) -> str | None:
+        return await self._on_writer(jobs.next_user, after, within)
+
+    # -- retention --------------------------------------------------------------------------
+    async def prune(self, before: types.PruneBefore) -> types.Pruned:
+        counts = {"jobs": 0, "events": 0, "history": 0}
+        steps = (("jobs", retention.jobs, before.jobs),
+                 ("events", retention.events, before.events),
+                 ("history", retention.history, before.history))
+        for name, step, cutoff in steps:
+            while cutoff is not None:  # one short transaction per batch: writes interleave
+                done = await self._write(step, cutoff)
+                counts[name] += done
+                if done == 0:
+                    break
+        return types.Pruned(**counts)
 
     # -- model versions ---------------------------------------------------------------------
     async def model_state(self, model: str) -> types.ModelState | None:

@@ -26,8 +26,11 @@ from gateway.store.types import (
     ExactQuery,
     Fold,
     KeyRow,
+    PruneBefore,
+    Pruned,
     RowConflict,
     StaleWrite,
+    UserRange,
     WritePlan,
 )
 
@@ -419,6 +422,98 @@ def test_next_user_walks_users_in_id_order(store: Store) -> None:
     assert run(store.next_user("")) == "a"
     assert run(store.next_user("a")) == "b"
     assert run(store.next_user("b")) is None
+
+
+def test_next_user_walks_only_the_range_it_is_given(store: Store) -> None:
+    put(store, memory(user="a\x1fx"), memory(user="a\x1fy"), memory(user="ab"),
+        memory(user="b\x1fx"), memory(user="c"))
+    tenant_a = UserRange(prefix="a\x1f")
+    assert run(store.next_user("", tenant_a)) == "a\x1fx"
+    assert run(store.next_user("a\x1fx", tenant_a)) == "a\x1fy"
+    assert run(store.next_user("a\x1fy", tenant_a)) is None  # "ab", "b\x1fx" are not a's
+    unprefixed = UserRange(without="\x1f")
+    assert run(store.next_user("", unprefixed)) == "ab"
+    assert run(store.next_user("ab", unprefixed)) == "c"
+    assert run(store.next_user("c", unprefixed)) is None
+
+
+def test_jobs_record_their_tenant_and_list_by_it(store: Store) -> None:
+    run(store.create_job("j1", "merge", "a\x1fu", T0, tenant="a"))
+    run(store.create_job("j2", "merge", None, T1, tenant="b"))
+    run(store.create_job("j3", "expire", None, T2))
+    job = run(store.get_job("j1"))
+    assert job is not None and job.tenant == "a"
+    assert [j.id for j in run(store.recent_jobs(5, "a"))] == ["j1"]
+    assert [j.id for j in run(store.recent_jobs(5))] == ["j3", "j2", "j1"]
+    assert run(store.job_pending("merge", None, "b"))
+    assert not run(store.job_pending("merge", None, "a"))
+    assert not run(store.job_pending("merge", None))  # every tenant's: none pending
+
+
+def test_enqueue_returns_the_equal_pending_job_and_caps_a_tenant(store: Store) -> None:
+    first = run(store.enqueue_job("j1", "merge", "a\x1fu", T0, tenant="a", max_pending=2))
+    assert first.created and first.job is not None and first.job.id == "j1"
+    again = run(store.enqueue_job("j2", "merge", "a\x1fu", T1, tenant="a", max_pending=2))
+    assert not again.created and again.job is not None and again.job.id == "j1"
+    other = run(store.enqueue_job("j3", "merge", None, T1, tenant="a", max_pending=2))
+    assert other.created
+    full = run(store.enqueue_job("j4", "merge", "a\x1fv", T1, tenant="a", max_pending=2))
+    assert full.job is None and not full.created
+    assert run(store.get_job("j4")) is None
+    equal = run(store.enqueue_job("j5", "merge", None, T2, tenant="a", max_pending=2))
+    assert equal.job is not None and equal.job.id == "j3"  # an equal job still answers
+    elsewhere = run(store.enqueue_job("j6", "merge", "b\x1fu", T2, tenant="b", max_pending=2))
+    assert elsewhere.created
+    claimed = run(store.claim_job(T3, T3))
+    assert claimed is not None
+    assert run(store.finish_job(claimed, "done", {}, T3))
+    after = run(store.enqueue_job("j7", "merge", claimed.user_id, T3, tenant=claimed.tenant,
+                                  max_pending=2))
+    assert after.created  # the finished one is no longer pending
+
+
+def test_claims_take_service_jobs_first_then_tenants_in_turns(store: Store) -> None:
+    for job_id, tenant, at in (("a1", "a", T0), ("a2", "a", T1), ("a3", "a", T1),
+                               ("b1", "b", T2), ("s1", None, T3)):
+        run(store.create_job(job_id, "merge", None if tenant is None else f"{job_id}",
+                             at, tenant=tenant))
+    order = []
+    while (job := run(store.claim_job(T3, "2999-01-01T00:00:00.000000Z"))) is not None:
+        order.append(job.id)
+    assert order == ["s1", "a1", "b1", "a2", "a3"]
+
+
+def test_prune_drops_what_is_past_retention_only(store: Store) -> None:
+    live, old, recent = memory(text="live"), memory(text="old"), memory(text="recent")
+    put(store, live, old, recent)
+    run(store.delete(old.memory.id, T0))
+    run(store.delete(recent.memory.id, T2))
+    for job_id, at in (("j-old", T0), ("j-new", T2)):
+        run(store.create_job(job_id, "merge", None, at))
+        claimed = run(store.claim_job(at, at))
+        assert claimed is not None
+        run(store.finish_job(claimed, "done", {}, at))
+    run(store.create_job("j-queued", "merge", "u", T0))
+    for event_id, status, at in (("e-old", "SUCCEEDED", T0), ("e-new", "FAILED", T2),
+                                 ("e-pending", "PENDING", T0)):
+        run(store.create_event(event_id, "alice", {"text": "x"}, at))
+        if status != "PENDING":
+            run(store.save_event(event_id, status, at))  # type: ignore[arg-type]
+    kept_nothing = run(store.prune(PruneBefore(None, None, None)))
+    assert kept_nothing == Pruned(0, 0, 0)
+    pruned = run(store.prune(PruneBefore(jobs=T1, events=T1, history=T1)))
+    assert pruned == Pruned(jobs=1, events=1, history=2)
+    assert run(store.get_job("j-old")) is None
+    assert {j.id for j in run(store.recent_jobs(10))} == {"j-new", "j-queued"}
+    assert run(store.get_event("e-old")) is None
+    assert run(store.get_event("e-new")) is not None
+    assert run(store.get_event("e-pending")) is not None
+    assert run(store.history(old.memory.id)) == []
+    assert len(run(store.history(recent.memory.id))) == 2
+    assert len(run(store.history(live.memory.id))) == 1
+    everything = run(store.prune(PruneBefore(jobs=T3, events=T3, history=T3)))
+    assert everything == Pruned(jobs=1, events=1, history=2)
+    assert len(run(store.history(live.memory.id))) == 1  # a live memory keeps its history
 
 
 # -- API keys -------------------------------------------------------------------------------
