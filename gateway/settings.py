@@ -183,6 +183,16 @@ class Settings(BaseSettings):
     # the time.
     jobs_duty: float = Field(0.5, gt=0, le=1)
     jobs_max_wait_ms: float = Field(100.0, ge=0)
+    # Queued or running jobs one tenant may hold (POST /v1/jobs answers 429 beyond it; an
+    # equal pending job is returned instead of a new one). Scheduled jobs are not counted.
+    jobs_max_pending: int = Field(16, ge=1)
+    # Retention, enforced by the scheduled `prune` job every prune_interval_s (0 = never):
+    # finished jobs, finished ingest events, and the history of memories deleted that many
+    # days ago (a live memory's history is always kept). 0 days = keep forever.
+    retention_jobs_days: float = Field(30.0, ge=0)
+    retention_events_days: float = Field(30.0, ge=0)
+    retention_history_days: float = Field(90.0, ge=0)
+    prune_interval_s: float = Field(3600.0, ge=0)
     # The compress job (gateway/jobs/compress.py): a user's memories with priority at most
     # compress_max_priority (the default priority: nobody marked them important) that happened
     # over compress_min_age_days ago, within the user's oldest compress_fraction of such

@@ -29,6 +29,7 @@ from gateway.inference.query_cache import QueryCache
 from gateway.inference.reranker import RerankerClient
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
+from gateway.jobs.prune import RetentionPolicy
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
@@ -224,7 +225,11 @@ def build_workers(stack: AsyncExitStack, wiring: Wiring, service: MemoryService)
                      compress=CompressPolicy.from_settings(settings),
                      summariser=Summariser(llm),
                      pacer=Pacer(admission.activity, duty=settings.jobs_duty,
-                                 max_wait_s=settings.jobs_max_wait_ms / 1000))
+                                 max_wait_s=settings.jobs_max_wait_ms / 1000),
+                     retention=RetentionPolicy(settings.retention_jobs_days,
+                                               settings.retention_events_days,
+                                               settings.retention_history_days),
+                     prune_interval_s=settings.prune_interval_s)
     size_trigger = SizeTrigger(jobs, settings.jobs_user_size)
     ingest.on_added = size_trigger.note
     gauges = StoreGauges(wiring.metrics, service.store, settings.metrics_refresh_s)
@@ -236,6 +241,7 @@ def start_workers(stack: AsyncExitStack, workers: Workers) -> None:
     tasks = [asyncio.create_task(workers.ingest.work_forever(), name="ingest-events"),
              asyncio.create_task(workers.jobs.work_forever(), name="jobs"),
              asyncio.create_task(workers.jobs.schedule_forever(), name="job-schedule"),
+             asyncio.create_task(workers.jobs.prune_forever(), name="job-prune"),
              asyncio.create_task(workers.size_trigger.watch_forever(), name="job-size-trigger"),
              asyncio.create_task(workers.store_gauges.refresh_forever(), name="store-gauges")]
     stack.push_async_callback(cancel_tasks, *tasks)

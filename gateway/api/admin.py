@@ -1,8 +1,8 @@
 """``/v1/admin``: model versions and migrations, for operators (``python -m gateway.models``).
 
-Disabled unless ``MEMORY_ADMIN_ENABLED`` (default on). With authentication on, it answers
-admin-scope keys only; with it off, loopback clients only unless
-``MEMORY_ADMIN_ALLOW_REMOTE`` is set.
+Disabled unless ``MEMORY_ADMIN_ENABLED`` (default on). Model versions are the whole
+service's, so with authentication on it answers operator-scope keys only (a tenant's admin
+key gets 403); with it off, loopback clients only unless ``MEMORY_ADMIN_ALLOW_REMOTE`` is set.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ async def guard(request: Request, caller: Annotated[Principal, Depends(authentic
     if not settings.admin_enabled:
         raise NotFound("the admin API is disabled (MEMORY_ADMIN_ENABLED=false)")
     if settings.auth_required:
-        if not caller.allows(KeyScope.ADMIN):
+        if not caller.allows(KeyScope.OPERATOR):
             raise Forbidden(f"this API key has scope '{caller.scope.label}'; the admin API "
-                            "needs 'admin'")
+                            "(model versions, for the whole service) needs 'operator'")
         return gateway_state(request).versions
     client = request.client.host if request.client else ""
     if not settings.admin_allow_remote and client not in _LOOPBACK:

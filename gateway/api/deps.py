@@ -99,4 +99,5 @@ Service = Annotated[MemoryService, Depends(get_service)]
 MemoryId = Annotated[str, Depends(memory_id)]
 Caller = Annotated[Principal, Depends(requires(KeyScope.READ))]  # any valid key
 Writer = Annotated[Principal, Depends(requires(KeyScope.WRITE))]
-AdminCaller = Annotated[Principal, Depends(requires(KeyScope.ADMIN))]
+AdminCaller = Annotated[Principal, Depends(requires(KeyScope.ADMIN))]  # its tenant only
+Operator = Annotated[Principal, Depends(requires(KeyScope.OPERATOR))]  # the whole service

@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+``/metrics`` is the service's, not a tenant's (its counters span every tenant): with keys
+required it answers operator keys only; with authentication off, anyone (loopback).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.api.deps import gateway_state
+from gateway.api.deps import Operator, gateway_state
 
 router = APIRouter(tags=["health"])
 
@@ -48,6 +52,6 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                              "description": "Prometheus text format"}})
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, _caller: Operator) -> Response:
     return Response(generate_latest(gateway_state(request).metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)

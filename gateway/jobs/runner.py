@@ -7,6 +7,11 @@ After each user the cursor is committed with a renewed lease, and a user whose p
 lasts long renews it meanwhile; a job whose process died is claimed again once its lease
 expires (at the latest) and resumes after its cursor. Every kind is idempotent per user, so a
 user redone after a crash changes nothing twice.
+
+A job records the tenant whose users it works on: a job of one user, its user's tenant; a
+tenant admin's job over "every user", that tenant's users only (the walk is restricted to the
+tenant's user-id range); the operator's and the schedule's, every tenant's (None). ``prune``
+works on the whole store at once (``gateway.jobs.prune``).
 """
 
 from __future__ import annotations
@@ -22,17 +27,19 @@ from typing import Any
 
 from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
+from gateway.auth.scope import TenantScope, tenant_of
 from gateway.errors import Conflict, GatewayError, Overloaded
 from gateway.jobs.compress import CompressPolicy, Summariser, compress_user
 from gateway.jobs.expire import expire_user
 from gateway.jobs.merge import merge_user
 from gateway.jobs.pacing import Pacer
+from gateway.jobs.prune import RetentionPolicy, prune
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.ids import uuid7
 from gateway.memory.service import MemoryService, utc_now
 from gateway.metrics import Metrics
 from gateway.store.base import Store
-from gateway.store.types import Job
+from gateway.store.types import EVERY_USER, Enqueued, Job
 
 log = logging.getLogger("gateway.jobs")
 IDLE_POLL_S = 5.0  # how often an idle runner looks for queued jobs and expired leases
@@ -63,9 +70,14 @@ KINDS: dict[str, UserWork] = {
 }
 
 
+SERVICE_KINDS = ("prune",)  # work on the whole store at once, never per user or tenant
+
+
 def _later(seconds: float) -> str:
     moment = datetime.now(UTC) + timedelta(seconds=seconds)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 SCHEDULED_KINDS = ("expire", "merge", "compress")  # in the order the runner takes them
 
 
@@ -74,7 +86,9 @@ class JobRunner:
                  admission: AdmissionController | None = None, metrics: Metrics | None = None,
                  lease_s: float = 60.0, interval_s: float = 0.0,
                  compress: CompressPolicy | None = None,
-                 summariser: Summariser | None = None, pacer: Pacer | None = None) -> None:
+                 summariser: Summariser | None = None, pacer: Pacer | None = None,
+                 retention: RetentionPolicy | None = None, prune_interval_s: float = 0.0,
+                 ) -> None:
         self.service = service
         self.jobs = jobs
         self.policy = policy
@@ -84,12 +98,29 @@ class JobRunner:
         self.metrics = metrics
         self.lease_s = lease_s
         self.interval_s = interval_s  # 0: no scheduled jobs
+        self.retention = retention or RetentionPolicy()
+        self.prune_interval_s = prune_interval_s  # 0: no scheduled prune
         self._wake = asyncio.Event()
 
     async def submit(self, kind: str, user_id: str | None) -> Job:
-        job = await self.jobs.create_job(uuid7(), kind, user_id, utc_now())
+        """Queue a job for the service (schedule, size trigger): never refused."""
+        tenant = tenant_of(user_id) if user_id is not None else None
+        job = await self.jobs.create_job(uuid7(), kind, user_id, utc_now(), tenant=tenant)
         self._wake.set()
         return job
+
+    async def enqueue(self, kind: str, user_id: str | None, tenant: str | None, *,
+                      max_pending: int | None) -> Enqueued:
+        """Queue a client's job: an equal pending job is returned instead, and nothing is
+        queued while the tenant holds ``max_pending`` pending jobs. ``tenant``: the tenant a
+        job over every user is limited to (None: every tenant's); a user's own is implied."""
+        if user_id is not None:
+            tenant = tenant_of(user_id)
+        enqueued = await self.jobs.enqueue_job(uuid7(), kind, user_id, utc_now(),
+                                               tenant=tenant, max_pending=max_pending)
+        if enqueued.created:
+            self._wake.set()
+        return enqueued
 
     async def work_forever(self) -> None:
         while True:
@@ -116,6 +147,13 @@ class JobRunner:
                 if not await self.jobs.job_pending(kind, None):
                     await self.submit(kind, None)
 
+    async def prune_forever(self) -> None:
+        """Every ``prune_interval_s``, one ``prune`` job, unless one is pending already."""
+        while self.prune_interval_s > 0:
+            await asyncio.sleep(self.prune_interval_s)
+            if not await self.jobs.job_pending("prune", None):
+                await self.submit("prune", None)
+
     async def _run(self, job: Job) -> None:
         if job.attempts > MAX_ATTEMPTS:
             await self.jobs.finish_job(job, "failed", job.progress, utc_now(),
@@ -123,6 +161,11 @@ class JobRunner:
             self._count(job, "failed", 0.0)
             return
         started = time.perf_counter()
+        if job.kind in SERVICE_KINDS:
+            pruned = await prune(self.jobs, self.retention, datetime.now(UTC))
+            await self.jobs.finish_job(job, "done", asdict(pruned), utc_now())
+            self._count(job, "done", time.perf_counter() - started)
+            return
         progress = {"users_done": 0, "skipped_users": 0, **job.progress}
         cursor = job.cursor
         work = KINDS[job.kind]
@@ -162,7 +205,8 @@ class JobRunner:
     async def _next_user(self, job: Job, cursor: str) -> str | None:
         if job.user_id is not None:
             return job.user_id if cursor < job.user_id else None
-        return await self.jobs.next_user(cursor)
+        within = TenantScope(job.tenant).user_range if job.tenant is not None else EVERY_USER
+        return await self.jobs.next_user(cursor, within)
 
     async def _user(self, work: UserWork, user: str) -> Any:
         """One user's work in an admission slot; None when it kept conflicting with writes or

@@ -128,7 +128,7 @@ def test_only_the_operator_prunes(service: Service) -> None:
     refused = service.call("acme_admin", "POST", "/v1/jobs", json={"kind": "prune"})
     assert refused.status_code == 403
     assert service.call("ops", "POST", "/v1/jobs",
-                        json={"kind": "prune", "user_id": "x"}).status_code == 400
+                        json={"kind": "prune", "user_id": "x"}).status_code == 422
     job = service.wait("ops", service.call("ops", "POST", "/v1/jobs",
                                            json={"kind": "prune"}).json()["id"])
     assert job["status"] == "done", job
