@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # listens beyond this machine unauthenticated unless MEMORY_AUTH=off says so.
     auth: Literal["required", "off"] | None = None
     keys_file: str = "keys.sqlite3"  # in data_dir, apart from the memories
-    api_key: SecretStr | None = None  # what `python -m gateway.models` sends (admin scope)
+    api_key: SecretStr | None = None  # what `agent-memory models|jobs` send (operator scope)
 
     # Durable store
     data_dir: Path = ROOT / "data"

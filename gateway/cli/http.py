@@ -24,7 +24,8 @@ UrlOption = Annotated[str | None, typer.Option(help="gateway URL (default from s
 
 def gateway_client(url: str | None) -> httpx.Client:
     """A client for ``url`` (default: the configured host and port), sending
-    ``MEMORY_API_KEY`` (an admin-scope key) when one is set."""
+    ``MEMORY_API_KEY`` when one is set: an operator-scope key for ``models`` and for jobs
+    over every tenant; a tenant's admin key runs and lists its own tenant's jobs only."""
     settings = Settings()
     base = url or f"http://{settings.host}:{settings.port}"
     key = settings.api_key

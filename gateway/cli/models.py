@@ -7,6 +7,9 @@ versions, via the admin API.
     agent-memory models abandon                 # roll a migration back
 
 The running gateway does the work (it owns the index); this CLI asks it and shows progress.
+With keys required, ``MEMORY_API_KEY`` must be an operator-scope key
+(``agent-memory keys create --tenant ops --scope operator``): model versions are the whole
+service's, a tenant's admin key gets 403.
 """
 
 from __future__ import annotations

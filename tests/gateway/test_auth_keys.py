@@ -131,7 +131,7 @@ def test_unknown_and_wrong_keys_take_the_same_path(keys: KeyStore, auth_settings
 
 
 def test_scopes_read_write_admin(api: TestClient, keys: KeyStore) -> None:
-    read, write, admin = (make_key(keys, s) for s in KeyScope)
+    read, write, admin, operator = (make_key(keys, s) for s in KeyScope)
     assert api.post("/v1/memories", json=ADD, headers=bearer(read)).status_code == 403
     created = api.post("/v1/memories", json=ADD, headers=bearer(write))
     assert created.status_code == 201
@@ -143,15 +143,24 @@ def test_scopes_read_write_admin(api: TestClient, keys: KeyStore) -> None:
     assert api.patch(f"/v1/memories/{memory_id}", json={"priority": 1},
                      headers=bearer(read)).status_code == 403
     assert api.get("/v1/admin/models", headers=bearer(write)).status_code == 403
-    assert api.get("/v1/admin/models", headers=bearer(admin)).status_code == 200
+    # model versions are the whole service's: a tenant's admin key is refused (issue 19)
+    assert api.get("/v1/admin/models", headers=bearer(admin)).status_code == 403
+    assert api.get("/v1/admin/models", headers=bearer(operator)).status_code == 200
     assert api.get("/v1/admin/models").status_code == 401
     # admin includes write
     assert api.delete(f"/v1/memories/{memory_id}", headers=bearer(admin)).status_code == 204
 
 
 def test_health_and_docs_need_no_key(api: TestClient) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+    for path in ("/healthz", "/readyz", "/openapi.json"):
         assert api.get(path).status_code == 200, path
+
+
+def test_metrics_need_an_operator_key(api: TestClient, keys: KeyStore) -> None:
+    assert api.get("/metrics").status_code == 401
+    assert api.get("/metrics", headers=bearer(make_key(keys, KeyScope.ADMIN))).status_code == 403
+    operator = make_key(keys, KeyScope.OPERATOR, tenant="ops")
+    assert api.get("/metrics", headers=bearer(operator)).status_code == 200
 
 
 def test_auth_mode_follows_the_bind_address() -> None:
@@ -181,7 +190,7 @@ def test_a_key_with_a_rate_is_limited(api: TestClient, keys: KeyStore) -> None:
     assert shed.headers["retry-after"] == "100"
     assert "rate" in shed.json()["detail"]
     assert api.get("/v1/memories", params=params, headers=bearer(other)).status_code == 200
-    metrics = api.get("/metrics").text
+    metrics = api.get("/metrics", headers=bearer(make_key(keys, KeyScope.OPERATOR))).text
     assert 'reason="key_rate"' in metrics
 
 

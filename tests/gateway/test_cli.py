@@ -91,6 +91,27 @@ def test_models_and_jobs_ask_a_running_gateway(settings: Settings) -> None:
         assert unknown.exit_code == 2 and "unknown model" in unknown.stderr
 
 
+def test_the_cli_sends_an_operator_key_made_by_the_cli(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"auth": "required"})
+    env = env_for(keyed)
+    made = {scope: runner.invoke(app, ["keys", "create", "--tenant", tenant, "--scope", scope],
+                                 env=env).stdout.strip()
+            for tenant, scope in (("ops", "operator"), ("acme", "admin"))}
+    with serving(keyed) as url:
+        listed = runner.invoke(app, ["models", "list", "--json", "--url", url],
+                               env={"MEMORY_API_KEY": made["operator"]})
+        assert listed.exit_code == 0, listed.output
+        refused = runner.invoke(app, ["models", "list", "--url", url],
+                                env={"MEMORY_API_KEY": made["admin"]})
+        assert refused.exit_code == 1 and "operator" in refused.stderr
+        ran = runner.invoke(app, ["jobs", "run", "prune", "--url", url],
+                            env={"MEMORY_API_KEY": made["operator"]})
+        assert ran.exit_code == 0 and ran.stdout.strip() == "done", ran.output
+        mine = runner.invoke(app, ["jobs", "list", "--json", "--url", url],
+                             env={"MEMORY_API_KEY": made["admin"]})
+        assert mine.exit_code == 0 and json.loads(mine.stdout) == []  # not the operator's
+
+
 def test_an_unreachable_gateway_is_an_error_on_stderr() -> None:
     url = f"http://127.0.0.1:{free_ports(1)[0]}"
     for verb in (["models", "list"], ["jobs", "list", "--json"]):
