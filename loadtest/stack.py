@@ -37,11 +37,14 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
                     ready_s: float = 120) -> Iterator[str]:
     """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200.
 
-    ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``); ``cwd`` (with
+    ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``; authentication is
+    off unless it says ``MEMORY_AUTH``); ``cwd`` (with
     ``PYTHONPATH`` in ``env``) runs the gateway of another checkout, for before/after runs.
     """
     port = free_port()
-    environment = dict(os.environ) | (env or {}) | {
+    # Auth off (it listens on loopback only): the reports scrape /metrics, which answers
+    # operator keys only when keys are required. ``env`` may still turn it on.
+    environment = dict(os.environ) | {"MEMORY_AUTH": "off"} | (env or {}) | {
         "GATEWAY_PORT": str(port),
         "MEMORY_DATA_DIR": str(data_dir),
         "MEMORY_TRITON_MANAGED": "false",

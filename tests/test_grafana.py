@@ -51,13 +51,17 @@ def test_dashboard_triton_metrics_exist(triton: TritonServer) -> None:
 
 
 def test_overlay_mounts_files_that_exist_and_binds_loopback() -> None:
-    overlay = yaml.safe_load((GRAFANA / "compose.yaml").read_text())["services"]
-    assert set(overlay) == {"prometheus", "grafana"}
+    compose = yaml.safe_load((GRAFANA / "compose.yaml").read_text())
+    overlay = compose["services"]
+    # metrics-key: the operator key Prometheus scrapes /metrics with (issue 19)
+    assert set(overlay) == {"prometheus", "grafana", "metrics-key"}
+    named = set(compose["volumes"]) | {"memory-data"}  # memory-data: docker/compose.yaml's
     for service in overlay.values():
         for volume in service["volumes"]:
             source = volume.split(":")[0]
-            assert (ROOT / "docker" / source).exists(), source
-        assert all(p.startswith("127.0.0.1:") for p in service["ports"])
+            assert source in named or (ROOT / "docker" / source).exists(), source
+        assert all(p.startswith("127.0.0.1:") for p in service.get("ports", []))
+    assert "metrics-key:/etc/prometheus/key:ro" in overlay["prometheus"]["volumes"]
     scrape = yaml.safe_load((GRAFANA / "prometheus.yml").read_text())["scrape_configs"]
     targets = {t for job in scrape for c in job["static_configs"] for t in c["targets"]}
     assert targets == {"gateway:8080", "triton:8002"}
