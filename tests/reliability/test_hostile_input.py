@@ -39,6 +39,7 @@ class Live:
     url: str
     key: str
     settings: Settings
+    admin: str = ""  # an admin-scope key of the same tenant (acme)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -55,12 +56,13 @@ def live(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
                             max_body_bytes=MAX_BODY)
     with KeyStore(settings.keys_path) as keys:
         key = keys.create("acme", KeyScope.WRITE)[0].secret_key
+        admin = keys.create("acme", KeyScope.ADMIN)[0].secret_key
     with serving(settings) as url:
         with httpx.Client(base_url=url) as http:
             seeded = http.post("/v1/memories", headers={"Authorization": f"Bearer {key}"},
                                json={"user_id": USER, "text": "the vault code is 1234"})
             assert seeded.status_code == 201, seeded.text
-        yield Live(url, key, settings)
+        yield Live(url, key, settings, admin)
 
 
 def _snapshot(settings: Settings) -> tuple[int, int]:
@@ -100,6 +102,14 @@ def get(path: str, params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None) -> Callable[[Live, httpx.Client], int]:
     def send(live: Live, http: httpx.Client) -> int:
         return http.get(path, params=params, headers=live.auth | (headers or {})).status_code
+    return send
+
+
+def as_admin(method: str, path: str, body: object = None) -> Callable[[Live, httpx.Client], int]:
+    """A request with the tenant's admin key (not the operator's)."""
+    def send(live: Live, http: httpx.Client) -> int:
+        return http.request(method, path, json=body,
+                            headers={"Authorization": f"Bearer {live.admin}"}).status_code
     return send
 
 
@@ -252,6 +262,12 @@ KINDS = [
     kind("CRLF in a request id", raw_request(lambda live: _with_auth(
         live, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\rSet-Cookie: x\r\n")),
          400),
+    # scopes: a tenant's admin key is not the service's operator (issue 19)
+    kind("model activation with a tenant's admin key", as_admin(
+        "POST", "/v1/admin/models/embedder/activate", {"version": "1"}), 403),
+    kind("/metrics with a tenant's admin key", as_admin("GET", "/metrics"), 403),
+    kind("prune job with a tenant's admin key", as_admin("POST", "/v1/jobs", {"kind": "prune"}),
+         403),
 ]
 
 
