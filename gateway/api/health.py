@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.api.deps import Operator, gateway_state
+from gateway.api.errors import error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -51,7 +52,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                             "description": "Prometheus text format"}})
+                             "description": "Prometheus text format"},
+                       **error_responses(401, 403)})
 async def metrics(request: Request, _caller: Operator) -> Response:
     return Response(generate_latest(gateway_state(request).metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)

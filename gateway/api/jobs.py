@@ -86,7 +86,7 @@ def _visible(job: Job, caller: Principal) -> bool:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
-             responses={**error_responses(400, 413, 429),
+             responses={**error_responses(400, 413),
                         200: {"model": JobOut, "description": "An equal job was pending "
                               "already: that job, nothing new queued"}})
 async def start_job(body: JobIn, request: Request, response: Response, runner: Runner,
