@@ -4,8 +4,8 @@ consolidation job queued, without slowing the write that got it there.
 A write only notes its users (a set update on the event loop, nothing awaited). A background
 task takes the noted users, counts their memories on a store reader thread, and queues one job
 per consolidation kind the runner knows (merge, then compress where it exists) for each user
-over the threshold, unless such a job is already queued or running for that user or for every
-user: jobs never pile up. A user queued once is queued again only after growing by another
+over the threshold, unless such a job is already queued or running for that user, its tenant or
+every user: jobs never pile up. A user queued once is queued again only after growing by another
 ``REARM_SHARE`` of the threshold, so a user who stays big after consolidation does not get a
 job after every write. The re-arm marks live in memory: after a restart a big user is queued
 once more on its next write.
@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Iterable
 
+from gateway.auth.scope import tenant_of
 from gateway.jobs import runner as job_runner
 from gateway.store.types import Job
 
@@ -68,6 +69,7 @@ class SizeTrigger:
             self._next[user] = count + math.ceil(self.threshold * REARM_SHARE)
             for kind in consolidation_kinds():
                 if (await self.runner.jobs.job_pending(kind, user)
+                        or await self.runner.jobs.job_pending(kind, None, tenant_of(user))
                         or await self.runner.jobs.job_pending(kind, None)):
                     continue
                 queued.append(await self.runner.submit(kind, user))
