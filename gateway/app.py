@@ -13,10 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.admission.controller import AdmissionController
 from gateway.admission.middleware import Admission
 from gateway.api import admin, events, health, jobs, memories
-from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
-from gateway.api.mem0.router import router as mem0_router
 from gateway.api.body_deadline import BodyDeadline
+from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
 from gateway.api.hosts import LoopbackHosts
+from gateway.api.mem0.router import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.api.security import (
     CORS_EXPOSED,
