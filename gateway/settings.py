@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(60.0, gt=0)
     body_min_bytes_per_s: float = Field(1024.0, ge=0)  # 0 = no minimum rate
     body_grace_s: float = Field(5.0, ge=0)
+    # A request's headers must be complete this long after its connection or its first byte,
+    # else 408 and the connection closed (gateway/api/header_deadline.py; httptools only).
+    header_timeout_s: float = Field(10.0, gt=0)
     # With authentication off, the Host names served besides the loopback ones (127.0.0.1,
     # localhost, [::1], any port): a web page that rebinds its name to 127.0.0.1 gets 421
     # (gateway/api/hosts.py). JSON list: MEMORY_ALLOWED_HOSTS='["memory.local"]'.

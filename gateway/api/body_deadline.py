@@ -7,8 +7,8 @@ headers and, after ``MEMORY_BODY_GRACE_S``, keep an average of at least
 ``MEMORY_BODY_MIN_BYTES_PER_S``; otherwise the app is told the client left (so it stops
 reading), the client gets 408 and the connection is closed. Time spent before the app asks for
 the body (an admission queue) counts too: the bytes wait in the socket meanwhile and arrive at
-once when read. Header time is not bounded here (the app sees a request only once its headers
-are complete): see docs/operations.md, "Slow clients".
+once when read. Headers have their own deadline, in the server (``gateway.api.header_deadline``):
+the app sees a request only once its headers are complete.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from support.servers import serving
 
 from gateway.admission.controller import AdmissionController
 from gateway.admission.middleware import _tenant
+from gateway.api.header_deadline import protocol
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
@@ -62,7 +63,7 @@ def keyed(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with KeyStore(settings.keys_path) as store:
         keys = {tenant: store.create(tenant, KeyScope.WRITE)[0].secret_key
                 for tenant in ("acme", "globex")}
-    with serving(settings) as url:
+    with serving(settings, http=protocol(BODY_TIMEOUT_S)) as url:
         yield Gateway(url, settings, keys)
 
 
@@ -141,6 +142,16 @@ def test_a_body_that_does_not_arrive_in_time_is_408(keyed: Gateway) -> None:
         found = http.post("/v1/memories/search", headers=keyed.auth(),
                           json={"user_id": "u", "query": "client"})
         assert found.status_code == 200
+
+
+def test_headers_that_do_not_arrive_in_time_are_408(keyed: Gateway) -> None:
+    with connect(keyed) as sock:  # slowloris: the request line, then nothing
+        sock.sendall(b"POST /v1/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
+        assert status_of(sock) == 408
+        while sock.recv(65536):  # and the connection is closed
+            pass
+    with connect(keyed) as sock:  # a connection that never sends a byte is closed too
+        assert status_of(sock) == 408
 
 
 def test_one_tenant_cannot_hold_every_running_slot(keyed: Gateway) -> None:
