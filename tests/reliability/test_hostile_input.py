@@ -32,6 +32,7 @@ USER = "victim"
 MAX_BODY = 256 * 1024  # a small cap for this gateway, so oversize bodies are cheap to send
 SLOW_CONNECTIONS = 50
 IDLE_CONNECTIONS = 2000
+BODY_TIMEOUT_S = 2.0  # short, so the slow-body row is answered quickly
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = settings_for(triton, tmp_path_factory.mktemp("hostile"), auth="required",
-                            max_body_bytes=MAX_BODY)
+                            max_body_bytes=MAX_BODY, body_timeout_s=BODY_TIMEOUT_S)
     with KeyStore(settings.keys_path) as keys:
         key = keys.create("acme", KeyScope.WRITE)[0].secret_key
     with serving(settings) as url:
@@ -252,6 +253,17 @@ KINDS = [
     kind("CRLF in a request id", raw_request(lambda live: _with_auth(
         live, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\rSet-Cookie: x\r\n")),
          400),
+    # the edge (issue 19): answered before the body, which never comes
+    kind("keyless request announcing a body it never sends", raw_request(lambda live: (
+        b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200000\r\n\r\n")), 401),
+    kind("keyed body that stops arriving", raw_request(lambda live: (
+        b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH_BYTES % live.key.encode() + b"Content-Length: 1000\r\n\r\n{\"user_id\"")),
+         408),
+    kind("Mem0 501 route without a key", raw_request(lambda live: (
+        b"POST /v1/feedback/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")), 401),
 ]
 
 
