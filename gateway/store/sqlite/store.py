@@ -58,6 +58,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._lexical_key = lexical.LexicalKey()  # the store's secret, loaded at open
 
     # -- plumbing ---------------------------------------------------------------------------
     async def run(self, func: Callable[..., T], *args: Any) -> T:
@@ -81,7 +82,7 @@ class SQLiteStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA query_only = ON")
-            functions.install(conn)
+            functions.install(conn, self._lexical_key)
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -107,7 +108,8 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
-        functions.install(conn)
+        functions.install(conn, self._lexical_key)
+        self._lexical_key.load(conn)
         self._conn = conn
         version = migrate(conn)
         lexical.maintain(conn, self.lexical_index)
@@ -203,7 +205,7 @@ class SQLiteStore:
     ) -> list[tuple[str, float]]:
         return await self._read(partial(
             keyword.keyword_search, date_weight=date_weight, archived=archived,
-            context_weight=context_weight), user_id, query, k, filters)
+            context_weight=context_weight, key=self._lexical_key), user_id, query, k, filters)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)
