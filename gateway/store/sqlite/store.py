@@ -25,6 +25,7 @@ from gateway.store import types
 from gateway.store.sqlite import (
     archive,
     census,
+    erasure,
     events,
     functions,
     ingest,
@@ -36,6 +37,7 @@ from gateway.store.sqlite import (
 )
 from gateway.store.sqlite.faults import map_sqlite_errors
 from gateway.store.sqlite.migrations import migrate
+from gateway.store.sqlite.private import make_private
 
 T = TypeVar("T")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
@@ -101,9 +103,11 @@ class SQLiteStore:
         return self._conn is not None
 
     def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)  # 0600; the -wal and -shm files take the file's mode
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        # deleted rows are overwritten with zeros, not left in free pages (see erasure.py)
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
@@ -173,6 +177,17 @@ class SQLiteStore:
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         return await self._write(memories.delete_user, user_id, at)
+
+    async def erase(self, memory_id: str, at: str) -> types.Erased | None:
+        erased = await self._write(erasure.erase_one, memory_id, at)
+        if erased is not None:
+            await self._on_writer(erasure.scrub)
+        return erased
+
+    async def erase_user(self, user_id: str) -> list[str]:
+        ids = await self._write(erasure.erase_user, user_id)
+        await self._on_writer(erasure.scrub)
+        return ids
 
     async def get(self, memory_id: str) -> Memory | None:
         return await self._read(memories.get, memory_id)
