@@ -39,6 +39,8 @@ def erase_one(conn: sqlite3.Connection, memory_id: str, at: str) -> Erased | Non
             return None
         owner, restored = row[0], []
     history = conn.execute("DELETE FROM history WHERE memory_id = ?", (memory_id,)).rowcount
+    if memory is not None:
+        history -= 1  # the DELETE event delete_rows just wrote was never kept
     # memory ids are UUIDs: an event that names this one produced, matched or changed it
     ingest = _events_naming(conn, memory_id)
     return Erased(owner, memory, restored, history, ingest)
