@@ -3,9 +3,10 @@
 Why the terms are folded with the user: an FTS5 ``MATCH`` walks every posting of a term, and a
 ``user_id`` column (or a join) only filters afterwards, so one user's search for "coffee" would
 walk the postings of every user who ever said "coffee". Each indexed term is therefore prefixed
-with a keyed hash of its user (``LexicalKey``: ``k3x9q2ma…`` + ``coffe``): a user's terms are their own, and a
-search reads only that user's postings, however many users the store holds. A hash collision
-between two users only costs speed; the join on ``memories.user_id`` keeps results correct.
+with a keyed hash of its user (``LexicalKey``: ``k3x9q2ma…`` + ``coffe``): a user's terms are
+their own, and a search reads only that user's postings, however many users the store holds.
+A hash collision between two users only costs speed; the join on ``memories.user_id`` keeps
+results correct.
 BM25's document counts (idf, average length) are store-wide; the term counts are the user's.
 
 The FTS table is contentless (the text lives in ``memories``); ``lexical_docs`` gives each
