@@ -27,5 +27,5 @@ def make_private(path: Path) -> None:
                 file.chmod(FILE_MODE)
         except FileNotFoundError:
             continue
-        except PermissionError:  # not ours to change (a read-only mount, another owner):
-            continue  # SQLite opens it as before; the operator's permissions stand
+        except OSError:  # not ours to change (a read-only mount, another owner): SQLite
+            continue  # opens it as before, and the operator's permissions stand
