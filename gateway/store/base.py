@@ -20,6 +20,7 @@ from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemo
 from gateway.store.types import (
     CONTEXT_WEIGHT,
     Census,
+    Erased,
     EventStatus,
     ExactQuery,
     Fold,
@@ -70,6 +71,21 @@ class MemoryRows(Protocol):
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         """Delete every memory of a user (a DELETE event each); returns their ids."""
+        ...
+
+    async def erase(self, memory_id: str, at: str) -> Erased | None:
+        """Right to erasure of one memory, in one transaction: delete its row (a deleted
+        summary restores its sources, as ``delete``) with no DELETE event, all its history
+        events, and the ingest events that name it; afterwards its text is in no table and,
+        as far as the backend can, in none of its files. None when neither the memory nor
+        its history is stored."""
+        ...
+
+    async def erase_user(self, user_id: str) -> list[str]:
+        """Right to erasure of a user: every memory (archived ones too), every history event
+        of the user's memories (deleted ones too) and every ingest event of the user, in one
+        transaction, with no trace in the files as for ``erase``; returns the ids of the
+        memories that were live."""
         ...
 
     async def get(self, memory_id: str) -> Memory | None: ...

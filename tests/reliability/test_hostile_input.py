@@ -104,6 +104,12 @@ def get(path: str, params: dict[str, str] | None = None,
     return send
 
 
+def delete(path: str, params: dict | None = None) -> Callable[[Live, httpx.Client], int]:
+    def send(live: Live, http: httpx.Client) -> int:
+        return http.delete(path, params=params, headers=live.auth).status_code
+    return send
+
+
 def raw_request(build: Callable[[Live], bytes]) -> Callable[[Live, httpx.Client], int]:
     return lambda live, _: raw(live, build(live))
 
@@ -240,6 +246,11 @@ KINDS = [
         live, b"GET /v1/memories?user_id=" + b"u" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n")),
          414),
     kind("garbage paging cursor", get("/v1/memories", {"user_id": USER, "cursor": "!!!"}), 422),
+    # erasure (issue 19, finding 9)
+    kind("erase flag not a boolean", delete("/v1/memories", {"user_id": USER, "erase": "maybe"}),
+         422),
+    kind("erase of a missing memory id", delete("/v1/memories/01900000-0000-7000-8000-"
+                                                "000000000000", {"erase": "true"}), 404),
     # headers
     kind("invalid UTF-8 in the Authorization header", raw_request(lambda live: (
         b"GET /v1/memories?user_id=victim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "

@@ -172,7 +172,16 @@ async def update_memory(memory_id: Mem0MemoryId, body: UpdateIn, finder: Writer)
 
 @router.delete("/v1/memories/{memory_id}/", summary="Mem0: delete a memory")
 async def delete_memory(memory_id: Mem0MemoryId, finder: Writer,
-                        delete_linked: bool = False) -> Json:
+                        delete_linked: bool = False, erase: bool = False) -> Json:
+    """``erase=true`` (an extension): the right to erasure, as ``DELETE /v1/memories/{id}``
+    with ``erase``; also of a memory deleted before."""
+    if erase:
+        try:
+            await finder.owned(memory_id)
+        except NotFound:
+            await finder.owned_history(memory_id)
+        await finder.service.erase(memory_id)
+        return {"message": "Memory erased successfully!"}
     await finder.owned(memory_id)
     await finder.service.delete(memory_id)  # no linked chains here: delete_linked is moot
     return {"message": "Memory deleted successfully!"}

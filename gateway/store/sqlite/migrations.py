@@ -132,6 +132,9 @@ MIGRATIONS: list[str] = [
     lexical.CONTEXT_SCHEMA,
     # 8: analyzer version 2 (more function words dropped): the lexical indexes rebuilt.
     lexical.REBUILD_SCHEMA,
+    # 9: a secret per store (``store_secret``) salts the user key of the lexical postings
+    # (80-bit keyed BLAKE2b instead of a 40-bit unsalted hash); both indexes re-keyed.
+    lexical.SECRET_SCHEMA,
 ]
 
 
