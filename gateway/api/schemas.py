@@ -145,7 +145,9 @@ Embedding = Annotated[
 ]
 # When something happened or expires: ISO-8601 with an offset (naive = UTC), stored in UTC.
 Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_plausible)]
-FilterValue = Annotated[str, AfterValidator(_encodable)] | int | float | bool | None
+# A filter key or text value longer than stored metadata may be can match nothing: refused.
+FilterText = Annotated[str, Field(max_length=MAX_METADATA_BYTES), AfterValidator(_encodable)]
+FilterValue = FilterText | int | float | bool | None
 
 
 class Request(BaseModel):
@@ -196,7 +198,8 @@ class BatchIn(Request):
 class FiltersIn(Request):
     agent_id: ScopeId | None = None
     run_id: ScopeId | None = None
-    metadata: Annotated[dict[str, FilterValue], Field(max_length=MAX_FILTER_KEYS)] | None = None
+    metadata: Annotated[dict[FilterText, FilterValue],
+                        Field(max_length=MAX_FILTER_KEYS)] | None = None
     created_after: Instant | None = None
     created_before: Instant | None = None
     occurred_after: Moment | None = None  # inclusive
