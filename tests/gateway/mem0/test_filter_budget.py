@@ -6,10 +6,12 @@ before any memory is read, and one within the budget still answers."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from gateway.api.mem0.bounded import MAX_QUERY_BODY_BYTES
 from gateway.api.mem0.filters import MAX_FILTER_NODES, MAX_FILTER_TERMS
 
 SEARCH = "/v2/memories/search/"
@@ -48,12 +50,26 @@ def test_in_values_count_against_the_budget(gateway_url: str, user: str) -> None
     assert "conditions and 'in' values" in answer.json()["detail"]
 
 
-def test_the_finding_bomb_is_refused(gateway_url: str, user: str) -> None:
-    """The audit's bomb: 2,000 metadata keys of 100 ``in`` values each."""
-    metadata = {f"key{i}": {"in": list(range(100))} for i in range(2_000)}
+def test_the_finding_bomb_is_refused_undecoded(gateway_url: str, user: str) -> None:
+    """The audit's bomb: 2,000 metadata keys of 100 ``in`` values each (1.4 MB): a 413 from
+    its size, before any JSON is decoded on the event loop."""
+    metadata = {f"key{i}": {"in": [f"v{j}" for j in range(100)]} for i in range(2_000)}
     answer = _post(gateway_url, SEARCH, {"query": "tea", "filters": {
         "user_id": user, "metadata": metadata}})
-    assert answer.status_code == 422, answer.text
+    assert answer.status_code == 413, answer.text
+    assert f"at most {MAX_QUERY_BODY_BYTES} bytes" in answer.json()["detail"]
+
+
+def test_a_chunked_query_body_past_the_cap_is_refused(gateway_url: str, user: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"filters": {"user_id": "%s", "text": "' % user.encode()
+        for _ in range(MAX_QUERY_BODY_BYTES // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    with httpx.Client(base_url=gateway_url, timeout=60) as http:
+        answer = http.post(LIST, content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413, answer.text
 
 
 def test_a_filter_within_the_budget_answers(gateway_url: str, user: str) -> None:
