@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from gateway.api.deps import not_found
@@ -28,12 +27,13 @@ from gateway.api.mem0 import filters, sieve
 from gateway.api.mem0.entities import Partitions, check_entity_id
 from gateway.api.mem0.filters import Cond, Node, evaluate
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
-from gateway.api.schemas import MAX_SEARCH_LIMIT
 from gateway.api.mem0.views import record, store_time
+from gateway.api.schemas import MAX_SEARCH_LIMIT
 from gateway.domain.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.errors import InvalidInput, NotFound
 from gateway.memory.search import SearchMode, SearchQuery
 from gateway.memory.service import MemoryService
+from gateway.store.types import Population
 
 MAX_PARTITIONS = 100  # users (or agent/app/run partitions) one call may fan out to
 MAX_SCAN = 100_000  # memories one list or delete call may read, over all its partitions
@@ -131,17 +131,18 @@ class Finder:
         return found
 
     async def _reachable(self, node: Node) -> set[str]:
-        reachable = set()
+        """The caller's partitions whose entity ids do not rule ``node`` out (tested in a
+        worker thread: a tenant may have many populations)."""
         prefix, without = self.parts.stored_range()
-        for group in await self.service.store.populations(APP_KEY, prefix, without):
-            if group.user_id in reachable or not self.parts.owns(group.user_id):
-                continue
-            ids = {"user_id": self.parts.user_of(group.user_id), "agent_id": group.agent_id,
-                   "run_id": group.run_id,
-                   "app_id": group.tag if isinstance(group.tag, str) else None}
-            if evaluate(node, ids, partial=True) is not False:
-                reachable.add(group.user_id)
-        return reachable
+        groups = [g for g in await self.service.store.populations(APP_KEY, prefix, without)
+                  if self.parts.owns(g.user_id)]
+        kept = await sieve.keep(node, groups, self._ids, sieve.deadline(), maybe=True)
+        return {group.user_id for group in kept}
+
+    def _ids(self, group: Population) -> filters.Record:
+        return {"user_id": self.parts.user_of(group.user_id), "agent_id": group.agent_id,
+                "run_id": group.run_id, "app_id": group.tag if isinstance(group.tag, str)
+                else None}
 
     async def search(
         self, node: Node, *, query: str, top_k: int, threshold: float | None,

@@ -32,21 +32,23 @@ def deadline(limit_s: float = FILTER_TIME_LIMIT_S) -> float:
 
 
 async def keep(node: Node, items: Sequence[T], record: Callable[[T], Record],
-               until: float) -> list[T]:
+               until: float, *, maybe: bool = False) -> list[T]:
     """The items whose record satisfies ``node``, in their order, tested off the loop;
-    :class:`FilterTooSlow` once the clock passes ``until``."""
+    :class:`FilterTooSlow` once the clock passes ``until``. With ``maybe``, records hold only
+    some fields and the items that may satisfy it are kept (``evaluate(partial=True)``)."""
     if not items:
         return []
-    return await asyncio.to_thread(_keep, node, items, record, until)
+    return await asyncio.to_thread(_keep, node, items, record, until, maybe)
 
 
 def _keep(node: Node, items: Sequence[T], record: Callable[[T], Record],
-          until: float) -> list[T]:
+          until: float, maybe: bool) -> list[T]:
     kept = []
     for i, item in enumerate(items):
         if i % CHECK_EVERY == 0 and time.monotonic() > until:
             raise FilterTooSlow(f"testing the filter took longer than {FILTER_TIME_LIMIT_S} s; "
                                 "narrow it (name a user_id, use fewer conditions)")
-        if evaluate(node, record(item)):
+        found = evaluate(node, record(item), partial=maybe)
+        if found or (maybe and found is None):
             kept.append(item)
     return kept
