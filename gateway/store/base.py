@@ -197,8 +197,12 @@ class Counts(Protocol):
         """Users, memories and per-user quantiles of the memory count."""
         ...
 
-    async def populations(self, tag_key: str) -> list[Population]:
-        """Every distinct (user_id, agent_id, run_id, metadata[tag_key]) with its count."""
+    async def populations(self, tag_key: str, user_prefix: str = "",
+                          without: str | None = None) -> list[Population]:
+        """Every distinct (user_id, agent_id, run_id, metadata[tag_key]) with its count, over
+        the users whose id starts with ``user_prefix`` and (given ``without``) does not hold
+        that text: one tenant's count reads that tenant's rows, not every tenant's. Runs
+        beside the writer, never on it."""
         ...
 
 

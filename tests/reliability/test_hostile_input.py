@@ -188,6 +188,19 @@ KINDS = [
     kind("search limit 10**9", search("vault", limit=10**9), 422),
     kind("33 metadata filters", search("vault", filters={"metadata": {
         f"k{i}": i for i in range(33)}}), 422),
+    kind("metadata filter value over 16 KB", search("vault", filters={"metadata": {
+        "k": "v" * 20_000}}), 422),
+    kind("created_after before year 1 in UTC", search(
+        "vault", filters={"created_after": "0001-01-01T00:00:00+01:00"}), 422),
+    kind("mem0: metadata key on /v1", add(metadata={"mem0:app_id": "forged"}), 422),
+    kind("Mem0 filter bomb (600 metadata keys)", post("/v2/memories/search/", {
+        "query": "vault", "filters": {"user_id": USER, "metadata": {
+            f"k{i}": {"ne": i} for i in range(600)}}}), 422),
+    kind("Mem0 filter bomb (1,100 'in' values)", post("/v2/memories/", {"filters": {
+        "user_id": USER, "metadata": {"k": {"in": list(range(1_100))}}}}), 422),
+    kind("Mem0 created_at before year 1 in UTC", post("/v2/memories/search/", {
+        "query": "vault", "filters": {"user_id": USER, "created_at": {
+            "gte": "0001-01-01T00:00:00+01:00"}}}), 422),
     # text content
     kind("lone surrogate in text", post("/v1/memories", content=b'{"user_id": "victim", '
                                         b'"text": "a\\ud800b"}'), 422),

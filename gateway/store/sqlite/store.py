@@ -268,8 +268,9 @@ class SQLiteStore:
     async def census(self, quantiles: tuple[float, ...]) -> types.Census:
         return await self._read(census.census, quantiles)
 
-    async def populations(self, tag_key: str) -> list[types.Population]:
-        return await self._on_writer(census.populations, tag_key)
+    async def populations(self, tag_key: str, user_prefix: str = "",
+                          without: str | None = None) -> list[types.Population]:
+        return await self._read(census.populations, tag_key, user_prefix, without)
 
     # -- ingest events ----------------------------------------------------------------------
     async def create_event(self, event_id: str, user_id: str, request: dict[str, Any],

@@ -422,6 +422,18 @@ def test_user_counts_census_and_populations(store: Store) -> None:
                       ("c", None, None): 1}
 
 
+def test_populations_count_one_tenants_users(store: Store) -> None:
+    """Issue 19, finding 5: a tenant's count covers its id prefix (and, for the unprefixed
+    default tenant, the ids without the separator), never another tenant's rows."""
+    put(store, memory(user="acme\x1fa"), memory(user="acme\x1fb", agent_id="g"),
+        memory(user="acmeco\x1fa"), memory(user="acme"), memory(user="plain"))
+    acme = {(p.user_id, p.agent_id) for p in run(store.populations("app", "acme\x1f"))}
+    assert acme == {("acme\x1fa", None), ("acme\x1fb", "g")}
+    default = {p.user_id for p in run(store.populations("app", "", "\x1f"))}
+    assert default == {"acme", "plain"}
+    assert run(store.populations("app", "nobody\x1f")) == []
+
+
 # -- ingest events --------------------------------------------------------------------------
 def test_events_are_claimed_once_when_due_and_recovered(store: Store) -> None:
     run(store.create_event("e1", "alice", {"items": [1]}, T0))
