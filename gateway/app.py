@@ -13,7 +13,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.admission.controller import AdmissionController
 from gateway.admission.middleware import Admission
 from gateway.api import admin, events, health, jobs, memories
+from gateway.api.body_deadline import BodyDeadline
 from gateway.api.errors import COMMON_ERRORS, error_responses, install_error_handlers
+from gateway.api.hosts import LoopbackHosts
 from gateway.api.mem0.router import router as mem0_router
 from gateway.api.middleware import BodyLimit, RequestMetrics
 from gateway.api.security import (
@@ -62,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Long-term memory for LLM agents: add and search memories by meaning.",
         lifespan=lifespan,
+        # MEMORY_DOCS=false: no interactive docs and no schema (docs/operations.md)
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     install_error_handlers(app)
     app.include_router(memories.router)
@@ -74,9 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.
-    app.add_middleware(Admission, controller=admission)
-    # Outside Admission so shedding counts the key's tenant and a bad key takes no slot.
+    # X-Tenant-Id and user_id name the tenant only while authentication is off.
+    app.add_middleware(Admission, controller=admission,
+                       trust_client=not settings.auth_required)
+    # Outside Admission, so the body's clock starts at arrival, a queue wait included.
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s,
+                       min_bytes_per_s=settings.body_min_bytes_per_s,
+                       grace_s=settings.body_grace_s)
+    # Outside Admission so shedding counts the key's tenant, and a bad or missing key takes no
+    # slot and has its body left unread.
     app.add_middleware(Authenticate, authenticator=authenticator)
+    if not settings.auth_required:  # DNS rebinding: the anonymous caller is an admin here
+        app.add_middleware(LoopbackHosts, allowed=settings.allowed_hosts)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.cors_allow_origins:  # off unless origins are listed
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins,

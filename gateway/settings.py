@@ -32,6 +32,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, validation_alias="GATEWAY_PORT")
     max_body_bytes: int = 16 * 1024 * 1024
+    # A request body must arrive within body_timeout_s of its headers and, after
+    # body_grace_s, at no less than body_min_bytes_per_s on average (else 408 and the
+    # connection closed): uvicorn has no body-read timeout (gateway/api/body_deadline.py).
+    body_timeout_s: float = Field(60.0, gt=0)
+    body_min_bytes_per_s: float = Field(1024.0, ge=0)  # 0 = no minimum rate
+    body_grace_s: float = Field(5.0, ge=0)
+    # A request's headers must be complete this long after its connection or its first byte,
+    # else 408 and the connection closed (gateway/api/header_deadline.py; httptools only).
+    header_timeout_s: float = Field(10.0, gt=0)
+    # With authentication off, the Host names served besides the loopback ones (127.0.0.1,
+    # localhost, [::1], any port): a web page that rebinds its name to 127.0.0.1 gets 421
+    # (gateway/api/hosts.py). JSON list: MEMORY_ALLOWED_HOSTS='["memory.local"]'.
+    allowed_hosts: list[str] = []
+    # The interactive docs and the schema (/docs, /redoc, /openapi.json); false: 404.
+    docs: bool = True
     # Browsers may call the API from these origins (CORS); empty = no cross-origin access.
     # JSON list in the environment: MEMORY_CORS_ALLOW_ORIGINS='["https://app.example"]'.
     cors_allow_origins: list[str] = []

@@ -53,7 +53,7 @@ class AdmissionController:
                 name, limit=limit, queue_size=queue,
                 max_wait_s=settings.admission_max_wait_ms / 1000,
                 retry_after_s=settings.admission_retry_after_s,
-                tenants=_tenant_policy(settings, limit + queue),
+                tenants=_tenant_policy(settings, limit, queue),
                 enabled=settings.admission_enabled, adaptive=adaptive,
             )
         deadlines = {name: getattr(settings, f"deadline_{name}_ms") / 1000
@@ -103,10 +103,17 @@ def _reader(limiter: ClassLimiter, attribute: str) -> Callable[[], float]:
     return lambda: float(getattr(limiter, attribute))
 
 
-def _tenant_policy(settings: Settings, capacity: int) -> TenantPolicy | None:
+def tenant_cap(share: float, limit: int, queue: int) -> int:
+    """What one tenant may hold of a class, running and waiting: its share of the places, and
+    always below the running limit, so another tenant finds a free slot (a class of one slot
+    is the exception: one is the least a cap can be)."""
+    return max(1, min(math.ceil(share * (limit + queue)), limit - 1))
+
+
+def _tenant_policy(settings: Settings, limit: int, queue: int) -> TenantPolicy | None:
     policies: list[TenantPolicy] = []
     if settings.admission_tenant_share > 0:
-        policies.append(FairShare(math.ceil(settings.admission_tenant_share * capacity)))
+        policies.append(FairShare(tenant_cap(settings.admission_tenant_share, limit, queue)))
     if settings.admission_tenant_rate > 0:
         policies.append(RateLimit(settings.admission_tenant_rate))
     if not policies:

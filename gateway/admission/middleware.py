@@ -12,6 +12,8 @@ Request headers it reads (all optional):
 
 With authentication on, the tenant is the API key's (resolved by ``gateway.auth.middleware``
 before this runs), and a key with its own rate is limited first (``gateway.auth.rates``).
+``X-Tenant-Id`` and ``user_id`` are then not believed: a caller without a key (none reaches an
+API route, the auth middleware refuses it first) counts as one tenant, ``anonymous``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admission.controller import AdmissionController
 from gateway.admission.limiter import Priority
 from gateway.asgi import send_json_error
+from gateway.auth.paths import API_PREFIXES
 from gateway.auth.principal import Principal
 from gateway.auth.rates import SHED_REASON as KEY_RATE
 from gateway.auth.rates import KeyRates
@@ -37,8 +40,8 @@ TENANT_HEADER = b"x-tenant-id"
 MAX_DEADLINE_MS = 600_000
 _PRIORITIES = {p.name.lower(): p for p in Priority}
 
+ANONYMOUS_TENANT = "anonymous"
 
-API_PREFIXES = ("/v1/", "/v2/", "/v3/", "/api/")  # the service's and the Mem0-compatible API
 SEARCH_PATHS = ("/v1/memories/search", "/v2/memories/search", "/v3/memories/search")
 INGEST_POSTS = ("/v1/memories", "/v1/memories/batch", "/v3/memories/add")
 
@@ -80,10 +83,13 @@ def _parse(headers: dict[bytes, bytes]) -> tuple[Priority, float | None]:
     return _PRIORITIES[raw_priority], budget_s
 
 
-def _tenant(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+def _tenant(scope: Scope, headers: dict[bytes, bytes], trust_client: bool = True) -> str | None:
+    """The key's tenant; else (``trust_client``: authentication off) what the client says."""
     principal = scope.get("auth")
     if isinstance(principal, Principal) and principal.key_id is not None:
         return principal.admission_label
+    if not trust_client:
+        return ANONYMOUS_TENANT
     if headers.get(TENANT_HEADER):
         return f"{TENANT_HEADER.decode()}:{headers[TENANT_HEADER].decode('latin-1')}"
     users = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("user_id")
@@ -91,8 +97,10 @@ def _tenant(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
 
 
 class Admission:
-    def __init__(self, app: ASGIApp, controller: AdmissionController) -> None:
+    def __init__(self, app: ASGIApp, controller: AdmissionController, *,
+                 trust_client: bool = True) -> None:
         self.app, self.controller = app, controller
+        self.trust_client = trust_client  # False when keys are required
         self.key_rates = KeyRates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +120,7 @@ class Admission:
             assert principal.rate_per_s is not None
             return await send_json_error(send, 429, "this API key is over its request rate; "
                                          "retry later", math.ceil(1 / principal.rate_per_s))
-        tenant = _tenant(scope, headers)
+        tenant = _tenant(scope, headers, self.trust_client)
         deadline = self.controller.deadline_for(klass, budget_s)
         # Counted from arrival to the answer's end: background jobs wait for a quiet moment.
         with self.controller.activity.request(counted=priority is not Priority.BACKGROUND):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -99,5 +100,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route's template, not the path (it names users and entities); the exception's
+        # message may hold ids too, so its traceback is for DEBUG.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                  route_of(request.scope))
+        log.debug("unhandled error", exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def route_of(scope: Mapping[str, Any]) -> str:
+    """The matched route's path template (``/v1/memories/{memory_id}``), else a placeholder:
+    never the concrete path, whose segments may be names."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else "(no route)"

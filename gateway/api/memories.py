@@ -1,4 +1,4 @@
-"""``/v1/memories``: add, batch add, search, read, page, update, delete, history.
+"""``/v1/memories``: add, batch add, search, read, page, update, delete (or erase), history.
 
 Every route acts for the caller's tenant: user ids go in through ``caller.users.internal`` and
 memories come out through ``caller.users.outward``; by-id routes go through ``owned_memory``.
@@ -44,6 +44,7 @@ from gateway.api.schemas import (
 )
 from gateway.auth.scope import TenantScope
 from gateway.domain.model import Memory
+from gateway.errors import NotFound
 from gateway.memory.changes import Keep, MemoryChanges
 from gateway.memory.events import IngestRequest
 from gateway.memory.search import SearchQuery
@@ -142,11 +143,20 @@ async def list_memories(
     return PageOut(results=[_out(m, caller.users) for m in page], next_cursor=next_cursor)
 
 
+# ``?erase=true``: the right to erasure (docs/operations.md, "Erasure"): no history, no ingest
+# event and, after the store's checkpoint, no database page keeps the text.
+Erase = Annotated[bool, Query(description="erase: also remove the memories' history and "
+                                          "ingest events, leaving no trace of the text")]
+
+
 @router.delete("", response_model=DeletedOut)
 async def delete_user_memories(
-    service: Service, caller: Writer, user_id: Annotated[ScopeId, Query()]
+    service: Service, caller: Writer, user_id: Annotated[ScopeId, Query()], erase: Erase = False,
 ) -> DeletedOut:
-    return DeletedOut(deleted=await service.delete_user(caller.users.internal(user_id)))
+    internal = caller.users.internal(user_id)
+    if erase:
+        return DeletedOut(deleted=await service.erase_user(internal))
+    return DeletedOut(deleted=await service.delete_user(internal))
 
 
 @router.get("/{id}", response_model=MemoryOut, responses=_BY_ID)
@@ -163,9 +173,17 @@ async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=_BY_ID)
-async def delete_memory(memory_id: MemoryId, service: Service, caller: Writer) -> Response:
-    await owned_memory(service, caller, memory_id)
-    await service.delete(memory_id)
+async def delete_memory(memory_id: MemoryId, service: Service, caller: Writer,
+                        erase: Erase = False) -> Response:
+    if erase:  # also a memory deleted before: its history is what is left to erase
+        try:
+            await owned_memory(service, caller, memory_id)
+        except NotFound:
+            await owned_history(service, caller, memory_id)
+        await service.erase(memory_id)
+    else:
+        await owned_memory(service, caller, memory_id)
+        await service.delete(memory_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

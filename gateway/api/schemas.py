@@ -114,6 +114,30 @@ ScopeId = Annotated[
     AfterValidator(_not_blank), AfterValidator(_no_control),
 ]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+# Metadata keys the Mem0 API keeps for attributes the service has no column for (app_id,
+# role...): the /v1 API shows them and refuses them in what a caller writes.
+RESERVED_METADATA_PREFIX = "mem0:"
+
+
+def _unreserved(value: dict[str, Any]) -> dict[str, Any]:
+    reserved = sorted(k for k in value if k.startswith(RESERVED_METADATA_PREFIX))
+    if reserved:
+        raise ValueError(f"keys starting with {RESERVED_METADATA_PREFIX!r} are reserved: "
+                         f"{', '.join(reserved)}")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """A moment that has a UTC time (0001-01-01T00:00:00+01:00 has none: it overflows)."""
+    try:
+        _utc_text(value)
+    except OverflowError as exc:
+        raise ValueError("must lie between years 1 and 9999 in UTC") from exc
+    return value
+
+
+WrittenMetadata = Annotated[Metadata, AfterValidator(_unreserved)]
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)]
 Embedding = Annotated[
     list[Annotated[float, Field(allow_inf_nan=False)]],
@@ -121,7 +145,9 @@ Embedding = Annotated[
 ]
 # When something happened or expires: ISO-8601 with an offset (naive = UTC), stored in UTC.
 Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_plausible)]
-FilterValue = Annotated[str, AfterValidator(_encodable)] | int | float | bool | None
+# A filter key or text value longer than stored metadata may be can match nothing: refused.
+FilterText = Annotated[str, Field(max_length=MAX_METADATA_BYTES), AfterValidator(_encodable)]
+FilterValue = FilterText | int | float | bool | None
 
 
 class Request(BaseModel):
@@ -144,7 +170,7 @@ class MemoryIn(Request):
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES)] | None = None
     agent_id: ScopeId | None = None
     run_id: ScopeId | None = None
-    metadata: Metadata | None = None
+    metadata: WrittenMetadata | None = None
     priority: Priority = 5
     embedding: Embedding | None = None
     occurred_at: Moment | None = None  # when it happened; default: when it is stored
@@ -172,9 +198,10 @@ class BatchIn(Request):
 class FiltersIn(Request):
     agent_id: ScopeId | None = None
     run_id: ScopeId | None = None
-    metadata: Annotated[dict[str, FilterValue], Field(max_length=MAX_FILTER_KEYS)] | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    metadata: Annotated[dict[FilterText, FilterValue],
+                        Field(max_length=MAX_FILTER_KEYS)] | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
     occurred_after: Moment | None = None  # inclusive
     occurred_before: Moment | None = None  # exclusive
 
@@ -216,7 +243,7 @@ class SearchIn(Request):
 
 class MemoryPatch(Request):
     text: Text | None = None
-    metadata: Metadata | None = None
+    metadata: WrittenMetadata | None = None
     priority: Priority | None = None
     occurred_at: Moment | None = None
     expires_at: Moment | None = None  # null clears it

@@ -11,6 +11,7 @@ import sys
 
 import uvicorn
 
+from gateway.api.header_deadline import protocol
 from gateway.api.security import install_request_id_logging
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -40,7 +41,8 @@ def main() -> int:
             file=sys.stderr, flush=True,
         )
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level="info", access_log=False)
+                    log_level="info", access_log=False,
+                    http=protocol(settings.header_timeout_s))  # slowloris: a header deadline
     except TritonLaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ from gateway.index.recall import held_out_queries, measure_recall
 from gateway.index.residency import RamBudget
 from gateway.index.tiers import HotTier
 from gateway.index.view import Snapshot
+from gateway.redact import user_ref
 
 __all__ = ["AnnPolicy", "IndexStats", "PartitionedIndex", "held_out_queries", "measure_recall"]
 
@@ -295,8 +296,9 @@ class PartitionedIndex:
                     partition.changed_since_capture = None
                     with self._registry:
                         self._totals.builds_rejected += 1
-                    log.warning("%s graph for %r rejected: recall@%d %.3f < %.3f",
-                                self.builder.name, collection, self.policy.probe_k, recall,
+                    log.warning("%s graph for %s rejected: recall@%d %.3f < %.3f",
+                                self.builder.name, user_ref(collection), self.policy.probe_k,
+                                recall,
                                 self.policy.recall_bound)
                     return
                 label_of = {key: label for label, key in enumerate(ids)}
@@ -305,13 +307,15 @@ class PartitionedIndex:
                     self._totals.builds += 1
                 self._settle(collection, partition)
                 self._maybe_build(collection, partition)  # rows that arrived meanwhile
-            log.info("%s graph for %r: %d rows, recall@%d %.3f at effort %d",
-                     self.builder.name, collection, len(ids), self.policy.probe_k, recall, effort)
+            log.info("%s graph for %s: %d rows, recall@%d %.3f at effort %d",
+                     self.builder.name, user_ref(collection), len(ids), self.policy.probe_k,
+                     recall, effort)
         except Exception:
             with partition.lock:
                 partition.building = False
                 partition.changed_since_capture = None
-            log.exception("graph build for %r failed; the partition stays exact", collection)
+            log.exception("graph build for %s failed; the partition stays exact",
+                          user_ref(collection))
 
     def wait_for_builds(self, timeout_s: float = 600) -> None:
         """Block until queued graph builds finish (tests, benchmarks, orderly shutdown)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.domain.model import ScoredMemory, SearchFilters
+from gateway.domain.tenancy import tenant_of
 from gateway.errors import Conflict, InvalidInput
 from gateway.inference.reranker import NOT_LOADED, RerankerClient
 from gateway.memory.archived import exact_cosines, merge_ranked
@@ -129,7 +130,8 @@ class SearchPipeline:
         space, ask = plan.space, plan.ask
         if space is None:
             return None, []
-        query_vector = self.vectors.for_query(space, ask.query, ask.embedding, ("embedding",))
+        query_vector = self.vectors.for_query(space, ask.query, ask.embedding, ("embedding",),
+                                              tenant=tenant_of(ask.user_id))
         if plan.mode == "keyword":
             return await query_vector, []
         vector, scope = await asyncio.gather(

@@ -44,7 +44,7 @@ from gateway.memory.vectors import Texts, VectorSource, WriteVectors
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store.base import Store
-from gateway.store.types import Change, Fold, ListOrder, StaleWrite, WritePlan
+from gateway.store.types import Change, Erased, Fold, ListOrder, StaleWrite, WritePlan
 from gateway.versions.active import ActiveModels, Space
 
 __all__ = ["MemoryService", "utc_now"]
@@ -380,6 +380,27 @@ class MemoryService:
     async def delete_user(self, user_id: str) -> int:
         async with self.mutation:
             ids = await self.store.delete_user(user_id, utc_now())
+            for index in self.models.indexes():
+                await asyncio.to_thread(index.drop, user_id)
+        return len(ids)
+
+    async def erase(self, memory_id: str) -> Erased:
+        """Right to erasure of one memory: deleted (a summary restores its sources, as on
+        delete) with every history and ingest event of it, in one transaction; also a memory
+        deleted before, whose history is all that is left. ``NotFound`` when neither is."""
+        async with self.mutation:
+            erased = await self.store.erase(memory_id, utc_now())
+            if erased is None:
+                raise NotFound(f"memory {memory_id} not found")
+            if erased.memory is not None:
+                await self._mirror(removed=[erased.memory], restored=erased.restored)
+        return erased
+
+    async def erase_user(self, user_id: str) -> int:
+        """Right to erasure of a user: every memory, history event and ingest event of the
+        user, in one transaction; how many memories were stored."""
+        async with self.mutation:
+            ids = await self.store.erase_user(user_id)
             for index in self.models.indexes():
                 await asyncio.to_thread(index.drop, user_id)
         return len(ids)

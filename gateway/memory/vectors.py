@@ -142,11 +142,12 @@ class VectorSource:
         return out
 
     async def for_query(self, space: Space, text: str | None, embedding: list[float] | None,
-                        where: FieldPath) -> np.ndarray:
-        """A search's vector in ``space``: the client's, or its text's."""
+                        where: FieldPath, *, tenant: str) -> np.ndarray:
+        """A search's vector in ``space``: the client's, or its text's (cached per tenant)."""
         if embedding is not None:
             return client_vector(space.info, embedding, where)
-        return np.asarray(await self.query_vector(space, text or ""), dtype=np.float32)
+        return np.asarray(await self.query_vector(space, text or "", tenant),
+                          dtype=np.float32)
 
     async def _embed_named(self, texts: list[str], version: str, model: str) -> np.ndarray:
         return await self.embedder.embed(texts, version, model=model)
@@ -171,15 +172,15 @@ class VectorSource:
             return "local"
         return self._twin_for(space) or self.embedder.model
 
-    async def query_vector(self, space: Space, text: str) -> np.ndarray:
-        """A search text's vector: from the query cache, else embedded in the gateway, else
-        by the batcher-free twin (coalesced with concurrent queries), else by the batching
-        model."""
-        cached = self.query_cache.get(space.info.label, text)
+    async def query_vector(self, space: Space, text: str, tenant: str) -> np.ndarray:
+        """A search text's vector: from ``tenant``'s part of the query cache, else embedded in
+        the gateway, else by the batcher-free twin (coalesced with concurrent queries), else
+        by the batching model."""
+        cached = self.query_cache.get(tenant, space.info.label, text)
         if cached is not None:
             return cached
         vector = await self._embed_query(space, text)
-        self.query_cache.put(space.info.label, text, vector)
+        self.query_cache.put(tenant, space.info.label, text, vector)
         return vector
 
     async def _embed_query(self, space: Space, text: str) -> np.ndarray:

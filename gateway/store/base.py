@@ -22,6 +22,7 @@ from gateway.store.types import (
     EVERY_USER,
     Census,
     Enqueued,
+    Erased,
     EventStatus,
     ExactQuery,
     Fold,
@@ -75,6 +76,21 @@ class MemoryRows(Protocol):
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         """Delete every memory of a user (a DELETE event each); returns their ids."""
+        ...
+
+    async def erase(self, memory_id: str, at: str) -> Erased | None:
+        """Right to erasure of one memory, in one transaction: delete its row (a deleted
+        summary restores its sources, as ``delete``) with no DELETE event, all its history
+        events, and the ingest events that name it; afterwards its text is in no table and,
+        as far as the backend can, in none of its files. None when neither the memory nor
+        its history is stored."""
+        ...
+
+    async def erase_user(self, user_id: str) -> list[str]:
+        """Right to erasure of a user: every memory (archived ones too), every history event
+        of the user's memories (deleted ones too) and every ingest event of the user, in one
+        transaction, with no trace in the files as for ``erase``; returns the ids of the
+        memories that were live."""
         ...
 
     async def get(self, memory_id: str) -> Memory | None: ...
@@ -186,8 +202,12 @@ class Counts(Protocol):
         """Users, memories and per-user quantiles of the memory count."""
         ...
 
-    async def populations(self, tag_key: str) -> list[Population]:
-        """Every distinct (user_id, agent_id, run_id, metadata[tag_key]) with its count."""
+    async def populations(self, tag_key: str, user_prefix: str = "",
+                          without: str | None = None) -> list[Population]:
+        """Every distinct (user_id, agent_id, run_id, metadata[tag_key]) with its count, over
+        the users whose id starts with ``user_prefix`` and (given ``without``) does not hold
+        that text: one tenant's count reads that tenant's rows, not every tenant's. Runs
+        beside the writer, never on it."""
         ...
 
 

@@ -192,3 +192,16 @@ class KeyRow:
     created_at: str
     expires_at: str | None
     revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What an erasure removed: the live memory (None: it was deleted before, only its
+    history was left), the archived sources its deletion restored (a summary gives its
+    sources back, as on delete), and how many history and ingest events went with it."""
+
+    user_id: str
+    memory: Memory | None
+    restored: list[StoredMemory]
+    history_events: int
+    ingest_events: int

@@ -19,18 +19,18 @@ from loadtest.repository import copy_latest_as_v1
 def test_cache_is_lru_and_keyed_by_model_version() -> None:
     cache = QueryCache(2)
     a, b, c = (np.full(4, v, dtype=np.float32) for v in (1, 2, 3))
-    cache.put("embedder:1", "a", a)
-    cache.put("embedder:1", "b", b)
-    assert cache.get("embedder:2", "a") is None  # another space: never the old vector
-    assert np.array_equal(cache.get("embedder:1", "a"), a)  # "a" is now the most recent
-    cache.put("embedder:1", "c", c)  # evicts "b", the least recently used
-    assert cache.get("embedder:1", "b") is None
+    cache.put("t", "embedder:1", "a", a)
+    cache.put("t", "embedder:1", "b", b)
+    assert cache.get("t", "embedder:2", "a") is None  # another space: never the old vector
+    assert np.array_equal(cache.get("t", "embedder:1", "a"), a)  # "a" is now the most recent
+    cache.put("t", "embedder:1", "c", c)  # evicts "b", the least recently used
+    assert cache.get("t", "embedder:1", "b") is None
     assert len(cache) == 2 and (cache.stats.hits, cache.stats.misses) == (1, 2)
-    hit = cache.get("embedder:1", "c")
+    hit = cache.get("t", "embedder:1", "c")
     assert hit is not None and not hit.flags.writeable  # shared by every hit: read-only
     off = QueryCache(0)
-    off.put("embedder:1", "a", a)
-    assert off.get("embedder:1", "a") is None and len(off) == 0
+    off.put("t", "embedder:1", "a", a)
+    assert off.get("t", "embedder:1", "a") is None and len(off) == 0
 
 
 def test_query_config_drops_the_batcher_and_keeps_the_rest() -> None:

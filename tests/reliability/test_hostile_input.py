@@ -32,6 +32,7 @@ USER = "victim"
 MAX_BODY = 256 * 1024  # a small cap for this gateway, so oversize bodies are cheap to send
 SLOW_CONNECTIONS = 50
 IDLE_CONNECTIONS = 2000
+BODY_TIMEOUT_S = 2.0  # short, so the slow-body row is answered quickly
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = settings_for(triton, tmp_path_factory.mktemp("hostile"), auth="required",
-                            max_body_bytes=MAX_BODY)
+                            max_body_bytes=MAX_BODY, body_timeout_s=BODY_TIMEOUT_S)
     with KeyStore(settings.keys_path) as keys:
         key = keys.create("acme", KeyScope.WRITE)[0].secret_key
         admin = keys.create("acme", KeyScope.ADMIN)[0].secret_key
@@ -102,6 +103,12 @@ def get(path: str, params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None) -> Callable[[Live, httpx.Client], int]:
     def send(live: Live, http: httpx.Client) -> int:
         return http.get(path, params=params, headers=live.auth | (headers or {})).status_code
+    return send
+
+
+def delete(path: str, params: dict | None = None) -> Callable[[Live, httpx.Client], int]:
+    def send(live: Live, http: httpx.Client) -> int:
+        return http.delete(path, params=params, headers=live.auth).status_code
     return send
 
 
@@ -191,6 +198,19 @@ KINDS = [
     kind("search limit 10**9", search("vault", limit=10**9), 422),
     kind("33 metadata filters", search("vault", filters={"metadata": {
         f"k{i}": i for i in range(33)}}), 422),
+    kind("metadata filter value over 16 KB", search("vault", filters={"metadata": {
+        "k": "v" * 20_000}}), 422),
+    kind("created_after before year 1 in UTC", search(
+        "vault", filters={"created_after": "0001-01-01T00:00:00+01:00"}), 422),
+    kind("mem0: metadata key on /v1", add(metadata={"mem0:app_id": "forged"}), 422),
+    kind("Mem0 filter bomb (600 metadata keys)", post("/v2/memories/search/", {
+        "query": "vault", "filters": {"user_id": USER, "metadata": {
+            f"k{i}": {"ne": i} for i in range(600)}}}), 422),
+    kind("Mem0 filter bomb (1,100 'in' values)", post("/v2/memories/", {"filters": {
+        "user_id": USER, "metadata": {"k": {"in": list(range(1_100))}}}}), 422),
+    kind("Mem0 created_at before year 1 in UTC", post("/v2/memories/search/", {
+        "query": "vault", "filters": {"user_id": USER, "created_at": {
+            "gte": "0001-01-01T00:00:00+01:00"}}}), 422),
     # text content
     kind("lone surrogate in text", post("/v1/memories", content=b'{"user_id": "victim", '
                                         b'"text": "a\\ud800b"}'), 422),
@@ -249,6 +269,11 @@ KINDS = [
         live, b"GET /v1/memories?user_id=" + b"u" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n")),
          414),
     kind("garbage paging cursor", get("/v1/memories", {"user_id": USER, "cursor": "!!!"}), 422),
+    # erasure (issue 19, finding 9)
+    kind("erase flag not a boolean", delete("/v1/memories", {"user_id": USER, "erase": "maybe"}),
+         422),
+    kind("erase of a missing memory id", delete("/v1/memories/01900000-0000-7000-8000-"
+                                                "000000000000", {"erase": "true"}), 404),
     # headers
     kind("invalid UTF-8 in the Authorization header", raw_request(lambda live: (
         b"GET /v1/memories?user_id=victim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
@@ -262,6 +287,17 @@ KINDS = [
     kind("CRLF in a request id", raw_request(lambda live: _with_auth(
         live, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\rSet-Cookie: x\r\n")),
          400),
+    # the edge (issue 19): answered before the body, which never comes
+    kind("keyless request announcing a body it never sends", raw_request(lambda live: (
+        b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200000\r\n\r\n")), 401),
+    kind("keyed body that stops arriving", raw_request(lambda live: (
+        b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH_BYTES % live.key.encode() + b"Content-Length: 1000\r\n\r\n{\"user_id\"")),
+         408),
+    kind("Mem0 501 route without a key", raw_request(lambda live: (
+        b"POST /v1/feedback/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")), 401),
     # scopes: a tenant's admin key is not the service's operator (issue 19)
     kind("model activation with a tenant's admin key", as_admin(
         "POST", "/v1/admin/models/embedder/activate", {"version": "1"}), 403),

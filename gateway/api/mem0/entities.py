@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.auth.scope import SEPARATOR as TENANT_SEPARATOR
 from gateway.errors import InvalidInput
 
 ENTITY_TYPES = ("user", "agent", "app", "run")
@@ -89,6 +90,14 @@ class Partitions:
 
     def owns(self, internal_user_id: str) -> bool:
         return self.namespace.owns(internal_user_id)
+
+    def stored_range(self) -> tuple[str, str | None]:
+        """Where the caller's partitions lie among stored user ids, for a store-side count
+        that reads only them: their common prefix, and a text that no id of theirs holds
+        (the tenant separator, for the unprefixed default tenant) or None."""
+        prefix = self.namespace.internal("")
+        without = TENANT_SEPARATOR if not prefix and not self.owns(TENANT_SEPARATOR) else None
+        return prefix, without
 
     def user_of(self, internal_user_id: str) -> str | None:
         """The public user id of an owned partition; None for a non-user entity's own one."""

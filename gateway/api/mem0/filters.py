@@ -5,6 +5,11 @@ logical node ``AND``/``OR`` (a list) or ``NOT`` (an object, or a list meaning "n
 A condition is ``{"field": value}`` (equality) or ``{"field": {"op": value, ...}}``; ``"*"``
 matches any non-null value; ``metadata`` holds ``{"key": value | {"op": value}}`` on top-level
 keys. A bad filter raises :class:`FilterError` with a message naming the part that is wrong.
+
+Cost: evaluating a filter over one memory is proportional to its conditions plus its ``in``
+values, so both count against one budget (``MAX_FILTER_TERMS``), wherever they sit (under
+``metadata`` too); the conditions and logical nodes alone also count against
+``MAX_FILTER_NODES``. Parsing stops at the first term past either. Evaluation short-circuits.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-MAX_FILTER_NODES = 256
+MAX_FILTER_NODES = 512  # conditions (metadata keys' too) + objects and logical nodes
+MAX_FILTER_TERMS = 1_000  # the same + every ``in`` value, all counted together
 MAX_FILTER_DEPTH = 16
-MAX_IN_VALUES = 1_000
 
 ENTITY_FIELDS = ("user_id", "agent_id", "app_id", "run_id")
 TIME_FIELDS = ("created_at", "updated_at", "timestamp", "expiration_date")
@@ -59,16 +64,35 @@ Record = Mapping[str, Any]  # field name -> value, as :func:`evaluate` reads it
 UNKNOWN = None  # third truth value: the record does not say (see ``evaluate(partial=True)``)
 
 
+class _Budget:
+    """What is left of ``MAX_FILTER_NODES`` and ``MAX_FILTER_TERMS``; spending past either
+    stops the parse at once."""
+
+    def __init__(self) -> None:
+        self.nodes = MAX_FILTER_NODES
+        self.left = MAX_FILTER_TERMS
+
+    def node(self) -> None:
+        self.nodes -= 1
+        if self.nodes < 0:
+            raise FilterError(f"filters: more than {MAX_FILTER_NODES} conditions")
+        self.spend()
+
+    def spend(self, terms: int = 1) -> None:
+        self.left -= terms
+        if self.left < 0:
+            raise FilterError(f"filters: more than {MAX_FILTER_TERMS} conditions and 'in' "
+                              "values in all; narrow the filter")
+
+
 def parse(raw: object) -> Node:
-    """The tree for a filter object; :class:`FilterError` when it breaks the grammar."""
-    budget = [MAX_FILTER_NODES]
-    return _node(raw, "filters", 0, budget)
+    """The tree for a filter object; :class:`FilterError` when it breaks the grammar or
+    costs more than ``MAX_FILTER_TERMS``."""
+    return _node(raw, "filters", 0, _Budget())
 
 
-def _node(raw: object, where: str, depth: int, budget: list[int]) -> Node:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise FilterError(f"filters: more than {MAX_FILTER_NODES} conditions")
+def _node(raw: object, where: str, depth: int, budget: _Budget) -> Node:
+    budget.node()
     if depth > MAX_FILTER_DEPTH:
         raise FilterError(f"filters: nested deeper than {MAX_FILTER_DEPTH} levels")
     if not isinstance(raw, dict) or not raw:
@@ -88,16 +112,17 @@ def _node(raw: object, where: str, depth: int, budget: list[int]) -> Node:
             parts.append(Logic("NOT", tuple(_node(v, f"{here}[{i}]", depth + 1, budget)
                                             for i, v in enumerate(items))))
         elif name == "metadata":
-            parts.extend(_metadata(value, here))
+            parts.extend(_metadata(value, here, budget))
         elif name in ALLOWED_OPS:
-            parts.extend(_conditions(name, value, here))
+            parts.extend(_conditions(name, value, here, budget))
         else:
             raise FilterError(f"{here}: unknown filter field; use one of "
                               f"{', '.join([*ALLOWED_OPS, *LOGICAL])}")
     return parts[0] if len(parts) == 1 else Logic("AND", tuple(parts))
 
 
-def _conditions(name: str, value: object, where: str, key: str | None = None) -> list[Cond]:
+def _conditions(name: str, value: object, where: str, budget: _Budget,
+                key: str | None = None) -> list[Cond]:
     field = "metadata" if key is not None else name
     allowed = ALLOWED_OPS[field]
     if name == "memory_ids" and isinstance(value, list):
@@ -107,7 +132,8 @@ def _conditions(name: str, value: object, where: str, key: str | None = None) ->
         if op not in allowed:
             raise FilterError(f"{where}: a bare value is not allowed here; use one of "
                               f"{', '.join(sorted(allowed))}")
-        return [Cond(field, op, _value(field, op, value, where), key)]
+        budget.node()
+        return [Cond(field, op, _value(field, op, value, where, budget), key)]
     if not value:
         raise FilterError(f"{where}: expected at least one operator")
     conds = []
@@ -115,28 +141,31 @@ def _conditions(name: str, value: object, where: str, key: str | None = None) ->
         if op not in allowed or op == "*":
             raise FilterError(f"{where}: operator {op!r} is not allowed here; use one of "
                               f"{', '.join(sorted(allowed - {'*'}))}")
-        conds.append(Cond(field, op, _value(field, op, operand, f"{where}.{op}"), key))
+        budget.node()
+        conds.append(Cond(field, op, _value(field, op, operand, f"{where}.{op}", budget), key))
     return conds
 
 
-def _metadata(value: object, where: str) -> list[Cond]:
+def _metadata(value: object, where: str, budget: _Budget) -> list[Cond]:
     if not isinstance(value, dict) or not value:
         raise FilterError(f"{where}: expected an object of metadata keys")
     conds: list[Cond] = []
     for key, test in value.items():
         if isinstance(test, dict) and any(k in LOGICAL for k in test):
             raise FilterError(f"{where}.{key}: logical operators go outside 'metadata'")
-        conds.extend(_conditions(key, test, f"{where}.{key}", key=key))
+        conds.extend(_conditions(key, test, f"{where}.{key}", budget, key=key))
     return conds
 
 
-def _value(field: str, op: str, operand: object, where: str) -> object:
-    """Check an operand's shape and normalise it (times to aware datetimes, lists to tuples)."""
+def _value(field: str, op: str, operand: object, where: str, budget: _Budget) -> object:
+    """Check an operand's shape and normalise it (times to aware datetimes, lists to tuples);
+    each ``in`` value is one more term of the budget, spent before any is looked at."""
     if op == "*":
         return None
     if op == "in":
-        if not isinstance(operand, list) or not operand or len(operand) > MAX_IN_VALUES:
-            raise FilterError(f"{where}: expected a list of 1 to {MAX_IN_VALUES} values")
+        if not isinstance(operand, list) or not operand:
+            raise FilterError(f"{where}: expected a list of 1 to {MAX_FILTER_TERMS} values")
+        budget.spend(len(operand))
         return tuple(_scalar(field, item, where) for item in operand)
     if (op in ("contains", "icontains") and field not in ("categories", "metadata")
             and not isinstance(operand, str)):
@@ -177,39 +206,49 @@ def as_time(value: object) -> datetime | None:
             return None
     else:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:  # 0001-01-01T00:00:00+01:00 lies before datetime.min in UTC
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 # -- evaluation ---------------------------------------------------------------------------------
 def evaluate(node: Node, record: Record, *, partial: bool = False) -> bool | None:
     """Whether ``record`` satisfies ``node``. With ``partial``, fields missing from the record
     are unknown (three-valued logic: None), so a caller holding only entity ids can rule out
-    populations that cannot match whatever their memories say."""
+    populations that cannot match whatever their memories say. Short-circuits: AND stops at
+    the first child that fails, OR (and NOT) at the first that holds."""
     if isinstance(node, Cond):
         if partial and node.field not in record:
             return UNKNOWN
         return _test(node, record)
-    results = [evaluate(child, record, partial=partial) for child in node.children]
+    children = (evaluate(child, record, partial=partial) for child in node.children)
     if node.op == "AND":
-        return _all(results)
+        return _all(children)
     if node.op == "OR":
-        return _any(results)
-    found = _any(results)  # NOT: none of the children holds
+        return _any(children)
+    found = _any(children)  # NOT: none of the children holds
     return None if found is None else not found
 
 
 def _all(results: Iterable[bool | None]) -> bool | None:
-    values = list(results)
-    if False in values:
-        return False
-    return None if None in values else True
+    unknown = False
+    for value in results:
+        if value is False:
+            return False
+        unknown = unknown or value is None
+    return None if unknown else True
 
 
 def _any(results: Iterable[bool | None]) -> bool | None:
-    values = list(results)
-    if True in values:
-        return True
-    return None if None in values else False
+    unknown = False
+    for value in results:
+        if value is True:
+            return True
+        unknown = unknown or value is None
+    return None if unknown else False
 
 
 def _test(cond: Cond, record: Record) -> bool:

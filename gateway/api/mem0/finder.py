@@ -7,6 +7,12 @@ hand the service the conditions it can evaluate exactly, and test the whole filt
 comes back. When some condition could not be handed over, a search asks each partition for a
 larger pool (``POOL_FACTOR`` x top_k, at least ``POOL_MIN``) before testing, so a selective
 filter may still return fewer than top_k results: the filter is applied to the best candidates.
+
+Bounds (issue 19, finding 5): a call's cost follows its own tenant's data, not the store's.
+The partitions come from the tenant's own populations (a reader-side count over its id
+prefix), one call reads at most ``MAX_SCAN`` memories over all its partitions, the pool asked
+of each partition is at most the v1 search limit, and the filter is tested off the event loop
+within a time limit (``sieve``).
 """
 
 from __future__ import annotations
@@ -14,25 +20,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from gateway.api.deps import not_found
-from gateway.api.mem0 import filters
+from gateway.api.mem0 import filters, sieve
 from gateway.api.mem0.entities import Partitions, check_entity_id
 from gateway.api.mem0.filters import Cond, Node, evaluate
 from gateway.api.mem0.schemas import APP_KEY, RESERVED_PREFIX
 from gateway.api.mem0.views import record, store_time
+from gateway.api.schemas import MAX_SEARCH_LIMIT
 from gateway.domain.model import HistoryEvent, Memory, ScoredMemory, SearchFilters
 from gateway.errors import InvalidInput, NotFound
 from gateway.memory.search import SearchMode, SearchQuery
 from gateway.memory.service import MemoryService
+from gateway.store.types import Population
 
 MAX_PARTITIONS = 100  # users (or agent/app/run partitions) one call may fan out to
-MAX_SCAN = 100_000  # memories one list or delete call may read
+MAX_SCAN = 100_000  # memories one list or delete call may read, over all its partitions
 SCAN_PAGE = 1_000
-POOL_FACTOR, POOL_MIN, MAX_POOL = 5, 50, 1_000
-INLINE_ITEMS = 1_000  # filtering more than this runs in a worker thread
+POOL_FACTOR, POOL_MIN = 5, 50
+MAX_POOL = MAX_SEARCH_LIMIT  # per partition: the v1 cap, so the pipeline's pools stay in bounds
+INLINE_ITEMS = 1_000  # sorting more than this runs in a worker thread
 T = TypeVar("T")
 
 
@@ -103,11 +111,11 @@ class Finder:
     def matches(self, node: Node, memory: Memory) -> bool:
         return bool(evaluate(node, record(memory, self.parts)))
 
-    def _keep(self, node: Node, memories: list[Memory]) -> list[Memory]:
-        return [m for m in memories if self.matches(node, m)]
+    def _record(self, memory: Memory) -> filters.Record:
+        return record(memory, self.parts)
 
-    def _keep_hits(self, node: Node, hits: list[ScoredMemory]) -> list[ScoredMemory]:
-        return [hit for hit in hits if self.matches(node, hit.memory)]
+    def _hit_record(self, hit: ScoredMemory) -> filters.Record:
+        return record(hit.memory, self.parts)
 
     async def partitions(self, node: Node) -> list[str]:
         """The caller's partitions where ``node`` can hold, sorted; at most MAX_PARTITIONS."""
@@ -123,16 +131,18 @@ class Finder:
         return found
 
     async def _reachable(self, node: Node) -> set[str]:
-        reachable = set()
-        for group in await self.service.store.populations(APP_KEY):
-            if group.user_id in reachable or not self.parts.owns(group.user_id):
-                continue
-            ids = {"user_id": self.parts.user_of(group.user_id), "agent_id": group.agent_id,
-                   "run_id": group.run_id,
-                   "app_id": group.tag if isinstance(group.tag, str) else None}
-            if evaluate(node, ids, partial=True) is not False:
-                reachable.add(group.user_id)
-        return reachable
+        """The caller's partitions whose entity ids do not rule ``node`` out (tested in a
+        worker thread: a tenant may have many populations)."""
+        prefix, without = self.parts.stored_range()
+        groups = [g for g in await self.service.store.populations(APP_KEY, prefix, without)
+                  if self.parts.owns(g.user_id)]
+        kept = await sieve.keep(node, groups, self._ids, sieve.deadline(), maybe=True)
+        return {group.user_id for group in kept}
+
+    def _ids(self, group: Population) -> filters.Record:
+        return {"user_id": self.parts.user_of(group.user_id), "agent_id": group.agent_id,
+                "run_id": group.run_id, "app_id": group.tag if isinstance(group.tag, str)
+                else None}
 
     async def search(
         self, node: Node, *, query: str, top_k: int, threshold: float | None,
@@ -149,38 +159,43 @@ class Finder:
             for partition in partitions
         ))
         pooled = [hit for hits in found for hit in hits]
-        kept = await self._off_loop(pooled, partial(self._keep_hits, node, pooled))
+        kept = await sieve.keep(node, pooled, self._hit_record, sieve.deadline())
         kept.sort(key=lambda hit: hit.score, reverse=True)
         return kept[:top_k]
 
     async def matching(self, node: Node, *, include_expired: bool = True) -> list[Memory]:
         """Every memory matching ``node``, newest first (ids are time-ordered)."""
         out: list[Memory] = []
+        budget = [MAX_SCAN]  # memories this call may still read, over all its partitions
+        until = sieve.deadline()
         for partition in await self.partitions(node):
-            rows = await self._scan(partition, include_expired)
-            out.extend(await self._off_loop(rows, partial(self._keep, node, rows)))
+            rows = await self._scan(partition, include_expired, budget)
+            out.extend(await sieve.keep(node, rows, self._record, until))
         return await self._off_loop(out, lambda: sorted(out, key=lambda m: m.id, reverse=True))
 
     @staticmethod
     async def _off_loop(items: list[Any], work: Callable[[], list[T]]) -> list[T]:
-        """Run a filter or sort over ``items`` in a thread when it is big enough to stall the
-        event loop (Python evaluation, about a microsecond per memory and condition)."""
+        """Run a sort over ``items`` in a thread when it is big enough to stall the event
+        loop (filters always run in a thread: ``sieve``)."""
         if len(items) <= INLINE_ITEMS:
             return work()
         return await asyncio.to_thread(work)
 
-    async def _scan(self, partition: str, include_expired: bool) -> list[Memory]:
+    async def _scan(self, partition: str, include_expired: bool,
+                    budget: list[int]) -> list[Memory]:
+        """The partition's memories, spending ``budget[0]`` (the call's ``MAX_SCAN``)."""
         rows: list[Memory] = []
         cursor = None
         while True:
-            page, cursor = await self.service.list_page(partition, SCAN_PAGE, cursor,
-                                                        include_expired=include_expired)
-            rows.extend(page)
-            if cursor is None:
-                return rows
-            if len(rows) >= MAX_SCAN:
+            if budget[0] <= 0:
                 raise InvalidInput(f"more than {MAX_SCAN} memories to read for one call; "
                                    "narrow the filters")
+            page, cursor = await self.service.list_page(partition, min(SCAN_PAGE, budget[0]),
+                                                        cursor, include_expired=include_expired)
+            rows.extend(page)
+            budget[0] -= len(page)
+            if cursor is None:
+                return rows
 
     async def delete_matching(self, node: Node) -> int:
         """Delete what ``node`` matches: a whole user at once when that is all it says."""

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from gateway.api.errors import error_responses
 from gateway.api.ingest import DedupPolicyDep, IngestDep
 from gateway.api.mem0 import adds, query
+from gateway.api.mem0.bounded import QueryRoute
 from gateway.api.mem0.deps import Mem0MemoryId, Reader, Writer, mem0_memory_id
 from gateway.api.mem0.finder import Finder
 from gateway.api.mem0.schemas import (
@@ -39,6 +40,9 @@ from gateway.memory.ids import parse_id
 from gateway.memory.search import SearchMode
 
 router = APIRouter(tags=["mem0"], responses=error_responses(400, 404, 409, 413))
+# search and list: bodies past bounded.MAX_QUERY_BODY_BYTES are a 413, never decoded
+query_router = APIRouter(tags=["mem0"], responses=error_responses(400, 404, 409, 413),
+                         route_class=QueryRoute)
 Json = dict[str, Any]
 
 
@@ -95,12 +99,12 @@ async def _search(body: SearchIn, finder: Finder) -> Json:
                         for h in hits]}
 
 
-@router.post("/v3/memories/search/", summary="Mem0: search memories")
+@query_router.post("/v3/memories/search/", summary="Mem0: search memories")
 async def search_v3(body: SearchIn, finder: Reader) -> Json:
     return await _search(body, finder)
 
 
-@router.post("/v2/memories/search/", summary="Mem0 (mem0ai 1.0.x): search memories")
+@query_router.post("/v2/memories/search/", summary="Mem0 (mem0ai 1.0.x): search memories")
 async def search_v2(body: SearchIn, finder: Reader) -> Json:
     return await _search(body, finder)
 
@@ -134,13 +138,13 @@ Page = Annotated[int | None, Query(ge=1, le=1_000_000)]
 PageSize = Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 
-@router.post("/v3/memories/", summary="Mem0: list memories (paged)")
+@query_router.post("/v3/memories/", summary="Mem0: list memories (paged)")
 async def list_v3(request: Request, body: ListIn, finder: Reader, page: Page = None,
                   page_size: PageSize = None) -> Json:
     return await _list(request, body, finder, page, page_size)
 
 
-@router.post("/v2/memories/", summary="Mem0 (mem0ai 1.0.x): list memories (paged)")
+@query_router.post("/v2/memories/", summary="Mem0 (mem0ai 1.0.x): list memories (paged)")
 async def list_v2(request: Request, body: ListIn, finder: Reader, page: Page = None,
                   page_size: PageSize = None) -> Json:
     return await _list(request, body, finder, page, page_size)
@@ -172,7 +176,16 @@ async def update_memory(memory_id: Mem0MemoryId, body: UpdateIn, finder: Writer)
 
 @router.delete("/v1/memories/{memory_id}/", summary="Mem0: delete a memory")
 async def delete_memory(memory_id: Mem0MemoryId, finder: Writer,
-                        delete_linked: bool = False) -> Json:
+                        delete_linked: bool = False, erase: bool = False) -> Json:
+    """``erase=true`` (an extension): the right to erasure, as ``DELETE /v1/memories/{id}``
+    with ``erase``; also of a memory deleted before."""
+    if erase:
+        try:
+            await finder.owned(memory_id)
+        except NotFound:
+            await finder.owned_history(memory_id)
+        await finder.service.erase(memory_id)
+        return {"message": "Memory erased successfully!"}
     await finder.owned(memory_id)
     await finder.service.delete(memory_id)  # no linked chains here: delete_linked is moot
     return {"message": "Memory deleted successfully!"}

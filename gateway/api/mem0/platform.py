@@ -47,7 +47,8 @@ async def ping_double_slash(caller: Pinger) -> dict[str, Any]:
 @router.get("/v1/entities/", summary="Mem0: users, agents, apps and runs with memories")
 async def entities(finder: Reader) -> dict[str, Any]:
     counts: Counter[tuple[str, str]] = Counter()
-    for group in await finder.service.store.populations(APP_KEY):
+    prefix, without = finder.parts.stored_range()
+    for group in await finder.service.store.populations(APP_KEY, prefix, without):
         if not finder.parts.owns(group.user_id):
             continue
         user = finder.parts.user_of(group.user_id)

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.api.schemas import MAX_BATCH_ITEMS, MAX_SEARCH_LIMIT, Metadata, Text
+from gateway.api.schemas import (
+    MAX_BATCH_ITEMS,
+    MAX_SEARCH_LIMIT,
+    RESERVED_METADATA_PREFIX,
+    Metadata,
+    Text,
+)
 
 DEFAULT_TOP_K = 10
 DEFAULT_PAGE_SIZE = 100
@@ -21,7 +27,7 @@ MAX_FIELDS = 32
 
 # Mem0 attributes the service has no column for ride in metadata under these reserved keys;
 # they are lifted out again on the way back, and refused in what callers send as metadata.
-RESERVED_PREFIX = "mem0:"
+RESERVED_PREFIX = RESERVED_METADATA_PREFIX
 APP_KEY = RESERVED_PREFIX + "app_id"
 ROLE_KEY = RESERVED_PREFIX + "role"
 ACTOR_KEY = RESERVED_PREFIX + "actor_id"

@@ -3,13 +3,17 @@
 Every failure becomes one ``LLMFailure`` with a short reason (``timeout``, ``connect``,
 ``http_500``, ``invalid_json``, ``schema``...), so the caller decides what to do with the input
 (keep it raw, or queue it) without knowing HTTP. Retries with exponential backoff are bounded;
-a ``Retry-After`` from the server is honoured up to the backoff cap.
+a ``Retry-After`` from the server is honoured up to the backoff cap. What the provider said
+(an error body, a malformed answer) goes to the log, never into the failure's message: that
+message reaches tenants (the ``inference.detail`` of an add), and a provider's error body may
+name its account, its quota or another caller's request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,6 +21,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger("gateway.llm")
+MAX_LOGGED_CHARS = 500
 MAX_BACKOFF_S = 30.0
 RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -86,7 +92,10 @@ class ChatClient:
             raise LLMFailure("connect", type(exc).__name__) from exc
         if response.status_code != 200:
             retry_after = response.headers.get("Retry-After", "")
-            raise LLMFailure(f"http_{response.status_code}", response.text[:200],
+            log.warning("LLM provider answered HTTP %d: %s", response.status_code,
+                        response.text[:MAX_LOGGED_CHARS])
+            raise LLMFailure(f"http_{response.status_code}",
+                             f"the LLM provider answered HTTP {response.status_code}",
                              retriable=response.status_code in RETRIED_STATUSES,
                              retry_after=float(retry_after) if retry_after.isdigit() else None)
         try:
@@ -94,4 +103,8 @@ class ChatClient:
             return answer.model_validate(json.loads(content))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             reason = "schema" if isinstance(exc, ValidationError) else "invalid_json"
-            raise LLMFailure(reason, str(exc)[:200]) from exc
+            log.warning("LLM provider's answer is unusable (%s): %s", reason,
+                        str(exc)[:MAX_LOGGED_CHARS])
+            raise LLMFailure(reason, "the LLM provider's answer did not follow the schema"
+                             if reason == "schema" else "the LLM provider's answer is not "
+                             "the JSON asked for") from exc

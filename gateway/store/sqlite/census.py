@@ -28,8 +28,22 @@ def census(conn: sqlite3.Connection, quantiles: tuple[float, ...]) -> Census:
     return Census(users=len(counts), memories=int(counts.sum()), per_user=per_user)
 
 
-def populations(conn: sqlite3.Connection, tag_key: str) -> list[Population]:
+def populations(conn: sqlite3.Connection, tag_key: str, user_prefix: str = "",
+                without: str | None = None) -> list[Population]:
+    """The populations of the users under ``user_prefix``: a range on the user_id index, so
+    other tenants' rows are neither read nor parsed (``without`` is checked on the index key,
+    before the row and its metadata are read)."""
+    where, args = ["(? IS NULL OR instr(m.user_id, ?) = 0)"], [without, without]
+    if user_prefix:
+        where.append("m.user_id >= ? AND m.user_id < ?")
+        args += [user_prefix, _after_prefix(user_prefix)]
     return [Population(*row) for row in conn.execute(
         "SELECT m.user_id, m.agent_id, m.run_id, "
         "(SELECT j.value FROM json_each(m.metadata) j WHERE j.key = ?) AS tag, count(*) "
-        "FROM memories m GROUP BY 1, 2, 3, 4", (tag_key,))]
+        f"FROM memories m WHERE {' AND '.join(where)} GROUP BY 1, 2, 3, 4",
+        (tag_key, *args))]
+
+
+def _after_prefix(prefix: str) -> str:
+    """The least text greater than every text that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

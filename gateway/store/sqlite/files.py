@@ -20,6 +20,7 @@ import numpy as np
 
 from gateway.domain.model import Memory
 from gateway.store.sqlite.migrations import MIGRATIONS
+from gateway.store.sqlite.private import make_private
 from gateway.store.sqlite.rows import blob_vector
 
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest schema this gateway knows
@@ -33,6 +34,7 @@ def copy_online(source: Path, target: Path) -> str:
     Returns ``PRAGMA quick_check``'s verdict; the copy is put in place only when it is "ok"."""
     tmp = target.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
+    make_private(tmp)  # a backup holds every memory: 0600 like the database
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(tmp)
     try:
@@ -67,7 +69,9 @@ def replace_database(source: Path, target: Path) -> None:
     """Copy next to ``target``, then rename over it, dropping the old WAL and shared memory."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".restoring")
-    shutil.copyfile(source, tmp)
+    tmp.unlink(missing_ok=True)
+    make_private(tmp)
+    shutil.copyfile(source, tmp)  # into the 0600 file made above
     for suffix in ("-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     tmp.replace(target)

@@ -15,8 +15,9 @@ from gateway.store.sqlite import lexical
 TEXT_KEY_FUNCTION = "memory_text_key"  # the SQL function behind the exact-duplicate index
 
 
-def install(conn: sqlite3.Connection) -> None:
+def install(conn: sqlite3.Connection,
+            key: lexical.LexicalKey | None = None) -> lexical.LexicalKey:
     """Register the text key (deterministic, so SQLite may index it) and the lexical
-    functions on ``conn``."""
+    functions (salted by ``key``, else by the secret stored in the database) on ``conn``."""
     conn.create_function(TEXT_KEY_FUNCTION, 1, text_key, deterministic=True)
-    lexical.install(conn)
+    return lexical.install(conn, key)

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import astuple
 from pathlib import Path
 
+from gateway.store.sqlite.private import make_private
 from gateway.store.types import KeyRow
 
 MIGRATIONS: list[str] = [
@@ -70,7 +71,7 @@ class SQLiteKeyTable:
         self._conn: sqlite3.Connection | None = None
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)  # key hashes and tenants: the owner's alone
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode = WAL")

@@ -21,11 +21,11 @@ PROBE_MIN = 64
 
 def keyword_search(
     conn: sqlite3.Connection, user_id: str, query: str, k: int, filters: SearchFilters, *,
-    date_weight: float, archived: bool, context_weight: float,
+    date_weight: float, archived: bool, context_weight: float, key: lexical.LexicalKey,
 ) -> list[tuple[str, float]]:
     """(id, BM25 score) best first; see ``Store.keyword_search``."""
     fts, docs = _ARCHIVE_TABLES if archived else _LIVE_TABLES
-    expression = lexical.match_expression(user_id, query, with_dates=date_weight > 0,
+    expression = lexical.match_expression(key, user_id, query, with_dates=date_weight > 0,
                                           with_context=context_weight > 0)
     if expression is None:
         return []

@@ -3,9 +3,10 @@
 Why the terms are folded with the user: an FTS5 ``MATCH`` walks every posting of a term, and a
 ``user_id`` column (or a join) only filters afterwards, so one user's search for "coffee" would
 walk the postings of every user who ever said "coffee". Each indexed term is therefore prefixed
-with a short hash of its user (``k3x9q2ma`` + ``coffe``): a user's terms are their own, and a
-search reads only that user's postings, however many users the store holds. A hash collision
-between two users only costs speed; the join on ``memories.user_id`` keeps results correct.
+with a keyed hash of its user (``LexicalKey``: ``k3x9q2ma…`` + ``coffe``): a user's terms are
+their own, and a search reads only that user's postings, however many users the store holds.
+A hash collision between two users only costs speed; the join on ``memories.user_id`` keeps
+results correct.
 BM25's document counts (idf, average length) are store-wide; the term counts are the user's.
 
 The FTS table is contentless (the text lives in ``memories``); ``lexical_docs`` gives each
@@ -28,41 +29,79 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import sqlite3
 from collections.abc import Sequence
 
 from gateway.store.analyzer import date_terms, query_terms, terms
 
-USER_KEY_CHARS = 8  # 40 bits of hash: collisions are rare, and harmless (see above)
+USER_KEY_BYTES = 10  # 80 bits of keyed hash: 16 base32 characters before each term
+LEGACY_KEY_CHARS = 8  # before migration 9: 40 bits of an unsalted hash
+SECRET_BYTES = 32
 
 
-def user_key(user_id: str) -> str:
-    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=5).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:USER_KEY_CHARS]
+class LexicalKey:
+    """The per-store secret that salts the user key folded into every posting.
+
+    An unsalted hash of a user id is the same in every store, so postings (a backup, a
+    copied file) can be matched to a guessed user name offline; a keyed BLAKE2b with a secret
+    made when the store is created (``store_secret``, migration 9) cannot. 80 bits also keep
+    accidental collisions between users (which only cost speed) out of sight. Without a
+    secret (a store not yet migrated) the legacy 40-bit key is used, so the older migrations
+    keep working on the rows they wrote.
+    """
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self.secret = secret
+
+    def user(self, user_id: str) -> str:
+        data = user_id.encode("utf-8")
+        if self.secret is None:
+            digest = hashlib.blake2b(data, digest_size=5).digest()
+            return base64.b32encode(digest).decode("ascii").lower()[:LEGACY_KEY_CHARS]
+        digest = hashlib.blake2b(data, key=self.secret, digest_size=USER_KEY_BYTES).digest()
+        return base64.b32encode(digest).decode("ascii").lower()
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """Take the store's secret, where the store has one already."""
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                              "AND name = 'store_secret'").fetchone()
+        if exists is not None:
+            row = conn.execute("SELECT secret FROM store_secret WHERE id = 1").fetchone()
+            self.secret = None if row is None else bytes(row[0])
+
+    def fresh(self) -> bytes:
+        """A new secret, used from now on (the ``lexical_new_secret`` SQL function, called
+        once, by migration 9, in the transaction that stores it and re-keys every row)."""
+        self.secret = secrets.token_bytes(SECRET_BYTES)
+        return self.secret
+
+    def _folded(self, user_id: str, words: Sequence[str]) -> str:
+        key = self.user(user_id)
+        return " ".join(key + word for word in words)
+
+    def body_terms(self, user_id: str, text: str) -> str:
+        """What the index stores for a memory's text (the ``lexical_body`` SQL function)."""
+        return self._folded(user_id, terms(text))
+
+    def when_terms(self, user_id: str, occurred_at: str) -> str:
+        """What the index stores for a memory's date (the ``lexical_when`` SQL function)."""
+        return self._folded(user_id, date_terms(occurred_at))
 
 
-def _folded(user_id: str, words: Sequence[str]) -> str:
-    key = user_key(user_id)
-    return " ".join(key + word for word in words)
+def install(conn: sqlite3.Connection, key: LexicalKey | None = None) -> LexicalKey:
+    """Register the functions the lexical triggers call; needed before any memory write.
+    Without ``key``, one is loaded from the database (none yet: the legacy key)."""
+    if key is None:
+        key = LexicalKey()
+        key.load(conn)
+    conn.create_function("lexical_body", 2, key.body_terms, deterministic=True)
+    conn.create_function("lexical_when", 2, key.when_terms, deterministic=True)
+    conn.create_function("lexical_new_secret", 0, key.fresh)
+    return key
 
 
-def body_terms(user_id: str, text: str) -> str:
-    """What the index stores for a memory's text (the ``lexical_body`` SQL function)."""
-    return _folded(user_id, terms(text))
-
-
-def when_terms(user_id: str, occurred_at: str) -> str:
-    """What the index stores for a memory's date (the ``lexical_when`` SQL function)."""
-    return _folded(user_id, date_terms(occurred_at))
-
-
-def install(conn: sqlite3.Connection) -> None:
-    """Register the functions the lexical triggers call; needed before any memory write."""
-    conn.create_function("lexical_body", 2, body_terms, deterministic=True)
-    conn.create_function("lexical_when", 2, when_terms, deterministic=True)
-
-
-def match_expression(user_id: str, query: str, *, with_dates: bool,
+def match_expression(key: LexicalKey, user_id: str, query: str, *, with_dates: bool,
                      with_context: bool = True) -> str | None:
     """An FTS5 query matching any of the query's terms, or None when it has none.
 
@@ -73,8 +112,8 @@ def match_expression(user_id: str, query: str, *, with_dates: bool,
     words = query_terms(query)
     if not words:
         return None
-    key = user_key(user_id)
-    anyof = " OR ".join(f'"{key}{word}"' for word in words)
+    folded = key.user(user_id)
+    anyof = " OR ".join(f'"{folded}{word}"' for word in words)
     if with_dates and with_context:
         return anyof
     columns = " ".join(["body", *(["occurred"] if with_dates else []),
@@ -300,3 +339,15 @@ REBUILD_SCHEMA = (
     + _refilled("lexical_index", "lexical_docs", archived=False)
     + _refilled("archive_lexical_index", "archive_lexical_docs", archived=True)
 )
+
+
+# Migration 9: a secret per store salts the user key (``LexicalKey``); both indexes are
+# emptied and filled again with the salted terms in the same transaction (the new secret is
+# in use from the statement that stores it).
+SECRET_SCHEMA = """
+CREATE TABLE store_secret (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL
+);
+INSERT INTO store_secret (id, secret) VALUES (1, lexical_new_secret());
+""" + REBUILD_SCHEMA

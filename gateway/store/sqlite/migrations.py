@@ -132,7 +132,10 @@ MIGRATIONS: list[str] = [
     lexical.CONTEXT_SCHEMA,
     # 8: analyzer version 2 (more function words dropped): the lexical indexes rebuilt.
     lexical.REBUILD_SCHEMA,
-    # 9: bounded queues. A job records the tenant whose users it works on (NULL: every
+    # 9: a secret per store (``store_secret``) salts the user key of the lexical postings
+    # (80-bit keyed BLAKE2b instead of a 40-bit unsalted hash); both indexes re-keyed.
+    lexical.SECRET_SCHEMA,
+    # 10: bounded queues. A job records the tenant whose users it works on (NULL: every
     # tenant's), filled in for jobs of one user from the user id's tenant prefix (the
     # ``\x1f`` separator of ``gateway.auth.scope``; no prefix: the default tenant), so a
     # tenant's pending jobs are counted and its jobs listed by one index; the retention prune

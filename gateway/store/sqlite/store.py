@@ -25,6 +25,7 @@ from gateway.store import types
 from gateway.store.sqlite import (
     archive,
     census,
+    erasure,
     events,
     functions,
     ingest,
@@ -37,6 +38,7 @@ from gateway.store.sqlite import (
 )
 from gateway.store.sqlite.faults import map_sqlite_errors
 from gateway.store.sqlite.migrations import migrate
+from gateway.store.sqlite.private import make_private
 
 T = TypeVar("T")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
@@ -59,6 +61,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._lexical_key = lexical.LexicalKey()  # the store's secret, loaded at open
 
     # -- plumbing ---------------------------------------------------------------------------
     async def run(self, func: Callable[..., T], *args: Any) -> T:
@@ -82,7 +85,7 @@ class SQLiteStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA query_only = ON")
-            functions.install(conn)
+            functions.install(conn, self._lexical_key)
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -101,14 +104,17 @@ class SQLiteStore:
         return self._conn is not None
 
     def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)  # 0600; the -wal and -shm files take the file's mode
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        # deleted rows are overwritten with zeros, not left in free pages (see erasure.py)
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
-        functions.install(conn)
+        functions.install(conn, self._lexical_key)
+        self._lexical_key.load(conn)
         self._conn = conn
         version = migrate(conn)
         lexical.maintain(conn, self.lexical_index)
@@ -173,6 +179,17 @@ class SQLiteStore:
     async def delete_user(self, user_id: str, at: str) -> list[str]:
         return await self._write(memories.delete_user, user_id, at)
 
+    async def erase(self, memory_id: str, at: str) -> types.Erased | None:
+        erased = await self._write(erasure.erase_one, memory_id, at)
+        if erased is not None:
+            await self._on_writer(erasure.scrub)
+        return erased
+
+    async def erase_user(self, user_id: str) -> list[str]:
+        ids = await self._write(erasure.erase_user, user_id)
+        await self._on_writer(erasure.scrub)
+        return ids
+
     async def get(self, memory_id: str) -> Memory | None:
         return await self._read(memories.get, memory_id)
 
@@ -204,7 +221,7 @@ class SQLiteStore:
     ) -> list[tuple[str, float]]:
         return await self._read(partial(
             keyword.keyword_search, date_weight=date_weight, archived=archived,
-            context_weight=context_weight), user_id, query, k, filters)
+            context_weight=context_weight, key=self._lexical_key), user_id, query, k, filters)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)
@@ -252,8 +269,9 @@ class SQLiteStore:
     async def census(self, quantiles: tuple[float, ...]) -> types.Census:
         return await self._read(census.census, quantiles)
 
-    async def populations(self, tag_key: str) -> list[types.Population]:
-        return await self._on_writer(census.populations, tag_key)
+    async def populations(self, tag_key: str, user_prefix: str = "",
+                          without: str | None = None) -> list[types.Population]:
+        return await self._read(census.populations, tag_key, user_prefix, without)
 
     # -- ingest events ----------------------------------------------------------------------
     async def create_event(self, event_id: str, user_id: str, request: dict[str, Any],

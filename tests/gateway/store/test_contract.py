@@ -161,6 +161,61 @@ def test_delete_user_removes_only_that_user(store: Store) -> None:
     assert run(store.delete_user("nobody", T3)) == []
 
 
+def test_erase_removes_the_memory_its_history_and_the_events_naming_it(store: Store) -> None:
+    item, other = put(store, memory(text="erase me"), memory(text="keep me"))
+    run(store.update(replace(item, text="erase me too", updated_at=T3), item))
+    run(store.create_event("e1", "alice", {"items": ["erase me"]}, T0))
+    run(store.save_event("e1", "SUCCEEDED", T1, result={"memory": {"id": item.id}}))
+    run(store.create_event("e2", "alice", {"items": ["keep me"]}, T0))
+    erased = run(store.erase(item.id, T3))
+    assert erased is not None and erased.user_id == "alice"
+    assert erased.memory is not None and erased.memory.text == "erase me too"
+    assert (erased.history_events, erased.ingest_events, erased.restored) == (2, 1, [])
+    assert run(store.get(item.id)) is None and run(store.history(item.id)) == []
+    assert run(store.get_event("e1")) is None and run(store.get_event("e2")) is not None
+    assert run(store.keyword_search("alice", "erase", 5, ANY)) == []
+    assert run(store.get(other.id)) == other and len(run(store.history(other.id))) == 1
+    assert run(store.erase(item.id, T3)) is None  # nothing left of it
+
+
+def test_erase_of_a_deleted_memory_takes_its_history(store: Store) -> None:
+    (item,) = put(store, memory(text="said once"))
+    run(store.delete(item.id, T1))
+    erased = run(store.erase(item.id, T2))
+    assert erased is not None and erased.memory is None and erased.history_events == 2
+    assert run(store.history(item.id)) == []
+
+
+def test_erasing_a_summary_restores_its_sources_as_delete_does(store: Store) -> None:
+    sources = put(store, memory(text="a", priority=1), memory(text="b", priority=1))
+    summary = _fold(store, sources)
+    erased = run(store.erase(summary.id, T3))
+    assert erased is not None
+    assert {s.memory.id for s in erased.restored} == {s.id for s in sources}
+    assert run(store.history(summary.id)) == []
+
+
+def test_erase_user_removes_every_trace_of_that_user_only(store: Store) -> None:
+    a1, a2, b1 = put(store, memory(user="alice", text="alpha"), memory(user="alice"),
+                     memory(user="bob", text="alpha"))
+    run(store.delete(a2.id, T1))
+    sources = put(store, memory(user="alice", priority=1), memory(user="alice", priority=1))
+    _fold(store, sources)  # archived rows go too
+    run(store.create_event("e1", "alice", {"items": []}, T0))
+    run(store.create_event("e2", "bob", {"items": [{"user_id": "alice"}]}, T0))
+    run(store.create_event("e3", "bob", {"items": [{"user_id": "bob"}]}, T0))
+    erased = run(store.erase_user("alice"))
+    assert a1.id in erased and a2.id not in erased and len(erased) == 4
+    assert run(store.list_page("alice", 10, None, archived=True)) == []
+    for memory_id in (a1.id, a2.id, *(s.id for s in sources)):
+        assert run(store.history(memory_id)) == []
+    assert [run(store.get_event(e)) is None for e in ("e1", "e2", "e3")] == [True, True, False]
+    assert run(store.keyword_search("alice", "alpha", 5, ANY)) == []
+    assert [h[0] for h in run(store.keyword_search("bob", "alpha", 5, ANY))] == [b1.id]
+    assert len(run(store.history(b1.id))) == 1
+    assert run(store.erase_user("nobody")) == []
+
+
 def test_filter_ids_applies_every_condition(store: Store) -> None:
     a, b, c, _ = put(
         store, memory(agent_id="x", metadata={"tag": "red", "n": 2}, created_at=T0),
@@ -368,6 +423,18 @@ def test_user_counts_census_and_populations(store: Store) -> None:
     groups = {(p.user_id, p.agent_id, p.tag): p.memories for p in run(store.populations("app"))}
     assert groups == {("a", None, "x"): 1, ("a", "g", None): 1, ("b", None, "x"): 1,
                       ("c", None, None): 1}
+
+
+def test_populations_count_one_tenants_users(store: Store) -> None:
+    """Issue 19, finding 5: a tenant's count covers its id prefix (and, for the unprefixed
+    default tenant, the ids without the separator), never another tenant's rows."""
+    put(store, memory(user="acme\x1fa"), memory(user="acme\x1fb", agent_id="g"),
+        memory(user="acmeco\x1fa"), memory(user="acme"), memory(user="plain"))
+    acme = {(p.user_id, p.agent_id) for p in run(store.populations("app", "acme\x1f"))}
+    assert acme == {("acme\x1fa", None), ("acme\x1fb", "g")}
+    default = {p.user_id for p in run(store.populations("app", "", "\x1f"))}
+    assert default == {"acme", "plain"}
+    assert run(store.populations("app", "nobody\x1f")) == []
 
 
 # -- ingest events --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Migration 9 (jobs know their tenant) and keys migration 2 (the operator scope) on files
+"""Migration 10 (jobs know their tenant) and keys migration 2 (the operator scope) on files
 written before them: existing rows keep working and are read as they were meant."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_jobs_of_one_user_get_that_users_tenant(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
     functions.install(conn)
-    for version, script in enumerate(MIGRATIONS[:8], start=1):
+    for version, script in enumerate(MIGRATIONS[:9], start=1):
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
     for job_id, user in (("j-acme", "acme\x1falice"), ("j-default", "bob"), ("j-all", None)):
         conn.execute("INSERT INTO jobs (id, kind, user_id, status, created_at, updated_at) "

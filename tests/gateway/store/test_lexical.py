@@ -17,7 +17,7 @@ from gateway.domain.model import SearchFilters
 from gateway.memory.service import utc_now
 from gateway.store.analyzer import MAX_QUERY_TERMS, date_terms, query_terms, terms
 from gateway.store.sqlite import functions
-from gateway.store.sqlite.lexical import user_key
+from gateway.store.sqlite.lexical import LexicalKey
 from gateway.store.sqlite.migrations import MIGRATIONS
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import RowConflict
@@ -76,9 +76,75 @@ def test_every_indexed_term_carries_its_users_key(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db")
     conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, lexical_index, row)")
     rows = conn.execute("SELECT term, doc FROM temp.vocab").fetchall()
-    keys = {user_key(u) for u in ("alice", "bob", "carol")}
-    assert rows and all(term[:8] in keys and doc == 1 for term, doc in rows)
-    assert set(Counter(term[8:] for term, _ in rows).values()) == {3}
+    key = _stored_key(conn)
+    size = len(key.user("alice"))
+    keys = {key.user(u) for u in ("alice", "bob", "carol")}
+    assert len(keys) == 3
+    assert rows and all(term[:size] in keys and doc == 1 for term, doc in rows)
+    assert set(Counter(term[size:] for term, _ in rows).values()) == {3}
+
+
+def _stored_key(conn: sqlite3.Connection) -> LexicalKey:
+    key = LexicalKey()
+    key.load(conn)
+    return key
+
+
+def _postings(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, lexical_index, row)")
+    terms = {row[0] for row in conn.execute("SELECT term FROM temp.vocab")}
+    conn.close()
+    return terms
+
+
+def test_the_user_key_is_salted_per_store_and_has_64_bits_or_more(tmp_path: Path) -> None:
+    """Issue 19 (finding 7): the key folded into every posting was a 40-bit unsalted hash of
+    the user id, the same in every store; now a keyed hash with a secret made per store."""
+    for name in ("one.db", "two.db"):
+        store = run(opened(tmp_path / name))
+        run(store.insert_many([memory(user="alice", text="coffee")]))
+        run(store.close())
+    one, two = ({t for t in _postings(tmp_path / name) if t.endswith("coffe")}
+                for name in ("one.db", "two.db"))
+    assert len(one) == len(two) == 1 and one != two  # same user, same word, other store
+    [term] = one
+    key_chars = len(term) - len("coffe")
+    assert key_chars * 5 >= 64  # base32: 5 bits a character
+    conn = sqlite3.connect(tmp_path / "one.db")
+    secret = conn.execute("SELECT secret FROM store_secret").fetchone()[0]
+    assert len(secret) >= 16
+    assert _stored_key(conn).user("alice") == term[:key_chars]
+    conn.close()
+
+
+def test_the_salting_migration_rekeys_existing_rows(tmp_path: Path) -> None:
+    """A store written before the per-store secret (schema 8, the 40-bit unsalted key) keeps
+    its keyword results, and none of its postings carries the old key afterwards."""
+    path = tmp_path / "m.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    functions.install(conn)
+    for version, script in enumerate(MIGRATIONS[:8], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    at = "2023-05-08T12:00:00.000000Z"
+    for memory_id, user, text in (("m1", "alice", "Gardening on Sunday"),
+                                  ("m2", "bob", "Gardening with bob")):
+        conn.execute(
+            "INSERT INTO memories (id, user_id, text, priority, created_at, updated_at, "
+            "embedding, embedding_model, occurred_at) VALUES (?, ?, ?, 5, ?, ?, x'00', 'e:1', ?)",
+            (memory_id, user, text, at, at, at))
+    conn.close()
+    legacy = LexicalKey().user("alice")
+    assert any(term.startswith(legacy) for term in _postings(path))
+    store = _store(tmp_path)
+    found = run(store.keyword_search("alice", "garden sunday", 5, SearchFilters()))
+    assert [h[0] for h in found] == ["m1"]
+    assert [h[0] for h in run(store.keyword_search("bob", "garden", 5, SearchFilters()))] == [
+        "m2"]
+    _integrity(store)
+    run(store.close())
+    terms = _postings(path)
+    assert terms and not any(term.startswith(legacy) for term in terms)
 
 
 def test_filters_time_and_expiry_apply_to_keyword_search(tmp_path: Path) -> None:

@@ -27,6 +27,33 @@ def test_open_sets_wal_and_schema_version(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
+def test_files_are_private_new_old_and_copied(tmp_path: Path) -> None:
+    """Issue 19 (finding 9): the database, its WAL and shared memory and a backup copy are
+    0600 whatever the umask; a file an older gateway left 0644 is tightened at open."""
+    import os
+    import stat
+
+    from gateway.store.sqlite.files import copy_online
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    previous = os.umask(0o022)
+    try:
+        old = tmp_path / "old.db"
+        sqlite3.connect(old).close()
+        assert mode(old) == 0o644
+        for path in (tmp_path / "m.db", old):
+            store = run(opened(path))
+            run(store.insert_many([memory()]))
+            assert [mode(Path(str(path) + s)) for s in ("", "-wal", "-shm")] == [0o600] * 3
+            run(store.close())
+        assert copy_online(tmp_path / "m.db", tmp_path / "copy.db") == "ok"
+        assert mode(tmp_path / "copy.db") == 0o600
+    finally:
+        os.umask(previous)
+
+
 def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db")
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
