@@ -15,35 +15,27 @@ from pathlib import Path
 from gateway.store.sqlite.private import make_private
 from gateway.store.types import KeyRow
 
+# The api_keys table as each migration creates it; only the scopes it admits differ.
+_TABLE = """
+    CREATE TABLE {name} (
+        key_id     TEXT PRIMARY KEY,
+        hash       TEXT NOT NULL,
+        tenant     TEXT NOT NULL,
+        scope      TEXT NOT NULL CHECK (scope IN ({scopes})),
+        name       TEXT NOT NULL DEFAULT '',
+        rate_per_s REAL CHECK (rate_per_s IS NULL OR rate_per_s > 0),
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    ) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[str] = [
     # 1: hashed keys with their tenant, scope, optional rate and lifetime.
-    """
-    CREATE TABLE api_keys (
-        key_id     TEXT PRIMARY KEY,
-        hash       TEXT NOT NULL,
-        tenant     TEXT NOT NULL,
-        scope      TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
-        name       TEXT NOT NULL DEFAULT '',
-        rate_per_s REAL CHECK (rate_per_s IS NULL OR rate_per_s > 0),
-        created_at TEXT NOT NULL,
-        expires_at TEXT,
-        revoked_at TEXT
-    ) WITHOUT ROWID;
-    """,
+    _TABLE.format(name="api_keys", scopes="'read', 'write', 'admin'"),
     # 2: the operator scope (service-wide actions); a CHECK cannot be altered, so the table
     # is rebuilt with the rows as they are.
-    """
-    CREATE TABLE api_keys_v2 (
-        key_id     TEXT PRIMARY KEY,
-        hash       TEXT NOT NULL,
-        tenant     TEXT NOT NULL,
-        scope      TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin', 'operator')),
-        name       TEXT NOT NULL DEFAULT '',
-        rate_per_s REAL CHECK (rate_per_s IS NULL OR rate_per_s > 0),
-        created_at TEXT NOT NULL,
-        expires_at TEXT,
-        revoked_at TEXT
-    ) WITHOUT ROWID;
+    _TABLE.format(name="api_keys_v2", scopes="'read', 'write', 'admin', 'operator'") + """
     INSERT INTO api_keys_v2 SELECT key_id, hash, tenant, scope, name, rate_per_s, created_at,
         expires_at, revoked_at FROM api_keys;
     DROP TABLE api_keys;
