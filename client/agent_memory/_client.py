@@ -21,6 +21,7 @@ from agent_memory._types import (
     MemoryCreate,
     MemoryUpdate,
     SearchHit,
+    SearchMode,
 )
 
 # Aliases: inside the classes, ``list`` names the method.
@@ -125,12 +126,12 @@ class MemoryClient:
 
     def search(self, user_id: str, query: str, limit: int = 10,
                filters: Mapping[str, Any] | None = None, *, threshold: float | None = None,
-               rerank: bool | None = None) -> Hits:
+               rerank: bool | None = None, mode: SearchMode | None = None) -> Hits:
         """The user's memories closest in meaning to ``query``, best first; each has at least
         ``text`` and ``score`` (higher is better)."""
         vectors = self._embed([query])
         body = core.search_body(user_id, query, limit=limit, filters=filters,
-                                threshold=threshold, rerank=rerank,
+                                threshold=threshold, rerank=rerank, mode=mode,
                                 embedding=vectors[0] if vectors else None)
         return cast(Hits, self._call("search", json=body)["results"])
 
@@ -248,10 +249,10 @@ class AsyncMemoryClient:
     async def search(self, user_id: str, query: str, limit: int = 10,
                      filters: Mapping[str, Any] | None = None, *,
                      threshold: float | None = None,
-                     rerank: bool | None = None) -> Hits:
+                     rerank: bool | None = None, mode: SearchMode | None = None) -> Hits:
         vectors = await self._embed([query])
         body = core.search_body(user_id, query, limit=limit, filters=filters,
-                                threshold=threshold, rerank=rerank,
+                                threshold=threshold, rerank=rerank, mode=mode,
                                 embedding=vectors[0] if vectors else None)
         return cast(Hits, (await self._call("search", json=body))["results"])
 

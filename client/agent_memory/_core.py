@@ -15,7 +15,7 @@ import httpx
 
 from agent_memory._exceptions import error_for
 from agent_memory._routes import ROUTES
-from agent_memory._types import MemoryCreate, SearchRequest
+from agent_memory._types import MemoryCreate, SearchMode, SearchRequest
 
 __version__ = "0.1.0"
 DEFAULT_TIMEOUT_S = 30.0
@@ -66,7 +66,8 @@ def memory_body(user_id: str, data: Data, *, agent_id: str | None, run_id: str |
 
 def search_body(user_id: str, query: str, *, limit: int, filters: Mapping[str, Any] | None,
                 threshold: float | None, rerank: bool | None,
-                embedding: Sequence[float] | None) -> SearchRequest:
+                embedding: Sequence[float] | None,
+                mode: SearchMode | None = None) -> SearchRequest:
     body: SearchRequest = {"user_id": user_id, "limit": limit}
     if embedding is not None:
         body["embedding"] = vector(embedding)
@@ -78,6 +79,8 @@ def search_body(user_id: str, query: str, *, limit: int, filters: Mapping[str, A
         body["threshold"] = threshold
     if rerank is not None:
         body["rerank"] = rerank
+    if mode is not None:
+        body["mode"] = mode
     return body
 
 

@@ -7,7 +7,9 @@ Responses are returned as plain dicts of these shapes; the server may add fields
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NotRequired, TypedDict, Union
+from typing import Any, Literal, NotRequired, TypedDict, Union
+
+SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 # --- requests ---------------------------------------------------------------------------------
 
@@ -42,6 +44,7 @@ class SearchRequest(TypedDict):
     filters: NotRequired[SearchFilters | None]
     threshold: NotRequired[float | None]
     rerank: NotRequired[bool | None]
+    mode: NotRequired[SearchMode | None]  # None: the server's default (MEMORY_SEARCH_MODE)
 
 
 class MemoryUpdate(TypedDict, total=False):

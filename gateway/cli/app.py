@@ -1,4 +1,4 @@
-"""The root ``agent-memory`` app: ``serve``, ``triton`` and the verb groups.
+"""The root ``agent-memory`` app: ``serve``, ``triton``, ``mcp`` and the verb groups.
 
 Output is plain text (tables on the terminal) by default; the verbs that scripts read take
 ``--json``. Errors go to stderr with a non-zero exit status.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import backup, jobs, keys, models
+from gateway.cli import backup, jobs, keys, mcp_serve, models
 
 app = typer.Typer(help="Long-term memory for LLM agents: run the gateway and operate it.",
                   no_args_is_help=True, add_completion=False)
@@ -16,6 +16,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
 app.add_typer(backup.app, name="backup")
 app.add_typer(jobs.app, name="jobs")
+app.command(name="mcp")(mcp_serve.command)
 
 
 @app.command()

@@ -52,6 +52,8 @@ def python_types(annotation: Any) -> set[str]:
         return python_types(get_args(annotation)[0])
     if annotation is type(None):
         return {"null"}
+    if origin is typing.Literal:  # a choice of values: their types
+        return {_JSON[type(value)] for value in get_args(annotation)}
     if typing.is_typeddict(annotation):
         return {"object"}
     return {_JSON[origin or annotation]}
