@@ -24,6 +24,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from support.servers import LiveGateway, free_ports, serving, settings_for
 from support.waiting import wait_for
 
+from gateway.auth.principal import KeyScope
 from gateway.triton import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,10 @@ def test_errors_are_tool_errors_with_the_service_detail(live_gateway: LiveGatewa
             assert "422" in invalid
             refused = await failure(client, "search_memories", query="x", limit=500)
             assert "limit" in refused  # the tool's own schema: at most 50
+        async with stdio_session(live_gateway, live_gateway.key("errors", KeyScope.READ)
+                                 ) as reader:
+            assert "403" in await failure(reader, "add_memory", text="a read key cannot write")
+            assert (await call(reader, "list_memories"))["results"] == []
         async with stdio_session(live_gateway, "amk_not_a_key") as client:
             assert "401" in await failure(client, "list_memories")
             assert "invalid API key" in await failure(client, "list_memories")
