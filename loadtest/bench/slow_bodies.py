@@ -35,7 +35,7 @@ import httpx
 
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
-from loadtest.bench.latency import percentiles, text_bodies
+from loadtest.bench.latency import percentiles, text_bodies, timed_searches
 from loadtest.bench.report_file import write_report
 from loadtest.paths import RESULTS
 from loadtest.population import memory_text
@@ -163,14 +163,7 @@ def seed(http: httpx.Client, count: int) -> None:
 
 def searches(http: httpx.Client, count: int, tag: str) -> list[float]:
     """Milliseconds per search (each query text new, so each is embedded)."""
-    samples = []
-    for body in text_bodies(USER, count, tag):
-        started = time.perf_counter()
-        response = http.post("/v1/memories/search", json=body)
-        samples.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200:
-            raise RuntimeError(f"search failed: {response.status_code} {response.text[:200]}")
-    return samples
+    return timed_searches(http, text_bodies(USER, count, tag))
 
 
 def table(report: dict) -> str:

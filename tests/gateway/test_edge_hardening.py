@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from support import settings_for
+from support.raw_http import status_of
 from support.servers import serving
 
 from gateway.admission.controller import AdmissionController
@@ -79,17 +80,6 @@ def open_gateway(triton: TritonServer,
 
 def connect(gateway: Gateway) -> socket.socket:
     return socket.create_connection(("127.0.0.1", gateway.port), timeout=ANSWER_S)
-
-
-def status_of(sock: socket.socket) -> int:
-    """The status code of the answer on ``sock`` (0: closed without one); raises on timeout."""
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return 0
-        data += chunk
-    return int(data.split(b" ", 2)[1])
 
 
 def announce(path: str, length: int, extra: bytes = b"") -> bytes:

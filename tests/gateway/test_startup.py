@@ -14,7 +14,6 @@ import asyncio
 import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from support.waiting import wait_for
 
 import gateway.app
 import gateway.startup
@@ -134,11 +134,13 @@ def threads_before() -> Iterator[set[int]]:
 
 def assert_all_closed(settings: Settings, threads_before: set[int], tasks: Probe) -> None:
     assert open_files_under(settings.data_dir) == []  # store, WAL, in-use lock, keys
-    deadline = time.monotonic() + 10
-    while own_threads() - threads_before:
-        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()
-                                             if t.ident in own_threads() - threads_before]
-        time.sleep(0.02)
+    def lingering() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.ident in own_threads() - threads_before]
+
+    try:
+        wait_for(lambda: not lingering(), "the gateway's threads to stop", timeout_s=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: still running {lingering()}") from None
     assert tasks.undone == []  # every background task stopped before the loop ended
     sole_use(settings.db_path).release()  # a restore can take the store now
 

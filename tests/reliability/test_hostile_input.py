@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from support import settings_for
+from support.raw_http import status_of
 from support.servers import serving
 
 from gateway.auth.principal import KeyScope
@@ -79,13 +80,7 @@ def raw(live: Live, request: bytes, timeout: float = 10.0) -> int:
     """Send raw bytes; the status code of the answer (0: the server closed without one)."""
     with socket.create_connection(("127.0.0.1", live.port), timeout=timeout) as sock:
         sock.sendall(request)
-        data = b""
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return 0
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+        return status_of(sock)
 
 
 def post(path: str, body: object = None, *, content: bytes | None = None,
