@@ -37,6 +37,7 @@ from gateway.domain.model import MAX_TEXT_CHARS, Memory, StoredMemory
 from gateway.jobs.clustering import cluster_cells, cluster_rows
 from gateway.jobs.cpu import run_step
 from gateway.jobs.pacing import Pacer, write_chunks
+from gateway.memory.clock import time_text
 from gateway.memory.extraction.client import ChatClient, LLMFailure
 from gateway.memory.extraction.prompts import PROMPT_DIR
 from gateway.memory.ids import uuid7
@@ -117,7 +118,7 @@ def extractive(central_first: list[Memory]) -> str:
 
 def _days_ago(now: str, days: float) -> str:
     moment = datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(days=days)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return time_text(moment.astimezone(UTC))
 
 
 def considered(memories: list[Memory], policy: CompressPolicy, now: str) -> list[int]:

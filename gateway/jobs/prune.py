@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.memory.clock import time_text
 from gateway.store.base import Store
 from gateway.store.types import PruneBefore, Pruned
 
@@ -29,8 +30,7 @@ class RetentionPolicy:
         def before(days: float) -> str | None:
             if days <= 0:
                 return None
-            moment = now - timedelta(seconds=days * DAY_S)
-            return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+            return time_text(now - timedelta(seconds=days * DAY_S))
 
         return PruneBefore(before(self.jobs_days), before(self.events_days),
                            before(self.history_days))

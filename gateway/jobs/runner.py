@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.admission.controller import AdmissionController
@@ -34,6 +34,7 @@ from gateway.jobs.expire import expire_user
 from gateway.jobs.merge import merge_user
 from gateway.jobs.pacing import Pacer
 from gateway.jobs.prune import RetentionPolicy, prune
+from gateway.memory.clock import utc_later
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.ids import uuid7
 from gateway.memory.service import MemoryService, utc_now
@@ -71,11 +72,6 @@ KINDS: dict[str, UserWork] = {
 
 
 SERVICE_KINDS = ("prune",)  # work on the whole store at once, never per user or tenant
-
-
-def _later(seconds: float) -> str:
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 SCHEDULED_KINDS = ("expire", "merge", "compress")  # in the order the runner takes them
@@ -125,7 +121,7 @@ class JobRunner:
     async def work_forever(self) -> None:
         while True:
             self._wake.clear()
-            job = await self.jobs.claim_job(utc_now(), _later(self.lease_s))
+            job = await self.jobs.claim_job(utc_now(), utc_later(self.lease_s))
             if job is not None:
                 try:
                     await self._run(job)
@@ -188,7 +184,7 @@ class JobRunner:
                     self.metrics.jobs_archived.inc(result.archived)
             cursor = user
             if not await self.jobs.checkpoint_job(job, cursor, progress, utc_now(),
-                                              _later(self.lease_s)):
+                                              utc_later(self.lease_s)):
                 log.warning("job %s was claimed by another runner; stopping here", job.id)
                 return
         await self.jobs.finish_job(job, "done", progress, utc_now())
@@ -200,7 +196,7 @@ class JobRunner:
         while True:
             await asyncio.sleep(self.lease_s / LEASE_RENEWALS)
             await self.jobs.checkpoint_job(job, cursor, progress, utc_now(),
-                                           _later(self.lease_s))
+                                           utc_later(self.lease_s))
 
     async def _next_user(self, job: Job, cursor: str) -> str | None:
         if job.user_id is not None:

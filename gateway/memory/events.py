@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.admission.controller import AdmissionController
@@ -22,6 +22,7 @@ from gateway.admission.limiter import Priority
 from gateway.domain.model import Memory
 from gateway.errors import GatewayError, Overloaded
 from gateway.memory.changes import NewMemory
+from gateway.memory.clock import utc_later
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.extraction.client import ChatClient, LLMConfig, LLMFailure
 from gateway.memory.extraction.pipeline import Extraction
@@ -99,11 +100,6 @@ class Report:
             return cls(), 0
         inference = Inference(**data["inference"]) if data.get("inference") else None
         return cls([ItemResult.decode(r) for r in data["results"]], inference), data["done"]
-
-
-def _later(seconds: float) -> str:
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Ingest:
@@ -188,7 +184,7 @@ class Ingest:
         user = request.items[0][0].memory.user_id
         await self.events.create_event(event_id, user, request.encode(), utc_now(),
                                        attempts=attempts, error=error,
-                                       next_attempt=_later(delay_s) if delay_s else None)
+                                       next_attempt=utc_later(delay_s) if delay_s else None)
         self._wake.set()
         return event_id
 
@@ -206,7 +202,7 @@ class Ingest:
                     delay = exc.retry_after if isinstance(exc, Overloaded) else self.backoff_s
                     await self.events.save_event(event.id, "PENDING", utc_now(),
                                                  error=str(exc),
-                                                 next_attempt=_later(delay or self.backoff_s))
+                                                 next_attempt=utc_later(delay or self.backoff_s))
                 continue
             due = await self.events.next_event_due()
             wait = IDLE_CHECK_S
@@ -243,7 +239,7 @@ class Ingest:
                             attempts, delay)
                 await self.events.save_event(event.id, "PENDING", utc_now(),
                                              result=report.encode(done), error=str(exc),
-                                             attempts=attempts, next_attempt=_later(delay))
+                                             attempts=attempts, next_attempt=utc_later(delay))
                 return
             if isinstance(exc, LLMFailure):  # out of attempts: keep the rest raw
                 await self._raw(request, done, report)

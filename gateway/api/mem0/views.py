@@ -9,6 +9,7 @@ from gateway.api.mem0.entities import Partitions
 from gateway.api.mem0.filters import as_time
 from gateway.api.mem0.schemas import ACTOR_KEY, APP_KEY, RESERVED_PREFIX, ROLE_KEY, text_hash
 from gateway.domain.model import HistoryEvent, Memory
+from gateway.memory.clock import time_text
 
 
 def iso(stored: str | None) -> str | None:
@@ -98,4 +99,4 @@ def history_out(event: HistoryEvent, memory_id: str, parts: Partitions) -> dict[
 
 def store_time(moment: datetime) -> str:
     """An aware datetime in the store's text form (UTC, microseconds, 'Z')."""
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return time_text(moment)
