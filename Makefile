@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -76,7 +76,13 @@ endif
 run: export
 	$(PY) -m gateway
 
-test: install-dev export
+# Debian packages the suite runs for real, installed when their command is missing.
+SYSTEM_PACKAGES := haproxy:haproxy
+
+system-packages:
+	tools/ensure-system-packages $(SYSTEM_PACKAGES)
+
+test: install-dev export system-packages
 	$(PY) -m pytest
 
 bench: export

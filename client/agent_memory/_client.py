@@ -78,7 +78,8 @@ class MemoryClient:
         attempt = 0
         while True:
             try:
-                response = self._http.request(method, url, params=params, json=json)
+                response = self._http.request(method, url, params=params, json=json,
+                                               headers=core.routing(params, json))
             except httpx.ConnectError as exc:
                 delay = core.retry_delay(None, attempt, self.retries)
                 if delay is None:
@@ -199,7 +200,9 @@ class AsyncMemoryClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(method, url, params=params, json=json)
+                response = await self._http.request(
+                    method, url, params=params, json=json,
+                    headers=core.routing(params, json))
             except httpx.ConnectError as exc:
                 delay = core.retry_delay(None, attempt, self.retries)
                 if delay is None:

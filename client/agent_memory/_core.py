@@ -7,6 +7,7 @@ they sleep between retries and in how they call the embedding function.
 from __future__ import annotations
 
 import random
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,11 @@ RETRY_STATUSES = frozenset({429, 503})
 BACKOFF_BASE_S = 0.5
 MAX_RETRY_WAIT_S = 60.0  # a longer Retry-After is capped here
 Data = str | Mapping[str, Any]
+# The user a request is about, for a proxy in front of several gateway replicas to hash on
+# (user affinity: docs/operations.md, "Replicas and routing"). A routing hint only: the gateway
+# never reads it, so it grants nothing.
+ROUTING_HEADER = "X-Memory-User"
+_HEADER_SAFE = string.punctuation  # printable ASCII stays as is; the rest is percent-encoded
 
 
 def headers(api_key: str | None) -> dict[str, str]:
@@ -31,6 +37,24 @@ def headers(api_key: str | None) -> dict[str, str]:
     if api_key:
         out["Authorization"] = f"Bearer {api_key}"
     return out
+
+
+def routing(params: Mapping[str, Any] | None, body: Any) -> dict[str, str]:
+    """The routing header for a request naming one user (in its query or its JSON body, a
+    batch by its first item), so one user's requests land on one replica; none otherwise.
+
+    ASCII ids are sent byte for byte, as a proxy reading ``user_id`` from a JSON body sees
+    them, so both hash alike; other characters are percent-encoded (header values are ASCII).
+    """
+    user = (params or {}).get("user_id")
+    if user is None and isinstance(body, Mapping):
+        user = body.get("user_id")
+        items = body.get("items")
+        if user is None and isinstance(items, Sequence) and items:
+            user = items[0].get("user_id") if isinstance(items[0], Mapping) else None
+    if not isinstance(user, str) or not user:
+        return {}
+    return {ROUTING_HEADER: quote(user, safe=_HEADER_SAFE)}
 
 
 def path(name: str, memory_id: str | None = None) -> str:
