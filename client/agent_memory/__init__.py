@@ -25,7 +25,7 @@ from agent_memory._exceptions import (
     UnprocessableEntityError,
 )
 from agent_memory._routes import MAX_BATCH_ITEMS
-from agent_memory._types import HistoryEvent, Memory, SearchHit
+from agent_memory._types import HistoryEvent, Memory, Message, SearchHit
 
 __all__ = [
     "APIConnectionError",
@@ -40,6 +40,7 @@ __all__ = [
     "Memory",
     "MemoryClient",
     "MemoryServiceError",
+    "Message",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",

@@ -110,6 +110,17 @@ class MemoryClient:
                                 priority=priority, embedding=vectors[0] if vectors else None)
         return cast(Memory, self._call("add", json=body))
 
+    def add_messages(self, user_id: str, messages: Sequence[Mapping[str, Any]], *,
+                     agent_id: str | None = None, run_id: str | None = None,
+                     metadata: Mapping[str, Any] | None = None, priority: int | None = None,
+                     infer: bool | None = None) -> Memories:
+        """Store a conversation: each non-empty message (``{"role", "content"}``, optionally
+        ``name`` and ``timestamp``) becomes a memory, indexed with its neighbours; with
+        ``infer=True`` the server's LLM extracts facts instead. Embedded by the server."""
+        body = core.messages_body(user_id, messages, agent_id=agent_id, run_id=run_id,
+                                  metadata=metadata, priority=priority, infer=infer)
+        return cast(Memories, self._call("add_messages", json=body)["results"])
+
     def add_batch(self, user_id: str, data: Sequence[core.Data], *,
                   agent_id: str | None = None, run_id: str | None = None,
                   priority: int | None = None) -> Memories:
@@ -235,6 +246,15 @@ class AsyncMemoryClient:
         body = core.memory_body(user_id, data, agent_id=agent_id, run_id=run_id,
                                 priority=priority, embedding=vectors[0] if vectors else None)
         return cast(Memory, await self._call("add", json=body))
+
+    async def add_messages(self, user_id: str, messages: Sequence[Mapping[str, Any]], *,
+                           agent_id: str | None = None, run_id: str | None = None,
+                           metadata: Mapping[str, Any] | None = None,
+                           priority: int | None = None,
+                           infer: bool | None = None) -> Memories:
+        body = core.messages_body(user_id, messages, agent_id=agent_id, run_id=run_id,
+                                  metadata=metadata, priority=priority, infer=infer)
+        return cast(Memories, (await self._call("add_messages", json=body))["results"])
 
     async def add_batch(self, user_id: str, data: Sequence[core.Data], *,
                         agent_id: str | None = None, run_id: str | None = None,

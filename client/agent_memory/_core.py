@@ -9,14 +9,14 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 
 from agent_memory._exceptions import error_for
 from agent_memory._routes import ROUTES
-from agent_memory._types import MemoryCreate, SearchMode, SearchRequest
+from agent_memory._types import MemoryCreate, Message, MessagesCreate, SearchMode, SearchRequest
 
 __version__ = "0.1.0"
 DEFAULT_TIMEOUT_S = 30.0
@@ -85,6 +85,25 @@ def memory_body(user_id: str, data: Data, *, agent_id: str | None, run_id: str |
         body["priority"] = priority
     if embedding is not None:
         body["embedding"] = vector(embedding)
+    return body
+
+
+def messages_body(user_id: str, messages: Sequence[Mapping[str, Any]], *,
+                  agent_id: str | None, run_id: str | None,
+                  metadata: Mapping[str, Any] | None, priority: int | None,
+                  infer: bool | None) -> MessagesCreate:
+    body: MessagesCreate = {"user_id": user_id,
+                            "messages": [cast(Message, dict(m)) for m in messages]}
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    if run_id is not None:
+        body["run_id"] = run_id
+    if metadata:
+        body["metadata"] = dict(metadata)
+    if priority is not None:
+        body["priority"] = priority
+    if infer is not None:
+        body["infer"] = infer
     return body
 
 

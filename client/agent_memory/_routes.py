@@ -24,6 +24,7 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     "add": Route("POST", "/v1/memories", t.MemoryCreate, t.Memory),
+    "add_messages": Route("POST", "/v1/memories", t.MessagesCreate, t.BatchResult),
     "add_batch": Route("POST", "/v1/memories/batch", t.BatchCreate, t.BatchResult),
     "search": Route("POST", "/v1/memories/search", t.SearchRequest, t.SearchResult),
     "get": Route("GET", "/v1/memories/{id}", None, t.Memory),

@@ -24,6 +24,23 @@ class MemoryCreate(TypedDict):
     embedding: NotRequired[list[float] | None]
 
 
+class Message(TypedDict):
+    role: str  # user, assistant, ...
+    content: str
+    name: NotRequired[str | None]  # the speaker
+    timestamp: NotRequired[str | None]  # when it was said (ISO 8601)
+
+
+class MessagesCreate(TypedDict):
+    user_id: str
+    messages: list[Message]
+    agent_id: NotRequired[str | None]
+    run_id: NotRequired[str | None]
+    metadata: NotRequired[dict[str, Any] | None]
+    priority: NotRequired[int]
+    infer: NotRequired[bool]  # extract facts with the server's LLM (when it has one)
+
+
 class BatchCreate(TypedDict):
     items: list[MemoryCreate]
 

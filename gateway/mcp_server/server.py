@@ -22,7 +22,7 @@ import anyio
 from agent_memory import APIStatusError, AsyncMemoryClient, MemoryServiceError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 Transport = Literal["stdio", "http"]
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -102,6 +102,16 @@ def brief(memory: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_CONVERSATION_MESSAGES = 200  # the gateway's own bound per request (MAX_MESSAGES)
+
+
+class ConversationMessage(BaseModel):
+    role: Annotated[str, Field(description="who spoke: user, assistant, ...")]
+    content: Annotated[str, Field(description="what was said")]
+    name: Annotated[str | None, Field(description="the speaker's name, if known")] = None
+    timestamp: Annotated[str | None, Field(description="when it was said, ISO 8601")] = None
+
+
 UserId = Annotated[str | None, Field(description="whose memory (default: the configured user)")]
 MemoryId = Annotated[str, Field(description="the memory's id, as returned by add or search")]
 
@@ -130,6 +140,26 @@ def build_server(config: McpConfig) -> tuple[MCPServer, Clients]:
         async with tool_errors(), clients.for_call(ctx) as client:
             return brief(await client.add(user(user_id), {**(metadata or {}), "text": text},
                                           agent_id=agent_id or config.agent_id))
+
+    @server.tool()
+    async def add_conversation(
+            messages: Annotated[list[ConversationMessage], Field(
+                min_length=1, max_length=MAX_CONVERSATION_MESSAGES,
+                description="the conversation, oldest first")],
+            infer: Annotated[bool | None, Field(
+                description="true: the service's LLM extracts the facts worth keeping "
+                            "(needs one configured); default: every message is kept as "
+                            "said, searchable with its neighbours")] = None,
+            user_id: UserId = None,
+            agent_id: Annotated[str | None, Field(description="the agent it belongs to "
+                                                  "(default: the configured agent)")] = None,
+            ctx: Context | None = None) -> dict[str, Any]:
+        """Remember a conversation (or its latest turns). Returns the memories it wrote."""
+        async with tool_errors(), clients.for_call(ctx) as client:
+            stored = await client.add_messages(
+                user(user_id), [m.model_dump(exclude_none=True) for m in messages],
+                agent_id=agent_id or config.agent_id, infer=infer)
+            return {"results": [brief(memory) for memory in stored]}
 
     @server.tool()
     async def search_memories(

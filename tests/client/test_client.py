@@ -64,6 +64,19 @@ def test_every_method(live_gateway: LiveGateway) -> None:
         assert list(client.list(user_id="u")) == []
 
 
+def test_add_messages_stores_a_conversation(live_gateway: LiveGateway) -> None:
+    with MemoryClient(live_gateway.url, api_key=live_gateway.key("talk")) as client:
+        stored = client.add_messages("u", [
+            {"role": "user", "content": "I moved to Lisbon in March", "name": "Ana",
+             "timestamp": "2024-03-02T10:00:00Z"},
+            {"role": "assistant", "content": "How do you like it?"}], run_id="chat-1")
+        assert len(stored) == 2 and all(m["run_id"] == "chat-1" for m in stored)
+        assert "Lisbon" in stored[0]["text"]
+        assert {m["id"] for m in client.list("u")} == {m["id"] for m in stored}
+        with pytest.raises(UnprocessableEntityError):
+            client.add_messages("u", [])  # at least one message
+
+
 def test_add_batch_splits_above_the_server_limit(live_gateway: LiveGateway) -> None:
     count = MAX_BATCH_ITEMS + 5
     with MemoryClient(live_gateway.url, api_key=live_gateway.key("batch"),

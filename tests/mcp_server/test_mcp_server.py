@@ -30,7 +30,7 @@ from gateway.triton import TritonServer
 ROOT = Path(__file__).resolve().parents[2]
 # The worktree's gateway and client packages, whichever is installed in the environment.
 PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "client")])
-TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "update_memory",
+TOOLS = {"add_memory", "add_conversation", "search_memories", "list_memories", "get_memory", "update_memory",
          "delete_memory", "memory_history"}
 
 
@@ -113,6 +113,28 @@ def test_add_search_update_history_delete_over_stdio(live_gateway: LiveGateway) 
             assert await call(client, "delete_memory", memory_id=added["id"]) == \
                 {"deleted": added["id"]}
             assert "404" in await failure(client, "get_memory", memory_id=added["id"])
+
+    anyio.run(scenario)
+
+
+def test_a_conversation_becomes_memories_found_by_their_neighbours(
+        live_gateway: LiveGateway) -> None:
+    async def scenario() -> None:
+        async with stdio_session(live_gateway, live_gateway.key("talk")) as client:
+            stored = await call(client, "add_conversation", messages=[
+                {"role": "user", "content": "Should we book the cabin at Lake Tahoe?",
+                 "name": "Maya"},
+                {"role": "assistant", "content": "Yes, for the second week of July!"},
+                {"role": "user", "content": "   "}])  # empty: not a memory
+            assert len(stored["results"]) == 2
+            # the short reply names no lake; its neighbour does (conversation context)
+            found = await call(client, "search_memories", query="Tahoe", mode="keyword")
+            assert {h["id"] for h in found["results"]} == {m["id"] for m in stored["results"]}
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            schema = tools["add_conversation"].input_schema["properties"]["messages"]
+            assert schema["maxItems"] == 200  # the gateway's bound, advertised
+            too_many = [{"role": "user", "content": f"m{i}"} for i in range(201)]
+            assert "200" in await failure(client, "add_conversation", messages=too_many)
 
     anyio.run(scenario)
 
