@@ -89,3 +89,51 @@ def test_gateway_sees_the_repository_triton_serves() -> None:
                          if v.split(":")[1] == gateway_path)
     assert _mounts(services["gateway"])[gateway_path] == triton_host
     assert gateway_mount.endswith(":ro")  # the gateway never writes the repository
+
+
+# -- the replica stack: docker/compose.replicas.yaml ----------------------------------------
+def replicas() -> dict:
+    return yaml.safe_load((DOCKER / "compose.replicas.yaml").read_text())
+
+
+def test_replica_stack_builds_from_files_that_exist() -> None:
+    services = replicas()["services"]
+    assert set(services) == {"postgres", "triton-a", "triton-b", "gateway-a", "gateway-b",
+                             "proxy"}
+    for name, service in services.items():
+        if "build" in service:
+            context = (DOCKER / service["build"]["context"]).resolve()
+            assert context.is_dir(), name
+            assert (context / service["build"].get("dockerfile", "Dockerfile")).is_file(), name
+
+
+def test_each_replica_has_its_own_triton_and_shares_one_postgres() -> None:
+    services = replicas()["services"]
+    fields = {f"MEMORY_{name.upper()}" for name in Settings.model_fields} | {"GATEWAY_PORT"}
+    urls = set()
+    for replica, triton in (("gateway-a", "triton-a"), ("gateway-b", "triton-b")):
+        gateway = services[replica]
+        environment = gateway["environment"]
+        assert set(environment) <= fields, set(environment) - fields
+        assert environment["MEMORY_TRITON_HOST"] == triton
+        assert gateway["depends_on"][triton]["condition"] == "service_healthy"
+        assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "ports" not in gateway  # reached through the proxy only
+        urls.add(environment["MEMORY_STORE_URL"])
+    [url] = urls
+    assert url.startswith("postgresql://") and "@postgres:5432/" in url
+    assert services["triton-a"]["deploy"] != services["triton-b"]["deploy"]  # a GPU each
+
+
+def test_the_proxy_fronts_both_replicas_on_loopback() -> None:
+    proxy = replicas()["services"]["proxy"]
+    assert all(port.startswith("127.0.0.1:") for port in proxy["ports"])
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in proxy["volumes"]}
+    config = (DOCKER / mounted["/usr/local/etc/haproxy/haproxy.cfg"]).resolve()
+    assert config == (DOCKER / "haproxy" / "haproxy.cfg").resolve()
+    environment = proxy["environment"]
+    assert {environment["GATEWAY_A"], environment["GATEWAY_B"]} == {"gateway-a:8080",
+                                                                    "gateway-b:8080"}
+    text = config.read_text()
+    for variable in ("PROXY_BIND", "GATEWAY_A", "GATEWAY_B"):
+        assert f'"${{{variable}}}"' in text  # every address the file reads is given

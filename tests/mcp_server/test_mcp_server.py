@@ -30,8 +30,8 @@ from gateway.triton import TritonServer
 ROOT = Path(__file__).resolve().parents[2]
 # The worktree's gateway and client packages, whichever is installed in the environment.
 PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "client")])
-TOOLS = {"add_memory", "add_conversation", "search_memories", "list_memories", "get_memory", "update_memory",
-         "delete_memory", "memory_history"}
+TOOLS = {"add_memory", "add_conversation", "search_memories", "list_memories", "get_memory",
+         "update_memory", "delete_memory", "memory_history"}
 
 
 @pytest.fixture(scope="module")
