@@ -34,12 +34,14 @@ def triton_server(log_dir: Path) -> TritonServer:
 @contextlib.contextmanager
 def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
                     env: dict[str, str] | None = None, *, cwd: Path = ROOT,
-                    ready_s: float = 120) -> Iterator[str]:
+                    ready_s: float = 120, cpus: str | None = None,
+                    log_name: str = "gateway.log") -> Iterator[str]:
     """Run ``python -m gateway`` against ``triton``; yields its base URL once /readyz is 200.
 
     ``env`` adds settings for this process (e.g. ``MEMORY_ADMISSION_ENABLED``; authentication is
     off unless it says ``MEMORY_AUTH``); ``cwd`` (with
     ``PYTHONPATH`` in ``env``) runs the gateway of another checkout, for before/after runs.
+    ``cpus`` (``taskset`` syntax, e.g. ``"0"``) pins the process to those cores.
     """
     port = free_port()
     # Auth off (it listens on loopback only): the reports scrape /metrics, which answers
@@ -52,15 +54,18 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
         "MEMORY_TRITON_HTTP_PORT": str(triton.http_port),
     }
     log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "gateway.log").open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=environment, stdout=log,
+    command = [sys.executable, "-m", "gateway"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    with (log_dir / log_name).open("ab") as log:
+        process = subprocess.Popen(command, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"gateway exited early; see {log_dir / 'gateway.log'}")
+                raise RuntimeError(f"gateway exited early; see {log_dir / log_name}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from agent_memory import MemoryClient
-from support.proxy import affinity_proxy, check_config
+from support.proxy import affinity_proxy, check_config, require_haproxy
 from support.servers import gateway_process
 from support.waiting import wait_for
 
@@ -41,6 +41,7 @@ def stored_users(url: str) -> set[str]:
 
 def test_a_user_stays_on_one_replica_and_fails_over(triton: TritonServer,
                                                     tmp_path: Path) -> None:
+    require_haproxy()
     with gateway_process(triton, tmp_path / "a") as a, \
             gateway_process(triton, tmp_path / "b") as b, \
             affinity_proxy(a.url, b.url, tmp_path) as proxy:
