@@ -78,7 +78,9 @@ run: export
 	$(PY) -m gateway
 
 # Debian packages the suite runs for real, installed when their command is missing.
-SYSTEM_PACKAGES := haproxy:haproxy
+# The PostgreSQL tests start a throwaway server (tests/support/postgres.py) from Debian's
+# package (pg_ctlcluster comes with it; the binaries live in /usr/lib/postgresql/*/bin).
+SYSTEM_PACKAGES := haproxy:haproxy pg_ctlcluster:postgresql
 
 system-packages:
 	tools/ensure-system-packages $(SYSTEM_PACKAGES)
