@@ -62,3 +62,14 @@ def test_file_backups_refuse_a_postgres_store_and_name_pg_dump(
 def test_store_url_must_be_postgresql(triton: TritonServer, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="postgresql://"):
         settings_for(triton, tmp_path, store_url=SecretStr("mysql://x/y"))
+
+
+def test_a_nul_character_postgres_cannot_store_is_a_422(
+        triton: TritonServer, tmp_path: Path, postgres_url: str) -> None:
+    settings = settings_for(triton, tmp_path / "data", store_url=SecretStr(postgres_url))
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/v1/memories", json={"user_id": "alice", "text": "hello",
+                                                    "metadata": {"k": "a\u0000b"}})
+        assert refused.status_code == 422 and "NUL" in refused.json()["detail"]
+        listed = client.get("/v1/memories", params={"user_id": "alice"}).json()
+        assert listed["results"] == []  # nothing was written
