@@ -13,6 +13,9 @@ until ``--budget-s`` runs out. After each restart:
   has the model's dimension; a batch that was not acknowledged is all there or not at all;
 - the index was rebuilt from the store (its size equals the memory count).
 
+With ``--store-url postgresql://...`` the gateway runs on that (empty) PostgreSQL database
+instead of its SQLite file, and the same checks read PostgreSQL.
+
 The report (``loadtest/results/chaos-<time>.json``) lists kills, acknowledged writes, lost
 writes and inconsistencies.
 """
@@ -146,35 +149,71 @@ def _writer(url: str, user: str, round_: int, ledger: Ledger, stop: threading.Ev
                     ledger.pending_batches.remove((user, texts))
 
 
-def _check_store(db: Path, dim: int, ledger: Ledger, report: Report) -> int:
-    """Row, lexical index, history and vectors agree; unacknowledged batches all-or-nothing."""
+@dataclass
+class StoreRows:
+    """What the store holds, read behind the gateway's back for the consistency checks."""
+
+    ids: set[str]
+    lexical: list[str]  # memory id of every lexical document
+    added: set[str]  # memory ids with an ADD event
+    bad_vectors: int  # vectors whose byte length is not the model's dimension
+    texts: set[tuple[str, str]]  # (user, text)
+
+
+def _sqlite_rows(db: Path, dim: int) -> StoreRows:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        ids = {r[0] for r in conn.execute("SELECT id FROM memories")}
-        lexical = [r[0] for r in conn.execute("SELECT memory_id FROM lexical_docs")]
-        added = {r[0] for r in conn.execute(
-            "SELECT memory_id FROM history WHERE event = 'ADD'")}
-        bad_vectors = conn.execute("SELECT count(*) FROM memories WHERE length(embedding) != ?",
-                                   (4 * dim,)).fetchone()[0]
-        checks = {
-            "lexical rows differ from memories": set(lexical) != ids or len(lexical) != len(ids),
-            "memories without an ADD event": not ids <= added,
-            f"{bad_vectors} vectors of the wrong size": bad_vectors > 0,
-        }
-        for what, failed in checks.items():
-            if failed:
-                report.inconsistencies += 1
-                report.problem(what)
-        texts = {(r[0], r[1]) for r in conn.execute("SELECT user_id, text FROM memories")}
-        report.unacknowledged_batches += len(ledger.pending_batches)
-        for user, batch in ledger.pending_batches:
-            present = sum((user, text) in texts for text in batch)
-            if present not in (0, len(batch)):
-                report.inconsistencies += 1
-                report.problem(f"batch half-written: {present} of {len(batch)}")
-        return len(ids)
+        return StoreRows(
+            ids={r[0] for r in conn.execute("SELECT id FROM memories")},
+            lexical=[r[0] for r in conn.execute("SELECT memory_id FROM lexical_docs")],
+            added={r[0] for r in conn.execute(
+                "SELECT memory_id FROM history WHERE event = 'ADD'")},
+            bad_vectors=conn.execute("SELECT count(*) FROM memories WHERE length(embedding) "
+                                     "!= ?", (4 * dim,)).fetchone()[0],
+            texts={(r[0], r[1]) for r in conn.execute("SELECT user_id, text FROM memories")})
     finally:
         conn.close()
+
+
+def _postgres_rows(url: str, dim: int) -> StoreRows:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return StoreRows(
+            ids={str(r[0]) for r in conn.execute("SELECT id FROM memories")},
+            lexical=[str(r[0]) for r in conn.execute("SELECT memory_id FROM lexical_docs")],
+            added={str(r[0]) for r in conn.execute(
+                "SELECT memory_id FROM history WHERE event = 'ADD'")},
+            bad_vectors=conn.execute("SELECT count(*) FROM memories WHERE "
+                                     "octet_length(embedding) != %s", (4 * dim,)).fetchone()[0],
+            texts={(r[0], r[1]) for r in conn.execute("SELECT user_id, text FROM memories")})
+
+
+def _check_store(rows: StoreRows, ledger: Ledger, report: Report) -> int:
+    """Row, lexical index, history and vectors agree; unacknowledged batches all-or-nothing."""
+    checks = {
+        "lexical rows differ from memories":
+            set(rows.lexical) != rows.ids or len(rows.lexical) != len(rows.ids),
+        "memories without an ADD event": not rows.ids <= rows.added,
+        f"{rows.bad_vectors} vectors of the wrong size": rows.bad_vectors > 0,
+    }
+    for what, failed in checks.items():
+        if failed:
+            report.inconsistencies += 1
+            report.problem(what)
+    report.unacknowledged_batches += len(ledger.pending_batches)
+    for user, batch in ledger.pending_batches:
+        present = sum((user, text) in rows.texts for text in batch)
+        if present not in (0, len(batch)):
+            report.inconsistencies += 1
+            report.problem(f"batch half-written: {present} of {len(batch)}")
+    return len(rows.ids)
+
+
+def _rows(work: Path, store_url: str | None, dim: int) -> StoreRows:
+    if store_url:
+        return _postgres_rows(store_url, dim)
+    return _sqlite_rows(work / "data" / "memories.sqlite3", dim)
 
 
 def _listed(http: httpx.Client, user: str) -> dict[str, dict[str, Any]]:
@@ -234,7 +273,7 @@ def _workdir(path: str | None) -> Iterator[Path]:
 
 
 def run(kills: int, budget_s: float, writers: int, seed: int, workdir: str | None,
-        dim: int = 384) -> Report:
+        dim: int = 384, store_url: str | None = None) -> Report:
     rng = random.Random(seed)
     report = Report()
     ledger = Ledger()
@@ -248,7 +287,7 @@ def run(kills: int, budget_s: float, writers: int, seed: int, workdir: str | Non
                 "MEMORY_TRITON_MANAGED": "false", "MEMORY_AUTH": "off",
                 "MEMORY_TRITON_GRPC_PORT": str(triton.grpc_port),
                 "MEMORY_TRITON_HTTP_PORT": str(triton.http_port),
-            }
+            } | ({"MEMORY_STORE_URL": store_url} if store_url else {})
             gateway = Gateway(env, work / "gateway.log")
             gateway.start()
             try:
@@ -267,7 +306,7 @@ def run(kills: int, budget_s: float, writers: int, seed: int, workdir: str | Non
                     for thread in threads:
                         thread.join(REQUEST_TIMEOUT_S + 5)
                     report.restart_s.append(gateway.start())
-                    count = _check_store(work / "data" / "memories.sqlite3", dim, ledger, report)
+                    count = _check_store(_rows(work, store_url, dim), ledger, report)
                     if _index_size(gateway.url) != count:
                         report.inconsistencies += 1
                         report.problem(f"index holds {_index_size(gateway.url)} of {count}")
@@ -304,7 +343,7 @@ def _wait_ready(url: str, deadline_s: float) -> float:
 
 
 def run_triton(kills: int, budget_s: float, writers: int, seed: int, workdir: str | None,
-               dim: int = 384) -> Report:
+               dim: int = 384, store_url: str | None = None) -> Report:
     """SIGKILL the gateway's managed Triton under write load; the gateway's supervisor must
     bring it back (``restart_s``: kill to /readyz 200) and no acknowledged write may be lost."""
     rng = random.Random(seed)
@@ -319,7 +358,7 @@ def run_triton(kills: int, budget_s: float, writers: int, seed: int, workdir: st
             "MEMORY_TRITON_HTTP_PORT": str(free_port()),
             "MEMORY_TRITON_METRICS_PORT": str(free_port()),
             "MEMORY_TRITON_LOG_DIR": str(work),
-        }
+        } | ({"MEMORY_STORE_URL": store_url} if store_url else {})
         gateway = Gateway(env, work / "gateway.log")
         gateway.start()
         stop = threading.Event()
@@ -342,7 +381,7 @@ def run_triton(kills: int, budget_s: float, writers: int, seed: int, workdir: st
             for thread in threads:
                 thread.join(REQUEST_TIMEOUT_S + 5)
         try:
-            _check_store(work / "data" / "memories.sqlite3", dim, ledger, report)
+            _check_store(_rows(work, store_url, dim), ledger, report)
             _check_acknowledged(gateway.url, ledger, set(), report)
             report.acknowledged = len(ledger.acked)
         finally:
@@ -361,10 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep data and logs here (default: a temp dir)")
+    parser.add_argument("--store-url", help="run the gateway on this empty PostgreSQL "
+                        "database instead of SQLite")
     parser.add_argument("--out", type=Path, help="report JSON (default: loadtest/results/)")
     args = parser.parse_args(argv)
     chaos = run if args.target == "gateway" else run_triton
-    report = chaos(args.kills, args.budget_s, args.writers, args.seed, args.workdir)
+    report = chaos(args.kills, args.budget_s, args.writers, args.seed, args.workdir,
+                   store_url=args.store_url)
     out = args.out or RESULTS / (
         f"chaos-{args.target}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,3 +15,13 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> Non
     assert report.searches_checked == report.acknowledged
     assert (report.lost, report.inconsistencies) == (0, 0), report.problems
     assert len(report.restart_s) == 2
+
+
+def test_sigkill_during_ingest_on_postgres_loses_nothing_acknowledged(
+        tmp_path: Path, postgres_url: str) -> None:
+    report = run(kills=2, budget_s=300, writers=2, seed=4, workdir=str(tmp_path),
+                 store_url=postgres_url)
+    assert report.kills == 2
+    assert report.acknowledged > 0, "nothing was acknowledged: the check would prove nothing"
+    assert report.searches_checked == report.acknowledged
+    assert (report.lost, report.inconsistencies) == (0, 0), report.problems
