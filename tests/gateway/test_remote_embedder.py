@@ -117,6 +117,33 @@ def test_registration_refuses_bad_declarations(infinity: InfinityServer,
         assert "peanuts" in found.json()["results"][0]["text"]
 
 
+def test_a_remote_version_stays_active_across_restarts(infinity: InfinityServer,
+                                                       own_triton: TritonServer,
+                                                       tmp_path: Path) -> None:
+    repo = own_triton.model_repository
+    declare_remote(repo, "2", infinity.base_url)
+    settings = settings_for(own_triton, tmp_path / "data", reembed_batch=4)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/memories/batch", json={"items": [
+            {"user_id": "u", "text": f"{fact} #{i}"} for i, fact in enumerate(FACTS * 2)]})
+        assert client.post("/v1/admin/models/embedder/activate",
+                           json={"version": "2"}).status_code == 202
+        wait_for(lambda: client.get("/v1/admin/models/embedder/migration").json()["state"]
+                 == "done", "the migration to the remote version", MIGRATION_TIMEOUT_S)
+    with TestClient(create_app(settings)) as client:  # a restarted gateway
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert (ready.json()["checks"]["model"], ready.json()["query_encoder"]) == (
+            "embedder:2", "remote")
+        added = client.post("/v1/memories", json={"user_id": "u", "text": "I fear heights"})
+        assert added.json()["embedding_model"] == "embedder:2"
+        found = client.post("/v1/memories/search", json={"user_id": "u", "query": "nut allergy"})
+        assert "peanuts" in found.json()["results"][0]["text"]
+        view = client.get("/v1/admin/models").json()["embedder"]
+        assert view["active"] == "2" and view["remote"]["2"]["breaker"] == "closed"
+        assert "api_key" not in str(view["remote"])
+
+
 def _metric(url: str, name: str, labels: str) -> float:
     """One sample of the gateway's /metrics (0 when absent)."""
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
