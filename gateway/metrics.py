@@ -67,6 +67,21 @@ class Metrics:
             ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry,
         )
+        # Remote embedding versions (gateway/inference/remote.py): one series per version.
+        self.remote_embed_latency = Histogram(
+            "memory_remote_embed_seconds", "Latency of each attempt at a remote embedding "
+            "server, by version and outcome (ok, error, timeout)", ["version", "outcome"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.remote_embed_texts = Histogram(
+            "memory_remote_embed_texts", "Texts per request to a remote embedding server",
+            ["version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.remote_embed_retries = Counter(
+            "memory_remote_embed_retries_total", "Retried attempts at a remote embedding server",
+            ["version"], registry=self.registry,
+        )
         # Admission control (gateway/admission/): one series per route class.
         self.admission_in_flight = Gauge(
             "memory_admission_in_flight", "Requests admitted and running, by route class",

@@ -26,6 +26,7 @@ from gateway.index.factory import build_index
 from gateway.inference.client import EmbedderClient
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
+from gateway.inference.remote_versions import RemoteVersions
 from gateway.inference.reranker import RerankerClient
 from gateway.jobs.compress import CompressPolicy, Summariser
 from gateway.jobs.pacing import Pacer
@@ -153,11 +154,14 @@ def open_local_encoder(stack: AsyncExitStack, settings: Settings,
 
 def open_inference(stack: AsyncExitStack, settings: Settings,
                    metrics: Metrics) -> tuple[EmbedderClient, RerankerClient]:
-    """Triton's clients: one gRPC channel, shared by the embedder and the reranker."""
+    """Triton's clients: one gRPC channel, shared by the embedder and the reranker; the
+    embedder also reaches the versions declared remote (``<N>.remote.toml``)."""
     embedder = EmbedderClient(
         settings.triton_grpc_url, settings.embedder_model,
         timeout_s=settings.inference_timeout_s, retry_after_s=settings.retry_after_s,
         metrics=metrics,
+        remotes=RemoteVersions(settings.model_repository, settings.embedder_model,
+                               metrics=metrics),
     )
     stack.push_async_callback(embedder.close)
     reranker = RerankerClient(

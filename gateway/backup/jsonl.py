@@ -115,11 +115,15 @@ def _context(line: dict[str, Any]) -> str | None:
 
 async def _embedder(settings: Settings) -> Any:
     from gateway.inference.client import EmbedderClient
+    from gateway.inference.remote_versions import RemoteVersions
     from gateway.metrics import Metrics
 
+    metrics = Metrics()
     return EmbedderClient(settings.triton_grpc_url, settings.embedder_model,
                           timeout_s=max(settings.inference_timeout_s, 60.0),
-                          retry_after_s=settings.retry_after_s, metrics=Metrics())
+                          retry_after_s=settings.retry_after_s, metrics=metrics,
+                          remotes=RemoteVersions(settings.model_repository,
+                                                 settings.embedder_model, metrics=metrics))
 
 
 async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = False

@@ -1,5 +1,8 @@
 """Async gRPC client for the ``embedder`` model, with deadlines and translated errors.
 
+Versions declared remote (``<N>.remote.toml``, ``gateway.inference.remote_versions``) are
+embedded by their OpenAI-compatible server instead; callers never see the difference.
+
 gRPC (not HTTP) because Triton's HTTP endpoint stalls clients while a model loads. Every call
 has a client-side timeout and the same Triton-side timeout, so nothing waits forever; Triton
 errors become ``InferenceUnavailable`` / ``InferenceTimeout`` here and nowhere else.
@@ -18,7 +21,9 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from gateway.deadline import inference_timeout
-from gateway.errors import InferenceTimeout, InferenceUnavailable
+from gateway.errors import InferenceTimeout, InferenceUnavailable, InvalidInput
+from gateway.inference.remote import RemoteEmbedder, WrongDimension
+from gateway.inference.remote_versions import RemoteVersions
 from gateway.metrics import Metrics
 
 # Reconnect quickly after a Triton restart instead of gRPC's default exponential back-off.
@@ -118,13 +123,19 @@ class EmbedderClient:
     """
 
     def __init__(
-        self, url: str, model: str, *, timeout_s: float, retry_after_s: int, metrics: Metrics
+        self, url: str, model: str, *, timeout_s: float, retry_after_s: int, metrics: Metrics,
+        remotes: RemoteVersions | None = None,
     ) -> None:
         self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
         self.model = model
         self._timeout_s = timeout_s
         self._retry_after = retry_after_s
         self._metrics = metrics
+        self.remotes = remotes  # versions served by an OpenAI-compatible server
+
+    async def remote(self, version: str) -> RemoteEmbedder | None:
+        """``version``'s remote client when it is declared remote, else None (Triton)."""
+        return None if self.remotes is None else await self.remotes.lookup(version)
 
     @property
     def grpc(self) -> grpcclient.InferenceServerClient:
@@ -133,12 +144,18 @@ class EmbedderClient:
 
     async def close(self) -> None:
         await self._client.close()
+        if self.remotes is not None:
+            await self.remotes.close()
 
     async def ready(self, version: str | None) -> bool:
         """Triton is up and serves ``version`` (any version when None); False, never raises.
 
-        A read: it never asks Triton to load anything.
+        A read: it never asks Triton to load anything. A remote version is ready while its
+        circuit breaker is not open.
         """
+        if version and self.remotes is not None and (
+                remote := self.remotes.known().get(version)) is not None:
+            return remote.ready()
         try:
             return bool(
                 await self._client.is_server_ready(client_timeout=2)
@@ -152,12 +169,23 @@ class EmbedderClient:
                     ) -> np.ndarray:
         """float32 ``[len(texts), dim]``, L2-normalised, in one Triton request.
 
-        ``model`` names another model serving the same versions (the query twin).
+        ``model`` names another model serving the same versions (the query twin); a remote
+        version ignores it.
         """
+        remote = await self.remote(version)
+        if remote is not None:
+            return await remote.embed(texts)
         return await self._infer(texts, version, model or self.model)
 
     async def probe(self, version: str, *, model: str | None = None) -> ModelInfo:
-        """Describe one served version (its dimension comes from embedding a probe text)."""
+        """Describe one served version (its dimension comes from embedding a probe text).
+
+        For a remote version this is its registration check: the server must answer, with
+        vectors of the declared dimension (``InvalidInput`` when not).
+        """
+        remote = await self.remote(version)
+        if remote is not None:
+            return await probe_remote(remote, self.model, version)
         vector = await self._infer(["dimension probe"], version, model or self.model)
         return ModelInfo(self.model, version, int(vector.shape[1]))
 
@@ -168,3 +196,18 @@ class EmbedderClient:
             retry_after=self._retry_after, metrics=self._metrics,
         )
         return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+
+async def probe_remote(remote: RemoteEmbedder, model: str, version: str) -> ModelInfo:
+    """Embed a probe text remotely; refuse a server that answers another dimension."""
+    spec = remote.spec
+    try:
+        [vector] = await remote.embed(["dimension probe"])
+    except WrongDimension as exc:
+        raise InvalidInput(f"{model}:{version} refused: {spec.base_url} model {spec.model!r} "
+                           f"does not give the declared {spec.dim}-dimensional vectors "
+                           f"({exc.detail})") from exc
+    except InferenceUnavailable as exc:
+        raise InferenceUnavailable(f"{model}:{version} cannot be registered: {exc.detail}",
+                                   retry_after=exc.retry_after) from exc
+    return ModelInfo(model, version, int(vector.shape[0]))

@@ -24,6 +24,8 @@ from gateway.versions.active import ActiveModels, Space
 # Writes with at most this many texts to embed share the query twin's coalesced requests (no
 # batcher stall); larger ones go to the batching model, where Triton merges them.
 SMALL_WRITE_TEXTS = 8
+# The coalescer's model key for a remote version's calls (its server is named by the version).
+REMOTE = "remote"
 # Background writes (consolidation jobs) embed in sequential requests of this many texts: each
 # request gets the whole inference timeout, and interactive requests get Triton in between.
 BACKGROUND_EMBED_TEXTS = 16
@@ -153,11 +155,18 @@ class VectorSource:
         return await self.embedder.embed(texts, version, model=model)
 
     def _twin_for(self, space: Space) -> str | None:
-        """The batcher-free twin when it serves ``space``'s version (the active one)."""
+        """The batcher-free twin when it serves ``space``'s version (the active one); for a
+        remote version, ``remote``: its calls are coalesced all the same."""
+        if self._is_remote(space):
+            return REMOTE
         active = self.models.info
         if active is None or space.info.label != active.label:
             return None
         return self.models.query_model
+
+    def _is_remote(self, space: Space) -> bool:
+        remotes = self.embedder.remotes
+        return remotes is not None and space.info.version in remotes.known()
 
     async def _embed_write(self, space: Space, texts: list[str]) -> np.ndarray:
         twin = self._twin_for(space)
@@ -168,7 +177,8 @@ class VectorSource:
     def query_encoder(self, space: Space) -> str:
         """Where ``space``'s search queries are embedded: ``local``, the twin or the model."""
         encoder = self.local_encoder
-        if encoder is not None and encoder.serves(space.info.version):
+        if encoder is not None and encoder.serves(space.info.version) and not self._is_remote(
+                space):
             return "local"
         return self._twin_for(space) or self.embedder.model
 

@@ -7,6 +7,12 @@ store their N vector (see ``gateway.memory.vectors.VectorSource.for_write``). Wh
 memory has its N vector, one store transaction makes N active, the service adopts the shadow
 space in one synchronous step, and Triton unloads the old version. The store keeps the cursor, so a
 gateway restarted mid-migration resumes where it stopped (or ``abandon()`` rolls back).
+
+A version may be remote (``<N>.remote.toml``: an OpenAI-compatible server, see
+``gateway.inference.remote``): it goes through the same steps, except that Triton is not asked
+to load it. Its registration check is the target probe (the server answers, with the declared
+dimension). While a remote version is active, Triton keeps the last Triton version it served
+(a swap back starts without a load); the next swap to a Triton version replaces it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from gateway.memory.service import MemoryService, utc_now
 from gateway.store.base import VersionTable
 from gateway.store.types import ModelState
 from gateway.versions.active import ActiveModels, Space
-from gateway.versions.control import ModelControl, repository_versions
+from gateway.versions.control import ModelControl, declared_versions
 from gateway.versions.query_model import query_model_name, sync_query_model
 
 log = logging.getLogger("gateway.migration")
@@ -89,15 +95,27 @@ class EmbedderVersions:
     def models(self) -> ActiveModels:
         return self.service.models
 
+    async def _in_triton(self, versions: list[str]) -> list[str]:
+        """The Triton versions among ``versions`` (remote ones are served elsewhere)."""
+        return [v for v in versions if await self.embedder.remote(v) is None]
+
     async def _serve(self, versions: list[str], *, twin: list[str] | None = None) -> None:
         """Serve exactly ``versions`` in the model and ``twin`` (default: the same) in its
         query twin. A migration target needs no twin until the switch: searches use the
-        active version, so ``activate`` does not wait for a second load."""
-        await self.control.serve(self.model, versions)
-        await self._serve_twin(versions if twin is None else twin)
+        active version, so ``activate`` does not wait for a second load. Remote versions are
+        left out; with none left, Triton keeps what it serves."""
+        triton = await self._in_triton(versions)
+        if not triton:
+            return
+        if triton != await self.control.served_versions(self.model):
+            await self.control.serve(self.model, triton)
+        await self._serve_twin(triton if twin is None else twin)
 
     async def _serve_twin(self, versions: list[str]) -> None:
         if self.query_model is None:
+            return
+        versions = await self._in_triton(versions)
+        if not versions:
             return
         try:  # a version exported since launch needs its link in the twin first
             if await self.control.served_versions(self.query_model) == versions:
@@ -113,8 +131,8 @@ class EmbedderVersions:
         """Let the gateway embed ``version``'s search queries itself, when it can
         (``gateway.inference.local_encoder``; checked against Triton's vectors)."""
         encoder = self.service.local_encoder
-        if encoder is None:
-            return
+        if encoder is None or await self.embedder.remote(version) is not None:
+            return  # the local query encoder is for Triton versions only
 
         async def served(texts: list[str]) -> np.ndarray:
             return await self.embedder.embed(texts, version=version)
@@ -142,16 +160,18 @@ class EmbedderVersions:
             if self.models.info is not None:
                 return self.models.info
             state = await self.versions.model_state(self.model)
-            served = await self.control.served_versions(self.model)
             if state is None:
+                served = await self.control.served_versions(self.model)
                 if not served:
                     raise InferenceUnavailable(f"Triton serves no version of {self.model!r}")
                 await self.versions.set_active_version(self.model, served[-1])
                 state = await self.versions.model_state(self.model)
                 assert state is not None
             wanted = sorted([state.active] + ([state.target] if state.target else []), key=int)
-            if wanted != served:
-                await self.control.serve(self.model, wanted)
+            in_triton = await self._in_triton(wanted)
+            # A remote active version with no Triton target needs no Triton at all.
+            if in_triton and in_triton != await self.control.served_versions(self.model):
+                await self.control.serve(self.model, in_triton)
             await self._serve_twin([state.active])
             info = await self.embedder.probe(state.active)
             self.models.pin(info, self.query_model)
@@ -187,13 +207,18 @@ class EmbedderVersions:
         """What the admin API shows: versions on disk, served, active, and the migration."""
         state = await self.versions.model_state(self.model)
         served = await self.control.served_versions(self.model)
-        if self.status.state in ("running", "stalled", "switching"):
-            self.status.done, self.status.total = await self.versions.migration_progress()
+        running = ("running", "stalled", "switching")
+        if self.status.state in running:
+            progress = await self.versions.migration_progress()
+            if self.status.state in running:  # the switch may have finished meanwhile
+                self.status.done, self.status.total = progress
+        remotes = self.embedder.remotes.known() if self.embedder.remotes is not None else {}
         return {
             "active": state.active if state else None,
             "target": state.target if state else None,
             "served": served,
-            "repository": repository_versions(self.repository, self.model),
+            "repository": declared_versions(self.repository, self.model),
+            "remote": {v: remote.describe() for v, remote in sorted(remotes.items())},
             "migration": asdict(self.status),
         }
 
@@ -202,12 +227,13 @@ class EmbedderVersions:
         info = await self.connect()
         if self._task is not None and not self._task.done():
             raise Conflict(f"a migration to {self.model}:{self.status.target} is running")
-        if version not in repository_versions(self.repository, self.model):
+        if version not in declared_versions(self.repository, self.model):
             raise NotFound(f"{self.model} version {version} is not in the model repository")
         if version == info.version:
             raise Conflict(f"{self.model}:{version} is already active")
+        await self.embedder.remote(version)  # a malformed declaration: 422 before any load
         await self._serve(sorted([info.version, version], key=int), twin=[info.version])
-        target = await self._target_space(version)
+        target = await self._target_space(version)  # a remote one's registration probe
         started = utc_now()
         await self.versions.begin_migration(self.model, version, started)
         self.models.begin_target(target)

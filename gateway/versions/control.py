@@ -15,14 +15,22 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.errors import InferenceUnavailable, InvalidInput
 from gateway.inference.client import map_triton_errors
+from gateway.inference.remote_spec import remote_versions_on_disk
 
 
 def repository_versions(repository: Path, model: str) -> list[str]:
-    """Version folders on disk for ``model``, oldest first."""
+    """Version folders on disk for ``model`` (what Triton can load), oldest first."""
     folder = repository / model
     if not folder.is_dir():
         return []
     return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+
+
+def declared_versions(repository: Path, model: str) -> list[str]:
+    """Every version of ``model`` on disk, oldest first: the folders Triton loads and the
+    remote declarations (``<N>.remote.toml``, ``gateway.inference.remote_spec``)."""
+    return sorted(set(repository_versions(repository, model))
+                  | set(remote_versions_on_disk(repository, model)), key=int)
 
 
 class ModelControl:

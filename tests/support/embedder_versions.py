@@ -21,9 +21,9 @@ EmbeddingRuntime.embed = _other_space
 '''
 
 
-def add_other_space_version(repo: Path) -> None:
+def add_other_space_version(repo: Path, version: str = "2") -> None:
     """What an operator does: export a new version into the running server's repository."""
-    target = repo / "embedder" / "2"
+    target = repo / "embedder" / version
     shutil.copytree(repo / "embedder" / "1", target)
     runtime = target / "embedding_runtime.py"
     runtime.write_text(runtime.read_text() + OTHER_SPACE)

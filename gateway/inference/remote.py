@@ -1,0 +1,203 @@
+"""Embeddings from an OpenAI-compatible server (``POST <base_url>/embeddings``) for one version.
+
+Same contract as the Triton client: unit vectors out, every call under the request's deadline,
+failures translated here and nowhere else. A call is split into ``batch_size`` requests sent
+concurrently over a bounded connection pool. A failed attempt (connection refused or reset,
+timeout, 5xx, 429) is retried with exponential backoff while the deadline allows; then a 429
+from the server becomes our 429 and anything else our 503, both with ``Retry-After``.
+Consecutive failures open a circuit breaker (``gateway.inference.breaker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from gateway.deadline import inference_timeout
+from gateway.errors import InferenceTimeout, InferenceUnavailable, Overloaded
+from gateway.inference.breaker import CircuitBreaker
+from gateway.inference.remote_spec import RemoteSpec
+from gateway.metrics import Metrics
+
+log = logging.getLogger("gateway.remote")
+
+# Answers larger than this are decoded on a worker thread, not on the event loop.
+_THREAD_DECODE_BYTES = 64 * 1024
+_RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class WrongDimension(InferenceUnavailable):
+    """The server's vectors do not have the version's declared dimension."""
+
+
+class _Failed(Exception):
+    """One failed attempt: ``status`` (None: no HTTP answer), the server's Retry-After."""
+
+    def __init__(self, reason: str, status: int | None = None,
+                 retry_after: float | None = None, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after, self.timeout = (
+            reason, status, retry_after, timeout)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def decode(content: bytes, rows: int, dim: int) -> np.ndarray:
+    """The ``data[*].embedding`` of an answer, in ``index`` order, L2-normalised."""
+    try:
+        body = json.loads(content)
+        items = sorted(body["data"], key=lambda item: item["index"])
+        vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _Failed(f"malformed answer ({type(exc).__name__})") from exc
+    if vectors.ndim == 2 and vectors.shape[0] == rows and vectors.shape[1] != dim:
+        # The server answered, with another model's vectors: no retry will help.
+        raise _Failed(f"answer has {vectors.shape[1]} dimensions, the version declares {dim}",
+                      status=200)
+    if vectors.shape != (rows, dim):
+        raise _Failed(f"answer has shape {list(vectors.shape)}, expected [{rows}, {dim}]")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise _Failed("answer holds a zero or non-finite vector")
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+class RemoteEmbedder:
+    """One remote version's client: its own pool, breaker and retry budget."""
+
+    def __init__(self, spec: RemoteSpec, *, label: str, metrics: Metrics) -> None:
+        self.spec, self.label, self._metrics = spec, label, metrics
+        headers = {"Content-Type": "application/json"}
+        key = spec.api_key()
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            limits=httpx.Limits(max_connections=spec.max_connections,
+                                max_keepalive_connections=spec.max_connections),
+            timeout=httpx.Timeout(spec.timeout_s),
+        )
+        self.breaker = CircuitBreaker(f"remote embedder {label} ({spec.endpoint()})",
+                                      failures=spec.breaker_failures, reset_s=spec.breaker_reset_s)
+        self._endpoint = spec.endpoint()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def ready(self) -> bool:
+        """False while the breaker is open (the server failed repeatedly); never calls out."""
+        return self.breaker.state != "open"
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """float32 ``[len(texts), dim]``, L2-normalised; ``batch_size`` texts per request."""
+        if not texts:
+            return np.zeros((0, self.spec.dim), dtype=np.float32)
+        size = self.spec.batch_size
+        if len(texts) <= size:
+            return await self._request(texts)
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the rest
+                parts = [group.create_task(self._request(texts[i:i + size]))
+                         for i in range(0, len(texts), size)]
+        except ExceptionGroup as failed:  # callers get the first failure, as from one request
+            raise failed.exceptions[0] from None
+        return np.concatenate([p.result() for p in parts])
+
+    async def _request(self, texts: list[str]) -> np.ndarray:
+        budget = inference_timeout(self.spec.timeout_s)  # raises when the deadline passed
+        ends = time.monotonic() + budget
+        self._metrics.remote_embed_texts.labels(self.label).observe(len(texts))
+        payload = json.dumps({"model": self.spec.model, "input": texts}).encode()
+        attempt = 0
+        while True:
+            self.breaker.before_call()
+            started = time.perf_counter()
+            try:
+                vectors = await self._attempt(payload, len(texts), ends)
+            except _Failed as failed:
+                self._observe(started, "timeout" if failed.timeout else "error")
+                if failed.status is not None and failed.status not in _RETRYABLE:
+                    self.breaker.succeeded()  # it answered: up, but refuses this request
+                    raise self._translate(failed) from failed
+                if failed.status == 429:
+                    self.breaker.released()  # saturated, not broken: back-pressure, no trip
+                else:
+                    self.breaker.failed()
+                delay = self._delay(attempt, failed)
+                if attempt >= self.spec.retries or time.monotonic() + delay >= ends:
+                    raise self._translate(failed) from failed
+                attempt += 1
+                self._metrics.remote_embed_retries.labels(self.label).inc()
+                log.info("%s: attempt %d failed (%s); retrying in %.2f s", self.label, attempt,
+                         failed.reason, delay)
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                self.breaker.released()
+                raise
+            self.breaker.succeeded()
+            self._observe(started, "ok")
+            return vectors
+
+    async def _attempt(self, payload: bytes, rows: int, ends: float) -> np.ndarray:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise _Failed("deadline reached", timeout=True)
+        try:
+            response = await self._client.post(self._endpoint, content=payload,
+                                               timeout=httpx.Timeout(left))
+        except httpx.TimeoutException as exc:
+            raise _Failed(f"timed out ({type(exc).__name__})", timeout=True) from exc
+        except httpx.TransportError as exc:  # refused, reset, closed mid-answer
+            raise _Failed(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise _Failed(f"HTTP {response.status_code}: {response.text[:200]}",
+                          status=response.status_code, retry_after=_retry_after(response))
+        content = response.content
+        if len(content) > _THREAD_DECODE_BYTES:
+            return await asyncio.to_thread(decode, content, rows, self.spec.dim)
+        return decode(content, rows, self.spec.dim)
+
+    def _delay(self, attempt: int, failed: _Failed) -> float:
+        """Exponential backoff with jitter; a server's Retry-After when it asks for longer."""
+        delay = self.spec.backoff_s * (2 ** attempt) * (0.5 + random.random() / 2)  # noqa: S311
+        if failed.retry_after is not None:
+            delay = max(delay, failed.retry_after)
+        return delay
+
+    def _translate(self, failed: _Failed) -> Exception:
+        where = f"remote embedder {self.label} ({self.spec.base_url})"
+        retry_after = max(self.spec.retry_after_s, int(failed.retry_after or 0))
+        if failed.status == 200:
+            return WrongDimension(f"{where}: {failed.reason}", retry_after=retry_after)
+        if failed.status == 429:
+            return Overloaded(f"{where} is saturated: {failed.reason}", retry_after=retry_after,
+                              reason="remote_saturated")
+        if failed.timeout:
+            return InferenceTimeout(f"{where} timed out", retry_after=retry_after)
+        if failed.status is not None and failed.status not in _RETRYABLE:
+            log.warning("%s refused a request: %s", where, failed.reason)
+        return InferenceUnavailable(f"{where} unavailable: {failed.reason}",
+                                    retry_after=retry_after)
+
+    def _observe(self, started: float, outcome: str) -> None:
+        self._metrics.remote_embed_latency.labels(self.label, outcome).observe(
+            time.perf_counter() - started)
+
+    def describe(self) -> dict[str, Any]:
+        """What the admin API shows (never the key)."""
+        return {"base_url": str(self.spec.base_url), "model": self.spec.model,
+                "dim": self.spec.dim, "breaker": self.breaker.state}

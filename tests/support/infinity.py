@@ -1,0 +1,25 @@
+"""The remote-version tests' real server (``loadtest.infinity``: infinity-emb in its own venv,
+serving the exporter's MiniLM folder), and a skip with the reason where it is not installed."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.infinity import (
+    BINARY,
+    DIM,
+    SERVED_NAME,
+    VENV,
+    InfinityServer,
+    declare_remote,
+    minilm_folder,
+)
+
+__all__ = ["DIM", "SERVED_NAME", "InfinityServer", "declare_remote", "infinity_or_skip",
+           "minilm_folder"]
+
+
+def infinity_or_skip() -> None:
+    if not BINARY.is_file():
+        pytest.skip(f"infinity-emb is not installed in {VENV}: run `make install-infinity` "
+                    "(make test does)")
