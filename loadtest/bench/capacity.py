@@ -124,7 +124,13 @@ def postgres_store(url: str) -> tuple[Store, Any]:
     store = PostgresStore(url)
 
     async def size(open_store: Store | None) -> int | None:
-        return None if open_store is None else await store.database_bytes()
+        if open_store is not None:
+            return None
+        import psycopg
+
+        with psycopg.connect(url) as conn:  # tables, indexes, TOAST: the whole database
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
     return store, size
 
 
