@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: browser fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-console bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
+	@echo "make bench-console - p50/p99 of every web console page for a user with 10,000 memories"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
 	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
@@ -76,8 +77,22 @@ endif
 run: export
 	$(PY) -m gateway
 
-test: install-dev export
+test: install-dev export browser
 	$(PY) -m pytest
+
+# The web console's browser tests drive Debian's chromium + chromium-driver: installed when
+# missing (apt-get update only then; root, or sudo without a password). Where they cannot be
+# installed the browser tests skip and say why.
+CHROMIUM_PACKAGES := chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	  echo "installing $(CHROMIUM_PACKAGES) for the console's browser tests"; \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq $(CHROMIUM_PACKAGES) >/dev/null; } \
+	  || echo "warning: could not install $(CHROMIUM_PACKAGES): the console's browser tests will skip"; \
+	else echo "warning: no apt-get here: the console's browser tests will skip"; fi
 
 bench: export
 	$(PY) -m loadtest.bench $(if $(strip $(RERANKER)),--reranker $(RERANKER))
@@ -100,6 +115,10 @@ bench-concurrency: export
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export
 	$(PY) -m loadtest.bench.mcp_latency $(BENCH_ARGS)
+
+# Every web console page, signed in, for a user with 10,000 memories (docs/benchmarks/console.md).
+bench-console: export
+	$(PY) -m loadtest.bench.console $(BENCH_ARGS)
 
 bench-ingest: export
 	$(PY) -m loadtest.bench.ingest $(BENCH_ARGS)

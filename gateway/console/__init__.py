@@ -12,7 +12,7 @@ sessions, CSRF tokens), ``auth`` (the viewer of a request), ``routing`` (errors 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 
 from gateway.auth.authenticator import Authenticator
@@ -30,13 +30,12 @@ STATIC = {"console.css": "text/css"}
 def install_console(app: FastAPI, authenticator: Authenticator, *, session_s: float) -> None:
     """Serve the console under ``/console`` with this app's authenticator."""
     auth = ConsoleAuth(authenticator, Sessions(session_s))
-    pages = APIRouter(prefix=PREFIX, include_in_schema=False,
-                      dependencies=[Depends(auth.attach)])
-    pages.include_router(signin.build(auth))
-    for module in (browse, changes, search, operations):
-        pages.include_router(module.router)
-
-    app.include_router(pages)
+    # Each router carries the /console prefix itself, so request metrics and the access log
+    # name the full route template (/console/memories/{memory_id}).
+    for router in (signin.build(auth), browse.router, changes.router, search.router,
+                   operations.router):
+        app.include_router(router, include_in_schema=False,
+                           dependencies=[Depends(auth.attach)])
     app.add_api_route(f"{PREFIX}/static/{{name}}", static, include_in_schema=False)
 
 

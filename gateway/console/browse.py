@@ -1,9 +1,8 @@
-"""Read pages: the tenant's users (with their agents and runs), a user's memories page by
-page, and one memory with its history and archive links. Any key of the tenant may read."""
+"""Read pages: the tenant's users, a user's memories page by page (by agent and run too), and
+one memory with its history and archive links. Any key of the tenant may read."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,45 +12,42 @@ from gateway.api.deps import memory_id as canonical_id
 from gateway.api.schemas import MAX_PAGE_LIMIT
 from gateway.console.auth import Reader
 from gateway.console.forms import optional_id, scope_id
-from gateway.console.render import page
+from gateway.console.render import PREFIX, page
 from gateway.console.routing import ConsoleRoute
 from gateway.domain.model import HistoryEvent, Memory
 from gateway.errors import NotFound
 from gateway.memory.cursors import encode_cursor
 from gateway.memory.service import MemoryService
 
-router = APIRouter(route_class=ConsoleRoute)
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
 PAGE_SIZES = (20, 50, 100)
 SCAN_PAGE = 1_000  # memories read per store call when an agent or run filter is given
 MAX_SCANNED = 20_000  # memories one filtered page reads at most (then: "continue")
-MAX_USERS_SHOWN = 500
-TAG_KEY = "app_id"  # the metadata key the users page counts per population (Mem0's app)
+USERS_PER_PAGE = 50
 
 
 @router.get("/")
 async def users(request: Request, caller: Reader,
+                after: Annotated[str, Query(max_length=200)] = "",
                 done: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """The tenant's users with their memory counts, agents and runs (one grouped read)."""
-    service = await get_service(request)
-    users_range = caller.users.user_range
-    totals: dict[str, int] = defaultdict(int)
-    agents: dict[str, set[str]] = defaultdict(set)
-    runs: dict[str, set[str]] = defaultdict(set)
-    for group in await service.store.populations(TAG_KEY, users_range.prefix,
-                                                 users_range.without):
-        if not caller.users.owns(group.user_id):
-            continue
-        user = caller.users.public(group.user_id)
-        totals[user] += group.memories
-        if group.agent_id:
-            agents[user].add(group.agent_id)
-        if group.run_id:
-            runs[user].add(group.run_id)
-    ranked = sorted(totals, key=lambda u: (-totals[u], u))
-    rows = [{"user_id": u, "memories": totals[u], "agents": sorted(agents[u])[:10],
-             "runs": sorted(runs[u])[:10]} for u in ranked[:MAX_USERS_SHOWN]]
-    return page(request, "users.html", {"rows": rows, "users": len(totals), "done": done,
-                                        "shown": MAX_USERS_SHOWN})
+    """The tenant's users in id order, ``USERS_PER_PAGE`` at a time, with their memory
+    counts: index seeks only, whatever the users hold (agents and runs are filters of the
+    memories page, whose rows name them)."""
+    store = (await get_service(request)).store
+    within = caller.users.user_range
+    cursor = caller.users.internal(scope_id(after, "after")) if after else within.prefix
+    found: list[str] = []
+    while len(found) < USERS_PER_PAGE:
+        user = await store.next_user(cursor, within)
+        if user is None or not caller.users.owns(user):
+            break
+        found.append(user)
+        cursor = user
+    counts = await store.user_counts(found)
+    rows = [{"user_id": caller.users.public(u), "memories": counts.get(u, 0)} for u in found]
+    more = rows[-1]["user_id"] if len(rows) == USERS_PER_PAGE else None
+    return page(request, "users.html", {"rows": rows, "after": after, "more": more,
+                                        "done": done})
 
 
 async def filtered_page(service: MemoryService, user: str, limit: int, cursor: str | None, *,

@@ -21,7 +21,7 @@ from gateway.console.render import PREFIX, page
 from gateway.console.routing import ConsoleRoute
 from gateway.errors import InvalidInput
 
-router = APIRouter(route_class=ConsoleRoute)
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
 
 
 def _to(path: str, **query: str) -> RedirectResponse:

@@ -22,7 +22,7 @@ from gateway.console.render import PREFIX, page
 from gateway.console.routing import ConsoleRoute
 from gateway.jobs.runner import KINDS, SERVICE_KINDS
 
-router = APIRouter(route_class=ConsoleRoute)
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
 LISTED_JOBS = 50
 
 

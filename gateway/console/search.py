@@ -19,10 +19,10 @@ from gateway.api.memories import ranking_of, search_query
 from gateway.api.schemas import MAX_SEARCH_LIMIT, SearchIn
 from gateway.console.auth import Reader
 from gateway.console.forms import float_field, int_field
-from gateway.console.render import page
+from gateway.console.render import PREFIX, page
 from gateway.console.routing import ConsoleRoute
 
-router = APIRouter(route_class=ConsoleRoute)
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
 MODES = ("", "hybrid", "semantic", "keyword")
 RERANK = {"": None, "on": True, "off": False}
 

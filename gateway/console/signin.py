@@ -23,7 +23,7 @@ MAX_KEY_FIELD = 512
 
 
 def build(auth: ConsoleAuth) -> APIRouter:
-    router = APIRouter(route_class=ConsoleRoute)
+    router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
 
     @router.get("/login")
     async def login_form(request: Request) -> Response:

@@ -318,6 +318,7 @@ def test_service_pages_are_for_operators(console: Console) -> None:
     service = operator.get("/console/service")
     assert service.status_code == 200 and 'id="latency"' in service.text
     assert "/v1/memories" in service.text  # the requests the other tests made
+    assert "/console/memories/{memory_id}" in service.text  # full templates, prefix and all
     models = operator.get("/console/models")
     assert models.status_code == 200 and 'id="model-embedder"' in models.text
 
@@ -340,3 +341,14 @@ def test_console_off(triton: TritonServer, tmp_path: Path) -> None:
     settings = settings_for(triton, tmp_path / "data", auth="off", console=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/console/").status_code == 404
+
+
+def test_users_page_lists_the_tenants_users_with_counts(console: Console) -> None:
+    for i in range(3):
+        console.add("other", "globex-user", f"globex memory {i}")
+    mine = console.signed_in("other").get("/console/").text
+    assert 'globex-user</a></td>\n  <td class="num">3</td>' in mine
+    theirs = console.signed_in("writer").get("/console/").text
+    assert "globex-user" not in theirs
+    after = console.signed_in("other").get("/console/?after=globex-user").text
+    assert "globex-user</a>" not in after and "No users after" in after
