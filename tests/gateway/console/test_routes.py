@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from support import settings_for
+from support import settings_for, wait_for
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
@@ -352,3 +352,37 @@ def test_users_page_lists_the_tenants_users_with_counts(console: Console) -> Non
     assert "globex-user" not in theirs
     after = console.signed_in("other").get("/console/?after=globex-user").text
     assert "globex-user</a>" not in after and "No users after" in after
+
+
+def test_archive_links_between_a_summary_and_its_sources(console: Console) -> None:
+    texts = [f"I cooked {dish} for dinner" for dish in ("pasta", "risotto", "curry", "ramen",
+                                                         "paella", "tacos")]
+    texts += [f"I travelled to {city} by train" for city in ("Lyon", "Porto", "Turin", "Ghent",
+                                                              "Basel", "Graz")]
+    answer = console.api("writer", "POST", "/v1/memories/batch", json={"dedup": False, "items": [
+        {"user_id": "archivist", "text": t, "occurred_at": f"2024-01-{i + 1:02d}T10:00:00Z"}
+        for i, t in enumerate(texts)]})
+    assert answer.status_code == 201, answer.text
+    started = console.api("writer", "POST", "/v1/jobs",
+                          json={"kind": "compress", "user_id": "archivist"})
+    job_id = started.json()["id"]
+
+    def ended() -> dict | None:
+        job = console.api("writer", "GET", f"/v1/jobs/{job_id}").json()
+        return job if job["status"] in ("done", "failed") else None
+
+    assert wait_for(ended, "the compress job")["status"] == "done"
+    everything = console.api("writer", "GET", "/v1/memories", params={
+        "user_id": "archivist", "include_archived": "true", "limit": 100}).json()["results"]
+    summary = next(m for m in everything if m["sources"])
+    browser = console.signed_in("writer")
+    page = browser.get(f"/console/memories/{summary['id']}").text
+    for source in summary["sources"]:
+        assert f'href="/console/memories/{source}"' in page
+    archived = browser.get(f"/console/memories/{summary['sources'][0]}").text
+    assert f'id="summary-link" href="/console/memories/{summary["id"]}"' in archived
+    listing = browser.get("/console/memories?user_id=archivist&archived=true&limit=100").text
+    archived_count = sum(1 for m in everything if m["archived_at"])
+    assert archived_count >= len(summary["sources"]) >= 2
+    assert listing.count('<span class="tag">archived</span>') == archived_count
+    assert "archived</span>" not in browser.get("/console/memories?user_id=archivist").text
