@@ -3,7 +3,11 @@ quantiles read from histogram buckets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
+from support import browser
 
 from gateway.console.glance import bucket_quantile, read
 from gateway.console.sessions import Sessions, same_token
@@ -51,3 +55,12 @@ def test_glance_reads_the_request_histogram() -> None:
     assert [r["route"] for r in glance.routes] == ["/v1/memories", "/v1/memories/search"]
     assert glance.routes[0] | {} == {"method": "GET", "route": "/v1/memories", "count": 10,
                                      "p50": 0.005, "p99": 0.5}
+
+
+def test_a_missing_browser_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Where Chromium is not installed the browser tests skip, saying what is missing."""
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "chromium")
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match="chromium-driver"):
+        browser.chromium_or_skip()
