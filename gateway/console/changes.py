@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gateway.api.deps import get_service, owned_memory
+from gateway.admission.limiter import Priority
+from gateway.api.deps import gateway_state, get_service, owned_memory
 from gateway.api.deps import memory_id as canonical_id
 from gateway.api.memories import changes_of
 from gateway.api.schemas import MemoryPatch
@@ -70,7 +71,10 @@ async def edit(request: Request, memory_id: str, caller: Writer, form: Form) -> 
     found = await owned_memory(service, caller, memory_id)
     fields = {name: text_field(form, name) for name in ("text", "priority", "metadata")}
     patch = patch_of(fields, found.text, found.priority, found.metadata)
-    await service.update(memory_id, changes_of(patch))
+    # an edit may re-embed its text: a slot of the API's ingest class, as a PATCH takes
+    async with gateway_state(request).admission.slot("ingest", Priority.INTERACTIVE,
+                                                     tenant=caller.admission_label):
+        await service.update(memory_id, changes_of(patch))
     return _to(f"/memories/{memory_id}", done="saved")
 
 

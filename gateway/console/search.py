@@ -4,7 +4,8 @@ factors of the ranking policy, and the final score that orders them.
 
 The semantic and keyword parts are what the pipeline returns with every hit; the two factors
 are the ranking policy's own ``factors`` for the memory at the time of the search, so the
-default search path does no extra work for this page.
+default search path does no extra work for this page. A console search takes a slot of the
+API's ``search`` admission class, as the API's search does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.api.deps import get_service
+from gateway.admission.limiter import Priority
+from gateway.api.deps import gateway_state
 from gateway.api.memories import ranking_of, search_query
 from gateway.api.schemas import MAX_SEARCH_LIMIT, SearchIn
 from gateway.console.auth import Reader
@@ -67,9 +69,14 @@ async def search(
     context: dict[str, Any] = {"params": params, "modes": MODES, "results": None,
                                "max_limit": MAX_SEARCH_LIMIT}
     if user_id and q:
-        service = await get_service(request)
+        state = gateway_state(request)
+        service = state.service
         body = request_of(params)
-        outcome = await service.search_outcome(search_query(body, service, caller))
+        # a slot of the API's search class, so a console search is admitted (or shed, 429)
+        # like an API search of the same tenant
+        async with state.admission.slot("search", Priority.INTERACTIVE,
+                                        tenant=caller.admission_label):
+            outcome = await service.search_outcome(search_query(body, service, caller))
         ranking = ranking_of(body, service)
         now = datetime.now(UTC)
         results = []

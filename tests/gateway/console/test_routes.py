@@ -264,7 +264,9 @@ def test_list_filters_and_pages(console: Console) -> None:
 
 def test_search_shows_each_part_of_the_score(console: Console) -> None:
     console.add("writer", "searcher", "I adopted a dog named Biscuit", priority=9)
-    console.add("writer", "searcher", "the weather was rainy on Tuesday")
+    for other in ("the weather was rainy on Tuesday", "lunch was a sandwich",
+                  "the train was late again", "a new phone arrived"):
+        console.add("writer", "searcher", other)  # BM25 needs a word to be rare to weigh it
     browser = console.signed_in("writer")
     page = browser.get("/console/search", params={
         "user_id": "searcher", "q": "dog Biscuit", "mode": "hybrid", "half_life": "30",
@@ -386,3 +388,23 @@ def test_archive_links_between_a_summary_and_its_sources(console: Console) -> No
     assert archived_count >= len(summary["sources"]) >= 2
     assert listing.count('<span class="tag">archived</span>') == archived_count
     assert "archived</span>" not in browser.get("/console/memories?user_id=archivist").text
+
+
+def test_a_console_search_is_admitted_like_an_api_search(triton: TritonServer,
+                                                         tmp_path: Path) -> None:
+    """With the search class full (one slot, no queue), the console's search is shed (429 page)
+    as the API's would be; the slot freed, it answers."""
+    settings = settings_for(triton, tmp_path / "data", auth="off", admission_search_limit=1,
+                            admission_search_queue=0, admission_tenant_share=0)
+    with TestClient(create_app(settings), follow_redirects=False) as browser:
+        browser.post("/v1/memories", json={"user_id": "u", "text": "a memory to find"})
+        admission = browser.app.state.gateway.admission  # type: ignore[attr-defined]
+        held = admission.slot("search", tenant="tenant:someone-else")
+        browser.portal.call(held.__aenter__)
+        try:
+            shed = browser.get("/console/search", params={"user_id": "u", "q": "memory"})
+            assert shed.status_code == 429
+        finally:
+            browser.portal.call(held.__aexit__, None, None, None)
+        answer = browser.get("/console/search", params={"user_id": "u", "q": "memory"})
+        assert answer.status_code == 200 and "a memory to find" in answer.text
