@@ -5,9 +5,10 @@ Every page calls what the HTTP API's routes call (``gateway.api``: the tenant's 
 scope checks, the request models and their limits, ``owned_memory``), so the console can do
 exactly what the signed-in key can do through the API, no more. Layout: ``sessions`` (sign-in
 sessions, CSRF tokens), ``auth`` (the viewer of a request), ``routing`` (errors as pages),
-``render`` (templates, the Content-Security-Policy), one module per group of pages
-(``signin``, ``browse``, ``changes``, ``search``, ``operations``), ``templates/`` and
-``static/`` checked in (no build step, nothing from another host).
+``render`` (templates, the Content-Security-Policy), ``admitted`` (admission slots for what
+costs), one module per group of pages (``signin``, ``browse``, ``changes``, ``search``,
+``operations``), ``templates/`` and ``static/`` checked in (no build step, nothing from another
+host).
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gateway.admission.limiter import Priority
-from gateway.api.deps import gateway_state, get_service, owned_memory
+from gateway.api.deps import get_service, owned_memory
 from gateway.api.deps import memory_id as canonical_id
 from gateway.api.memories import changes_of
 from gateway.api.schemas import MemoryPatch
+from gateway.console.admitted import admitted
 from gateway.console.auth import Form, Reader, Writer
 from gateway.console.forms import int_field, scope_id, text_field
 from gateway.console.render import PREFIX, page
@@ -71,9 +71,7 @@ async def edit(request: Request, memory_id: str, caller: Writer, form: Form) -> 
     found = await owned_memory(service, caller, memory_id)
     fields = {name: text_field(form, name) for name in ("text", "priority", "metadata")}
     patch = patch_of(fields, found.text, found.priority, found.metadata)
-    # an edit may re-embed its text: a slot of the API's ingest class, as a PATCH takes
-    async with gateway_state(request).admission.slot("ingest", Priority.INTERACTIVE,
-                                                     tenant=caller.admission_label):
+    async with admitted(request, caller, "ingest"):  # it may re-embed, as a PATCH
         await service.update(memory_id, changes_of(patch))
     return _to(f"/memories/{memory_id}", done="saved")
 
@@ -90,7 +88,8 @@ async def delete(request: Request, memory_id: str, caller: Writer, form: Form) -
     memory_id = await canonical_id(memory_id)
     service = await get_service(request)
     found = await owned_memory(service, caller, memory_id)
-    await service.delete(memory_id)
+    async with admitted(request, caller, "admin"):
+        await service.delete(memory_id)
     return _to("/memories", user_id=caller.users.public(found.user_id),
                done=f"deleted memory {memory_id}")
 
@@ -109,5 +108,6 @@ async def erase(request: Request, caller: Writer, form: Form) -> Response:
     user = scope_id(form.get("user_id"), "user_id")
     if form.get("confirm") != user:
         raise InvalidInput.at(("confirm",), "type the user id to confirm the erasure")
-    erased = await (await get_service(request)).erase_user(caller.users.internal(user))
+    async with admitted(request, caller, "admin"):
+        erased = await (await get_service(request)).erase_user(caller.users.internal(user))
     return _to("/", done=f"erased user {user}: {erased} memories")

@@ -15,6 +15,7 @@ from gateway.api.deps import gateway_state
 from gateway.api.events import event_id
 from gateway.api.jobs import JobIn, enqueue, job_out, visible
 from gateway.auth.principal import KeyScope, Principal
+from gateway.console.admitted import admitted
 from gateway.console.auth import Form, OperatorViewer, Reader, Writer
 from gateway.console.forms import optional_id
 from gateway.console.glance import read
@@ -50,8 +51,9 @@ async def jobs(request: Request, caller: Reader,
 async def start_job(request: Request, caller: Writer, form: Form) -> Response:
     body = JobIn.model_validate({"kind": form.get("kind"),
                                  "user_id": optional_id(form.get("user_id"), "user_id")})
-    job, _ = await enqueue(body, caller, gateway_state(request).jobs,
-                           gateway_state(request).settings)
+    async with admitted(request, caller, "admin"):
+        job, _ = await enqueue(body, caller, gateway_state(request).jobs,
+                               gateway_state(request).settings)
     return RedirectResponse(f"{PREFIX}/jobs?job={job.id}", status_code=303)
 
 
@@ -74,10 +76,11 @@ async def activate(request: Request, caller: Reader, form: Form) -> Response:
     _admin(request, caller)
     state = gateway_state(request)
     body = ActivateIn.model_validate({"version": form.get("version")})
-    if form.get("model") == state.reranker_versions.model:
-        await state.reranker_versions.activate(body.version)
-    else:
-        await state.versions.activate(body.version)
+    async with admitted(request, caller, "admin"):
+        if form.get("model") == state.reranker_versions.model:
+            await state.reranker_versions.activate(body.version)
+        else:
+            await state.versions.activate(body.version)
     return RedirectResponse(f"{PREFIX}/models", status_code=303)
 
 

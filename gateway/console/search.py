@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.admission.limiter import Priority
 from gateway.api.deps import gateway_state
 from gateway.api.memories import ranking_of, search_query
 from gateway.api.schemas import MAX_SEARCH_LIMIT, SearchIn
+from gateway.console.admitted import admitted
 from gateway.console.auth import Reader
 from gateway.console.forms import float_field, int_field
 from gateway.console.render import PREFIX, page
@@ -69,13 +69,9 @@ async def search(
     context: dict[str, Any] = {"params": params, "modes": MODES, "results": None,
                                "max_limit": MAX_SEARCH_LIMIT}
     if user_id and q:
-        state = gateway_state(request)
-        service = state.service
+        service = gateway_state(request).service
         body = request_of(params)
-        # a slot of the API's search class, so a console search is admitted (or shed, 429)
-        # like an API search of the same tenant
-        async with state.admission.slot("search", Priority.INTERACTIVE,
-                                        tenant=caller.admission_label):
+        async with admitted(request, caller, "search"):
             outcome = await service.search_outcome(search_query(body, service, caller))
         ranking = ranking_of(body, service)
         now = datetime.now(UTC)
