@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
 	@echo "make bench-capacity [BENCH_ARGS=--store-url ...] - bytes per memory on disk and in RAM, partition reloads"
+	@echo "make bench-console - p50/p99 of every web console page for a user with 10,000 memories"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
 	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
@@ -103,7 +104,9 @@ run: export
 # Debian packages the suite runs for real, installed when their command is missing.
 # The PostgreSQL tests start a throwaway server (tests/support/postgres.py) from Debian's
 # package (pg_ctlcluster comes with it; the binaries live in /usr/lib/postgresql/*/bin).
-SYSTEM_PACKAGES := haproxy:haproxy pg_ctlcluster:postgresql
+# The console's browser tests drive Debian's Chromium through chromedriver.
+SYSTEM_PACKAGES := haproxy:haproxy pg_ctlcluster:postgresql chromium:chromium \
+	chromedriver:chromium-driver
 
 system-packages:
 	tools/ensure-system-packages $(SYSTEM_PACKAGES)
@@ -135,6 +138,9 @@ bench-mcp: install-dev export
 
 bench-capacity: install-dev
 	$(PY) -m loadtest.bench.capacity $(BENCH_ARGS)
+# Every web console page, signed in, for a user with 10,000 memories (docs/benchmarks/console.md).
+bench-console: export
+	$(PY) -m loadtest.bench.console $(BENCH_ARGS)
 
 bench-ingest: export
 	$(PY) -m loadtest.bench.ingest $(BENCH_ARGS)

@@ -26,6 +26,7 @@ from gateway.api.security import (
 )
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.middleware import Authenticate
+from gateway.console import install_console
 from gateway.memory.dedup import DedupPolicy
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     # the Mem0 Platform-compatible API; its errors are {"detail"} answers like ours
     app.include_router(mem0_router, responses=error_responses(*COMMON_ERRORS))
+    if settings.console:  # the web console: pages over the same service (docs/operations.md)
+        install_console(app, authenticator, session_s=settings.console_session_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside BodyLimit so a shed request is refused before its body is read; inside
     # RequestMetrics so the 429s are counted like any other answer.

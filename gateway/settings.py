@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # loopback clients only unless admin_allow_remote.
     admin_enabled: bool = True
     admin_allow_remote: bool = False
+    # Web console at /console (gateway/console/): on by default; a signed-in session lasts
+    # console_session_s seconds (kept in the gateway's memory: a restart signs everyone out).
+    console: bool = True
+    console_session_s: float = Field(8 * 3600.0, gt=0)
     reembed_batch: int = 128  # memories per Triton request while re-embedding
 
     # Index: "auto" = CAGRA graphs on a visible GPU with cuVS, faiss HNSW graphs on CPU

@@ -17,6 +17,7 @@ from gateway.api.errors import COMMON_ERRORS, error_responses
 from gateway.api.schemas import Request as RequestBody
 from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import Forbidden, NotFound
+from gateway.settings import Settings
 from gateway.versions.activation import EmbedderVersions
 from gateway.versions.rerankers import RerankerVersions
 
@@ -25,18 +26,23 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 async def guard(request: Request, caller: Annotated[Principal, Depends(authenticated)]
           ) -> EmbedderVersions:
-    settings = gateway_state(request).settings
+    client = request.client.host if request.client else ""
+    check_admin(gateway_state(request).settings, caller, client)
+    return gateway_state(request).versions
+
+
+def check_admin(settings: Settings, caller: Principal, client_host: str) -> None:
+    """Refuse a caller the admin API (model versions) does not answer: the API's and the web
+    console's one rule."""
     if not settings.admin_enabled:
         raise NotFound("the admin API is disabled (MEMORY_ADMIN_ENABLED=false)")
     if settings.auth_required:
         if not caller.allows(KeyScope.OPERATOR):
             raise Forbidden(f"this API key has scope '{caller.scope.label}'; the admin API "
                             "(model versions, for the whole service) needs 'operator'")
-        return gateway_state(request).versions
-    client = request.client.host if request.client else ""
-    if not settings.admin_allow_remote and client not in _LOOPBACK:
+        return
+    if not settings.admin_allow_remote and client_host not in _LOOPBACK:
         raise Forbidden("the admin API answers loopback clients only (authentication is off)")
-    return gateway_state(request).versions
 
 
 Versions = Annotated[EmbedderVersions, Depends(guard)]

@@ -54,14 +54,20 @@ async def authenticated(request: Request, _bearer: Annotated[object, Security(_b
     return principal
 
 
+def demand(principal: Principal, needed: KeyScope) -> Principal:
+    """The caller, if its key's scope includes ``needed`` (else 403): the one scope check of
+    the API and the web console."""
+    if not principal.allows(needed):
+        raise Forbidden(f"this API key has scope '{principal.scope.label}'; "
+                        f"this call needs '{needed.label}'")
+    return principal
+
+
 def requires(needed: KeyScope) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, if its key's scope includes ``needed`` (else 403)."""
 
     async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if not principal.allows(needed):
-            raise Forbidden(f"this API key has scope '{principal.scope.label}'; "
-                            f"this call needs '{needed.label}'")
-        return principal
+        return demand(principal, needed)
 
     return check
 

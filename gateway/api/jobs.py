@@ -24,6 +24,7 @@ from gateway.auth.principal import KeyScope, Principal
 from gateway.auth.scope import TenantScope, tenant_of
 from gateway.errors import Forbidden, InvalidInput, NotFound, Overloaded
 from gateway.jobs.runner import SERVICE_KINDS, JobRunner
+from gateway.settings import Settings
 from gateway.store.types import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
@@ -65,7 +66,7 @@ def _tenant(job: Job) -> str | None:
     return tenant_of(job.user_id) if job.user_id is not None else None
 
 
-def _out(job: Job) -> JobOut:
+def job_out(job: Job) -> JobOut:
     tenant = _tenant(job)
     user = job.user_id
     if user is not None and tenant is not None:
@@ -76,7 +77,7 @@ def _out(job: Job) -> JobOut:
                   finished_at=job.finished_at)
 
 
-def _visible(job: Job, caller: Principal) -> bool:
+def visible(job: Job, caller: Principal) -> bool:
     """The operator sees every job; a key sees its own user's, an admin key its tenant's."""
     if caller.operator:
         return True
@@ -91,6 +92,16 @@ def _visible(job: Job, caller: Principal) -> bool:
                               "already: that job, nothing new queued"}})
 async def start_job(body: JobIn, request: Request, response: Response, runner: Runner,
                     caller: Writer) -> JobOut:
+    job, created = await enqueue(body, caller, runner, gateway_state(request).settings)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return job_out(job)
+
+
+async def enqueue(body: JobIn, caller: Principal, runner: JobRunner,
+                  settings: Settings) -> tuple[Job, bool]:
+    """Queue the job the caller may start (or find the equal pending one): the job and
+    whether it is new. The API's and the web console's one way to start a job."""
     if body.kind in SERVICE_KINDS:
         if not caller.operator:
             raise Forbidden(f"a '{body.kind}' job works on the whole service; it needs an "
@@ -103,7 +114,6 @@ async def start_job(body: JobIn, request: Request, response: Response, runner: R
     user = caller.users.internal(body.user_id) if body.user_id is not None else None
     # over every user: the operator's spans every tenant, an admin's its own tenant
     tenant = None if caller.operator else caller.tenant
-    settings = gateway_state(request).settings
     enqueued = await runner.enqueue(body.kind, user, tenant,
                                     max_pending=settings.jobs_max_pending)
     if enqueued.job is None:
@@ -111,18 +121,16 @@ async def start_job(body: JobIn, request: Request, response: Response, runner: R
                          "limit, MEMORY_JOBS_MAX_PENDING); retry when one has finished",
                          retry_after=max(1, round(settings.jobs_lease_s)),
                          reason="jobs_pending")
-    if not enqueued.created:
-        response.status_code = status.HTTP_200_OK
-    return _out(enqueued.job)
+    return enqueued.job, enqueued.created
 
 
 @router.get("/{id}", response_model=JobOut, responses=error_responses(404))
 async def get_job(job: Annotated[str, Depends(job_id)], runner: Runner,
                   caller: Caller) -> JobOut:
     found = await runner.jobs.get_job(job)
-    if found is None or not _visible(found, caller):
+    if found is None or not visible(found, caller):
         raise NotFound(f"job {job} not found")
-    return _out(found)
+    return job_out(found)
 
 
 @router.get("", response_model=list[JobOut])
@@ -130,4 +138,4 @@ async def list_jobs(runner: Runner, caller: AdminCaller,
                     limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS)] = 20) -> list[JobOut]:
     """The newest jobs: the tenant's for an admin key, every tenant's for the operator."""
     tenant = None if caller.operator else caller.tenant
-    return [_out(job) for job in await runner.jobs.recent_jobs(limit, tenant)]
+    return [job_out(job) for job in await runner.jobs.recent_jobs(limit, tenant)]

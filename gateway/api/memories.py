@@ -42,12 +42,15 @@ from gateway.api.schemas import (
     filters_to_domain,
     moment_text,
 )
+from gateway.auth.principal import Principal
 from gateway.auth.scope import TenantScope
 from gateway.domain.model import Memory
 from gateway.errors import NotFound
 from gateway.memory.changes import Keep, MemoryChanges
 from gateway.memory.events import IngestRequest
+from gateway.memory.ranking import RankingPolicy
 from gateway.memory.search import SearchQuery
+from gateway.memory.service import MemoryService
 from gateway.store.types import ListOrder
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"],
@@ -56,7 +59,7 @@ _BODY = error_responses(400, 413)  # routes that read a JSON body
 _BY_ID = error_responses(404)
 
 
-def _changes(body: MemoryPatch) -> MemoryChanges:
+def changes_of(body: MemoryPatch) -> MemoryChanges:
     expires = moment_text(body.expires_at) if "expires_at" in body.model_fields_set else Keep.KEEP
     return MemoryChanges(text=body.text, metadata=body.metadata, priority=body.priority,
                          occurred_at=moment_text(body.occurred_at), expires_at=expires)
@@ -104,10 +107,14 @@ async def add_memories(body: BatchIn, caller: Writer, policy: DedupPolicyDep,
 @router.post("/search", response_model=SearchOut,
              responses=_BODY | error_responses(409))
 async def search_memories(body: SearchIn, service: Service, caller: Caller) -> SearchOut:
-    ranking = service.search_policy.ranking
-    if body.ranking is not None:
-        ranking = ranking.overridden(**body.ranking.model_dump())
-    found = await service.search_outcome(SearchQuery(
+    found = await service.search_outcome(search_query(body, service, caller))
+    return SearchOut(mode=found.mode, results=[
+        SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
+
+
+def search_query(body: SearchIn, service: MemoryService, caller: Principal) -> SearchQuery:
+    """The service's query for a validated search request, within the caller's tenant."""
+    return SearchQuery(
         user_id=caller.users.internal(body.user_id),
         query=body.query,
         embedding=body.embedding,
@@ -116,12 +123,18 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller) -> S
         threshold=body.threshold,
         rerank=body.rerank,
         mode=body.mode,
-        ranking=ranking,
+        ranking=ranking_of(body, service),
         include_expired=body.include_expired,
         include_archived=body.include_archived,
-    ))
-    return SearchOut(mode=found.mode, results=[
-        SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
+    )
+
+
+def ranking_of(body: SearchIn, service: MemoryService) -> RankingPolicy:
+    """The ranking policy a search runs with: the server's, with the request's overrides."""
+    ranking = service.search_policy.ranking
+    if body.ranking is not None:
+        ranking = ranking.overridden(**body.ranking.model_dump())
+    return ranking
 
 
 @router.get("", response_model=PageOut)
@@ -169,7 +182,7 @@ async def get_memory(memory_id: MemoryId, service: Service, caller: Caller) -> M
 async def update_memory(memory_id: MemoryId, body: MemoryPatch, service: Service,
                         caller: Writer) -> MemoryOut:
     await owned_memory(service, caller, memory_id)
-    return _out(await service.update(memory_id, _changes(body)), caller.users)
+    return _out(await service.update(memory_id, changes_of(body)), caller.users)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=_BY_ID)

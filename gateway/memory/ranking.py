@@ -58,14 +58,20 @@ class RankingPolicy:
 
     def factor(self, occurred_at: str, priority: int, now: datetime) -> float:
         """What a memory's relevance is multiplied by."""
-        out = 1.0
+        recency, weight = self.factors(occurred_at, priority, now)
+        return recency * weight
+
+    def factors(self, occurred_at: str, priority: int, now: datetime) -> tuple[float, float]:
+        """The two parts of ``factor``: (recency, priority factor), 1.0 where a part is off;
+        the web console shows them to explain a result's rank."""
+        recency = weight = 1.0
         if self.recency_half_life_days > 0:
             when = datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
             age_days = max((now - when).total_seconds(), 0.0) / SECONDS_PER_DAY
-            out *= 0.5 ** (age_days / self.recency_half_life_days)
+            recency = 0.5 ** (age_days / self.recency_half_life_days)
         if self.priority_weight > 0:
-            out *= 1.0 + self.priority_weight * (priority - NEUTRAL_PRIORITY) / NEUTRAL_PRIORITY
-        return out
+            weight = 1.0 + self.priority_weight * (priority - NEUTRAL_PRIORITY) / NEUTRAL_PRIORITY
+        return recency, weight
 
 
 def cosine_relevance(score: float) -> float:

@@ -43,3 +43,13 @@ def test_relevance_maps_are_positive() -> None:
     assert cosine_relevance(-1.0) == 0.0 and cosine_relevance(1.0) == 1.0
     assert logit_relevance(0.0) == 0.5 and 0 < logit_relevance(-50.0) < logit_relevance(-1.0)
     assert logit_relevance(1000.0) == 1.0
+
+
+def test_factors_are_the_two_parts_of_the_factor() -> None:
+    """The console explains a rank with ``factors``; their product is what ``rank`` applies."""
+    policy = RankingPolicy(recency_half_life_days=10, priority_weight=0.5)
+    now = datetime(2024, 1, 21, tzinfo=UTC)
+    recency, weight = policy.factors("2024-01-11T00:00:00Z", 10, now)
+    assert recency == pytest.approx(0.5) and weight == pytest.approx(1.5)
+    assert policy.factor("2024-01-11T00:00:00Z", 10, now) == pytest.approx(recency * weight)
+    assert RankingPolicy().factors("2024-01-11T00:00:00Z", 0, now) == (1.0, 1.0)
