@@ -78,3 +78,22 @@ def test_a_user_stays_on_one_replica_and_fails_over(triton: TritonServer,
             return response.status_code == 201
         wait_for(served_by_b, "the proxy to fail over to replica B")
         assert moved in stored_users(b.url)
+
+
+def test_a_console_session_stays_on_the_replica_that_made_it(triton: TritonServer,
+                                                             tmp_path: Path) -> None:
+    """Console sessions live in one replica's memory: round-robin would hand every other
+    page to a replica that does not know the session (a new one each time)."""
+    require_haproxy()
+    with gateway_process(triton, tmp_path / "a") as a, \
+            gateway_process(triton, tmp_path / "b") as b, \
+            affinity_proxy(a.url, b.url, tmp_path) as proxy, \
+            httpx.Client(base_url=proxy, timeout=10) as browser:
+        first = browser.get("/console/")
+        assert first.status_code == 200, first.text
+        session = browser.cookies["console_session"]
+        assert browser.cookies["memory_replica"] in {"a", "b"}
+        for _ in range(6):
+            assert browser.get("/console/").status_code == 200
+            assert browser.cookies["console_session"] == session  # never re-issued
+
