@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -24,7 +24,8 @@ help:
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
-	@echo "make bench-capacity [BENCH_ARGS=--store-url ...] - bytes per memory on disk and in RAM, partition reloads"
+	@echo "make bench-capacity - bytes per memory on disk (SQLite, PostgreSQL) and in RAM, partition reloads"
+	@echo "make bench-replica-scaling - search throughput: two replicas pinned to a core each vs one, on PostgreSQL"
 	@echo "make bench-console - p50/p99 of every web console page for a user with 10,000 memories"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
@@ -136,8 +137,11 @@ bench-concurrency: export
 bench-mcp: install-dev export
 	$(PY) -m loadtest.bench.mcp_latency $(BENCH_ARGS)
 
-bench-capacity: install-dev
-	$(PY) -m loadtest.bench.capacity $(BENCH_ARGS)
+bench-capacity: install-dev system-packages
+	$(PY) -m loadtest.bench.capacity --postgres $(BENCH_ARGS)
+
+bench-replica-scaling: install-dev export system-packages
+	$(PY) -m loadtest.bench.replica_scaling --proxy $(BENCH_ARGS)
 # Every web console page, signed in, for a user with 10,000 memories (docs/benchmarks/console.md).
 bench-console: export
 	$(PY) -m loadtest.bench.console $(BENCH_ARGS)

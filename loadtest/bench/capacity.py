@@ -169,16 +169,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         path = Path(tmp) / "memories.sqlite3"
         report["stores"]["sqlite"] = await measure_store(
             "sqlite", SQLiteStore(path), sqlite_size(path), sizes, args.repeats)
-    if args.store_url:
-        store, size = postgres_store(args.store_url)
-        report["stores"]["postgres"] = await measure_store("postgres", store, size, sizes,
-                                                           args.repeats)
-        sqlite_p50 = report["stores"]["sqlite"]["reload_large_user"]["p50_ms"]
-        postgres_p50 = report["stores"]["postgres"]["reload_large_user"]["p50_ms"]
-        report["reload_postgres_over_sqlite"] = round(postgres_p50 / sqlite_p50, 2)
+    if args.postgres and not args.store_url:
+        from loadtest.postgres import throwaway_database
+
+        with throwaway_database() as url:
+            await measure_postgres(report, url, sizes, args.repeats)
+    elif args.store_url:
+        await measure_postgres(report, args.store_url, sizes, args.repeats)
     log("index RAM per vector")
     report["index"] = index_ram(sizes, args.hnsw_rows)
     return report
+
+
+async def measure_postgres(report: dict[str, Any], url: str, sizes: dict[str, int],
+                           repeats: int) -> None:
+    store, size = postgres_store(url)
+    report["stores"]["postgres"] = await measure_store("postgres", store, size, sizes, repeats)
+    sqlite_p50 = report["stores"]["sqlite"]["reload_large_user"]["p50_ms"]
+    postgres_p50 = report["stores"]["postgres"]["reload_large_user"]["p50_ms"]
+    report["reload_postgres_over_sqlite"] = round(postgres_p50 / sqlite_p50, 2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hnsw-rows", type=int, default=20_000)
     parser.add_argument("--store-url", default=None,
                         help="also measure this PostgreSQL database (it gets written to)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also measure PostgreSQL on a throwaway local server")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report = asyncio.run(main_async(args))
