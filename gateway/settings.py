@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # always ask Triton. Writes always go to Triton.
     query_encoder: Literal["auto", "triton"] = "auto"
     query_encoder_threads: int = Field(1, ge=1, le=64)  # ONNX Runtime intra-op threads
+    # What the gateway's query encoder runs: "int8", a per-channel int8 copy of the version's
+    # graph (gateway.inference.int8_query; 2.3x faster, same dev-set recall), or "fp32".
+    query_precision: Literal["int8", "fp32"] = "int8"
     retry_after_s: int = 2
 
     # Admin API (model versions): with authentication, admin-scope keys only; with it off,
