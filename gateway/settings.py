@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     hybrid_rrf_k: int = Field(10, ge=0, le=1000)
     hybrid_pool_factor: int = Field(3, ge=1, le=20)
     hybrid_pool_min: int = Field(40, ge=1, le=1000)
+    # Hybrid search: a query naming one speaker multiplies that speaker's memories' fused
+    # scores by this (gateway/memory/speakers.py); 1 = off.
+    search_speaker_boost: float = Field(1.5, ge=1.0, le=10.0)
     # Off: writes skip the keyword index; keyword search answers 409, hybrid runs semantic.
     lexical_index: bool = True
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only

@@ -30,6 +30,7 @@ from gateway.memory.search import (
     SearchQuery,
     resolve_mode,
 )
+from gateway.memory.speakers import boost_named_speaker
 from gateway.memory.vectors import VectorSource
 from gateway.store.base import Store
 from gateway.versions.active import ActiveModels, Space
@@ -49,11 +50,14 @@ class _Plan:
     filters: SearchFilters  # the caller's, with liveness unless expired ones are asked for
     pool: int  # candidates each retrieval returns
     space: Space | None  # None: a keyword search that needs no vector
+    speaker_boost: float = 1.0  # 1: off (not hybrid, no text query, or the setting)
 
     @property
     def keep(self) -> int:
-        """Candidates the reranker and the ranking policy see."""
-        return self.pool if self.reranking or self.ranking.active else self.ask.limit
+        """Candidates the speaker boost, the reranker and the ranking policy see."""
+        if self.reranking or self.ranking.active or self.speaker_boost != 1.0:
+            return self.pool
+        return self.ask.limit
 
 
 class SearchPipeline:
@@ -105,12 +109,15 @@ class SearchPipeline:
             pool = max(pool, self.rerank_policy.pool(ask.limit))
         space = (self.models.require() if used != "keyword" or ask.threshold is not None
                  else None)
-        return _Plan(ask, used, reranking, ranking, now, filters, pool, space)
+        boost = self.policy.speaker_boost if used == "hybrid" and ask.query else 1.0
+        return _Plan(ask, used, reranking, ranking, now, filters, pool, space, boost)
 
     async def _ordered(self, plan: _Plan, scored: list[ScoredMemory]) -> list[ScoredMemory]:
         """Candidates reranked and ranked as the plan says, cut to the limit."""
         relevance = cosine_relevance if plan.mode == "semantic" else unchanged
         ask = plan.ask
+        if plan.speaker_boost != 1.0 and ask.query is not None:
+            scored = boost_named_speaker(ask.query, scored, plan.speaker_boost)
         if plan.reranking:
             assert self.reranker is not None and ask.query is not None
             try:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from gateway.memory.fusion import FusionPolicy, fuse
+from gateway.memory.speakers import boosted
 from gateway.settings import Settings
 from loadtest.bench import locomo
 from loadtest.bench.retrieval_metrics import KS, Answer, recall
@@ -43,6 +44,8 @@ class Pools:
     evidence: frozenset[str]
     semantic: Ranked
     keyword: Ranked
+    query: str = ""
+    speakers: tuple[tuple[str, str | None], ...] = ()  # (dia_id, speaker) of both pools
 
 
 def _search(http: httpx.Client, user: str, query: str, mode: str) -> list[dict]:
@@ -66,7 +69,9 @@ def collect(http: httpx.Client, conversations: Sequence[locomo.Conversation], va
             out.append(Pools(
                 question.category, question.evidence,
                 tuple((labels[h["id"]], float(h["similarity"])) for h in dense),
-                tuple((labels[h["id"]], float(_keyword_score(h))) for h in lexical)))
+                tuple((labels[h["id"]], float(_keyword_score(h))) for h in lexical),
+                question.text,
+                tuple((labels[h["id"]], h.get("speaker")) for h in [*dense, *lexical])))
     return out
 
 
@@ -75,8 +80,9 @@ def _keyword_score(hit: dict) -> float:
 
 
 def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
-            only: str | None = None) -> list[Answer]:
-    """Each question's top SEARCH_LIMIT under ``policy`` (or one list alone with ``only``)."""
+            only: str | None = None, speaker_boost: float = 1.0) -> list[Answer]:
+    """Each question's top SEARCH_LIMIT under ``policy`` (or one list alone with ``only``),
+    the fused pool cut and boosted as the server does (``gateway.memory.speakers``)."""
     out = []
     for p in pools:
         if only is not None:
@@ -84,7 +90,10 @@ def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
         else:
             assert policy is not None
             size = policy.pool(SEARCH_LIMIT)
-            ranked = [i for i, _ in fuse(p.semantic[:size], p.keyword[:size], policy)]
+            fused = fuse(p.semantic[:size], p.keyword[:size], policy)
+            if speaker_boost != 1.0:
+                fused = boosted(fused[:size], dict(p.speakers), p.query, speaker_boost)
+            ranked = [i for i, _ in fused]
         out.append(Answer(p.category, p.evidence, tuple(ranked[:SEARCH_LIMIT])))
     return out
 
@@ -114,10 +123,16 @@ def _key(row: dict) -> tuple[float, float, float]:
     return (row["any@10"], row["all@10"], row["any@5"])
 
 
-def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy]) -> dict:
-    """Recall of each policy, best first, next to the two retrievers alone."""
+def server_speaker_boost() -> float:
+    return float(getattr(Settings(), "search_speaker_boost", 1.0))
+
+
+def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
+             speaker_boost: float = 1.0) -> dict:
+    """Recall of each policy (with the server's speaker boost), best first, next to the two
+    retrievers alone."""
     rows = [asdict(p) | {"pool_at_limit_20": min(p.pool(SEARCH_LIMIT), POOL_LIMIT)}
-            | recall(answers(pools, p)) for p in policies]
+            | recall(answers(pools, p, speaker_boost=speaker_boost)) for p in policies]
     rows.sort(key=_key, reverse=True)
     return {"questions": len(pools),
             "semantic_only": recall(answers(pools, None, "semantic")),
@@ -133,14 +148,17 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
         # the date indexed for keyword search only
         combos.insert(combos.index(("plain", "plain")) + 1, ("plain", "dated"))
     policies = grid()
-    server = server_policy()
-    out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}
+    server, boost = server_policy(), server_speaker_boost()
+    out: dict = {"server_policy": asdict(server), "speaker_boost": boost,
+                 "search_limit": SEARCH_LIMIT, "combos": {}}
     for dense, lexical in combos:
-        crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword)
+        crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword, a.query,
+                         a.speakers + b.speakers)
                    for a, b in zip(pools[dense], pools[lexical], strict=True)]
         log(f"sweep: {len(policies)} policies on dense={dense}, keyword={lexical} ...")
-        result = evaluate(crossed, policies)
-        result["server_policy"] = recall(answers(crossed, server))
+        result = evaluate(crossed, policies, boost)
+        result["server_policy"] = recall(answers(crossed, server, speaker_boost=boost))
+        result["server_policy_no_speaker_boost"] = recall(answers(crossed, server))
         out["combos"][f"dense={dense}, keyword={lexical}"] = result
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -167,6 +185,8 @@ def sweep_markdown(run: dict, top: int = 10) -> str:
         rows = [("semantic only", result["semantic_only"]),
                 ("keyword only", result["keyword_only"]),
                 ("server settings", result["server_policy"]),
+                ("server settings, speaker boost off",
+                 result.get("server_policy_no_speaker_boost", result["server_policy"])),
                 *((_describe(r), r) for r in result["grid"][:top])]
         for label, r in rows:
             text += (f"| {label} | {r['any@5']:.3f} | {r['any@10']:.3f} | {r['any@20']:.3f} "
