@@ -14,6 +14,7 @@ index would give.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -123,8 +124,12 @@ def _key(row: dict) -> tuple[float, float, float]:
     return (row["any@10"], row["all@10"], row["any@5"])
 
 
-def server_speaker_boost() -> float:
-    return float(getattr(Settings(), "search_speaker_boost", 1.0))
+def speaker_boost(env: dict[str, str]) -> float:
+    """The speaker boost a gateway with this environment runs (its settings' default else)."""
+    given = env.get("MEMORY_SEARCH_SPEAKER_BOOST")
+    if given is not None:
+        return float(given)
+    return float(Settings.model_fields["search_speaker_boost"].default)
 
 
 def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
@@ -140,18 +145,20 @@ def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
             "grid": rows, "best": rows[0]}
 
 
-def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
-    """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist."""
+def run_sweep(pools: dict[str, list[Pools]], log: Log,
+              boosts: dict[str, float] | None = None) -> dict:
+    """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist;
+    ``boosts``: each variant's gateway's speaker boost (the default setting's where missing)."""
     started = time.perf_counter()
     combos = [(v, v) for v in pools]
     if {"plain", "dated"} <= set(pools):
         # the date indexed for keyword search only
         combos.insert(combos.index(("plain", "plain")) + 1, ("plain", "dated"))
     policies = grid()
-    server, boost = server_policy(), server_speaker_boost()
-    out: dict = {"server_policy": asdict(server), "speaker_boost": boost,
-                 "search_limit": SEARCH_LIMIT, "combos": {}}
+    server = server_policy()
+    out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}
     for dense, lexical in combos:
+        boost = (boosts or {}).get(dense, speaker_boost(dict(os.environ)))
         crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword, a.query,
                          a.speakers + b.speakers)
                    for a, b in zip(pools[dense], pools[lexical], strict=True)]
@@ -159,6 +166,7 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
         result = evaluate(crossed, policies, boost)
         result["server_policy"] = recall(answers(crossed, server, speaker_boost=boost))
         result["server_policy_no_speaker_boost"] = recall(answers(crossed, server))
+        result["speaker_boost"] = boost
         out["combos"][f"dense={dense}, keyword={lexical}"] = result
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out

@@ -14,7 +14,9 @@ measured the same way in the same run:
 Latency queries are made unique (a counter suffix), so the query cache never answers them.
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
 texts are realistic, so keyword search does real work. Variants: ``default`` (the shipped
-settings: queries embedded in the gateway, one ONNX Runtime thread), ``encoder-threads-2``
+settings: queries embedded in the gateway by the int8 query graph, one ONNX Runtime thread,
+the speaker boost on), ``fp32-query`` (the fp32 graph), ``no-speaker-boost`` (the boost off:
+hybrid reads only ``limit`` memories), ``encoder-threads-2``
 (two), ``triton`` (queries embedded by Triton's batcher-free twin), ``no-twin`` (by the
 batching model), ``threads-2`` (two BLAS threads).
 """
@@ -43,6 +45,8 @@ from loadtest.stack import gateway_process, triton_server
 
 VARIANTS = {
     "default": {},
+    "fp32-query": {"MEMORY_QUERY_PRECISION": "fp32"},
+    "no-speaker-boost": {"MEMORY_SEARCH_SPEAKER_BOOST": "1"},
     "encoder-threads-2": {"MEMORY_QUERY_ENCODER_THREADS": "2"},
     "triton": {"MEMORY_QUERY_ENCODER": "triton"},
     "no-twin": {"MEMORY_QUERY_ENCODER": "triton", "MEMORY_QUERY_TWIN": "false"},

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
 from gateway.versions.control import repository_versions
 from loadtest.bench import locomo
-from loadtest.bench.fusion_sweep import collect, run_sweep, sweep_markdown
+from loadtest.bench.fusion_sweep import collect, run_sweep, speaker_boost, sweep_markdown
 from loadtest.bench.retrieval_metrics import KS, Answer, latency, recall_report
 from loadtest.paths import RESULTS
 from loadtest.stack import free_port, gateway_process
@@ -298,6 +299,23 @@ class Plan:
     rankings: list[dict]
     sweep: bool
     kinds: list[str]
+    # (label, gateway settings): each text variant runs once per profile, on a store of its
+    # own; the label is appended to the variant's name in the report ("messages, fp32 query")
+    profiles: list[tuple[str, dict[str, str]]] = field(default_factory=lambda: [("", {})])
+
+
+def parse_profile(text: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:NAME=VALUE,NAME=VALUE`` (gateway settings of one --settings profile)."""
+    label, _, pairs = text.partition(":")
+    settings = {}
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        name, equals, value = pair.partition("=")
+        if not equals or not name.startswith("MEMORY_"):
+            raise argparse.ArgumentTypeError(f"--settings {text!r}: want LABEL:MEMORY_X=V,...")
+        settings[name] = value
+    if not label.strip():
+        raise argparse.ArgumentTypeError(f"--settings {text!r}: the label is empty")
+    return label.strip(), settings
 
 
 def _rows(plan: Plan, caps: Capabilities) -> tuple[list[Mode], dict[str, str]]:
@@ -320,27 +338,29 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     pools: dict = {}
     turns = sum(len(c.turns) for c in plan.conversations)
     questions = sum(len(c.questions) for c in plan.conversations)
+    boosts: dict[str, float] = {}
     with triton_for(repository, work) as (triton, reranker):
-        for variant in plan.variants:
-            with gateway(triton, repository, work / variant) as http:
+        for variant, (label, settings) in itertools.product(plan.variants, plan.profiles):
+            key = f"{variant}, {label}" if label else variant
+            with gateway(triton, repository, work / key.replace(", ", "-").replace(" ", "_"),
+                         settings) as http:
                 caps = capabilities(http, reranker)
                 active, skipped = _rows(plan, caps)
                 report |= {"capabilities": caps.__dict__, "skipped": skipped}
-                log(f"ingesting {turns} turns ({variant}) ...")
+                log(f"ingesting {turns} turns ({key}) ...")
                 labels: dict[str, str] = {}
-                report["ingest"][variant] = ingest(http, plan.conversations, variant, caps,
-                                                   labels)
-                log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
-                log(f"asking {questions} questions x {len(active)} modes ({variant}) ...")
-                report["modes"][variant] = run_modes(http, plan.conversations, variant, active,
-                                                     labels)
+                report["ingest"][key] = ingest(http, plan.conversations, variant, caps, labels)
+                log(f"  {report['ingest'][key]['memories_per_s']} memories/s")
+                log(f"asking {questions} questions x {len(active)} modes ({key}) ...")
+                report["modes"][key] = run_modes(http, plan.conversations, variant, active,
+                                                 labels)
                 if plan.sweep and caps.modes:
-                    log(f"sweep: fetching both pools of every question ({variant}) ...")
-                    pools[variant] = collect(http, plan.conversations, variant, user_id,
-                                             labels)
+                    log(f"sweep: fetching both pools of every question ({key}) ...")
+                    pools[key] = collect(http, plan.conversations, variant, user_id, labels)
+                    boosts[key] = speaker_boost({**settings, **os.environ})
     if plan.sweep:
         if pools:
-            report["sweep"] = run_sweep(pools, log)
+            report["sweep"] = run_sweep(pools, log, boosts)
         else:
             report["sweep"] = {"skipped": report["skipped"].get("keyword", "no keyword mode")}
     return report
@@ -434,6 +454,11 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"comma-separated rows to ask (default all: {','.join(KINDS)})")
     parser.add_argument("--conversations", type=int, default=None,
                         help="use only the first N conversations (quick runs)")
+    parser.add_argument("--settings", type=parse_profile, action="append", default=None,
+                        metavar="LABEL:MEMORY_X=V,...",
+                        help="a gateway settings profile; repeatable: every text variant "
+                             "runs once per profile, each on a store of its own (e.g. "
+                             "'fp32 query:MEMORY_QUERY_PRECISION=fp32')")
     parser.add_argument("--sweep", action="store_true",
                         help="also tune hybrid fusion offline over pools fetched once")
     parser.add_argument("--readme", action="store_true",
@@ -475,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds or set(kinds) - set(KINDS):
         print(f"--modes: choose from {', '.join(KINDS)}", file=sys.stderr)
         return 2
-    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds)
+    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds,
+                args.settings or [("", {})])
     report: dict = {"benchmark": "retrieval", "started_at": datetime.now(UTC).isoformat(),
                     "command": public_command(argv), "data": data_summary(data, conversations),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -1,0 +1,103 @@
+"""``make bench-query-path``: the query encoder's profiles side by side, in-process.
+
+For each embedder version given (``--version-dir``, repeatable; default the served MiniLM), the
+gateway's query encoder loaded at each precision (``fp32``: the version's graph; ``int8``: its
+per-channel int8 copy, ``gateway.inference.int8_query``, what ``MEMORY_QUERY_PRECISION=int8``
+runs), one thread and no spinning, as the gateway loads it. Profiles take turns text by text, so
+all see the same machine load; the ratio is p50 fp32 / p50 int8 of the same version. Also the
+cosine of each int8 query vector to the fp32 one (the stored vectors stay fp32).
+
+The texts are the latency benchmark's queries (``loadtest.bench.latency.text_bodies``). Recall
+per profile is ``loadtest.bench.retrieval --settings``'s job (docs/benchmarks/query-path.md).
+
+    python -m loadtest.bench.query_path [--version-dir DIR ...] [--count 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from gateway.inference.int8_query import already_int8, int8_version
+from gateway.inference.local_encoder import load_runtime
+from gateway.settings import ROOT
+from gateway.versions.control import repository_versions
+from loadtest.bench.latency import text_bodies
+from loadtest.paths import RESULTS
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def measure(version_dir: Path, count: int, scratch: Path) -> dict:
+    """fp32 and int8 query encoding of one version, interleaved text by text."""
+    runtimes = {"fp32": load_runtime(version_dir, 1, spinning=False)}
+    if not already_int8(version_dir):
+        runtimes["int8"] = load_runtime(int8_version(version_dir, scratch), 1, spinning=False)
+    queries = [body["query"] for body in text_bodies("query-path", count, "qp")]
+    for runtime in runtimes.values():
+        runtime.embed(queries[:10])  # first-run allocations
+    samples: dict[str, list[float]] = {name: [] for name in runtimes}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in runtimes}
+    names = list(runtimes)
+    for n, query in enumerate(queries):
+        for name in names[n % len(names):] + names[: n % len(names)]:
+            started = time.perf_counter()
+            vector = runtimes[name].embed([query])
+            samples[name].append(time.perf_counter() - started)
+            vectors[name].append(vector[0])
+    out: dict = {"version_dir": str(version_dir), "dimension": int(vectors["fp32"][0].shape[0]),
+                 "exported_as_int8": "int8" not in runtimes, "queries": count,
+                 "profiles": {name: _ms(s) for name, s in samples.items()}}
+    if "int8" in runtimes:
+        cosines = np.sum(np.asarray(vectors["fp32"]) * np.asarray(vectors["int8"]), axis=1)
+        out["int8_vs_fp32"] = {
+            "speedup_p50": round(out["profiles"]["fp32"]["p50_ms"]
+                                 / out["profiles"]["int8"]["p50_ms"], 2),
+            "cosine_mean": round(float(cosines.mean()), 4),
+            "cosine_min": round(float(cosines.min()), 4)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.query_path",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--version-dir", type=Path, action="append", default=None)
+    parser.add_argument("--count", type=int, default=300, help="queries per profile")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    dirs = args.version_dir
+    if not dirs:
+        repository = ROOT / "model_repository"
+        versions = repository_versions(repository, "embedder")
+        if not versions:
+            print("no embedder version: run `make export`", file=sys.stderr)
+            return 2
+        dirs = [repository / "embedder" / versions[-1]]
+    report: dict = {"benchmark": "query-path", "started_at": datetime.now(UTC).isoformat(),
+                    "load_average": os.getloadavg(), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="query-int8-") as scratch:
+        for version_dir in dirs:
+            report["runs"].append(measure(version_dir.resolve(), args.count, Path(scratch)))
+    report["load_average_after"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"query-path-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
