@@ -82,18 +82,23 @@ class SearchPipeline:
         else:
             ranked = list(semantic if plan.mode == "semantic" else keyword)
         similarity = dict(semantic)
-        if plan.space is not None and vector is not None:  # cosines of keyword-only candidates
-            unscored = [i for i, _ in (ranked if ask.threshold is not None else ranked[:plan.keep])
-                        if i not in similarity]
+        if ask.threshold is not None and plan.space is not None and vector is not None:
+            # the threshold bounds every candidate's cosine, keyword-only ones' included
+            unscored = [i for i, _ in ranked if i not in similarity]
             similarity.update(await self._cosines(plan.space, vector, unscored))
-        if ask.threshold is not None:
             ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= ask.threshold]
         ranked = ranked[:plan.keep]
         found = await self.store.get_many([i for i, _ in ranked])
         keyword_scores = dict(keyword)
         scored = [ScoredMemory(found[i], score, similarity.get(i), keyword_scores.get(i))
                   for i, score in ranked if i in found]
-        return SearchOutcome(await self._ordered(plan, scored), plan.mode)
+        results = await self._ordered(plan, scored)
+        if plan.space is not None and vector is not None:  # keyword-only results' cosines
+            unscored = [r.memory.id for r in results if r.similarity is None]
+            cosines = await self._cosines(plan.space, vector, unscored)
+            results = [r if r.similarity is not None else replace(r, similarity=cosines.get(
+                r.memory.id)) for r in results]
+        return SearchOutcome(results, plan.mode)
 
     async def _plan(self, ask: SearchQuery) -> _Plan:
         used = resolve_mode(ask.mode or self.policy.mode, ask.query, ask.embedding,
