@@ -163,6 +163,10 @@ def measure(url: str, args: argparse.Namespace, dim: int) -> dict:
         result["small_text_hybrid"] = percentiles(timed_searches(
             http, text_bodies("small", n, "sh", mode="hybrid")))
         vectors = unit_vectors(n, dim, np.random.default_rng(1))
+        repeated = {"user_id": "small", "query": text_bodies("small", 1, "rep")[0]["query"],
+                    "limit": 10, "mode": "hybrid"}
+        result["small_text_hybrid_cached"] = percentiles(timed_searches(
+            http, [repeated] * n))  # one text: every search after the first hits the cache
         result["small_embedding"] = percentiles(timed_searches(http, [
             {"user_id": "small", "embedding": v.tolist(), "limit": 10} for v in vectors]))
         result["large_text_semantic"] = percentiles(timed_searches(

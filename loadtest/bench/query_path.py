@@ -42,8 +42,10 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 def measure(version_dir: Path, count: int, scratch: Path) -> dict:
     """fp32 and int8 query encoding of one version, interleaved text by text."""
-    runtimes = {"fp32": load_runtime(version_dir, 1, spinning=False)}
-    if not already_int8(version_dir):
+    exported_int8 = already_int8(version_dir)
+    runtimes = {"exported int8" if exported_int8 else "fp32":
+                load_runtime(version_dir, 1, spinning=False)}
+    if not exported_int8:
         runtimes["int8"] = load_runtime(int8_version(version_dir, scratch), 1, spinning=False)
     queries = [body["query"] for body in text_bodies("query-path", count, "qp")]
     for runtime in runtimes.values():
@@ -57,8 +59,9 @@ def measure(version_dir: Path, count: int, scratch: Path) -> dict:
             vector = runtimes[name].embed([query])
             samples[name].append(time.perf_counter() - started)
             vectors[name].append(vector[0])
-    out: dict = {"version_dir": str(version_dir), "dimension": int(vectors["fp32"][0].shape[0]),
-                 "exported_as_int8": "int8" not in runtimes, "queries": count,
+    first = next(iter(vectors.values()))
+    out: dict = {"version_dir": str(version_dir), "dimension": int(first[0].shape[0]),
+                 "exported_as_int8": exported_int8, "queries": count,
                  "profiles": {name: _ms(s) for name, s in samples.items()}}
     if "int8" in runtimes:
         cosines = np.sum(np.asarray(vectors["fp32"]) * np.asarray(vectors["int8"]), axis=1)

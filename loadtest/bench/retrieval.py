@@ -306,7 +306,9 @@ class Plan:
 
 def parse_profile(text: str) -> tuple[str, dict[str, str]]:
     """``LABEL:NAME=VALUE,NAME=VALUE`` (gateway settings of one --settings profile)."""
-    label, _, pairs = text.partition(":")
+    label, colon, pairs = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"--settings {text!r}: want LABEL:MEMORY_X=V,...")
     settings = {}
     for pair in filter(None, (p.strip() for p in pairs.split(","))):
         name, equals, value = pair.partition("=")
