@@ -11,7 +11,7 @@ version's own files; the folder name is not a version number): the int8 ``model.
 tokenizer and runtime files, so ``load_runtime`` loads it like any version. Where the
 repository is read-only it is made under the gateway's data directory instead. Made in a
 scratch folder and renamed into place, so a crash never leaves half a graph; a copy whose
-source graph changed (another sha256 in its stamp) is made again.
+source changed (graph, runtime or tokenizer: another digest in its stamp) is made again.
 """
 
 from __future__ import annotations
@@ -54,6 +54,18 @@ def graph_digest(version_dir: Path) -> str:
     with (version_dir / GRAPH).open("rb") as graph:
         for block in iter(lambda: graph.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest(version_dir: Path) -> str:
+    """What the copy is made from: the graph's sha256 and the runtime and tokenizer files
+    it copies (a version whose runtime was changed gets a fresh copy)."""
+    graph = (version_dir / GRAPH).stat()  # a graph replaced without a new manifest
+    digest = hashlib.sha256(f"{graph_digest(version_dir)}:{graph.st_size}:{graph.st_mtime_ns}"
+                            .encode())
+    for name in KEEP:
+        path = version_dir / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
     return digest.hexdigest()
 
 
@@ -100,7 +112,7 @@ def int8_version(version_dir: Path, fallback: Path) -> Path:
     ``fallback`` (a folder of the gateway's own) holds it when the version's folder is not
     writable. Raises ``OSError``/``ImportError`` and ONNX errors; the caller keeps fp32 then.
     """
-    digest = graph_digest(version_dir)
+    digest = source_digest(version_dir)
     places = (version_dir / FOLDER,
               fallback / f"{version_dir.parent.name}-{version_dir.name}-{digest[:16]}")
     for folder in places:

@@ -132,3 +132,11 @@ def test_an_int8_copy_that_disagrees_with_triton_leaves_queries_fp32(
             again.close()
 
     asyncio.run(scenario())
+
+
+def test_a_changed_runtime_file_makes_the_copy_again(version_dir: Path, tmp_path: Path) -> None:
+    folder = int8_version(version_dir, tmp_path / "fallback")
+    runtime = version_dir / "embedding_runtime.py"
+    runtime.write_text(runtime.read_text() + "\n# changed\n")
+    assert int8_version(version_dir, tmp_path / "fallback") == folder
+    assert (folder / "embedding_runtime.py").read_text().endswith("# changed\n")
