@@ -30,6 +30,7 @@ from gateway.memory.search import (
     SearchQuery,
     resolve_mode,
 )
+from gateway.memory.sessions import lift_sessions
 from gateway.memory.speakers import boost_named_speaker
 from gateway.memory.vectors import VectorSource
 from gateway.store.base import Store
@@ -51,11 +52,14 @@ class _Plan:
     pool: int  # candidates each retrieval returns
     space: Space | None  # None: a keyword search that needs no vector
     speaker_boost: float = 1.0  # 1: off (not hybrid, no text query, or the setting)
+    session_weight: float = 0.0  # 0: off (not hybrid, or the setting)
 
     @property
     def keep(self) -> int:
-        """Candidates the speaker boost, the reranker and the ranking policy see."""
-        if self.reranking or self.ranking.active or self.speaker_boost != 1.0:
+        """Candidates the speaker boost, the session lift, the reranker and the ranking
+        policy see."""
+        if (self.reranking or self.ranking.active or self.speaker_boost != 1.0
+                or self.session_weight != 0.0):
             return self.pool
         return self.ask.limit
 
@@ -115,7 +119,8 @@ class SearchPipeline:
         space = (self.models.require() if used != "keyword" or ask.threshold is not None
                  else None)
         boost = self.policy.speaker_boost if used == "hybrid" and ask.query else 1.0
-        return _Plan(ask, used, reranking, ranking, now, filters, pool, space, boost)
+        lift = self.policy.session_weight if used == "hybrid" else 0.0
+        return _Plan(ask, used, reranking, ranking, now, filters, pool, space, boost, lift)
 
     async def _ordered(self, plan: _Plan, scored: list[ScoredMemory]) -> list[ScoredMemory]:
         """Candidates reranked and ranked as the plan says, cut to the limit."""
@@ -123,6 +128,8 @@ class SearchPipeline:
         ask = plan.ask
         if plan.speaker_boost != 1.0 and ask.query is not None:
             scored = boost_named_speaker(ask.query, scored, plan.speaker_boost)
+        if plan.session_weight != 0.0:
+            scored = lift_sessions(scored, plan.session_weight)
         if plan.reranking:
             assert self.reranker is not None and ask.query is not None
             try:

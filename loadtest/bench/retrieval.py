@@ -47,7 +47,7 @@ from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
 from gateway.versions.control import repository_versions
 from loadtest.bench import locomo
-from loadtest.bench.fusion_sweep import collect, run_sweep, speaker_boost, sweep_markdown
+from loadtest.bench.fusion_sweep import Reorder, collect, run_sweep, sweep_markdown
 from loadtest.bench.retrieval_metrics import KS, Answer, latency, recall_report
 from loadtest.paths import RESULTS
 from loadtest.stack import free_port, gateway_process
@@ -340,7 +340,7 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     pools: dict = {}
     turns = sum(len(c.turns) for c in plan.conversations)
     questions = sum(len(c.questions) for c in plan.conversations)
-    boosts: dict[str, float] = {}
+    reorders: dict[str, Reorder] = {}
     with triton_for(repository, work) as (triton, reranker):
         for variant, (label, settings) in itertools.product(plan.variants, plan.profiles):
             key = f"{variant}, {label}" if label else variant
@@ -359,10 +359,10 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
                 if plan.sweep and caps.modes:
                     log(f"sweep: fetching both pools of every question ({key}) ...")
                     pools[key] = collect(http, plan.conversations, variant, user_id, labels)
-                    boosts[key] = speaker_boost({**settings, **os.environ})
+                    reorders[key] = Reorder.of({**settings, **os.environ})
     if plan.sweep:
         if pools:
-            report["sweep"] = run_sweep(pools, log, boosts)
+            report["sweep"] = run_sweep(pools, log, reorders)
         else:
             report["sweep"] = {"skipped": report["skipped"].get("keyword", "no keyword mode")}
     return report
