@@ -15,8 +15,9 @@ Latency queries are made unique (a counter suffix), so the query cache never ans
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
 texts are realistic, so keyword search does real work. Variants: ``default`` (the shipped
 settings: queries embedded in the gateway by the int8 query graph, one ONNX Runtime thread,
-the speaker boost on), ``fp32-query`` (the fp32 graph), ``no-speaker-boost`` (the boost off:
-hybrid reads only ``limit`` memories), ``encoder-threads-2``
+the speaker boost and session lift on), ``fp32-query`` (the fp32 graph), ``no-reordering``
+(both off: hybrid reads only ``limit`` memories), ``before-query-path`` (fp32 and both off:
+the defaults before them), ``encoder-threads-2``
 (two), ``triton`` (queries embedded by Triton's batcher-free twin), ``no-twin`` (by the
 batching model), ``threads-2`` (two BLAS threads).
 """
@@ -46,7 +47,9 @@ from loadtest.stack import gateway_process, triton_server
 VARIANTS = {
     "default": {},
     "fp32-query": {"MEMORY_QUERY_PRECISION": "fp32"},
-    "no-speaker-boost": {"MEMORY_SEARCH_SPEAKER_BOOST": "1"},
+    "no-reordering": {"MEMORY_SEARCH_SPEAKER_BOOST": "1", "MEMORY_SEARCH_SESSION_WEIGHT": "0"},
+    "before-query-path": {"MEMORY_QUERY_PRECISION": "fp32", "MEMORY_SEARCH_SPEAKER_BOOST": "1",
+                          "MEMORY_SEARCH_SESSION_WEIGHT": "0"},
     "encoder-threads-2": {"MEMORY_QUERY_ENCODER_THREADS": "2"},
     "triton": {"MEMORY_QUERY_ENCODER": "triton"},
     "no-twin": {"MEMORY_QUERY_ENCODER": "triton", "MEMORY_QUERY_TWIN": "false"},
