@@ -62,8 +62,8 @@ SESSIONS = {"2023-05-08T13:56:00Z": [("Caroline", "I went to my first pottery cl
 
 def test_a_message_is_lifted_by_the_best_hit_of_its_session(triton: TritonServer,
                                                              tmp_path: Path) -> None:
-    """MEMORY_SEARCH_SESSION_WEIGHT: each message gains w times the best fused score of
-    another message stored with the same moment; text items and other sessions do not."""
+    """MEMORY_SEARCH_SESSION_WEIGHT: each message is pulled w of the way toward the best fused
+    score of another message stored with the same moment; text items are left as they are."""
     data = tmp_path / "data"
     body = {"user_id": "u", "query": "what happened at the pottery class", "limit": 20}
     off_settings = settings_for(triton, data, search_session_weight=0.0,
@@ -90,6 +90,8 @@ def test_a_message_is_lifted_by_the_best_hit_of_its_session(triton: TritonServer
         others = [before[i] for i in before
                   if i != r["id"] and session_of[i] is not None
                   and session_of[i] == session_of[r["id"]]]
-        gain = 0.5 * max(others) if session_of[r["id"]] is not None and others else 0.0
+        best = max(others) if session_of[r["id"]] is not None and others else 0.0
+        gain = 0.5 * max(0.0, best - before[r["id"]])
         assert r["score"] == pytest.approx(before[r["id"]] + gain)
     assert sorted(before) == sorted(r["id"] for r in lifted)  # reordered, nothing lost
+    assert any(r["score"] > before[r["id"]] for r in lifted)  # somebody was lifted
