@@ -93,9 +93,10 @@ class Settings(BaseSettings):
     # Hybrid search: a query naming one speaker multiplies that speaker's memories' fused
     # scores by this (gateway/memory/speakers.py); 1 = off.
     search_speaker_boost: float = Field(1.5, ge=1.0, le=10.0)
-    # Hybrid search: a message gains this times the best fused score of another message of
-    # its session (same occurred_at) in the pool (gateway/memory/sessions.py); 0 = off.
-    search_session_weight: float = Field(0.5, ge=0.0, le=5.0)
+    # Hybrid search: a message is pulled this share of the way toward the best fused score of
+    # another message of its session (same occurred_at) in the pool (gateway/memory/
+    # sessions.py), never past it; 0 = off.
+    search_session_weight: float = Field(0.5, ge=0.0, le=1.0)
     # Off: writes skip the keyword index; keyword search answers 409, hybrid runs semantic.
     lexical_index: bool = True
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only

@@ -41,7 +41,7 @@ class SearchPolicy:
     context_weight: float = CONTEXT_WEIGHT  # a message's neighbours vs its text; 0 = text only
     lexical: bool = True  # False: no lexical index is kept (MEMORY_LEXICAL_INDEX=false)
     speaker_boost: float = 1.0  # hybrid: the named speaker's memories' factor; 1 = off
-    session_weight: float = 0.0  # hybrid: share of a session's best other hit; 0 = off
+    session_weight: float = 0.0  # hybrid: pull toward a session's best other hit; 0 = off
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchPolicy:
