@@ -99,9 +99,15 @@ def _build(version_dir: Path, folder: Path, digest: str) -> None:
                 shutil.copy2(version_dir / name, scratch / name)
         (scratch / STAMP).write_text(json.dumps({"sha256": digest, "per_channel": True}),
                                      "utf-8")
+        if _current(folder, digest):
+            return  # another gateway on this repository made it meanwhile
         if folder.exists():
-            shutil.rmtree(folder)
-        scratch.replace(folder)
+            shutil.rmtree(folder, ignore_errors=True)  # a stale copy
+        try:
+            scratch.replace(folder)
+        except OSError:
+            if not _current(folder, digest):  # lost a race to another gateway: fine
+                raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
