@@ -127,9 +127,9 @@ def int8_version(version_dir: Path, fallback: Path) -> Path:
     for folder in places:
         try:
             _build(version_dir, folder, digest)
-        except PermissionError:
-            log.info("query encoder: %s is read-only; the int8 query graph goes to %s",
-                     version_dir, fallback)
+        except OSError as exc:  # read-only (EACCES, EROFS) or blocked: try the next place
+            log.info("query encoder: cannot place the int8 query graph in %s (%s); trying %s",
+                     folder.parent, exc, fallback)
             continue
         return folder
-    raise PermissionError(f"neither {version_dir} nor {fallback} is writable")
+    raise OSError(f"neither {version_dir} nor {fallback} can hold the int8 query graph")
