@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
+	@echo "make bench-query-path - query encoding fp32 vs per-channel int8, in-process, side by side"
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
@@ -128,6 +129,10 @@ bench-latency: export
 
 bench-mem0: install-dev export
 	$(PY) -m loadtest.bench.mem0 $(BENCH_ARGS)
+
+# The query encoder's precisions (fp32, per-channel int8) side by side in-process, JSON.
+bench-query-path: export
+	$(PY) -m loadtest.bench.query_path $(BENCH_ARGS)
 
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export

@@ -147,7 +147,9 @@ def open_local_encoder(stack: AsyncExitStack, settings: Settings,
     if settings.query_encoder == "triton":
         return None
     encoder = LocalQueryEncoder(settings.model_repository, settings.embedder_model,
-                                threads=settings.query_encoder_threads, metrics=metrics)
+                                threads=settings.query_encoder_threads, metrics=metrics,
+                                precision=settings.query_precision,
+                                int8_fallback=settings.data_dir / "query-int8")
     stack.callback(encoder.close)
     return encoder
 

@@ -44,6 +44,8 @@ async def readyz(request: Request) -> JSONResponse:
         {"status": "ready" if ok else "not ready", "checks": checks,
          "reranker": reranker, "query_model": service.models.query_model,
          "query_encoder": service.vectors.query_encoder(service.models.active)
+         if service.models.active is not None else None,
+         "query_precision": service.vectors.query_precision(service.models.active)
          if service.models.active is not None else None},
         status_code=200 if ok else 503,
         headers=headers,

@@ -19,6 +19,7 @@ import asyncio
 import importlib.util
 import inspect
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ import numpy as np
 from gateway.deadline import current_deadline
 from gateway.errors import DeadlineExceeded, GatewayError
 from gateway.inference.coalescer import EmbedCoalescer
+from gateway.inference.int8_query import already_int8, int8_version
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.inference")
@@ -42,6 +44,9 @@ PROBE_TEXTS = (
     "Grüße aus Köln: 東京 meeting moved to Tuesday",
 )
 MIN_AGREEMENT = 0.9999  # cosine between local and Triton vectors of each probe text
+# The int8 query graph against Triton's fp32 vectors: the exporter's bound for an int8 version
+# (export embedder --int8-min-cosine); MiniLM's probes measure 0.99 or more.
+INT8_MIN_AGREEMENT = 0.97
 LOCAL_MODEL = "local"  # the coalescer's model key for calls made here
 
 Reference = Callable[[list[str]], Awaitable[np.ndarray]]  # Triton's vectors for a version
@@ -85,8 +90,12 @@ class LocalQueryEncoder:
     """
 
     def __init__(self, repository: Path, model: str, *, threads: int,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, precision: str = "fp32",
+                 int8_fallback: Path | None = None) -> None:
         self.repository, self.model, self.threads = repository, model, threads
+        self.precision = precision  # "int8": queries run on a per-channel int8 copy
+        self.int8_fallback = int8_fallback  # where that copy goes if the repository is read-only
+        self.precisions: dict[str, str] = {}  # version -> what its queries run on
         self._metrics = metrics
         self._runtimes: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-encoder")
@@ -123,16 +132,44 @@ class LocalQueryEncoder:
             log.warning("query encoder: %s in the gateway's repository disagrees with what "
                         "Triton serves (cosine %.4f); queries stay on Triton", version_dir, score)
             return False
+        precision = "fp32"
+        if self.precision == "int8":
+            runtime, precision = await self._int8(version_dir, runtime, served)
         self._runtimes[version] = runtime
-        log.info("query encoder: %s:%s embeds search queries in the gateway (%d thread(s))",
-                 self.model, version, self.threads)
+        self.precisions[version] = precision
+        log.info("query encoder: %s:%s embeds search queries in the gateway (%s, %d thread(s))",
+                 self.model, version, precision, self.threads)
         return True
+
+    async def _int8(self, version_dir: Path, runtime: Any,
+                    served: np.ndarray) -> tuple[Any, str]:
+        """The int8 copy's runtime when it can be made and agrees with Triton, else
+        ``runtime`` (fp32). A version exported as int8 already is used as it is."""
+        if already_int8(version_dir):
+            return runtime, "int8"
+        fallback = self.int8_fallback or Path(tempfile.gettempdir()) / "agent-memory-query-int8"
+        try:
+            folder = await asyncio.to_thread(int8_version, version_dir, fallback)
+            quantised = await asyncio.to_thread(load_runtime, folder, self.threads,
+                                                spinning=False)
+            local = await asyncio.to_thread(quantised.embed, list(PROBE_TEXTS))
+        except Exception as exc:  # no quantisation tooling, a read-only disk, a broken graph
+            log.warning("query encoder: no int8 query graph for %s (%s: %s); queries run fp32",
+                        version_dir, type(exc).__name__, exc)
+            return runtime, "fp32"
+        score = agreement(np.asarray(local, np.float32), np.asarray(served, np.float32))
+        if score < INT8_MIN_AGREEMENT:
+            log.warning("query encoder: the int8 query graph of %s agrees with Triton only to "
+                        "cosine %.4f; queries run fp32", version_dir, score)
+            return runtime, "fp32"
+        return quantised, "int8"
 
     def retain(self, versions: Iterable[str]) -> None:
         """Drop every loaded version but ``versions`` (after a switch: the old one)."""
         keep = set(versions)
         for version in [v for v in self._runtimes if v not in keep]:
             del self._runtimes[version]
+            self.precisions.pop(version, None)
 
     async def embed(self, texts: list[str], version: str) -> np.ndarray:
         """``[len(texts), dim]`` unit vectors; raises ``LocalEncoderUnavailable`` (use Triton)
@@ -163,4 +200,5 @@ class LocalQueryEncoder:
 
     def close(self) -> None:
         self._runtimes.clear()
+        self.precisions.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -30,6 +30,8 @@ from gateway.memory.search import (
     SearchQuery,
     resolve_mode,
 )
+from gateway.memory.sessions import lift_sessions
+from gateway.memory.speakers import boost_named_speaker
 from gateway.memory.vectors import VectorSource
 from gateway.store.base import Store
 from gateway.versions.active import ActiveModels, Space
@@ -49,11 +51,17 @@ class _Plan:
     filters: SearchFilters  # the caller's, with liveness unless expired ones are asked for
     pool: int  # candidates each retrieval returns
     space: Space | None  # None: a keyword search that needs no vector
+    speaker_boost: float = 1.0  # 1: off (not hybrid, no text query, or the setting)
+    session_weight: float = 0.0  # 0: off (not hybrid, or the setting)
 
     @property
     def keep(self) -> int:
-        """Candidates the reranker and the ranking policy see."""
-        return self.pool if self.reranking or self.ranking.active else self.ask.limit
+        """Candidates the speaker boost, the session lift, the reranker and the ranking
+        policy see."""
+        if (self.reranking or self.ranking.active or self.speaker_boost != 1.0
+                or self.session_weight != 0.0):
+            return self.pool
+        return self.ask.limit
 
 
 class SearchPipeline:
@@ -78,18 +86,23 @@ class SearchPipeline:
         else:
             ranked = list(semantic if plan.mode == "semantic" else keyword)
         similarity = dict(semantic)
-        if plan.space is not None and vector is not None:  # cosines of keyword-only candidates
-            unscored = [i for i, _ in (ranked if ask.threshold is not None else ranked[:plan.keep])
-                        if i not in similarity]
+        if ask.threshold is not None and plan.space is not None and vector is not None:
+            # the threshold bounds every candidate's cosine, keyword-only ones' included
+            unscored = [i for i, _ in ranked if i not in similarity]
             similarity.update(await self._cosines(plan.space, vector, unscored))
-        if ask.threshold is not None:
             ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= ask.threshold]
         ranked = ranked[:plan.keep]
         found = await self.store.get_many([i for i, _ in ranked])
         keyword_scores = dict(keyword)
         scored = [ScoredMemory(found[i], score, similarity.get(i), keyword_scores.get(i))
                   for i, score in ranked if i in found]
-        return SearchOutcome(await self._ordered(plan, scored), plan.mode)
+        results = await self._ordered(plan, scored)
+        if plan.space is not None and vector is not None:  # keyword-only results' cosines
+            unscored = [r.memory.id for r in results if r.similarity is None]
+            cosines = await self._cosines(plan.space, vector, unscored)
+            results = [r if r.similarity is not None else replace(r, similarity=cosines.get(
+                r.memory.id)) for r in results]
+        return SearchOutcome(results, plan.mode)
 
     async def _plan(self, ask: SearchQuery) -> _Plan:
         used = resolve_mode(ask.mode or self.policy.mode, ask.query, ask.embedding,
@@ -105,12 +118,18 @@ class SearchPipeline:
             pool = max(pool, self.rerank_policy.pool(ask.limit))
         space = (self.models.require() if used != "keyword" or ask.threshold is not None
                  else None)
-        return _Plan(ask, used, reranking, ranking, now, filters, pool, space)
+        boost = self.policy.speaker_boost if used == "hybrid" and ask.query else 1.0
+        lift = self.policy.session_weight if used == "hybrid" else 0.0
+        return _Plan(ask, used, reranking, ranking, now, filters, pool, space, boost, lift)
 
     async def _ordered(self, plan: _Plan, scored: list[ScoredMemory]) -> list[ScoredMemory]:
         """Candidates reranked and ranked as the plan says, cut to the limit."""
         relevance = cosine_relevance if plan.mode == "semantic" else unchanged
         ask = plan.ask
+        if plan.speaker_boost != 1.0 and ask.query is not None:
+            scored = boost_named_speaker(ask.query, scored, plan.speaker_boost)
+        if plan.session_weight != 0.0:
+            scored = lift_sessions(scored, plan.session_weight)
         if plan.reranking:
             assert self.reranker is not None and ask.query is not None
             try:

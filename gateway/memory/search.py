@@ -40,6 +40,8 @@ class SearchPolicy:
     date_weight: float = 1.0  # keyword matches in the memory's date vs its text; 0 = text only
     context_weight: float = CONTEXT_WEIGHT  # a message's neighbours vs its text; 0 = text only
     lexical: bool = True  # False: no lexical index is kept (MEMORY_LEXICAL_INDEX=false)
+    speaker_boost: float = 1.0  # hybrid: the named speaker's memories' factor; 1 = off
+    session_weight: float = 0.0  # hybrid: pull toward a session's best other hit; 0 = off
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchPolicy:
@@ -57,6 +59,8 @@ class SearchPolicy:
             date_weight=settings.lexical_date_weight,
             context_weight=settings.lexical_context_weight,
             lexical=settings.lexical_index,
+            speaker_boost=settings.search_speaker_boost,
+            session_weight=settings.search_session_weight,
         )
 
 

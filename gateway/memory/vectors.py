@@ -182,6 +182,14 @@ class VectorSource:
             return "local"
         return self._twin_for(space) or self.embedder.model
 
+    def query_precision(self, space: Space) -> str:
+        """What the gateway's encoder runs for ``space`` (``int8`` or ``fp32``); queries
+        embedded by Triton run the version as exported (``fp32`` unless exported as int8)."""
+        encoder = self.local_encoder
+        if encoder is not None and encoder.serves(space.info.version):
+            return encoder.precisions.get(space.info.version, "fp32")
+        return "served"
+
     async def query_vector(self, space: Space, text: str, tenant: str) -> np.ndarray:
         """A search text's vector: from ``tenant``'s part of the query cache, else embedded in
         the gateway, else by the batcher-free twin (coalesced with concurrent queries), else

@@ -14,13 +14,16 @@ index would give.
 from __future__ import annotations
 
 import itertools
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import httpx
 
 from gateway.memory.fusion import FusionPolicy, fuse
+from gateway.memory.sessions import lifted, session_key
+from gateway.memory.speakers import boosted
 from gateway.settings import Settings
 from loadtest.bench import locomo
 from loadtest.bench.retrieval_metrics import KS, Answer, recall
@@ -43,6 +46,9 @@ class Pools:
     evidence: frozenset[str]
     semantic: Ranked
     keyword: Ranked
+    query: str = ""
+    speakers: tuple[tuple[str, str | None], ...] = ()  # (dia_id, speaker) of both pools
+    sessions: tuple[tuple[str, str | None], ...] = ()  # (dia_id, session key) of both pools
 
 
 def _search(http: httpx.Client, user: str, query: str, mode: str) -> list[dict]:
@@ -66,7 +72,11 @@ def collect(http: httpx.Client, conversations: Sequence[locomo.Conversation], va
             out.append(Pools(
                 question.category, question.evidence,
                 tuple((labels[h["id"]], float(h["similarity"])) for h in dense),
-                tuple((labels[h["id"]], float(_keyword_score(h))) for h in lexical)))
+                tuple((labels[h["id"]], float(_keyword_score(h))) for h in lexical),
+                question.text,
+                tuple((labels[h["id"]], h.get("speaker")) for h in [*dense, *lexical]),
+                tuple((labels[h["id"]], session_key(h.get("role"), h["occurred_at"]))
+                      for h in [*dense, *lexical])))
     return out
 
 
@@ -74,9 +84,31 @@ def _keyword_score(hit: dict) -> float:
     return hit["score"] if hit.get("keyword_score") is None else hit["keyword_score"]
 
 
+@dataclass(frozen=True)
+class Reorder:
+    """What hybrid search does to the fused pool after fusion (off by default here)."""
+
+    speaker_boost: float = 1.0
+    session_weight: float = 0.0
+
+    @classmethod
+    def of(cls, env: Mapping[str, str]) -> Reorder:
+        """What a gateway with this environment runs (its settings' defaults else)."""
+        fields = Settings.model_fields
+        return cls(float(env.get("MEMORY_SEARCH_SPEAKER_BOOST",
+                                 fields["search_speaker_boost"].default)),
+                   float(env.get("MEMORY_SEARCH_SESSION_WEIGHT",
+                                 fields["search_session_weight"].default)))
+
+
+OFF = Reorder()
+
+
 def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
-            only: str | None = None) -> list[Answer]:
-    """Each question's top SEARCH_LIMIT under ``policy`` (or one list alone with ``only``)."""
+            only: str | None = None, reorder: Reorder = OFF) -> list[Answer]:
+    """Each question's top SEARCH_LIMIT under ``policy`` (or one list alone with ``only``),
+    the fused pool cut, boosted and lifted as the server does (``gateway.memory.speakers``,
+    ``gateway.memory.sessions``)."""
     out = []
     for p in pools:
         if only is not None:
@@ -84,7 +116,11 @@ def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
         else:
             assert policy is not None
             size = policy.pool(SEARCH_LIMIT)
-            ranked = [i for i, _ in fuse(p.semantic[:size], p.keyword[:size], policy)]
+            fused = fuse(p.semantic[:size], p.keyword[:size], policy)
+            if reorder != OFF:
+                fused = boosted(fused[:size], dict(p.speakers), p.query, reorder.speaker_boost)
+                fused = lifted(fused, dict(p.sessions), reorder.session_weight)
+            ranked = [i for i, _ in fused]
         out.append(Answer(p.category, p.evidence, tuple(ranked[:SEARCH_LIMIT])))
     return out
 
@@ -114,10 +150,12 @@ def _key(row: dict) -> tuple[float, float, float]:
     return (row["any@10"], row["all@10"], row["any@5"])
 
 
-def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy]) -> dict:
-    """Recall of each policy, best first, next to the two retrievers alone."""
+def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
+             reorder: Reorder = OFF) -> dict:
+    """Recall of each policy (followed by the server's ``reorder``), best first, next to the
+    two retrievers alone."""
     rows = [asdict(p) | {"pool_at_limit_20": min(p.pool(SEARCH_LIMIT), POOL_LIMIT)}
-            | recall(answers(pools, p)) for p in policies]
+            | recall(answers(pools, p, reorder=reorder)) for p in policies]
     rows.sort(key=_key, reverse=True)
     return {"questions": len(pools),
             "semantic_only": recall(answers(pools, None, "semantic")),
@@ -125,8 +163,11 @@ def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy]) -> dict:
             "grid": rows, "best": rows[0]}
 
 
-def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
-    """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist."""
+def run_sweep(pools: dict[str, list[Pools]], log: Log,
+              reorders: dict[str, Reorder] | None = None) -> dict:
+    """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist;
+    ``reorders``: what each variant's gateway does after fusion (the defaults where missing).
+    The server's settings are also evaluated with each reordering step off: the ablation."""
     started = time.perf_counter()
     combos = [(v, v) for v in pools]
     if {"plain", "dated"} <= set(pools):
@@ -136,11 +177,20 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log) -> dict:
     server = server_policy()
     out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}
     for dense, lexical in combos:
-        crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword)
+        reorder = (reorders or {}).get(dense, Reorder.of(os.environ))
+        crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword, a.query,
+                         a.speakers + b.speakers, a.sessions + b.sessions)
                    for a, b in zip(pools[dense], pools[lexical], strict=True)]
         log(f"sweep: {len(policies)} policies on dense={dense}, keyword={lexical} ...")
-        result = evaluate(crossed, policies)
-        result["server_policy"] = recall(answers(crossed, server))
+        result = evaluate(crossed, policies, reorder)
+        result["server_policy"] = recall(answers(crossed, server, reorder=reorder))
+        result["reorder"] = asdict(reorder)
+        result["ablation"] = {
+            "speaker boost off": recall(answers(crossed, server, reorder=replace(
+                reorder, speaker_boost=1.0))),
+            "session lift off": recall(answers(crossed, server, reorder=replace(
+                reorder, session_weight=0.0))),
+            "both off": recall(answers(crossed, server))}
         out["combos"][f"dense={dense}, keyword={lexical}"] = result
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -167,6 +217,8 @@ def sweep_markdown(run: dict, top: int = 10) -> str:
         rows = [("semantic only", result["semantic_only"]),
                 ("keyword only", result["keyword_only"]),
                 ("server settings", result["server_policy"]),
+                *((f"server settings, {what}", r)
+                  for what, r in result.get("ablation", {}).items()),
                 *((_describe(r), r) for r in result["grid"][:top])]
         for label, r in rows:
             text += (f"| {label} | {r['any@5']:.3f} | {r['any@10']:.3f} | {r['any@20']:.3f} "

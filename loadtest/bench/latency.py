@@ -14,7 +14,10 @@ measured the same way in the same run:
 Latency queries are made unique (a counter suffix), so the query cache never answers them.
 Memories carry random unit vectors (client-supplied at seeding, so seeding skips Triton); their
 texts are realistic, so keyword search does real work. Variants: ``default`` (the shipped
-settings: queries embedded in the gateway, one ONNX Runtime thread), ``encoder-threads-2``
+settings: queries embedded in the gateway by the int8 query graph, one ONNX Runtime thread,
+the speaker boost and session lift on), ``fp32-query`` (the fp32 graph), ``no-reordering``
+(both off: hybrid reads only ``limit`` memories), ``before-query-path`` (fp32 and both off:
+the defaults before them), ``encoder-threads-2``
 (two), ``triton`` (queries embedded by Triton's batcher-free twin), ``no-twin`` (by the
 batching model), ``threads-2`` (two BLAS threads).
 """
@@ -43,6 +46,10 @@ from loadtest.stack import gateway_process, triton_server
 
 VARIANTS = {
     "default": {},
+    "fp32-query": {"MEMORY_QUERY_PRECISION": "fp32"},
+    "no-reordering": {"MEMORY_SEARCH_SPEAKER_BOOST": "1", "MEMORY_SEARCH_SESSION_WEIGHT": "0"},
+    "before-query-path": {"MEMORY_QUERY_PRECISION": "fp32", "MEMORY_SEARCH_SPEAKER_BOOST": "1",
+                          "MEMORY_SEARCH_SESSION_WEIGHT": "0"},
     "encoder-threads-2": {"MEMORY_QUERY_ENCODER_THREADS": "2"},
     "triton": {"MEMORY_QUERY_ENCODER": "triton"},
     "no-twin": {"MEMORY_QUERY_ENCODER": "triton", "MEMORY_QUERY_TWIN": "false"},
@@ -159,6 +166,10 @@ def measure(url: str, args: argparse.Namespace, dim: int) -> dict:
         result["small_text_hybrid"] = percentiles(timed_searches(
             http, text_bodies("small", n, "sh", mode="hybrid")))
         vectors = unit_vectors(n, dim, np.random.default_rng(1))
+        repeated = {"user_id": "small", "query": text_bodies("small", 1, "rep")[0]["query"],
+                    "limit": 10, "mode": "hybrid"}
+        result["small_text_hybrid_cached"] = percentiles(timed_searches(
+            http, [repeated] * n))  # one text: every search after the first hits the cache
         result["small_embedding"] = percentiles(timed_searches(http, [
             {"user_id": "small", "embedding": v.tolist(), "limit": 10} for v in vectors]))
         result["large_text_semantic"] = percentiles(timed_searches(

@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -47,7 +47,7 @@ from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
 from gateway.versions.control import repository_versions
 from loadtest.bench import locomo
-from loadtest.bench.fusion_sweep import collect, run_sweep, sweep_markdown
+from loadtest.bench.fusion_sweep import Reorder, collect, run_sweep, sweep_markdown
 from loadtest.bench.retrieval_metrics import KS, Answer, latency, recall_report
 from loadtest.paths import RESULTS
 from loadtest.stack import free_port, gateway_process
@@ -324,6 +324,25 @@ class Plan:
     sweep: bool
     kinds: list[str]
     store_url: str | None = None  # also on PostgreSQL, beside SQLite (rows "<text>@postgres")
+    # (label, gateway settings): each text variant runs once per profile, on a store of its
+    # own; the label is appended to the variant's name in the report ("messages, fp32 query")
+    profiles: list[tuple[str, dict[str, str]]] = field(default_factory=lambda: [("", {})])
+
+
+def parse_profile(text: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:NAME=VALUE,NAME=VALUE`` (gateway settings of one --settings profile)."""
+    label, colon, pairs = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"--settings {text!r}: want LABEL:MEMORY_X=V,...")
+    settings = {}
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        name, equals, value = pair.partition("=")
+        if not equals or not name.startswith("MEMORY_"):
+            raise argparse.ArgumentTypeError(f"--settings {text!r}: want LABEL:MEMORY_X=V,...")
+        settings[name] = value
+    if not label.strip():
+        raise argparse.ArgumentTypeError(f"--settings {text!r}: the label is empty")
+    return label.strip(), settings
 
 
 def _rows(plan: Plan, caps: Capabilities) -> tuple[list[Mode], dict[str, str]]:
@@ -346,15 +365,19 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     pools: dict = {}
     turns = sum(len(c.turns) for c in plan.conversations)
     questions = sum(len(c.questions) for c in plan.conversations)
+    reorders: dict[str, Reorder] = {}
     with triton_for(repository, work) as (triton, reranker):
-        stores = [(variant, None) for variant in plan.variants]
-        if plan.store_url is not None:  # each variant on SQLite, then on PostgreSQL
-            stores = [(variant, url) for variant in plan.variants
-                      for url in (None, plan.store_url)]
-        for variant, store_url in stores:
-            key = variant if store_url is None else f"{variant}@postgres"
-            with gateway(triton, repository, work / key.replace("@", "-"),
-                         store_url=store_url) as http:
+        runs = [(variant, profile, None) for variant in plan.variants
+                for profile in plan.profiles]
+        if plan.store_url is not None:  # each run on SQLite, then on PostgreSQL
+            runs = [(variant, profile, url) for variant, profile, _ in runs
+                    for url in (None, plan.store_url)]
+        for variant, (label, settings), store_url in runs:
+            key = f"{variant}, {label}" if label else variant
+            key = key if store_url is None else f"{key}@postgres"
+            with gateway(triton, repository,
+                         work / key.replace(", ", "-").replace(" ", "_").replace("@", "-"),
+                         settings, store_url=store_url) as http:
                 caps = capabilities(http, reranker)
                 active, skipped = _rows(plan, caps)
                 report |= {"capabilities": caps.__dict__, "skipped": skipped}
@@ -368,9 +391,10 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
                 if plan.sweep and caps.modes:
                     log(f"sweep: fetching both pools of every question ({key}) ...")
                     pools[key] = collect(http, plan.conversations, variant, user_id, labels)
+                    reorders[key] = Reorder.of({**settings, **os.environ})
     if plan.sweep:
         if pools:
-            report["sweep"] = run_sweep(pools, log)
+            report["sweep"] = run_sweep(pools, log, reorders)
         else:
             report["sweep"] = {"skipped": report["skipped"].get("keyword", "no keyword mode")}
     return report
@@ -466,6 +490,11 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"comma-separated rows to ask (default all: {','.join(KINDS)})")
     parser.add_argument("--conversations", type=int, default=None,
                         help="use only the first N conversations (quick runs)")
+    parser.add_argument("--settings", type=parse_profile, action="append", default=None,
+                        metavar="LABEL:MEMORY_X=V,...",
+                        help="a gateway settings profile; repeatable: every text variant "
+                             "runs once per profile, each on a store of its own (e.g. "
+                             "'fp32 query:MEMORY_QUERY_PRECISION=fp32')")
     parser.add_argument("--sweep", action="store_true",
                         help="also tune hybrid fusion offline over pools fetched once")
     parser.add_argument("--readme", action="store_true",
@@ -512,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--modes: choose from {', '.join(KINDS)}", file=sys.stderr)
         return 2
     plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds,
-                args.store_url)
+                args.store_url, args.settings or [("", {})])
     report: dict = {"benchmark": "retrieval", "started_at": datetime.now(UTC).isoformat(),
                     "command": public_command(argv), "data": data_summary(data, conversations),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -193,8 +193,9 @@ def test_a_conversations_replies_are_found_by_their_neighbours_and_speakers(
     said = f"{CONVERSATION[1][0]}: {CONVERSATION[1][1]}"  # what the reply's vector is of
     cosines = {r["id"]: r["similarity"] for r in search(client, query=said, mode="semantic",
                                                          limit=10)["results"]}
-    assert cosines[ids[1]] == pytest.approx(1.0, abs=1e-4)
-    assert cosines[lone] < 0.99
+    # ~1 (the query runs the int8 graph, MEMORY_QUERY_PRECISION, against fp32 vectors)
+    assert cosines[ids[1]] == pytest.approx(1.0, abs=0.02)
+    assert cosines[lone] < cosines[ids[1]] - 0.01
 
 
 def test_without_the_lexical_index_hybrid_is_semantic_and_keyword_a_409(

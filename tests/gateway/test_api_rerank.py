@@ -44,7 +44,10 @@ def both_models(
 
 @pytest.fixture
 def rerank_client(both_models: TritonServer, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(both_models, tmp_path / "data"))) as client:
+    # Memories are planted at exact cosines to Triton's query vector: queries must be
+    # embedded by the same fp32 graph (the int8 query graph moves cosines by ~0.01).
+    settings = settings_for(both_models, tmp_path / "data", query_precision="fp32")
+    with TestClient(create_app(settings)) as client:
         yield client
 
 

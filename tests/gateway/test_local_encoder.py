@@ -94,8 +94,10 @@ def _search_all(client: TestClient, queries: list[str]) -> list[list[tuple[str, 
 def test_searches_embed_in_the_gateway_and_rank_as_with_triton(triton: TritonServer,
                                                                 tmp_path: Path) -> None:
     queries = ["honey", "where does my sister live", "food allergy", "why did the release break"]
-    with TestClient(create_app(settings_for(triton, tmp_path / "data"))) as client:
+    fp32 = settings_for(triton, tmp_path / "data", query_precision="fp32")
+    with TestClient(create_app(fp32)) as client:
         assert client.get("/readyz").json()["query_encoder"] == "local"
+        assert client.get("/readyz").json()["query_precision"] == "fp32"
         added = client.post("/v1/memories/batch", json={
             "items": [{"user_id": "u", "text": t} for t in FACTS]})
         assert added.status_code == 201
@@ -131,3 +133,30 @@ def test_a_repository_that_disagrees_with_triton_keeps_queries_on_triton(
         found = _search_all(client, ["honey"])
         assert found[0][0][0] == "I keep bees in Devon"
         assert quiet(triton, "embedder").requests == before.requests + 1
+
+
+QUERIES = ["honey", "where does my sister live", "food allergy", "why did the release break"]
+
+
+def test_int8_queries_rank_the_fp32_memories_as_fp32_queries_do(triton: TritonServer,
+                                                                  tmp_path: Path) -> None:
+    """The default precision: queries run a per-channel int8 copy of the served version,
+    against the fp32 vectors Triton stored; the same memories come first, cosines barely move.
+    """
+    with TestClient(create_app(settings_for(triton, tmp_path / "data"))) as client:
+        ready = client.get("/readyz").json()
+        assert (ready["query_encoder"], ready["query_precision"]) == ("local", "int8")
+        client.post("/v1/memories/batch", json={
+            "items": [{"user_id": "u", "text": t} for t in FACTS]})
+        before = {m: quiet(triton, m) for m in ("embedder", "embedder_query")}
+        int8 = _search_all(client, QUERIES)
+        assert {m: quiet(triton, m) for m in before} == before  # Triton was not asked
+    fp32 = settings_for(triton, tmp_path / "data", query_precision="fp32")
+    with TestClient(create_app(fp32)) as client:
+        exact = _search_all(client, QUERIES)
+    assert [t for t, _ in (hits[0] for hits in int8)] == FACTS
+    assert [t for t, _ in (hits[0] for hits in exact)] == FACTS
+    int8_cos = np.array([[s for _, s in sorted(h)] for h in int8])
+    fp32_cos = np.array([[s for _, s in sorted(h)] for h in exact])
+    assert not np.allclose(int8_cos, fp32_cos, atol=1e-6)  # another graph answered
+    np.testing.assert_allclose(int8_cos, fp32_cos, atol=0.05)

@@ -4,6 +4,7 @@ without data, and one end-to-end run against a real Triton and gateway."""
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from loadtest.bench.retrieval import (
     README_END,
     main,
     modes,
+    parse_profile,
     public_command,
     write_readme,
 )
@@ -224,3 +226,12 @@ def test_end_to_end_on_a_real_stack(data_file: Path, tmp_path: Path) -> None:
         assert len(result["grid"]) == len(grid())
         assert result["best"] == result["grid"][0]
         assert all(r["any@10"] <= result["best"]["any@10"] for r in result["grid"])
+
+
+def test_settings_profiles_parse_and_refuse_what_is_not_a_gateway_setting() -> None:
+    assert parse_profile("fp32 query:MEMORY_QUERY_PRECISION=fp32, MEMORY_X=1") == (
+        "fp32 query", {"MEMORY_QUERY_PRECISION": "fp32", "MEMORY_X": "1"})
+    assert parse_profile("defaults:") == ("defaults", {})
+    for bad in ("no label", ":MEMORY_X=1", "x:PATH=/tmp", "x:MEMORY_X"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_profile(bad)
