@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.store.sqlite import feed
 from gateway.store.sqlite.rows import (
     COLUMNS,
     blob_vector,
@@ -142,6 +143,7 @@ def delete_user(conn: sqlite3.Connection, user_id: str, at: str) -> list[str]:
     for row in rows:
         record(conn, row_to_memory(row), "DELETE", row["text"], None, {}, at)
     conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+    feed.note_user(conn, user_id)
     return [row["id"] for row in rows]
 
 
