@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-replica-lag bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
+	@echo "make bench-replica-lag [BENCH_ARGS=...] - a write on replica A until searchable on replica B: p50/p99 (target p99 <= 1 s)"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
 	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
@@ -100,6 +101,9 @@ bench-concurrency: export
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export
 	$(PY) -m loadtest.bench.mcp_latency $(BENCH_ARGS)
+
+bench-replica-lag: install-dev export
+	$(PY) -m loadtest.bench.replica_lag $(BENCH_ARGS)
 
 bench-ingest: export
 	$(PY) -m loadtest.bench.ingest $(BENCH_ARGS)
