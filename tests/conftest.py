@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support import make_triton, settings_for
+from support import make_triton, postgres, settings_for
+from support.postgres import PostgresServer
 
 from export.cli import main as export_main
 from gateway.app import create_app
@@ -34,6 +35,23 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A gateway on a fresh SQLite file, talking to the session's Triton server."""
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the session (skips, saying why, where there is none)."""
+    reason = postgres.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = postgres.started()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's server."""
+    return postgres_server.database()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from gateway.domain.model import Memory, SearchFilters, StoredMemory
 from gateway.domain.normalise import text_key
 from gateway.memory.ids import uuid7
 from gateway.store.base import KeyTable, Store
+from gateway.store.postgres.keys import PostgresKeyTable
+from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite.keys import SQLiteKeyTable
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import (
@@ -34,11 +36,15 @@ from gateway.store.types import (
     WritePlan,
 )
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "memories.sqlite3"),
+# A factory gets a temporary directory and the request (a server-backed one asks it for a
+# fixture: ``postgres_url`` is a fresh database on the session's PostgreSQL server).
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3"),
+    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
 }
-KEY_TABLES: dict[str, Callable[[Path], KeyTable]] = {
-    "sqlite": lambda tmp: SQLiteKeyTable(tmp / "keys.sqlite3"),
+KEY_TABLES: dict[str, Callable[[Path, pytest.FixtureRequest], KeyTable]] = {
+    "sqlite": lambda tmp, _: SQLiteKeyTable(tmp / "keys.sqlite3"),
+    "postgres": lambda _, request: PostgresKeyTable(request.getfixturevalue("postgres_url")),
 }
 T0, T1, T2, T3 = ("2024-01-01T00:00:00.000000Z", "2024-01-02T00:00:00.000000Z",
                   "2024-01-03T00:00:00.000000Z", "2024-01-04T00:00:00.000000Z")
@@ -47,7 +53,7 @@ ANY = SearchFilters()
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = BACKENDS[request.param](tmp_path)
+    opened = BACKENDS[request.param](tmp_path, request)
     run(opened.open())
     assert opened.is_open
     yield opened
@@ -56,7 +62,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture(params=sorted(KEY_TABLES))
 def keys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyTable]:
-    table = KEY_TABLES[request.param](tmp_path)
+    table = KEY_TABLES[request.param](tmp_path, request)
     table.open()
     yield table
     table.close()

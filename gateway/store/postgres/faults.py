@@ -1,0 +1,34 @@
+"""PostgreSQL failures translated into the gateway's error tree.
+
+The server unreachable (refused, restarting, a connection cut mid-query, no pooled connection
+within the wait) is the operator's to fix and the client's to wait out: 503 with Retry-After,
+not a 500. The pool replaces broken connections, so requests recover when the server is back,
+without a gateway restart. A full disk is 507, as for SQLite. Anything else stays a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import PoolTimeout
+
+from gateway.errors import StorageFull, StorageUnavailable
+
+
+@contextlib.contextmanager
+def map_postgres_errors() -> Iterator[None]:
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise StorageUnavailable("database unavailable: no connection to PostgreSQL") from exc
+    except errors.DiskFull as exc:
+        raise StorageFull("storage full: writes are refused until disk space is freed") from exc
+    except (errors.AdminShutdown, errors.CannotConnectNow, errors.CrashShutdown,
+            errors.ReadOnlySqlTransaction) as exc:
+        raise StorageUnavailable(f"database unavailable ({type(exc).__name__})") from exc
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable("database unavailable: the connection to PostgreSQL "
+                                 "failed") from exc
