@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.domain.normalise import text_key
+from gateway.store.postgres import feed
 from gateway.store.postgres.lexical import Lexicon
 from gateway.store.postgres.rows import (
     COLUMNS,
@@ -142,6 +143,7 @@ async def delete_user(conn: Conn, user_id: str, at: str) -> list[str]:
                            (user_id,))
     for row in rows:
         await record(conn, row_to_memory(row), "DELETE", row["text"], None, {}, at)
+    await feed.note_user(conn, user_id)
     return [row["id"] for row in rows]
 
 

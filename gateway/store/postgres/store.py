@@ -11,6 +11,7 @@ concept, as in the SQLite backend; the pool runs on the store's own loop (``loop
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ from gateway.store.postgres import (
     census,
     erasure,
     events,
+    feed,
     ingest,
     jobs,
     lexical,
@@ -69,6 +71,9 @@ class PostgresStore:
         self._loop: LoopThread | None = None
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._lexicon = lexical.Lexicon()
+        # This instance's name in the change log: a replica skips its own changes.
+        self._origin = uuid.uuid4().hex
+        self._listener = feed.Listener(url)  # LISTEN for the change feed, opened on first wait
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -100,7 +105,8 @@ class PostgresStore:
     async def _open(self) -> int:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url, min_size=self._pool_min, max_size=self._pool_max, open=False,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10},
+            kwargs={"row_factory": dict_row, "connect_timeout": 10,
+                    "options": feed.connect_options(self._origin)},
             timeout=self._connect_wait_s, check=AsyncConnectionPool.check_connection,
             name="memory-store")
         await pool.open(wait=True, timeout=30)
@@ -130,6 +136,7 @@ class PostgresStore:
     async def close(self) -> None:
         if self._loop is None:
             return
+        await self._loop.call(self._listener.close())
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await self._loop.call(pool.close())
@@ -321,6 +328,37 @@ class PostgresStore:
                 if done == 0:
                     break
         return types.Pruned(**counts)
+
+    # -- the change feed --------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    async def last_change(self) -> int:
+        return await self._run(feed.last_change)
+
+    async def changes_since(self, after: int, limit: int) -> types.FeedPage:
+        return await self._run(feed.changes_since, after, limit)
+
+    async def wait_for_change(self, after: int, timeout_s: float) -> int:
+        """``LISTEN`` first, then read the table (the truth), then wait for a notification:
+        a change committed between the two is either read or notified."""
+        if self._loop is None:
+            raise RuntimeError("store is not open")
+        with map_postgres_errors():
+            await self._loop.call(self._listener.ensure())
+        last = await self.last_change()
+        if last > after:
+            return last
+        with map_postgres_errors():
+            await self._loop.call(self._listener.wait(after, timeout_s))
+        return await self.last_change()
+
+    async def feed_rows(self, ids: list[str]) -> dict[str, types.FeedRow]:
+        return await self._run(feed.feed_rows, ids)
+
+    async def trim_changes(self, before: float) -> int:
+        return await self._run(feed.trim, before)
 
     # -- model versions ---------------------------------------------------------------------
     async def model_state(self, model: str) -> types.ModelState | None:

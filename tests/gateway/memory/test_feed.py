@@ -27,12 +27,15 @@ from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.base import Store
+from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import Fold
 
+Backend = tuple[str, pytest.FixtureRequest]  # a BACKENDS name and the test's request
 T1, T2 = "2024-01-02T00:00:00.000000Z", "2024-01-03T00:00:00.000000Z"
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
+    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
 }
 
 
@@ -75,8 +78,9 @@ class Pair:
 
 
 @asynccontextmanager
-async def pair(tmp: Path, backend: str) -> AsyncIterator[Pair]:
-    writer, follower_store = BACKENDS[backend](tmp), BACKENDS[backend](tmp)
+async def pair(tmp: Path, backend: Backend) -> AsyncIterator[Pair]:
+    name, request = backend
+    writer, follower_store = BACKENDS[name](tmp, request), BACKENDS[name](tmp, request)
     await writer.open()
     await follower_store.open()
     metrics = Metrics()
@@ -95,11 +99,11 @@ async def pair(tmp: Path, backend: str) -> AsyncIterator[Pair]:
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return str(request.param), request
 
 
-def test_every_kind_of_write_reaches_the_follower(tmp_path: Path, backend: str) -> None:
+def test_every_kind_of_write_reaches_the_follower(tmp_path: Path, backend: Backend) -> None:
     async def scenario() -> None:
         async with pair(tmp_path, backend) as p:
             w = p.writer
@@ -137,7 +141,7 @@ def test_every_kind_of_write_reaches_the_follower(tmp_path: Path, backend: str) 
     asyncio.run(scenario())
 
 
-def test_the_follower_skips_its_own_writes(tmp_path: Path, backend: str) -> None:
+def test_the_follower_skips_its_own_writes(tmp_path: Path, backend: Backend) -> None:
     async def scenario() -> None:
         async with pair(tmp_path, backend) as p:
             own = p.follower.service.store
@@ -150,7 +154,8 @@ def test_the_follower_skips_its_own_writes(tmp_path: Path, backend: str) -> None
     asyncio.run(scenario())
 
 
-def test_following_forever_picks_up_writes_as_they_come(tmp_path: Path, backend: str) -> None:
+def test_following_forever_picks_up_writes_as_they_come(tmp_path: Path,
+                                                         backend: Backend) -> None:
     async def scenario() -> None:
         async with pair(tmp_path, backend) as p:
             task = asyncio.create_task(p.follower.follow_forever())
@@ -168,7 +173,7 @@ def test_following_forever_picks_up_writes_as_they_come(tmp_path: Path, backend:
 
 
 def test_a_follower_behind_the_trimmed_log_reloads_from_the_store(tmp_path: Path,
-                                                                  backend: str) -> None:
+                                                                  backend: Backend) -> None:
     async def scenario() -> None:
         async with pair(tmp_path, backend) as p:
             await p.writer.insert_many([memory(text="a"), memory(text="b")])

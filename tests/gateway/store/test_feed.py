@@ -18,13 +18,15 @@ from support import memory, run
 
 from gateway.domain.model import Memory, StoredMemory
 from gateway.store.base import Store
+from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import Fold, RowConflict, StaleWrite, WritePlan
 
-# A factory from a temporary directory to an unopened store; two calls on one directory give
-# two stores on the same data (two gateways).
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
+# A factory from a temporary directory (and the request, for a server-backed one) to an
+# unopened store; two calls in one test give two stores on the same data (two gateways).
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
+    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
 }
 T1, T2, T3 = "2024-01-02T00:00:00.000000Z", "2024-01-03T00:00:00.000000Z", \
     "2024-01-04T00:00:00.000000Z"
@@ -35,7 +37,7 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[]
     opened: list[Store] = []
 
     def factory() -> Store:
-        store = BACKENDS[request.param](tmp_path)
+        store = BACKENDS[request.param](tmp_path, request)
         run(store.open())
         opened.append(store)
         return store
