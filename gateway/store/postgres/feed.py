@@ -7,8 +7,9 @@ and ``model_state`` append each change in the writing transaction. Two things di
   from a sequence could become visible after a higher one, and a follower that moved past the
   higher one would never see it. ``memory_change`` takes a transaction-level advisory lock
   before it takes a seq, so transactions that change what an index holds commit one after
-  the other from their first change on, and seq order is commit order. (Writes that touch
-  no memory, such as jobs and ingest events, never take it.) A rolled-back transaction
+  the other from their first change on, and seq order is commit order. The store's writes
+  that may change memories take it first thing (``locked``), so row locks always come after
+  it; writes that touch no memory (jobs, ingest events) never take it. A rolled-back transaction
   leaves a gap in the seqs, which is harmless: a follower asks for everything after a seq.
 - **Notifications.** Each change also sends ``NOTIFY memory_changes, '<seq>'``, delivered at
   commit; a follower ``LISTEN``s on a connection of its own and wakes at once. The table
@@ -23,12 +24,15 @@ it dropped (``change_log_trimmed``), so a follower behind it knows it must reloa
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
 
 from gateway.store.postgres.rows import Conn, blob_vector, fetch_all, fetch_one, rowcount
 from gateway.store.types import FeedChange, FeedPage, FeedRow
 
+T = TypeVar("T")
 CHANNEL = "memory_changes"
 FEED_LOCK = 0x6D656D32  # pg_advisory_xact_lock key: one change-writing transaction at a time
 ORIGIN_SETTING = "memory.origin"
@@ -112,6 +116,21 @@ CREATE TRIGGER change_on_version AFTER UPDATE ON model_state FOR EACH ROW
     WHEN (NEW.active IS DISTINCT FROM OLD.active OR NEW.target IS DISTINCT FROM OLD.target)
     EXECUTE FUNCTION memory_version_changed();
 """
+
+
+def locked(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """``func(conn, ...)`` after taking the feed lock, first thing in its transaction.
+
+    The triggers take it anyway; taking it before any row lock keeps one order of locks for
+    every writer, so a writer holding a row lock never waits for the feed lock while the feed
+    lock's holder waits for that row (a deadlock PostgreSQL would break by failing one).
+    """
+
+    async def run(conn: Conn, *args: Any) -> T:
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (FEED_LOCK,))
+        return await func(conn, *args)
+
+    return run
 
 
 def connect_options(origin: str) -> str:

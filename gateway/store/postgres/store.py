@@ -147,25 +147,25 @@ class PostgresStore:
     async def insert_many(self, items: list[StoredMemory],
                           shadows: list[types.ShadowVector] | None = None) -> None:
         try:
-            await self._write(memories.insert_rows, items, shadows)
+            await self._write(feed.locked(memories.insert_rows), items, shadows)
         except errors.UniqueViolation as exc:  # the transaction was rolled back
             raise types.RowConflict(str(exc)) from exc
 
     async def update(self, updated: StoredMemory | Memory, previous: Memory,
                      shadow: types.ShadowVector | None = None) -> bool:
-        return await self._write(memories.update_row, updated, previous, shadow)
+        return await self._write(feed.locked(memories.update_row), updated, previous, shadow)
 
     async def delete(self, memory_id: str, at: str) -> tuple[Memory, list[StoredMemory]] | None:
-        return await self._run(memories.delete_one, memory_id, at)
+        return await self._run(feed.locked(memories.delete_one), memory_id, at)
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
-        return await self._run(memories.delete_user, user_id, at)
+        return await self._run(feed.locked(memories.delete_user), user_id, at)
 
     async def erase(self, memory_id: str, at: str) -> types.Erased | None:
-        return await self._run(erasure.erase_one, memory_id, at)
+        return await self._run(feed.locked(erasure.erase_one), memory_id, at)
 
     async def erase_user(self, user_id: str) -> list[str]:
-        return await self._run(erasure.erase_user, user_id)
+        return await self._run(feed.locked(erasure.erase_user), user_id)
 
     async def get(self, memory_id: str) -> Memory | None:
         return await self._run(memories.get, memory_id)
@@ -224,12 +224,12 @@ class PostgresStore:
 
     async def apply(self, plan: types.WritePlan) -> None:
         try:
-            await self._write(ingest.apply, plan)
+            await self._write(feed.locked(ingest.apply), plan)
         except errors.UniqueViolation as exc:
             raise types.RowConflict(str(exc)) from exc
 
     async def fold(self, folds: list[types.Fold], at: str) -> None:
-        await self._write(archive.fold, folds, at)
+        await self._write(feed.locked(archive.fold), folds, at)
 
     async def compressible(self, user_id: str, max_priority: int, live_at: str, *,
                            after: str = "", limit: int = -1) -> list[StoredMemory]:
@@ -242,7 +242,7 @@ class PostgresStore:
 
     async def delete_expired(self, user_id: str, at: str
                              ) -> tuple[list[Memory], list[StoredMemory]]:
-        return await self._run(archive.delete_expired, user_id, at)
+        return await self._run(feed.locked(archive.delete_expired), user_id, at)
 
     # -- census -----------------------------------------------------------------------------
     async def user_counts(self, users: list[str]) -> dict[str, int]:
@@ -365,20 +365,20 @@ class PostgresStore:
         return await self._run(versions.state, model)
 
     async def set_active_version(self, model: str, version: str) -> None:
-        await self._run(versions.set_active, model, version)
+        await self._run(feed.locked(versions.set_active), model, version)
 
     async def adopt_versions(self, models: dict[str, str]) -> dict[str, str]:
-        return await self._run(versions.adopt, models)
+        return await self._run(feed.locked(versions.adopt), models)
 
     async def begin_migration(self, model: str, target: str, at: str) -> None:
-        await self._run(versions.begin, model, target, at)
+        await self._run(feed.locked(versions.begin), model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._run(versions.pending, after_id, limit)
 
     async def put_shadow_batch(self, model: str, label: str, batch: list[types.PendingMemory],
                                vectors: np.ndarray) -> list[types.PendingMemory]:
-        return await self._run(versions.put_batch, model, label, batch, vectors)
+        return await self._run(feed.locked(versions.put_batch), model, label, batch, vectors)
 
     async def shadow_vectors(self) -> list[tuple[str, str, np.ndarray]]:
         return await self._run(versions.shadow_vectors)
@@ -387,7 +387,7 @@ class PostgresStore:
         return await self._run(versions.progress)
 
     async def switch_version(self, model: str, target: str, label: str) -> bool:
-        return await self._run(versions.switch, model, target, label)
+        return await self._run(feed.locked(versions.switch), model, target, label)
 
     async def abandon_migration(self, model: str) -> None:
-        await self._run(versions.abandon, model)
+        await self._run(feed.locked(versions.abandon), model)

@@ -183,3 +183,24 @@ def test_a_follower_behind_the_trimmed_log_reloads_from_the_store(tmp_path: Path
             assert p.follower.stats.reloads == 1 and p.index.size("alice") == 3
 
     asyncio.run(scenario())
+
+
+def test_concurrent_writers_lose_no_change_while_followed(tmp_path: Path,
+                                                          backend: Backend) -> None:
+    """Many transactions commit at once (PostgreSQL runs them side by side) while the
+    follower reads the feed: seq order must be commit order, or the follower would move past
+    a change committed late and never apply it."""
+    async def scenario() -> None:
+        async with pair(tmp_path, backend) as p:
+            task = asyncio.create_task(p.follower.follow_forever())
+            try:
+                items = [memory(user=f"user-{n % 4}", text=f"t{n}") for n in range(60)]
+                await asyncio.gather(*(p.writer.insert_many([i]) for i in items))
+                await until(lambda: sum(p.index.size(f"user-{u}") for u in range(4)) == 60,
+                            "every concurrent write to reach the follower")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await p.assert_in_step(*(f"user-{u}" for u in range(4)))
+
+    asyncio.run(scenario())
