@@ -29,7 +29,7 @@ from gateway.auth.middleware import Authenticate
 from gateway.memory.dedup import DedupPolicy
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.startup import Wiring, start_gateway
+from gateway.startup import Wiring, key_table, start_gateway
 
 
 def freeze_heap(stack: AsyncExitStack) -> None:
@@ -45,7 +45,8 @@ def freeze_heap(stack: AsyncExitStack) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    authenticator = Authenticator(settings.keys_path, required=settings.auth_required)
+    authenticator = Authenticator(settings.keys_path, required=settings.auth_required,
+                                  table=key_table(settings))
     # In-process background work takes slots through the state's admission.slot(...).
     admission = AdmissionController.from_settings(settings, metrics)
     wiring = Wiring(settings, metrics, admission, DedupPolicy.from_settings(settings),

@@ -9,7 +9,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     db_file: str = "memories.sqlite3"
     # FULL: a commit survives power loss, not only a process crash (WAL + NORMAL does not).
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    # postgresql://user:password@host:port/database: memories, history, jobs, events and API
+    # keys live in that PostgreSQL database instead of the SQLite files above (several
+    # gateways can share it); unset: SQLite in data_dir (docs/operations.md, "PostgreSQL").
+    store_url: SecretStr | None = None
+    store_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per gateway
     # Replicas (gateway/memory/feed.py): follow the store's change feed so other gateways'
     # writes reach this one's vector index. None: on when the store is shared (PostgreSQL);
     # true also for gateways sharing one SQLite file. A wait for news ends after feed_wait_s
@@ -229,6 +234,20 @@ class Settings(BaseSettings):
     compress_fraction: float = Field(0.5, gt=0, le=1)
     compress_group_size: int = Field(6, ge=2)
     compress_min_cosine: float = Field(0.0, ge=-1, le=1)
+
+    @field_validator("store_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("MEMORY_STORE_URL must be a postgresql:// URL (unset: SQLite)")
+        return value
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL store's URL, None when the store is SQLite."""
+        return None if self.store_url is None else self.store_url.get_secret_value()
 
     @property
     def auth_required(self) -> bool:

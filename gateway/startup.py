@@ -41,8 +41,10 @@ from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.store.base import Store, VersionTable
+from gateway.store.base import KeyTable, Store, VersionTable
 from gateway.store.in_use import gateway_use
+from gateway.store.postgres.keys import PostgresKeyTable
+from gateway.store.postgres.store import PostgresStore, redacted
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.versions.activation import EmbedderVersions
 from gateway.versions.active import ActiveModels
@@ -99,25 +101,43 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
 
 
 # -- the steps, in order --------------------------------------------------------------------
+def key_table(settings: Settings) -> KeyTable | None:
+    """The API keys' table in PostgreSQL when the store is there (every replica reads the
+    same keys); None: the SQLite keys file (``MEMORY_DATA_DIR/keys.sqlite3``)."""
+    if settings.postgres_url is None:
+        return None
+    return PostgresKeyTable(settings.postgres_url)
+
+
 async def open_keys(stack: AsyncExitStack, authenticator: Authenticator,
                     settings: Settings) -> None:
     """The key store (and its worker thread); closed also when opening it fails."""
     stack.push_async_callback(authenticator.close)
     await authenticator.open()
-    log.info("authentication: %s", f"required (API keys in {settings.keys_path})"
+    keys = "PostgreSQL" if settings.postgres_url is not None else settings.keys_path
+    log.info("authentication: %s", f"required (API keys in {keys})"
              if settings.auth_required else "off")
 
 
 def hold_store(stack: AsyncExitStack, settings: Settings) -> None:
-    """The shared in-use lock: ``StoreBusy`` while a restore or import runs."""
-    stack.callback(gateway_use(settings.db_path).release)
+    """The shared in-use lock: ``StoreBusy`` while a restore or import runs (a file lock
+    beside the SQLite file; PostgreSQL has no file here and is shared by every replica)."""
+    if settings.postgres_url is None:
+        stack.callback(gateway_use(settings.db_path).release)
 
 
 async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
-    """The SQLite store, migrated; its threads stop also when opening it fails."""
-    store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
-                        lexical_index=settings.lexical_index,
-                        feed_poll_s=settings.feed_poll_ms / 1000)
+    """The store, migrated: PostgreSQL when ``MEMORY_STORE_URL`` names one, else the SQLite
+    file; its threads (and pool) stop also when opening it fails."""
+    store: Store
+    if settings.postgres_url is not None:
+        store = PostgresStore(settings.postgres_url, lexical_index=settings.lexical_index,
+                              pool_max=settings.store_pool_size)
+        log.info("store: PostgreSQL at %s", redacted(settings.postgres_url))
+    else:
+        store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
+                            lexical_index=settings.lexical_index,
+                            feed_poll_s=settings.feed_poll_ms / 1000)
     stack.push_async_callback(store.close)
     await store.open()
     return store

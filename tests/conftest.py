@@ -3,11 +3,13 @@ and a tiny cross-encoder exported as a reranker (built once, used by export and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from support import make_triton, postgres, settings_for
 from support.postgres import PostgresServer
 
@@ -25,8 +27,26 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
         yield server
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module listing ``STORE_BACKENDS`` runs each of its gateway tests on each store."""
+    backends = getattr(metafunc.module, "STORE_BACKENDS", None)
+    if backends and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", backends, indirect=True)
+
+
 @pytest.fixture
-def settings(triton: TritonServer, tmp_path: Path) -> Settings:
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The store under the gateway fixtures: "sqlite" (the default; ``MEMORY_TEST_STORE``
+    changes it for the whole run) or "postgres" (a fresh database on the session's server)."""
+    return str(getattr(request, "param", os.environ.get("MEMORY_TEST_STORE", "sqlite")))
+
+
+@pytest.fixture
+def settings(triton: TritonServer, tmp_path: Path, store_backend: str,
+             request: pytest.FixtureRequest) -> Settings:
+    if store_backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return settings_for(triton, tmp_path / "data", store_url=SecretStr(url))
     return settings_for(triton, tmp_path / "data")
 
 

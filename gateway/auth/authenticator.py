@@ -20,6 +20,7 @@ from gateway.auth.keys import DUMMY_HASH, MAX_KEY_CHARS, key_id_of, matches
 from gateway.auth.principal import ANONYMOUS, Principal
 from gateway.auth.store import KeyStore
 from gateway.errors import Unauthorized
+from gateway.store.base import KeyTable
 
 T = TypeVar("T")
 
@@ -51,9 +52,10 @@ def credential(headers: dict[bytes, bytes]) -> str | None:
 class Authenticator:
     """Resolves keys against the key store (off the event loop, on one worker thread)."""
 
-    def __init__(self, keys_path: Path, *, required: bool) -> None:
+    def __init__(self, keys_path: Path, *, required: bool,
+                 table: KeyTable | None = None) -> None:
         self.required = required
-        self.store = KeyStore(keys_path)
+        self.store = KeyStore(keys_path, table)  # table None: the SQLite keys file
         self._executor: ThreadPoolExecutor | None = None
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.backup.snapshot import BackupError
+from gateway.backup.snapshot import BackupError, refuse_postgres
 from gateway.domain.model import Memory, StoredMemory
 from gateway.memory.conversation import attributed
 from gateway.settings import Settings
@@ -47,6 +47,7 @@ class ImportReport:
 def export_jsonl(settings: Settings, out: Path, *, vectors: bool = False,
                  user_id: str | None = None) -> int:
     """Write the memories (of one user, or all) as JSON Lines; returns how many."""
+    refuse_postgres(settings, "export")
     if not settings.db_path.exists():
         raise BackupError(f"no store at {settings.db_path}")
     count = 0
@@ -125,6 +126,7 @@ async def import_jsonl(settings: Settings, path: Path, *, skip_existing: bool = 
                        ) -> ImportReport:
     """Add the file's memories to the store, keeping ids and times. Refused while a gateway
     runs on it (``StoreBusy``): its index would never see them."""
+    refuse_postgres(settings, "import")
     header, lines = _read_export(path)
     alone = sole_use(settings.db_path)
     try:

@@ -33,6 +33,15 @@ class BackupError(RuntimeError):
     """A backup or export that cannot be made or used; the message says why."""
 
 
+def refuse_postgres(settings: Settings, verb: str) -> None:
+    """Backups, restores, exports and imports copy or lock the SQLite files; a PostgreSQL
+    store (``MEMORY_STORE_URL``) is backed up by PostgreSQL's own tools instead."""
+    if settings.postgres_url is not None:
+        raise BackupError(
+            f"the store is PostgreSQL (MEMORY_STORE_URL): {verb} works on the SQLite files "
+            "only; use pg_dump / pg_restore (docs/operations.md, \"PostgreSQL\")")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -43,6 +52,7 @@ def _sha256(path: Path) -> str:
 
 def create_backup(settings: Settings, path: Path, *, keys: bool = True) -> dict[str, Any]:
     """Copy the store (and the keys) into the new directory ``path``; returns the manifest."""
+    refuse_postgres(settings, "backup create")
     if not settings.db_path.exists():
         raise BackupError(f"no store at {settings.db_path}")
     if path.exists() and any(path.iterdir()):
@@ -83,6 +93,7 @@ def _checked_manifest(path: Path) -> dict[str, Any]:
 def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> dict[str, Any]:
     """Put a backup in place of the store (and keys). Refused while a gateway runs on it
     (``StoreBusy``)."""
+    refuse_postgres(settings, "backup restore")
     manifest = _checked_manifest(path)
     if settings.db_path.exists() and not force:
         raise BackupError(f"{settings.db_path} exists: pass --force to replace it")

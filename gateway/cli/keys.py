@@ -29,6 +29,7 @@ from gateway.auth.scope import valid_tenant
 from gateway.auth.store import KeyStore
 from gateway.cli.http import JsonOption
 from gateway.settings import Settings
+from gateway.startup import key_table
 
 SCOPES = tuple(scope.label for scope in KeyScope)  # read, write, admin, operator
 
@@ -42,7 +43,11 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _store(path: Path | None) -> KeyStore:
-    return KeyStore(path or Settings().keys_path)
+    """The keys file given, else the gateway's keys (PostgreSQL under MEMORY_STORE_URL)."""
+    if path is not None:
+        return KeyStore(path)
+    settings = Settings()
+    return KeyStore(settings.keys_path, key_table(settings))
 
 
 def parse_expiry(text: str, now: datetime) -> datetime:

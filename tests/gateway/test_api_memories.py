@@ -6,6 +6,8 @@ import uuid
 
 from fastapi.testclient import TestClient
 
+STORE_BACKENDS = ("sqlite", "postgres")  # each test on both stores (conftest.py)
+
 UNRELATED = [
     "My favourite dish is spaghetti carbonara",
     "The quarterly tax report is due on Friday",

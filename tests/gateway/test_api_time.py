@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+STORE_BACKENDS = ("sqlite", "postgres")  # each test on both stores (conftest.py)
+
 MAY = "2023-05-08T13:56:00+02:00"
 MAY_UTC = "2023-05-08T11:56:00.000000Z"
 

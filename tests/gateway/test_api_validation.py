@@ -7,6 +7,8 @@ from fastapi.testclient import TestClient
 
 from gateway.api.schemas import MAX_BATCH_ITEMS, MAX_METADATA_BYTES, MAX_TEXT_CHARS
 
+STORE_BACKENDS = ("sqlite", "postgres")  # each test on both stores (conftest.py)
+
 GOOD = {"user_id": "alice", "text": "a valid memory"}
 
 

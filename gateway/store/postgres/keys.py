@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from gateway.store.postgres.faults import map_postgres_errors
 from gateway.store.types import KeyRow
 
 _KEY = 'TEXT COLLATE "C"'
@@ -74,12 +75,21 @@ class PostgresKeyTable:
         """(rows, rowcount) of one statement, on the one connection (one thread at a time)."""
         if self._conn is None:
             raise RuntimeError("key store is not open")
-        with self._lock:
-            if self._conn.closed or self._conn.broken:  # the server restarted: reconnect
-                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            cursor = self._conn.execute(sql.encode(), args)
-            rows = cursor.fetchall() if cursor.description is not None else []
-            return rows, cursor.rowcount
+        with self._lock, map_postgres_errors():  # unreachable: 503, as for the store
+            for attempt in (1, 2):
+                if self._conn.closed or self._conn.broken:  # the server restarted: reconnect
+                    self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                try:
+                    cursor = self._conn.execute(sql.encode(), args)
+                except psycopg.OperationalError:
+                    # a connection the server dropped (restart) fails before running the
+                    # statement: one retry on a fresh connection
+                    if attempt == 2 or not (self._conn.closed or self._conn.broken):
+                        raise
+                    continue
+                rows = cursor.fetchall() if cursor.description is not None else []
+                return rows, cursor.rowcount
+            raise AssertionError("unreachable")
 
     def insert(self, row: KeyRow) -> None:
         self._execute(f"INSERT INTO api_keys ({_FIELDS}) VALUES "
