@@ -5,7 +5,9 @@ serving, and A restarted catches up.
 
 Searches here are ``semantic`` with client-supplied vectors, so a hit can only come from the
 replica's own vector index (never from the store's keyword index), and Triton's speed does not
-matter. The store is one SQLite file shared by both processes (``MEMORY_FEED_FOLLOW=true``).
+matter. The store is PostgreSQL (``MEMORY_STORE_URL``, each replica with a data directory of
+its own; following the feed is the default there), or one SQLite file shared by both processes
+(``MEMORY_FEED_FOLLOW=true``).
 """
 
 from __future__ import annotations
@@ -25,30 +27,27 @@ from support.waiting import wait_for
 from gateway.triton import TritonServer
 
 DIM = 384
-ENV = {"MEMORY_AUTH": "off", "MEMORY_FEED_FOLLOW": "true", "MEMORY_FEED_POLL_MS": "20",
-       "MEMORY_JOBS_INTERVAL_S": "3600"}
-
-
-def shared_sqlite(tmp: Path) -> tuple[Path, dict[str, str]]:
-    """Both replicas on one data directory: one SQLite file (and one key file)."""
-    return tmp / "data", {}
-
-
-BACKENDS: dict[str, Callable[[Path], tuple[Path, dict[str, str]]]] = {
-    "sqlite": shared_sqlite,
+ENV = {"MEMORY_AUTH": "off", "MEMORY_JOBS_INTERVAL_S": "3600", "MEMORY_JOBS_LEASE_S": "5"}
+# The store of both replicas: whether they share one data directory, and their settings.
+StoreEnv = tuple[bool, dict[str, str]]
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], StoreEnv]] = {
+    "sqlite": lambda _: (True, {"MEMORY_FEED_FOLLOW": "true", "MEMORY_FEED_POLL_MS": "20"}),
+    "postgres": lambda request: (False, {
+        "MEMORY_STORE_URL": request.getfixturevalue("postgres_url")}),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    return BACKENDS[request.param](tmp_path)
+def store_env(request: pytest.FixtureRequest) -> StoreEnv:
+    return BACKENDS[request.param](request)
 
 
 @contextlib.contextmanager
-def replica(triton: TritonServer, store_env: tuple[Path, dict[str, str]], name: str,
-            log_dir: Path) -> Iterator[tuple[GatewayProcess, httpx.Client]]:
-    data, env = store_env
-    with gateway_process(triton, data, log_dir=log_dir / name, env=ENV | env) as served, \
+def replica(triton: TritonServer, store_env: StoreEnv, name: str,
+            tmp: Path) -> Iterator[tuple[GatewayProcess, httpx.Client]]:
+    shared, env = store_env
+    data = tmp / ("data" if shared else f"data-{name}")
+    with gateway_process(triton, data, log_dir=tmp / "logs" / name, env=ENV | env) as served, \
             httpx.Client(base_url=served.url, timeout=30) as client:
         yield served, client
 
@@ -75,8 +74,8 @@ def found(client: httpx.Client, seed: int, user: str = "u") -> set[str]:
 
 
 def test_two_replicas_see_each_others_writes_and_survive_a_kill(
-        triton: TritonServer, store_env: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
+        triton: TritonServer, store_env: StoreEnv, tmp_path: Path) -> None:
+    logs = tmp_path
     with replica(triton, store_env, "b", logs) as (_, b):
         with replica(triton, store_env, "a", logs) as (served_a, a):
             written = add(a, 1)
@@ -117,3 +116,15 @@ def test_two_replicas_see_each_others_writes_and_survive_a_kill(
             wait_for(lambda: found(a, 8) == {later}, "B's write after A's restart on A")
             metrics = a.get("/metrics").text
             assert "memory_feed_applied_seq" in metrics
+
+            # A job asked on one replica runs once across both (the job table's leases).
+            job = a.post("/v1/jobs", json={"kind": "expire"})
+            assert job.status_code in (201, 202), job.text
+            job_id = job.json()["id"]
+
+            def finished() -> dict | None:
+                seen = b.get(f"/v1/jobs/{job_id}").json()
+                return seen if seen["status"] in ("done", "failed") else None
+
+            done = wait_for(finished, "the job to finish")
+            assert done["status"] == "done" and done["attempts"] == 1, done
