@@ -312,8 +312,10 @@ class VersionTable(Protocol):
         empty store); returns every recorded model's active version."""
         ...
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        """Start re-embedding into ``target``: no shadow vectors, cursor at the start."""
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        """Start re-embedding into ``target``: no shadow vectors, cursor at the start. False
+        (nothing changed) while a migration runs already: of replicas sharing the store, one
+        begins it, the others follow it through the change feed."""
         ...
 
     async def migration_pending(self, after_id: str, limit: int) -> list[PendingMemory]:

@@ -264,10 +264,16 @@ class EmbedderVersions:
             raise NotFound(f"{self.model} version {version} is not in the model repository")
         if version == info.version:
             raise Conflict(f"{self.model}:{version} is already active")
+        state = await self.versions.model_state(self.model)
+        if state is not None and state.target is not None:
+            raise Conflict(f"a migration to {self.model}:{state.target} is running "
+                           "(begun by another replica)")
         await self._serve(sorted([info.version, version], key=int), twin=[info.version])
         target = await self._target_space(version)
         started = utc_now()
-        await self.versions.begin_migration(self.model, version, started)
+        if not await self.versions.begin_migration(self.model, version, started):
+            await target.close()  # another replica began one meanwhile: it runs the job
+            raise Conflict(f"a migration of {self.model} was begun by another replica")
         self.models.begin_target(target)
         self._start(version, started)
         return self.status

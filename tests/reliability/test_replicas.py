@@ -21,10 +21,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from support.servers import GatewayProcess, gateway_process
+from support.embedder_versions import add_other_space_version
+from support.servers import GatewayProcess, gateway_process, make_triton
 from support.waiting import wait_for
 
 from gateway.triton import TritonServer
+from loadtest.repository import copy_latest_as_v1
 
 DIM = 384
 ENV = {"MEMORY_AUTH": "off", "MEMORY_JOBS_INTERVAL_S": "3600", "MEMORY_JOBS_LEASE_S": "5"}
@@ -128,3 +130,52 @@ def test_two_replicas_see_each_others_writes_and_survive_a_kill(
 
             done = wait_for(finished, "the job to finish")
             assert done["status"] == "done" and done["attempts"] == 1, done
+
+
+@pytest.fixture
+def own_triton(tmp_path: Path) -> Iterator[TritonServer]:
+    """A Triton of this test's own, on a copy of the repository a second version joins."""
+    server = make_triton(tmp_path, repository=copy_latest_as_v1(tmp_path))
+    with server:
+        yield server
+
+
+def test_a_model_switch_on_one_replica_is_followed_by_the_other(
+        own_triton: TritonServer, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Version 2 is another embedding space of another size (256-d): a replica still
+    searching the old space would refuse a 256-d vector and answer text searches wrongly."""
+    env = BACKENDS["postgres"](request)[1] | {
+        "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository),
+        "MEMORY_DEADLINE_ADMIN_MS": "120000", "MEMORY_REEMBED_BATCH": "8"}
+    store: StoreEnv = (False, env)
+    facts = ["I love hiking in the Alps", "My sister lives in Lisbon",
+             "I am allergic to peanuts", "I prefer window seats on flights"]
+    with replica(own_triton, store, "a", tmp_path) as (_, a), \
+            replica(own_triton, store, "b", tmp_path) as (_, b):
+        seeded = a.post("/v1/memories/batch", json={"items": [
+            {"user_id": "u", "text": f"{fact} (note {i})"} for i in range(3) for fact in facts]})
+        assert seeded.status_code == 201, seeded.text
+        add_other_space_version(Path(own_triton.model_repository))
+        started = a.post("/v1/admin/models/embedder/activate", json={"version": "2"})
+        assert started.status_code == 202, started.text
+        again = b.post("/v1/admin/models/embedder/activate", json={"version": "2"})
+        assert again.status_code == 409, again.text  # one migration, begun by A
+        wait_for(lambda: a.get("/v1/admin/models/embedder/migration").json()["state"] == "done",
+                 "the migration to finish on A", 180)
+        wait_for(lambda: b.get("/readyz").json()["model"] == "embedder:2",
+                 "B to switch to version 2")
+        probe = {"user_id": "u", "embedding": [0.0625] * 256, "mode": "semantic"}
+        assert b.post("/v1/memories/search", json=probe).status_code == 200
+        for replica_client in (a, b):
+            found = replica_client.post("/v1/memories/search", json={
+                "user_id": "u", "query": "nut allergy", "mode": "semantic"})
+            assert "peanuts" in found.json()["results"][0]["text"], found.text
+        later = b.post("/v1/memories", json={"user_id": "u", "text": "My cat is called Miso"})
+        assert later.status_code == 201 and later.json()["embedding_model"] == "embedder:2"
+
+        def a_finds_it() -> bool:
+            found = a.post("/v1/memories/search", json={
+                "user_id": "u", "query": "what is my cat's name", "mode": "semantic"})
+            return "Miso" in found.json()["results"][0]["text"]
+
+        wait_for(a_finds_it, "B's write in the new space to reach A")

@@ -370,8 +370,8 @@ class PostgresStore:
     async def adopt_versions(self, models: dict[str, str]) -> dict[str, str]:
         return await self._run(feed.locked(versions.adopt), models)
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        await self._run(feed.locked(versions.begin), model, target, at)
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._run(feed.locked(versions.begin), model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._run(versions.pending, after_id, limit)

@@ -37,10 +37,14 @@ async def adopt(conn: Conn, models: dict[str, str]) -> dict[str, str]:
     return {r["model"]: r["active"] for r in rows}
 
 
-async def begin(conn: Conn, model: str, target: str, at: str) -> None:
+async def begin(conn: Conn, model: str, target: str, at: str) -> bool:
+    """Only when no migration runs (one begun by another replica wins): False then."""
+    if not await rowcount(conn, "UPDATE model_state SET target = %s, cursor = '', "
+                          "started_at = %s WHERE model = %s AND target IS NULL",
+                          (target, at, model)):
+        return False
     await conn.execute("DELETE FROM shadow_vectors")
-    await conn.execute("UPDATE model_state SET target = %s, cursor = '', started_at = %s "
-                       "WHERE model = %s", (target, at, model))
+    return True
 
 
 async def pending(conn: Conn, after_id: str, limit: int) -> list[PendingMemory]:

@@ -392,8 +392,8 @@ class SQLiteStore:
     async def adopt_versions(self, models: dict[str, str]) -> dict[str, str]:
         return await self._write(versions.adopt, models)
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        await self._write(versions.begin, model, target, at)
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._write(versions.begin, model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._on_writer(versions.pending, after_id, limit)

@@ -35,10 +35,13 @@ def adopt(conn: sqlite3.Connection, models: dict[str, str]) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")}
 
 
-def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> None:
+def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> bool:
+    """Only when no migration runs (one begun by another gateway wins): False then."""
+    if conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
+                    "WHERE model = ? AND target IS NULL", (target, at, model)).rowcount != 1:
+        return False
     conn.execute("DELETE FROM shadow_vectors")
-    conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
-                 "WHERE model = ?", (target, at, model))
+    return True
 
 
 def pending(conn: sqlite3.Connection, after_id: str, limit: int) -> list[PendingMemory]:

@@ -118,7 +118,9 @@ def test_a_migration_gives_shadow_and_version_changes_not_a_row_per_memory(store
     run(store.set_active_version("embedder", "1"))
     a, b = put(store, memory(text="one"), memory(text="two"))
     mark = run(store.last_change())
-    run(store.begin_migration("embedder", "2", T1))
+    assert run(store.begin_migration("embedder", "2", T1))
+    assert not run(store.begin_migration("embedder", "3", T2))  # one runs: nothing changes
+    assert run(store.model_state("embedder")).target == "2"  # type: ignore[union-attr]
     batch = run(store.migration_pending("", 10))
     run(store.put_shadow_batch("embedder", "embedder:2", batch,
                                np.stack([vector(1, 0, 0, 1)] * 2)))
