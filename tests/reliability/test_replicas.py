@@ -162,7 +162,7 @@ def test_a_model_switch_on_one_replica_is_followed_by_the_other(
         assert again.status_code == 409, again.text  # one migration, begun by A
         wait_for(lambda: a.get("/v1/admin/models/embedder/migration").json()["state"] == "done",
                  "the migration to finish on A", 180)
-        wait_for(lambda: b.get("/readyz").json()["model"] == "embedder:2",
+        wait_for(lambda: b.get("/readyz").json()["checks"]["model"] == "embedder:2",
                  "B to switch to version 2")
         probe = {"user_id": "u", "embedding": [0.0625] * 256, "mode": "semantic"}
         assert b.post("/v1/memories/search", json=probe).status_code == 200
