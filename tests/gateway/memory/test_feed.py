@@ -204,3 +204,29 @@ def test_concurrent_writers_lose_no_change_while_followed(tmp_path: Path,
             await p.assert_in_step(*(f"user-{u}" for u in range(4)))
 
     asyncio.run(scenario())
+
+
+def test_the_follower_survives_a_postgres_restart(tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """The server goes away under a waiting follower (its LISTEN connection breaks) and comes
+    back: the follower reconnects and catches up from the change log, with no restart."""
+    server = request.getfixturevalue("postgres_server")
+
+    async def scenario() -> None:
+        async with pair(tmp_path, ("postgres", request)) as p:
+            task = asyncio.create_task(p.follower.follow_forever())
+            try:
+                await p.writer.insert_many([memory(text="before")])
+                await until(lambda: p.index.size("alice") == 1, "the first write")
+                await asyncio.to_thread(server.stop)
+                try:
+                    await asyncio.sleep(0)  # the follower meets the broken connection
+                finally:
+                    await asyncio.to_thread(server.start)
+                await p.writer.insert_many([memory(text="after")])
+                await until(lambda: p.index.size("alice") == 2, "the write after the restart")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
