@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -268,10 +269,34 @@ def triton_for(repository: Path, work: Path) -> Iterator[tuple[TritonServer, boo
 
 
 @contextlib.contextmanager
+def fresh_database(server_url: str, name: str) -> Iterator[str]:
+    """A new database on the PostgreSQL server at ``server_url`` (dropped afterwards);
+    yields its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        yield urlsplit(server_url)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
 def gateway(triton: TritonServer, repository: Path, work: Path,
-            settings: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+            settings: dict[str, str] | None = None,
+            store_url: str | None = None) -> Iterator[httpx.Client]:
     """A gateway on a fresh store. One per text variant: BM25's document counts are
-    store-wide, so variants sharing a store would change each other's keyword scores."""
+    store-wide, so variants sharing a store would change each other's keyword scores.
+    ``store_url`` (a PostgreSQL server): a fresh database there instead of a SQLite file."""
+    if store_url is not None:
+        database = f"bench_{work.name}_{os.getpid()}"
+        with fresh_database(store_url, database) as url, gateway(
+                triton, repository, work, {**(settings or {}), "MEMORY_STORE_URL": url}) as http:
+            yield http
+        return
     # Recall is measured, not overload: nothing is shed, no deadline drops a slow batch (a
     # larger embedder on a loaded machine takes well over the default 30 s per 500 texts),
     # no background job merges turns. The query-embedding cache is off, so every row pays
@@ -281,7 +306,7 @@ def gateway(triton: TritonServer, repository: Path, work: Path,
            "MEMORY_INFERENCE_TIMEOUT_S": "600", "MEMORY_DEADLINE_INGEST_MS": "0",
            "MEMORY_DEADLINE_SEARCH_MS": "0", "MEMORY_JOBS_INTERVAL_S": "0",
            "MEMORY_QUERY_CACHE_SIZE": "0", **(settings or {})}
-    env = {k: v for k, v in env.items() if k not in os.environ}
+    env = {k: v for k, v in env.items() if k not in os.environ or k == "MEMORY_STORE_URL"}
     env["MEMORY_MODEL_REPOSITORY"] = str(repository)
     try:
         with gateway_process(triton, work / "data", work, env=env) as url, \
@@ -298,6 +323,7 @@ class Plan:
     rankings: list[dict]
     sweep: bool
     kinds: list[str]
+    store_url: str | None = None  # also on PostgreSQL, beside SQLite (rows "<text>@postgres")
 
 
 def _rows(plan: Plan, caps: Capabilities) -> tuple[list[Mode], dict[str, str]]:
@@ -321,23 +347,27 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     turns = sum(len(c.turns) for c in plan.conversations)
     questions = sum(len(c.questions) for c in plan.conversations)
     with triton_for(repository, work) as (triton, reranker):
-        for variant in plan.variants:
-            with gateway(triton, repository, work / variant) as http:
+        stores = [(variant, None) for variant in plan.variants]
+        if plan.store_url is not None:  # each variant on SQLite, then on PostgreSQL
+            stores = [(variant, url) for variant in plan.variants
+                      for url in (None, plan.store_url)]
+        for variant, store_url in stores:
+            key = variant if store_url is None else f"{variant}@postgres"
+            with gateway(triton, repository, work / key.replace("@", "-"),
+                         store_url=store_url) as http:
                 caps = capabilities(http, reranker)
                 active, skipped = _rows(plan, caps)
                 report |= {"capabilities": caps.__dict__, "skipped": skipped}
-                log(f"ingesting {turns} turns ({variant}) ...")
+                log(f"ingesting {turns} turns ({key}) ...")
                 labels: dict[str, str] = {}
-                report["ingest"][variant] = ingest(http, plan.conversations, variant, caps,
-                                                   labels)
-                log(f"  {report['ingest'][variant]['memories_per_s']} memories/s")
-                log(f"asking {questions} questions x {len(active)} modes ({variant}) ...")
-                report["modes"][variant] = run_modes(http, plan.conversations, variant, active,
-                                                     labels)
+                report["ingest"][key] = ingest(http, plan.conversations, variant, caps, labels)
+                log(f"  {report['ingest'][key]['memories_per_s']} memories/s")
+                log(f"asking {questions} questions x {len(active)} modes ({key}) ...")
+                report["modes"][key] = run_modes(http, plan.conversations, variant, active,
+                                                 labels)
                 if plan.sweep and caps.modes:
-                    log(f"sweep: fetching both pools of every question ({variant}) ...")
-                    pools[variant] = collect(http, plan.conversations, variant, user_id,
-                                             labels)
+                    log(f"sweep: fetching both pools of every question ({key}) ...")
+                    pools[key] = collect(http, plan.conversations, variant, user_id, labels)
     if plan.sweep:
         if pools:
             report["sweep"] = run_sweep(pools, log)
@@ -403,13 +433,15 @@ def public_command(argv: Sequence[str]) -> str:
     """The command line as README shows it: the data file's location is the user's own."""
     words, hide = [], False
     for word in argv:
-        if hide:
+        if hide and word.startswith("postgres"):
+            words.append("postgresql://SERVER")
+        elif hide:
             words.append("LOCOMO.json")
         elif word.startswith("--data="):
             words.append("--data=LOCOMO.json")
         else:
             words.append(word)
-        hide = word == "--data"
+        hide = word in ("--data", "--store-url")
     return " ".join(["python -m loadtest.bench.retrieval", *words])
 
 
@@ -439,6 +471,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--readme", action="store_true",
                         help="write the tables into docs/benchmarks/retrieval.md between its "
                              "markers")
+    parser.add_argument("--store-url", default=None,
+                        help="a PostgreSQL server (postgresql://user@host:port/db): run each "
+                             "text variant on a fresh database there too, beside SQLite "
+                             "(rows '<text>@postgres')")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser
 
@@ -475,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds or set(kinds) - set(KINDS):
         print(f"--modes: choose from {', '.join(KINDS)}", file=sys.stderr)
         return 2
-    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds)
+    plan = Plan(conversations, variants, args.ranking or [DEFAULT_RANKING], args.sweep, kinds,
+                args.store_url)
     report: dict = {"benchmark": "retrieval", "started_at": datetime.now(UTC).isoformat(),
                     "command": public_command(argv), "data": data_summary(data, conversations),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

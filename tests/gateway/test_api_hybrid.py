@@ -30,6 +30,7 @@ PARAPHRASE = "outdoor mountain activities"
 HOSTILE = ['"', '"unbalanced', "a AND b", "OR", "NOT x", "NEAR(a b)", "x*", "^start", "body: x",
            "{body occurred}: x", "(((", "a' OR '1'='1", "-x", "+", "x" * 8_000, "\u0000", "🙂",
            "the of and", "?!...", "AND OR NOT", "'; DROP TABLE memories; --", "col:*^\"(){}[]"]
+STORE_BACKENDS = ("sqlite", "postgres")  # the client's tests on both stores (conftest.py)
 
 
 def seed(client: TestClient) -> dict[str, str]:

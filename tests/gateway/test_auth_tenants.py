@@ -5,22 +5,22 @@ test over random operations by two tenants: no read ever returns the other tenan
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import settings_for
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
-from gateway.triton import TritonServer
+from gateway.settings import Settings
+from gateway.startup import key_table
 
 DIM = 384
 MISSING_ID = "01900000-0000-7000-8000-000000000000"
+STORE_BACKENDS = ("sqlite", "postgres")  # each test on both stores (conftest.py)
 
 
 def vector(seed: int) -> list[float]:
@@ -40,9 +40,9 @@ class Tenants:
 
 
 @pytest.fixture
-def tenants(triton: TritonServer, tmp_path: Path) -> Iterator[Tenants]:
-    settings = settings_for(triton, tmp_path / "data", auth="required")
-    with KeyStore(settings.keys_path) as store:
+def tenants(settings: Settings) -> Iterator[Tenants]:
+    settings = settings.model_copy(update={"auth": "required"})
+    with KeyStore(settings.keys_path, key_table(settings)) as store:
         keys = {t: store.create(t, KeyScope.WRITE)[0].secret_key
                 for t in ("a", "b", "default")}
     with TestClient(create_app(settings)) as client:

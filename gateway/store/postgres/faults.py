@@ -15,7 +15,10 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from gateway.errors import StorageFull, StorageUnavailable
+from gateway.errors import InvalidInput, StorageFull, StorageUnavailable
+
+NUL_REFUSED = ("text and metadata stored in PostgreSQL cannot hold the NUL character "
+               "(\\u0000); remove it")
 
 
 @contextlib.contextmanager
@@ -24,6 +27,12 @@ def map_postgres_errors() -> Iterator[None]:
         yield
     except PoolTimeout as exc:
         raise StorageUnavailable("database unavailable: no connection to PostgreSQL") from exc
+    except errors.UntranslatableCharacter as exc:  # "\u0000" inside jsonb
+        raise InvalidInput(NUL_REFUSED) from exc
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):  # psycopg refuses a NUL in text before sending it
+            raise
+        raise InvalidInput(NUL_REFUSED) from exc
     except errors.DiskFull as exc:
         raise StorageFull("storage full: writes are refused until disk space is freed") from exc
     except (errors.AdminShutdown, errors.CannotConnectNow, errors.CrashShutdown,

@@ -141,9 +141,16 @@ WITH hit AS (
     FROM hit JOIN df USING (lexeme) CROSS JOIN totals t
     GROUP BY hit.memory_id
 )
-SELECT s.memory_id, s.score FROM scored s JOIN memories m ON m.id = s.memory_id
-WHERE {where} ORDER BY s.score DESC, s.memory_id LIMIT %(k)s
+SELECT s.memory_id, s.score FROM scored s
+CROSS JOIN LATERAL (
+    SELECT 1 FROM memories m WHERE m.id = s.memory_id AND {where} OFFSET 0) AS kept
+ORDER BY s.score DESC, s.memory_id LIMIT %(k)s
 """
+# The LATERAL probe (OFFSET 0 keeps the planner from turning it into a join) looks each
+# scored memory up by its key: a join would read every memory of the user (their rows lie
+# scattered across the table) to keep a few dozen. The search also turns sequential scans off
+# for its own transaction: the folded terms are one user's, so the GIN index always wins,
+# but without statistics (a fresh or quickly grown table) the planner guesses otherwise.
 
 
 async def keyword_search(conn: Conn, lexicon: Lexicon, user_id: str, query: str, k: int,
@@ -163,6 +170,7 @@ async def keyword_search(conn: Conn, lexicon: Lexicon, user_id: str, query: str,
     conditions = " AND ".join(where)
     for i in range(len(args)):  # positional marks of the filters -> named ones
         conditions = conditions.replace("%s", f"%(f{i})s", 1)
+    await conn.execute("SET LOCAL enable_seqscan = off")
     rows = await fetch_all(conn, _SEARCH.format(where=conditions), {
         "date_weight": date_weight, "context_weight": context_weight, "query": tsquery,
         "archived": archived, "lexemes": lexemes, "labels": labels, "k1": K1, "b": B,

@@ -23,14 +23,24 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
+    @staticmethod
+    async def _cancel_rest() -> None:
+        current = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on this loop; await it from any other."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return await asyncio.wrap_future(future)
 
     def stop(self) -> None:
+        """Cancel what still runs here (operations whose callers went away), then stop."""
         if self.loop.is_closed():
             return
+        asyncio.run_coroutine_threadsafe(self._cancel_rest(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()

@@ -21,6 +21,7 @@ from gateway.store.postgres.rows import (
     COLUMNS,
     Conn,
     blob_vector,
+    dump_json,
     fetch_all,
     fetch_one,
     filter_conditions,
@@ -46,23 +47,43 @@ async def put_shadow(conn: Conn, memory_id: str, shadow: ShadowVector) -> None:
 async def insert_rows(conn: Conn, lexicon: Lexicon, items: list[StoredMemory],
                       shadows: list[ShadowVector] | None = None,
                       payload: dict[str, Any] | None = None) -> None:
-    """Insert memories with an ADD event each; ``payload`` adds to each ADD event."""
-    for position, item in enumerate(items):
+    """Insert memories with an ADD event each; ``payload`` adds to each ADD event. One
+    ``executemany`` per table (psycopg pipelines it: one round trip, not one per row)."""
+    if not items:
+        return
+    rows, docs, events = [], [], []
+    for item in items:
         m = item.memory
-        await conn.execute(
+        rows.append((m.id, m.user_id, m.agent_id, m.run_id, m.text, jsonb(m.metadata),
+                     m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
+                     m.expires_at, m.role, m.speaker, m.archived_at, m.summary_id,
+                     None if m.sources is None else jsonb(list(m.sources)),
+                     vector_blob(item.embedding), item.context, text_key(m.text)))
+        if lexicon.maintained:
+            literal, length = lexicon.document(m.user_id, m.text, m.speaker, m.occurred_at,
+                                               item.context)
+            docs.append((m.id, m.archived_at is not None, literal, length))
+        events.append((m.id, m.user_id, "ADD", None, m.text, dump_json(
+            {"metadata": m.metadata, "priority": m.priority, **(payload or {})}), m.created_at))
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
             f"INSERT INTO memories ({COLUMNS}, embedding, context, text_key) VALUES "
             "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (m.id, m.user_id, m.agent_id, m.run_id, m.text, jsonb(m.metadata), m.priority,
-             m.created_at, m.updated_at, m.embedding_model, m.occurred_at, m.expires_at,
-             m.role, m.speaker, m.archived_at, m.summary_id,
-             None if m.sources is None else jsonb(list(m.sources)),
-             vector_blob(item.embedding), item.context, text_key(m.text)))
-        await lexicon.write_doc(conn, m.id, m.user_id, m.text, m.speaker, m.occurred_at,
-                                item.context, m.archived_at is not None)
-        await record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,
-                     "priority": m.priority, **(payload or {})}, m.created_at)
+            rows)
+        if docs:
+            await cursor.executemany(
+                "INSERT INTO lexical_docs (memory_id, archived, terms, length) "
+                "VALUES (%s, %s, %s::tsvector, %s)", docs)
+        await cursor.executemany(
+            "INSERT INTO history (memory_id, user_id, event, old_text, new_text, payload, at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)", events)
         if shadows is not None:
-            await put_shadow(conn, m.id, shadows[position])
+            await cursor.executemany(
+                "INSERT INTO shadow_vectors (memory_id, model, embedding) VALUES (%s, %s, %s) "
+                "ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model, "
+                "embedding = excluded.embedding",
+                [(item.memory.id, label, vector_blob(vector))
+                 for item, (label, vector) in zip(items, shadows, strict=True)])
 
 
 async def update_row(conn: Conn, lexicon: Lexicon, updated: StoredMemory | Memory,

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
+import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -88,8 +89,20 @@ class PostgresStore:
 
     async def _on_connection(self, func: Callable[..., Awaitable[T]], args: tuple[Any, ...]
                              ) -> T:
-        async with self.pool.connection() as conn:  # commits on return, rolls back on raise
-            return await func(conn, *args)
+        """``func`` on a pooled connection, committed when it returns. A pooled connection
+        the server dropped (a restart) fails on its first statement, before anything was
+        committed: the operation runs once more on a fresh connection, so the first request
+        after PostgreSQL comes back succeeds (cheaper than checking every connection on
+        checkout, a round trip per operation)."""
+        for attempt in (1, 2):
+            async with self.pool.connection() as conn:  # commits on return, rolls back on raise
+                try:
+                    return await func(conn, *args)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+            # the broken connection went back to the pool, which discards it
+        raise AssertionError("unreachable")
 
     async def _run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``func(conn, *args)`` in one transaction on a pooled connection."""
@@ -107,8 +120,7 @@ class PostgresStore:
             self.url, min_size=self._pool_min, max_size=self._pool_max, open=False,
             kwargs={"row_factory": dict_row, "connect_timeout": 10,
                     "options": feed.connect_options(self._origin)},
-            timeout=self._connect_wait_s, check=AsyncConnectionPool.check_connection,
-            name="memory-store")
+            timeout=self._connect_wait_s, name="memory-store")
         await pool.open(wait=True, timeout=30)
         try:
             async with pool.connection() as conn:
