@@ -320,7 +320,9 @@ class VersionTable(Protocol):
 
     async def migration_pending(self, after_id: str, limit: int) -> list[PendingMemory]:
         """Memories after the cursor in id order, text as writes embed it (the speaker's
-        name first): the re-embed job's next batch."""
+        name first): the re-embed job's next batch. Past the last id, the memories still
+        without a target vector (written, or given a new vector by ``update`` without one,
+        by a replica that had not followed the migration yet)."""
         ...
 
     async def put_shadow_batch(self, model: str, label: str, batch: list[PendingMemory],

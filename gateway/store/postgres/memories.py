@@ -112,6 +112,9 @@ async def update_row(conn: Conn, lexicon: Lexicon, updated: StoredMemory | Memor
     await record(conn, memory, "UPDATE", previous.text, memory.text, event, memory.updated_at)
     if shadow is not None:
         await put_shadow(conn, memory.id, shadow)
+    elif isinstance(updated, StoredMemory):  # a new vector without its target's (a replica
+        # not yet following the migration): the target vector is stale, re-embed it
+        await conn.execute("DELETE FROM shadow_vectors WHERE memory_id = %s", (memory.id,))
     return True
 
 

@@ -89,6 +89,9 @@ def update_row(
     record(conn, memory, "UPDATE", previous.text, memory.text, event, memory.updated_at)
     if shadow is not None:
         put_shadow(conn, memory.id, shadow)
+    elif isinstance(updated, StoredMemory):  # a new vector without its target's (a gateway
+        # not yet following the migration): the target vector is stale, re-embed it
+        conn.execute("DELETE FROM shadow_vectors WHERE memory_id = ?", (memory.id,))
     return True
 
 

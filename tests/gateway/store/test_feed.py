@@ -189,3 +189,30 @@ def test_trimming_keeps_the_newest_and_flags_a_gap(store: Store) -> None:
     assert run(store.changes_since(last - 1, 10)).missed is False
     assert run(store.changes_since(0, 10)).missed is True  # a follower that fell behind
     assert run(store.trim_changes(0.0)) == 0
+
+
+def test_a_vector_changed_without_its_target_vector_is_re_embedded_before_the_switch(
+        make: Callable[[], Store]) -> None:
+    """A replica that has not followed the start of a migration yet updates a memory the job
+    has re-embedded already: the stale target vector goes, the job is offered the memory
+    again after its cursor's end, and the switch waits for it."""
+    store, lagging = make(), make()
+    run(store.set_active_version("embedder", "1"))
+    a, b = put(store, memory(text="one"), memory(text="two"))
+    assert run(store.begin_migration("embedder", "2", T1))
+    batch = run(store.migration_pending("", 10))
+    run(store.put_shadow_batch("embedder", "embedder:2", batch,
+                               np.stack([vector(1, 0, 0, 1)] * 2)))
+    cursor = run(store.model_state("embedder")).cursor  # type: ignore[union-attr]
+    changed = replace(a, text="one, changed", updated_at=T2)
+    assert run(lagging.update(StoredMemory(changed, vector(0, 0, 1, 0)), a))  # no target vector
+    assert run(lagging.feed_rows([a.id]))[a.id].shadow is None
+    assert not run(store.switch_version("embedder", "2", "embedder:2"))
+    again = run(store.migration_pending(cursor, 10))
+    assert [(p.id, p.text) for p in again] == [(a.id, "one, changed")]
+    run(store.put_shadow_batch("embedder", "embedder:2", again, np.stack([vector(0, 1, 1, 0)])))
+    assert run(store.model_state("embedder")).cursor == cursor  # type: ignore[union-attr]
+    assert run(store.migration_pending(cursor, 10)) == []
+    assert run(store.switch_version("embedder", "2", "embedder:2"))
+    np.testing.assert_allclose(run(store.feed_rows([a.id]))[a.id].vector, vector(0, 1, 1, 0))
+    assert b.id in run(store.feed_rows([b.id]))
