@@ -228,7 +228,13 @@ class EmbedderVersions:
         space = await self._target_space(version)
         async with self.service.exclusive():
             rows = await self.service.store.vectors()
-            await asyncio.to_thread(space.index.rebuild, rows)
+            # A write another replica made with the old version just after the switch (before
+            # it followed) holds an old-space vector: leave those of another size out.
+            kept = [r for r in rows if r[2].shape[-1] == space.info.dim]
+            if len(kept) < len(rows):
+                log.warning("%d memories hold vectors of another size than %s: left out of "
+                            "the index", len(rows) - len(kept), space.info.label)
+            await asyncio.to_thread(space.index.rebuild, kept)
             old, target = self.models.active, self.models.target
             self.models.adopt(space)
         if self.service.local_encoder is not None:
