@@ -10,6 +10,7 @@ gateway and bring it back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -116,9 +117,43 @@ class PostgresServer:
         return self.url(name)
 
 
+OWNER_FILE = "owner.pid"  # the test process that started a server, beside its data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans() -> None:
+    """Stop and remove servers left by test sessions that were killed before their teardown
+    (a timeout, a SIGKILL): their owner process is gone, their postmaster still runs."""
+    for root in Path(tempfile.gettempdir()).glob("pg-test-*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        orphan = PostgresServer.__new__(PostgresServer)
+        orphan.root, orphan.data, orphan.log = root, root / "data", root / "server.log"
+        orphan._as_root = os.geteuid() == 0
+        if (orphan.data / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError, OSError):
+                orphan.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def started() -> PostgresServer:
     """A server initialised and running (the caller destroys it)."""
+    reap_orphans()
     server = PostgresServer().init()
+    (server.root / OWNER_FILE).write_text(str(os.getpid()))
     try:
         server.start()
     except BaseException:

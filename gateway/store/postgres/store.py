@@ -87,29 +87,39 @@ class PostgresStore:
             raise RuntimeError("store is not open")
         return self._pool
 
-    async def _on_connection(self, func: Callable[..., Awaitable[T]], args: tuple[Any, ...]
-                             ) -> T:
-        """``func`` on a pooled connection, committed when it returns. A pooled connection
+    async def _on_connection(self, func: Callable[..., Awaitable[T]], args: tuple[Any, ...],
+                             write: bool) -> T:
+        """``func`` on a pooled connection: in a transaction committed when it returns
+        (``write``), else statement by statement (autocommit: no BEGIN and COMMIT round
+        trips for a read). A pooled connection
         the server dropped (a restart) fails on its first statement, before anything was
         committed: the operation runs once more on a fresh connection, so the first request
         after PostgreSQL comes back succeeds (cheaper than checking every connection on
         checkout, a round trip per operation)."""
         for attempt in (1, 2):
-            async with self.pool.connection() as conn:  # commits on return, rolls back on raise
+            async with self.pool.connection() as conn:
                 try:
-                    return await func(conn, *args)
+                    if not write:  # one statement (or several needing no snapshot): autocommit
+                        return await func(conn, *args)
+                    async with conn.transaction():  # commits on return, rolls back on raise
+                        return await func(conn, *args)
                 except psycopg.OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise
             # the broken connection went back to the pool, which discards it
         raise AssertionError("unreachable")
 
-    async def _run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def _run(self, func: Callable[..., Awaitable[T]], *args: Any,
+                   write: bool = True) -> T:
         """``func(conn, *args)`` in one transaction on a pooled connection."""
         if self._loop is None or self._pool is None:
             raise RuntimeError("store is not open")
         with map_postgres_errors():
-            return await self._loop.call(self._on_connection(func, args))
+            return await self._loop.call(self._on_connection(func, args, write))
+
+    async def _read(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``func(conn, *args)``, read-only, outside a transaction on a pooled connection."""
+        return await self._run(func, *args, write=False)
 
     async def _write(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A write that keeps the lexical index: ``func(conn, lexicon, *args)``."""
@@ -118,14 +128,14 @@ class PostgresStore:
     async def _open(self) -> int:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url, min_size=self._pool_min, max_size=self._pool_max, open=False,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10,
+            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True,
                     "options": feed.connect_options(self._origin)},
             timeout=self._connect_wait_s, name="memory-store")
         await pool.open(wait=True, timeout=30)
         try:
             async with pool.connection() as conn:
                 version = await migrate(conn)
-            async with pool.connection() as conn:
+            async with pool.connection() as conn, conn.transaction():
                 await self._lexicon.load(conn)
                 await lexical.maintain(conn, self._lexicon, self.lexical_index)
         except BaseException:
@@ -180,28 +190,28 @@ class PostgresStore:
         return await self._run(feed.locked(erasure.erase_user), user_id)
 
     async def get(self, memory_id: str) -> Memory | None:
-        return await self._run(memories.get, memory_id)
+        return await self._read(memories.get, memory_id)
 
     async def get_many(self, ids: list[str]) -> dict[str, Memory]:
-        return await self._run(memories.get_many, ids)
+        return await self._read(memories.get_many, ids)
 
     async def list_page(
         self, user_id: str, limit: int, after_id: str | None, *,
         order_by: types.ListOrder = "id", after_occurred: str | None = None,
         descending: bool = False, live_at: str | None = None, archived: bool = False,
     ) -> list[Memory]:
-        return await self._run(partial(
+        return await self._read(partial(
             memories.list_page, order_by=order_by, after_occurred=after_occurred,
             descending=descending, live_at=live_at, archived=archived), user_id, limit, after_id)
 
     async def history(self, memory_id: str) -> list[HistoryEvent]:
-        return await self._run(memories.history, memory_id)
+        return await self._read(memories.history, memory_id)
 
     async def filter_ids(self, user_id: str, filters: SearchFilters) -> set[str]:
-        return await self._run(memories.filter_ids, user_id, filters)
+        return await self._read(memories.filter_ids, user_id, filters)
 
     async def expired_ids(self, user_id: str, at: str, limit: int) -> set[str]:
-        return await self._run(memories.expired_ids, user_id, at, limit)
+        return await self._read(memories.expired_ids, user_id, at, limit)
 
     async def keyword_search(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
@@ -215,16 +225,16 @@ class PostgresStore:
             context_weight=context_weight), user_id, query, k, filters)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
-        return await self._run(memories.embeddings, ids)
+        return await self._read(memories.embeddings, ids)
 
     async def existing_ids(self, ids: list[str]) -> set[str]:
-        return await self._run(memories.existing_ids, ids)
+        return await self._read(memories.existing_ids, ids)
 
     async def count(self) -> int:
-        return await self._run(memories.count)
+        return await self._read(memories.count)
 
     async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
-        return await self._run(memories.user_vectors, user_id)
+        return await self._read(memories.user_vectors, user_id)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         return await self._run(memories.vectors, batch)
@@ -232,7 +242,7 @@ class PostgresStore:
     # -- ingest and archive -----------------------------------------------------------------
     async def exact_matches(self, queries: list[types.ExactQuery], live_at: str
                             ) -> list[Memory | None]:
-        return await self._run(ingest.exact_matches, queries, live_at)
+        return await self._read(ingest.exact_matches, queries, live_at)
 
     async def apply(self, plan: types.WritePlan) -> None:
         try:
@@ -245,12 +255,12 @@ class PostgresStore:
 
     async def compressible(self, user_id: str, max_priority: int, live_at: str, *,
                            after: str = "", limit: int = -1) -> list[StoredMemory]:
-        return await self._run(archive.compressible, user_id, max_priority, live_at, after,
+        return await self._read(archive.compressible, user_id, max_priority, live_at, after,
                                limit)
 
     async def archived_vectors(self, user_id: str, filters: SearchFilters
                                ) -> list[tuple[str, str, np.ndarray]]:
-        return await self._run(archive.archived_vectors, user_id, filters)
+        return await self._read(archive.archived_vectors, user_id, filters)
 
     async def delete_expired(self, user_id: str, at: str
                              ) -> tuple[list[Memory], list[StoredMemory]]:
@@ -258,14 +268,14 @@ class PostgresStore:
 
     # -- census -----------------------------------------------------------------------------
     async def user_counts(self, users: list[str]) -> dict[str, int]:
-        return await self._run(census.user_counts, users)
+        return await self._read(census.user_counts, users)
 
     async def census(self, quantiles: tuple[float, ...]) -> types.Census:
-        return await self._run(census.census, quantiles)
+        return await self._read(census.census, quantiles)
 
     async def populations(self, tag_key: str, user_prefix: str = "",
                           without: str | None = None) -> list[types.Population]:
-        return await self._run(census.populations, tag_key, user_prefix, without)
+        return await self._read(census.populations, tag_key, user_prefix, without)
 
     # -- ingest events ----------------------------------------------------------------------
     async def create_event(self, event_id: str, user_id: str, request: dict[str, Any],
@@ -275,13 +285,13 @@ class PostgresStore:
                         attempts, error)
 
     async def get_event(self, event_id: str) -> types.IngestEvent | None:
-        return await self._run(events.get, event_id)
+        return await self._read(events.get, event_id)
 
     async def claim_event(self, now: str) -> types.IngestEvent | None:
         return await self._run(events.claim_due, now)
 
     async def next_event_due(self) -> str | None:
-        return await self._run(events.next_due)
+        return await self._read(events.next_due)
 
     async def save_event(self, event_id: str, status: types.EventStatus, now: str, *,
                          result: dict[str, Any] | None = None, error: str | None = None,
@@ -303,14 +313,14 @@ class PostgresStore:
         return await self._run(jobs.enqueue, job_id, kind, user_id, now, tenant, max_pending)
 
     async def get_job(self, job_id: str) -> types.Job | None:
-        return await self._run(jobs.get, job_id)
+        return await self._read(jobs.get, job_id)
 
     async def recent_jobs(self, limit: int, tenant: str | None = None) -> list[types.Job]:
-        return await self._run(jobs.recent, limit, tenant)
+        return await self._read(jobs.recent, limit, tenant)
 
     async def job_pending(self, kind: str, user_id: str | None,
                           tenant: str | None = None) -> bool:
-        return await self._run(jobs.pending, kind, user_id, tenant)
+        return await self._read(jobs.pending, kind, user_id, tenant)
 
     async def claim_job(self, now: str, lease_until: str) -> types.Job | None:
         return await self._run(jobs.claim, now, lease_until)
@@ -325,7 +335,7 @@ class PostgresStore:
 
     async def next_user(self, after: str,
                         within: types.UserRange = types.EVERY_USER) -> str | None:
-        return await self._run(jobs.next_user, after, within)
+        return await self._read(jobs.next_user, after, within)
 
     # -- retention --------------------------------------------------------------------------
     async def prune(self, before: types.PruneBefore) -> types.Pruned:
@@ -347,7 +357,7 @@ class PostgresStore:
         return self._origin
 
     async def last_change(self) -> int:
-        return await self._run(feed.last_change)
+        return await self._read(feed.last_change)
 
     async def changes_since(self, after: int, limit: int) -> types.FeedPage:
         return await self._run(feed.changes_since, after, limit)
@@ -367,14 +377,14 @@ class PostgresStore:
         return await self.last_change()
 
     async def feed_rows(self, ids: list[str]) -> dict[str, types.FeedRow]:
-        return await self._run(feed.feed_rows, ids)
+        return await self._read(feed.feed_rows, ids)
 
     async def trim_changes(self, before: float) -> int:
         return await self._run(feed.trim, before)
 
     # -- model versions ---------------------------------------------------------------------
     async def model_state(self, model: str) -> types.ModelState | None:
-        return await self._run(versions.state, model)
+        return await self._read(versions.state, model)
 
     async def set_active_version(self, model: str, version: str) -> None:
         await self._run(feed.locked(versions.set_active), model, version)
@@ -386,17 +396,17 @@ class PostgresStore:
         return await self._run(feed.locked(versions.begin), model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
-        return await self._run(versions.pending, after_id, limit)
+        return await self._read(versions.pending, after_id, limit)
 
     async def put_shadow_batch(self, model: str, label: str, batch: list[types.PendingMemory],
                                vectors: np.ndarray) -> list[types.PendingMemory]:
         return await self._run(feed.locked(versions.put_batch), model, label, batch, vectors)
 
     async def shadow_vectors(self) -> list[tuple[str, str, np.ndarray]]:
-        return await self._run(versions.shadow_vectors)
+        return await self._read(versions.shadow_vectors)
 
     async def migration_progress(self) -> tuple[int, int]:
-        return await self._run(versions.progress)
+        return await self._read(versions.progress)
 
     async def switch_version(self, model: str, target: str, label: str) -> bool:
         return await self._run(feed.locked(versions.switch), model, target, label)
