@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path postgres-server bench-replica-lag
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-capacity - bytes per memory on disk (SQLite, PostgreSQL) and in RAM, partition reloads"
 	@echo "make bench-replica-scaling - search throughput: two replicas pinned to a core each vs one, on PostgreSQL"
 	@echo "make bench-console - p50/p99 of every web console page for a user with 10,000 memories"
+	@echo "make bench-replica-lag [BENCH_ARGS=...] - a write on replica A until searchable on replica B: p50/p99 (target p99 <= 1 s)"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
 	@echo "make bench-slow-bodies - keyed search p50/p99 idle vs 200 keyless slow-body connections (target <= 2x)"
@@ -150,6 +151,8 @@ bench-replica-scaling: install-dev export system-packages
 # Every web console page, signed in, for a user with 10,000 memories (docs/benchmarks/console.md).
 bench-console: export
 	$(PY) -m loadtest.bench.console $(BENCH_ARGS)
+bench-replica-lag: install-dev export
+	$(PY) -m loadtest.bench.replica_lag $(BENCH_ARGS)
 
 bench-ingest: export
 	$(PY) -m loadtest.bench.ingest $(BENCH_ARGS)

@@ -62,6 +62,23 @@ class Metrics:
             "memory_query_cache", "Query embedding cache lookups since start (hits, misses)",
             ["outcome"], registry=self.registry,
         )
+        # The change feed (gateway/memory/feed.py), on a replica that follows it.
+        self.feed_applied_seq = Gauge(
+            "memory_feed_applied_seq", "Last change-feed seq this replica's index has applied",
+            registry=self.registry,
+        )
+        self.feed_lag_changes = Gauge(
+            "memory_feed_lag_changes", "Committed changes this replica's index has not applied",
+            registry=self.registry,
+        )
+        self.feed_lag_seconds = Gauge(
+            "memory_feed_lag_seconds", "Age of the oldest change not applied yet (0: caught up)",
+            registry=self.registry,
+        )
+        self.feed_reloads = Counter(
+            "memory_feed_reloads_total", "Index reloads from the store (the feed was trimmed "
+            "past this replica's position)", registry=self.registry,
+        )
         self.triton_batch_texts = Histogram(
             "memory_triton_request_texts", "Texts per gateway request to Triton (its batch rows)",
             ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),

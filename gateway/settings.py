@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # gateways can share it); unset: SQLite in data_dir (docs/operations.md, "PostgreSQL").
     store_url: SecretStr | None = None
     store_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per gateway
+    # Replicas (gateway/memory/feed.py): follow the store's change feed so other gateways'
+    # writes reach this one's vector index. None: on when the store is shared (PostgreSQL);
+    # true also for gateways sharing one SQLite file. A wait for news ends after feed_wait_s
+    # (the bound when a notification is missed); SQLite has none and polls every
+    # feed_poll_ms. Changes older than feed_retention_s are trimmed (a follower that was away
+    # longer reloads its index from the store).
+    feed_follow: bool | None = None
+    feed_wait_s: float = Field(1.0, gt=0, le=60)
+    feed_poll_ms: float = Field(50.0, gt=0, le=10_000)
+    feed_batch: int = Field(500, ge=1, le=10_000)
+    feed_retention_s: float = Field(86_400.0, ge=60)
 
     # Triton
     model_repository: Path = ROOT / "model_repository"

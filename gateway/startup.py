@@ -35,6 +35,7 @@ from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, build_ingest
+from gateway.memory.feed import FeedFollower
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
@@ -87,16 +88,17 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
     service = build_service(stack, settings, store, embedder, reranker, encoder)
     control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
     versions = track_versions(stack, settings, service, store, control, wiring.admission)
+    feed = await mark_feed(settings, service, versions, metrics)
     await load_index(settings, service, metrics)
     await connect_embedder(stack, versions)
     reranker_versions = await connect_reranker(settings, reranker, store, control)
     workers = build_workers(stack, wiring, service)
-    start_workers(stack, workers)
+    start_workers(stack, workers, feed)
     return GatewayState(
         settings=settings, metrics=metrics, admission=wiring.admission,
         dedup_policy=wiring.dedup_policy, store=store, service=service, versions=versions,
         reranker_versions=reranker_versions, ingest=workers.ingest, jobs=workers.jobs,
-        size_trigger=workers.size_trigger, store_gauges=workers.store_gauges)
+        size_trigger=workers.size_trigger, store_gauges=workers.store_gauges, feed=feed)
 
 
 # -- the steps, in order --------------------------------------------------------------------
@@ -135,7 +137,8 @@ async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
         log.info("store: PostgreSQL at %s", redacted(settings.postgres_url))
     else:
         store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
-                            lexical_index=settings.lexical_index)
+                            lexical_index=settings.lexical_index,
+                            feed_poll_s=settings.feed_poll_ms / 1000)
     stack.push_async_callback(store.close)
     await store.open()
     return store
@@ -204,6 +207,21 @@ def track_versions(stack: AsyncExitStack, settings: Settings, service: MemorySer
     return versions
 
 
+async def mark_feed(settings: Settings, service: MemoryService, versions: EmbedderVersions,
+                    metrics: Metrics) -> FeedFollower | None:
+    """A follower of the change feed when the store is shared (not SQLite, unless
+    ``MEMORY_FEED_FOLLOW``), positioned before the index loads: nothing committed during
+    the load is missed."""
+    shared = not isinstance(service.store, SQLiteStore)
+    if not (shared if settings.feed_follow is None else settings.feed_follow):
+        return None
+    feed = FeedFollower(service, service.store, on_version=versions.follow, metrics=metrics,
+                        batch=settings.feed_batch, wait_s=settings.feed_wait_s,
+                        retention_s=settings.feed_retention_s)
+    log.info("following the change feed from seq %d", await feed.mark())
+    return feed
+
+
 async def load_index(settings: Settings, service: MemoryService, metrics: Metrics) -> None:
     """Gauges on the index, the index built from the store, the compute threads capped."""
     export_index_metrics(metrics, service)
@@ -262,14 +280,17 @@ def build_workers(stack: AsyncExitStack, wiring: Wiring, service: MemoryService)
     return Workers(ingest, jobs, size_trigger, gauges)
 
 
-def start_workers(stack: AsyncExitStack, workers: Workers) -> None:
-    """The background tasks; shutdown cancels them first."""
+def start_workers(stack: AsyncExitStack, workers: Workers,
+                  feed: FeedFollower | None = None) -> None:
+    """The background tasks (and the change feed's follower); shutdown cancels them first."""
     tasks = [asyncio.create_task(workers.ingest.work_forever(), name="ingest-events"),
              asyncio.create_task(workers.jobs.work_forever(), name="jobs"),
              asyncio.create_task(workers.jobs.schedule_forever(), name="job-schedule"),
              asyncio.create_task(workers.jobs.prune_forever(), name="job-prune"),
              asyncio.create_task(workers.size_trigger.watch_forever(), name="job-size-trigger"),
              asyncio.create_task(workers.store_gauges.refresh_forever(), name="store-gauges")]
+    if feed is not None:
+        tasks.append(asyncio.create_task(feed.follow_forever(), name="change-feed"))
     stack.push_async_callback(cancel_tasks, *tasks)
 
 

@@ -25,6 +25,8 @@ from gateway.store.types import (
     Erased,
     EventStatus,
     ExactQuery,
+    FeedPage,
+    FeedRow,
     Fold,
     IngestEvent,
     Job,
@@ -310,13 +312,17 @@ class VersionTable(Protocol):
         empty store); returns every recorded model's active version."""
         ...
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        """Start re-embedding into ``target``: no shadow vectors, cursor at the start."""
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        """Start re-embedding into ``target``: no shadow vectors, cursor at the start. False
+        (nothing changed) while a migration runs already: of replicas sharing the store, one
+        begins it, the others follow it through the change feed."""
         ...
 
     async def migration_pending(self, after_id: str, limit: int) -> list[PendingMemory]:
         """Memories after the cursor in id order, text as writes embed it (the speaker's
-        name first): the re-embed job's next batch."""
+        name first): the re-embed job's next batch. Past the last id, the memories still
+        without a target vector (written, or given a new vector by ``update`` without one,
+        by a replica that had not followed the migration yet)."""
         ...
 
     async def put_shadow_batch(self, model: str, label: str, batch: list[PendingMemory],
@@ -343,8 +349,43 @@ class VersionTable(Protocol):
         ...
 
 
+class ChangeFeed(Protocol):
+    """What replicas learn of each other's writes: every committed change that an in-process
+    vector index must follow (a memory added, updated, deleted, archived or restored, a shadow
+    vector written, a model-version change) appends a row to a change log in the same
+    transaction as the write, so a change is in the log exactly when it is in the store.
+    ``seq`` increases in commit order; a follower keeps the last seq it applied."""
+
+    @property
+    def origin(self) -> str:
+        """This store instance's name in the log (a follower skips its own changes)."""
+        ...
+
+    async def last_change(self) -> int:
+        """The newest seq (0: none yet)."""
+        ...
+
+    async def changes_since(self, after: int, limit: int) -> FeedPage:
+        """Up to ``limit`` changes with seq > ``after``, oldest first."""
+        ...
+
+    async def wait_for_change(self, after: int, timeout_s: float) -> int:
+        """The newest seq once it is past ``after``, or after ``timeout_s`` whatever it is.
+        Cheap to call in a loop; a missed wake-up costs at most ``timeout_s`` of lag."""
+        ...
+
+    async def feed_rows(self, ids: list[str]) -> dict[str, FeedRow]:
+        """The index-relevant state of each stored id (absent: deleted or erased)."""
+        ...
+
+    async def trim_changes(self, before: float) -> int:
+        """Drop changes committed before ``before`` (Unix seconds), always keeping the
+        newest; returns how many went."""
+        ...
+
+
 class Store(MemoryRows, WritePlans, Counts, EventQueue, JobTable, Retention, VersionTable,
-            Protocol):
+            ChangeFeed, Protocol):
     """Everything the gateway keeps durably but API keys (``KeyTable``)."""
 
 

@@ -205,3 +205,47 @@ class Erased:
     restored: list[StoredMemory]
     history_events: int
     ingest_events: int
+
+
+# -- the change feed (``gateway.store.base.ChangeFeed``) -------------------------------------
+FeedKind = Literal["add", "update", "delete", "archive", "restore", "shadow", "user", "version"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChange:
+    """One committed change a replica's vector index must learn about.
+
+    ``seq`` increases in commit order; ``memory_id`` names the memory (None for ``user`` and
+    ``version``), ``user_id`` its partition (None for ``version``); ``origin`` is the store
+    instance (a gateway process) that wrote it; ``at`` is the commit's wall-clock time in Unix
+    seconds, by the store's clock.
+    """
+
+    seq: int
+    kind: FeedKind
+    memory_id: str | None
+    user_id: str | None
+    origin: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """Changes after a position, oldest first; ``missed``: some after it were trimmed already,
+    so a follower cannot catch up change by change and must reload from the store."""
+
+    changes: list[FeedChange]
+    missed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """What an index needs of one memory as stored now: its partition, whether it is archived
+    (archived memories are not indexed), its vector with the model label that made it, and
+    during an embedder migration its target vector (None when it has none yet)."""
+
+    user_id: str
+    archived: bool
+    label: str
+    vector: np.ndarray
+    shadow: ShadowVector | None = None

@@ -202,6 +202,70 @@ class EmbedderVersions:
         index = self.make_index()
         return Space(info, index, SearchBatcher(index, window_s=self.window_s))
 
+    # -- replicas -------------------------------------------------------------------------------
+    async def follow(self) -> None:
+        """Another replica changed the model state (the change feed said so): take it.
+
+        A migration begun elsewhere gets a target space here (filled from the stored shadow
+        vectors; this replica's writes then store their target vectors too), one abandoned
+        elsewhere is dropped, and a switch made elsewhere is adopted with an index loaded
+        from the store, so every replica serves one space. The replica running the migration
+        job has nothing to follow. Not pinned yet: ``connect`` reads the state anyway.
+        """
+        if self.models.info is None or (self._task is not None and not self._task.done()):
+            return
+        state = await self.versions.model_state(self.model)
+        if state is None:
+            return
+        if state.active != self.models.info.version:
+            await self._adopt_elsewhere(state.active)
+            return
+        target = self.models.target
+        if state.target is not None and (target is None
+                                         or target.info.version != state.target):
+            await self._serve(sorted([state.active, state.target], key=int),
+                              twin=[state.active])
+            space = await self._target_space(state.target)
+            async with self.service.exclusive():
+                rows = await self.versions.shadow_vectors()
+                await asyncio.to_thread(space.index.rebuild, rows)
+                self.models.begin_target(space)
+            self.status = MigrationStatus(state="elsewhere", active=state.active,
+                                          target=state.target, started_at=state.started_at)
+            if target is not None:
+                await target.close()
+        elif state.target is None and target is not None:
+            async with self.service.exclusive():
+                self.models.begin_target(None)
+            await target.close()
+            await self._serve([state.active])
+            self.status.state, self.status.target = "idle", None
+
+    async def _adopt_elsewhere(self, version: str) -> None:
+        """Serve ``version`` and adopt it with an index loaded from the store."""
+        await self._serve([version])
+        await self._prepare_local(version)
+        space = await self._target_space(version)
+        async with self.service.exclusive():
+            rows = await self.service.store.vectors()
+            # A write another replica made with the old version just after the switch (before
+            # it followed) holds an old-space vector: leave those of another size out.
+            kept = [r for r in rows if r[2].shape[-1] == space.info.dim]
+            if len(kept) < len(rows):
+                log.warning("%d memories hold vectors of another size than %s: left out of "
+                            "the index", len(rows) - len(kept), space.info.label)
+            await asyncio.to_thread(space.index.rebuild, kept)
+            old, target = self.models.active, self.models.target
+            self.models.adopt(space)
+        if self.service.local_encoder is not None:
+            self.service.local_encoder.retain([version])
+        for gone in (old, target):
+            if gone is not None and gone.index is not space.index:
+                await gone.close()
+        self.status = MigrationStatus(state="done", active=version, finished_at=utc_now())
+        log.info("switched %s to version %s (switched by another replica)", self.model,
+                 version)
+
     # -- operator actions ---------------------------------------------------------------------
     async def view(self) -> dict[str, Any]:
         """What the admin API shows: versions on disk, served, active, and the migration."""
@@ -232,10 +296,16 @@ class EmbedderVersions:
         if version == info.version:
             raise Conflict(f"{self.model}:{version} is already active")
         await self.embedder.remote(version)  # a malformed declaration: 422 before any load
+        state = await self.versions.model_state(self.model)
+        if state is not None and state.target is not None:
+            raise Conflict(f"a migration to {self.model}:{state.target} is running "
+                           "(begun by another replica)")
         await self._serve(sorted([info.version, version], key=int), twin=[info.version])
         target = await self._target_space(version)  # a remote one's registration probe
         started = utc_now()
-        await self.versions.begin_migration(self.model, version, started)
+        if not await self.versions.begin_migration(self.model, version, started):
+            await target.close()  # another replica began one meanwhile: it runs the job
+            raise Conflict(f"a migration of {self.model} was begun by another replica")
         self.models.begin_target(target)
         self._start(version, started)
         return self.status

@@ -34,7 +34,7 @@ from gateway.store.in_use import StoreBusy, sole_use
 # index builds); the jobs' shared CPU threads live for the process and are not counted.
 OWN_THREADS = ("sqlite", "keys", "search", "query-encoder", "ann-build")
 STEPS = ("open_keys", "hold_store", "open_store", "open_local_encoder", "open_inference",
-         "build_service", "track_versions", "load_index", "connect_embedder",
+         "build_service", "track_versions", "mark_feed", "load_index", "connect_embedder",
          "connect_reranker", "build_workers", "start_workers")
 
 
@@ -213,10 +213,11 @@ def test_a_failure_after_every_step_closes_all_and_the_store_serves_again(
 
     monkeypatch.setattr(gateway.startup, "build_ingest", recording_build_ingest)
     monkeypatch.setattr(gateway.app, "freeze_heap", fail)
-    settings = no_triton_settings(tmp_path, auth="required",
+    settings = no_triton_settings(tmp_path, auth="required", feed_follow=True,
                                   llm_base_url="http://127.0.0.1:9/v1", llm_model="stub")
     fail_to_start(settings, Injected)
-    assert len(tasks.tasks) >= 6  # the Triton connector, ingest, jobs, schedule, trigger, gauges
+    # the Triton connector, ingest, jobs, schedule, trigger, gauges, the change feed
+    assert len(tasks.tasks) >= 7
     assert_all_closed(settings, threads_before, tasks)
     assert [llm._http.is_closed for llm in clients] == [True]
     monkeypatch.undo()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.store.postgres import memories
+from gateway.store.postgres import feed, memories
 from gateway.store.postgres.rows import Conn, fetch_all, fetch_one, rowcount
 from gateway.store.types import Erased
 
@@ -46,6 +46,7 @@ async def erase_user(conn: Conn, user_id: str) -> list[str]:
     """See ``Store.erase_user``; runs inside the caller's transaction."""
     rows = await fetch_all(conn, "DELETE FROM memories WHERE user_id = %s RETURNING id",
                            (user_id,))
+    await feed.note_user(conn, user_id)
     await conn.execute("DELETE FROM history WHERE user_id = %s", (user_id,))
     await conn.execute("DELETE FROM ingest_events WHERE user_id = %s", (user_id,))
     await _events_naming(conn, json.dumps(user_id))

@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.domain.normalise import text_key
+from gateway.store.postgres import feed
 from gateway.store.postgres.lexical import Lexicon
 from gateway.store.postgres.rows import (
     COLUMNS,
@@ -111,6 +112,9 @@ async def update_row(conn: Conn, lexicon: Lexicon, updated: StoredMemory | Memor
     await record(conn, memory, "UPDATE", previous.text, memory.text, event, memory.updated_at)
     if shadow is not None:
         await put_shadow(conn, memory.id, shadow)
+    elif isinstance(updated, StoredMemory):  # a new vector without its target's (a replica
+        # not yet following the migration): the target vector is stale, re-embed it
+        await conn.execute("DELETE FROM shadow_vectors WHERE memory_id = %s", (memory.id,))
     return True
 
 
@@ -163,6 +167,7 @@ async def delete_user(conn: Conn, user_id: str, at: str) -> list[str]:
                            (user_id,))
     for row in rows:
         await record(conn, row_to_memory(row), "DELETE", row["text"], None, {}, at)
+    await feed.note_user(conn, user_id)
     return [row["id"] for row in rows]
 
 

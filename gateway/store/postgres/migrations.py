@@ -16,6 +16,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from gateway.store.postgres import feed
+
 MIGRATION_LOCK = 0x6D656D31  # pg_advisory_xact_lock key held while migrating
 
 _KEY = 'TEXT COLLATE "C"'
@@ -171,6 +173,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_status ON jobs (status, created_at);
     CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
     """,
+    # 2: the change feed (SQLite's migration 11): triggers append every change a replica's
+    # vector index must follow to ``change_log`` and NOTIFY its seq (``feed``).
+    feed.SCHEMA,
 ]
 
 

@@ -11,6 +11,7 @@ concept, as in the SQLite backend; the pool runs on the store's own loop (``loop
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from gateway.store.postgres import (
     census,
     erasure,
     events,
+    feed,
     ingest,
     jobs,
     lexical,
@@ -70,6 +72,9 @@ class PostgresStore:
         self._loop: LoopThread | None = None
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._lexicon = lexical.Lexicon()
+        # This instance's name in the change log: a replica skips its own changes.
+        self._origin = uuid.uuid4().hex
+        self._listener = feed.Listener(url)  # LISTEN for the change feed, opened on first wait
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -123,7 +128,8 @@ class PostgresStore:
     async def _open(self) -> int:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url, min_size=self._pool_min, max_size=self._pool_max, open=False,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True},
+            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True,
+                    "options": feed.connect_options(self._origin)},
             timeout=self._connect_wait_s, name="memory-store")
         await pool.open(wait=True, timeout=30)
         try:
@@ -152,6 +158,7 @@ class PostgresStore:
     async def close(self) -> None:
         if self._loop is None:
             return
+        await self._loop.call(self._listener.close())
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await self._loop.call(pool.close())
@@ -162,25 +169,25 @@ class PostgresStore:
     async def insert_many(self, items: list[StoredMemory],
                           shadows: list[types.ShadowVector] | None = None) -> None:
         try:
-            await self._write(memories.insert_rows, items, shadows)
+            await self._write(feed.locked(memories.insert_rows), items, shadows)
         except errors.UniqueViolation as exc:  # the transaction was rolled back
             raise types.RowConflict(str(exc)) from exc
 
     async def update(self, updated: StoredMemory | Memory, previous: Memory,
                      shadow: types.ShadowVector | None = None) -> bool:
-        return await self._write(memories.update_row, updated, previous, shadow)
+        return await self._write(feed.locked(memories.update_row), updated, previous, shadow)
 
     async def delete(self, memory_id: str, at: str) -> tuple[Memory, list[StoredMemory]] | None:
-        return await self._run(memories.delete_one, memory_id, at)
+        return await self._run(feed.locked(memories.delete_one), memory_id, at)
 
     async def delete_user(self, user_id: str, at: str) -> list[str]:
-        return await self._run(memories.delete_user, user_id, at)
+        return await self._run(feed.locked(memories.delete_user), user_id, at)
 
     async def erase(self, memory_id: str, at: str) -> types.Erased | None:
-        return await self._run(erasure.erase_one, memory_id, at)
+        return await self._run(feed.locked(erasure.erase_one), memory_id, at)
 
     async def erase_user(self, user_id: str) -> list[str]:
-        return await self._run(erasure.erase_user, user_id)
+        return await self._run(feed.locked(erasure.erase_user), user_id)
 
     async def get(self, memory_id: str) -> Memory | None:
         return await self._read(memories.get, memory_id)
@@ -239,12 +246,12 @@ class PostgresStore:
 
     async def apply(self, plan: types.WritePlan) -> None:
         try:
-            await self._write(ingest.apply, plan)
+            await self._write(feed.locked(ingest.apply), plan)
         except errors.UniqueViolation as exc:
             raise types.RowConflict(str(exc)) from exc
 
     async def fold(self, folds: list[types.Fold], at: str) -> None:
-        await self._write(archive.fold, folds, at)
+        await self._write(feed.locked(archive.fold), folds, at)
 
     async def compressible(self, user_id: str, max_priority: int, live_at: str, *,
                            after: str = "", limit: int = -1) -> list[StoredMemory]:
@@ -257,7 +264,7 @@ class PostgresStore:
 
     async def delete_expired(self, user_id: str, at: str
                              ) -> tuple[list[Memory], list[StoredMemory]]:
-        return await self._run(archive.delete_expired, user_id, at)
+        return await self._run(feed.locked(archive.delete_expired), user_id, at)
 
     # -- census -----------------------------------------------------------------------------
     async def user_counts(self, users: list[str]) -> dict[str, int]:
@@ -344,25 +351,56 @@ class PostgresStore:
                     break
         return types.Pruned(**counts)
 
+    # -- the change feed --------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    async def last_change(self) -> int:
+        return await self._read(feed.last_change)
+
+    async def changes_since(self, after: int, limit: int) -> types.FeedPage:
+        return await self._run(feed.changes_since, after, limit)
+
+    async def wait_for_change(self, after: int, timeout_s: float) -> int:
+        """``LISTEN`` first, then read the table (the truth), then wait for a notification:
+        a change committed between the two is either read or notified."""
+        if self._loop is None:
+            raise RuntimeError("store is not open")
+        with map_postgres_errors():
+            await self._loop.call(self._listener.ensure())
+        last = await self.last_change()
+        if last > after:
+            return last
+        with map_postgres_errors():
+            await self._loop.call(self._listener.wait(after, timeout_s))
+        return await self.last_change()
+
+    async def feed_rows(self, ids: list[str]) -> dict[str, types.FeedRow]:
+        return await self._read(feed.feed_rows, ids)
+
+    async def trim_changes(self, before: float) -> int:
+        return await self._run(feed.trim, before)
+
     # -- model versions ---------------------------------------------------------------------
     async def model_state(self, model: str) -> types.ModelState | None:
         return await self._read(versions.state, model)
 
     async def set_active_version(self, model: str, version: str) -> None:
-        await self._run(versions.set_active, model, version)
+        await self._run(feed.locked(versions.set_active), model, version)
 
     async def adopt_versions(self, models: dict[str, str]) -> dict[str, str]:
-        return await self._run(versions.adopt, models)
+        return await self._run(feed.locked(versions.adopt), models)
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        await self._run(versions.begin, model, target, at)
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._run(feed.locked(versions.begin), model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._read(versions.pending, after_id, limit)
 
     async def put_shadow_batch(self, model: str, label: str, batch: list[types.PendingMemory],
                                vectors: np.ndarray) -> list[types.PendingMemory]:
-        return await self._run(versions.put_batch, model, label, batch, vectors)
+        return await self._run(feed.locked(versions.put_batch), model, label, batch, vectors)
 
     async def shadow_vectors(self) -> list[tuple[str, str, np.ndarray]]:
         return await self._read(versions.shadow_vectors)
@@ -371,7 +409,7 @@ class PostgresStore:
         return await self._read(versions.progress)
 
     async def switch_version(self, model: str, target: str, label: str) -> bool:
-        return await self._run(versions.switch, model, target, label)
+        return await self._run(feed.locked(versions.switch), model, target, label)
 
     async def abandon_migration(self, model: str) -> None:
-        await self._run(versions.abandon, model)
+        await self._run(feed.locked(versions.abandon), model)

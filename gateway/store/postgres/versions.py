@@ -37,17 +37,27 @@ async def adopt(conn: Conn, models: dict[str, str]) -> dict[str, str]:
     return {r["model"]: r["active"] for r in rows}
 
 
-async def begin(conn: Conn, model: str, target: str, at: str) -> None:
+async def begin(conn: Conn, model: str, target: str, at: str) -> bool:
+    """Only when no migration runs (one begun by another replica wins): False then."""
+    if not await rowcount(conn, "UPDATE model_state SET target = %s, cursor = '', "
+                          "started_at = %s WHERE model = %s AND target IS NULL",
+                          (target, at, model)):
+        return False
     await conn.execute("DELETE FROM shadow_vectors")
-    await conn.execute("UPDATE model_state SET target = %s, cursor = '', started_at = %s "
-                       "WHERE model = %s", (target, at, model))
+    return True
+
+
+_PENDING = ("SELECT id, user_id, coalesce(speaker || ': ', '') || text AS said, updated_at, "
+            "archived_at IS NOT NULL AS archived FROM memories m WHERE {} ORDER BY id LIMIT %s")
 
 
 async def pending(conn: Conn, after_id: str, limit: int) -> list[PendingMemory]:
-    rows = await fetch_all(
-        conn, "SELECT id, user_id, coalesce(speaker || ': ', '') || text AS said, updated_at, "
-        "archived_at IS NOT NULL AS archived FROM memories WHERE id > %s ORDER BY id LIMIT %s",
-        (after_id, limit))
+    """After the cursor; past the end, any memory still without a target vector (one
+    written or changed before its gateway followed the migration)."""
+    rows = await fetch_all(conn, _PENDING.format("id > %s"), (after_id, limit))
+    if not rows:
+        rows = await fetch_all(conn, _PENDING.format(
+            "NOT EXISTS (SELECT 1 FROM shadow_vectors s WHERE s.memory_id = m.id)"), (limit,))
     return [PendingMemory(r["id"], r["user_id"], r["said"], r["updated_at"], r["archived"])
             for r in rows]
 
@@ -65,8 +75,8 @@ async def put_batch(conn: Conn, model: str, label: str, batch: list[PendingMemor
             (item.id, label, vector_blob(vector), item.id, item.updated_at)) == 1:
             written.append(item)
     if batch:
-        await conn.execute("UPDATE model_state SET cursor = %s WHERE model = %s",
-                           (batch[-1].id, model))
+        await conn.execute("UPDATE model_state SET cursor = greatest(cursor, %s) "
+                           "WHERE model = %s", (batch[-1].id, model))
     return written
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from gateway.store.sqlite import memories
+from gateway.store.sqlite import feed, memories
 from gateway.store.types import Erased
 
 
@@ -51,6 +51,7 @@ def erase_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
     ids = [row[0] for row in conn.execute("SELECT id FROM memories WHERE user_id = ?",
                                           (user_id,))]
     conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+    feed.note_user(conn, user_id)
     conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
     conn.execute("DELETE FROM ingest_events WHERE user_id = ?", (user_id,))
     # a batch's event is filed under its first item's user: find the user in the request too

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.store.sqlite import feed
 from gateway.store.sqlite.rows import (
     COLUMNS,
     blob_vector,
@@ -88,6 +89,9 @@ def update_row(
     record(conn, memory, "UPDATE", previous.text, memory.text, event, memory.updated_at)
     if shadow is not None:
         put_shadow(conn, memory.id, shadow)
+    elif isinstance(updated, StoredMemory):  # a new vector without its target's (a gateway
+        # not yet following the migration): the target vector is stale, re-embed it
+        conn.execute("DELETE FROM shadow_vectors WHERE memory_id = ?", (memory.id,))
     return True
 
 
@@ -142,6 +146,7 @@ def delete_user(conn: sqlite3.Connection, user_id: str, at: str) -> list[str]:
     for row in rows:
         record(conn, row_to_memory(row), "DELETE", row["text"], None, {}, at)
     conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+    feed.note_user(conn, user_id)
     return [row["id"] for row in rows]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.sqlite import lexical
+from gateway.store.sqlite import feed, lexical
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
@@ -148,6 +148,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
     CREATE INDEX history_deletes ON history (at) WHERE event = 'DELETE';
     """,
+    # 11: the change feed. Triggers append every change a replica's vector index must follow
+    # to ``change_log`` in the writing transaction (``gateway.store.sqlite.feed``); nothing to
+    # backfill: a follower loads its index from the store and follows from the newest seq.
+    feed.SCHEMA,
 ]
 
 

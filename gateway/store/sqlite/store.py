@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -27,6 +28,7 @@ from gateway.store.sqlite import (
     census,
     erasure,
     events,
+    feed,
     functions,
     ingest,
     jobs,
@@ -48,8 +50,11 @@ class SQLiteStore:
     """Async facade over one SQLite file in WAL mode."""
 
     def __init__(self, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "FULL",
-                 lexical_index: bool = True) -> None:
+                 lexical_index: bool = True, feed_poll_s: float = 0.05) -> None:
         self.path = path
+        # This instance's name in the change log: gateways sharing the file skip their own.
+        self._origin = uuid.uuid4().hex
+        self._feed_poll_s = feed_poll_s  # how often ``wait_for_change`` looks at the log
         self._synchronous = synchronous
         self.lexical_index = lexical_index  # off: writes skip the keyword index (lexical.py)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -86,6 +91,7 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA query_only = ON")
             functions.install(conn, self._lexical_key)
+            feed.install(conn, self._origin)
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -114,6 +120,7 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
         functions.install(conn, self._lexical_key)
+        feed.install(conn, self._origin)
         self._lexical_key.load(conn)
         self._conn = conn
         version = migrate(conn)
@@ -347,6 +354,34 @@ class SQLiteStore:
                     break
         return types.Pruned(**counts)
 
+    # -- the change feed --------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    async def last_change(self) -> int:
+        return await self._read(feed.last_change)
+
+    async def changes_since(self, after: int, limit: int) -> types.FeedPage:
+        return await self._read(feed.changes_since, after, limit)
+
+    async def wait_for_change(self, after: int, timeout_s: float) -> int:
+        """A cheap poll of the newest seq (one index lookup on a reader) every
+        ``feed_poll_s``: SQLite has no notifications across processes."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            last = await self.last_change()
+            left = deadline - asyncio.get_running_loop().time()
+            if last > after or left <= 0:
+                return last
+            await asyncio.sleep(min(self._feed_poll_s, left))
+
+    async def feed_rows(self, ids: list[str]) -> dict[str, types.FeedRow]:
+        return await self._read(feed.feed_rows, ids)
+
+    async def trim_changes(self, before: float) -> int:
+        return await self._write(feed.trim, before)
+
     # -- model versions ---------------------------------------------------------------------
     async def model_state(self, model: str) -> types.ModelState | None:
         return await self._on_writer(versions.state, model)
@@ -357,8 +392,8 @@ class SQLiteStore:
     async def adopt_versions(self, models: dict[str, str]) -> dict[str, str]:
         return await self._write(versions.adopt, models)
 
-    async def begin_migration(self, model: str, target: str, at: str) -> None:
-        await self._write(versions.begin, model, target, at)
+    async def begin_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._write(versions.begin, model, target, at)
 
     async def migration_pending(self, after_id: str, limit: int) -> list[types.PendingMemory]:
         return await self._on_writer(versions.pending, after_id, limit)

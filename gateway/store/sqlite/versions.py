@@ -35,18 +35,28 @@ def adopt(conn: sqlite3.Connection, models: dict[str, str]) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")}
 
 
-def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> None:
+def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> bool:
+    """Only when no migration runs (one begun by another gateway wins): False then."""
+    if conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
+                    "WHERE model = ? AND target IS NULL", (target, at, model)).rowcount != 1:
+        return False
     conn.execute("DELETE FROM shadow_vectors")
-    conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
-                 "WHERE model = ?", (target, at, model))
+    return True
+
+
+# The text as writes embed it: after its speaker (conversation.attributed).
+_PENDING = ("SELECT id, user_id, coalesce(speaker || ': ', '') || text, updated_at, "
+            "archived_at IS NOT NULL FROM memories m WHERE {} ORDER BY id LIMIT ?")
 
 
 def pending(conn: sqlite3.Connection, after_id: str, limit: int) -> list[PendingMemory]:
-    rows = conn.execute(
-        # The text as writes embed it: after its speaker (conversation.attributed).
-        "SELECT id, user_id, coalesce(speaker || ': ', '') || text, updated_at, "
-        "archived_at IS NOT NULL FROM memories WHERE id > ? "
-        "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+    """After the cursor; past the end, any memory still without a target vector (one
+    written or changed before its gateway followed the migration)."""
+    rows = conn.execute(_PENDING.format("id > ?"), (after_id, limit)).fetchall()
+    if not rows:
+        rows = conn.execute(_PENDING.format(
+            "NOT EXISTS (SELECT 1 FROM shadow_vectors s WHERE s.memory_id = m.id)"),
+            (limit,)).fetchall()
     return [PendingMemory(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
 
 
@@ -65,7 +75,8 @@ def put_batch(conn: sqlite3.Connection, model: str, label: str, batch: list[Pend
         if cursor.rowcount == 1:
             written.append(item)
     if batch:
-        conn.execute("UPDATE model_state SET cursor = ? WHERE model = ?", (batch[-1].id, model))
+        conn.execute("UPDATE model_state SET cursor = max(cursor, ?) WHERE model = ?",
+                     (batch[-1].id, model))
     return written
 
 
