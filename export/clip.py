@@ -57,7 +57,7 @@ def check_source(source: Path) -> None:
         raise ExportError(f"{source} has no weights ({' or '.join(WEIGHT_FILES)})")
     if not (source / "preprocessor_config.json").is_file():
         raise ExportError(f"{source} has no preprocessor_config.json (image preprocessing)")
-    if not (source / "tokenizer.json").is_file() and not (source / "tokenizer_config.json").is_file():
+    if not any((source / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise ExportError(f"{source} has no tokenizer (tokenizer.json or tokenizer_config.json)")
 
 

@@ -15,7 +15,8 @@ from .errors import ExportError
 # What a cross-encoder needs: config, tokenizer files, weights (no ONNX/OpenVINO copies).
 HUB_PATTERNS = [
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.txt", "merges.txt", "preprocessor_config.json", "vocab.json", "*.model", "added_tokens.json",
+    "vocab.txt", "merges.txt", "vocab.json", "*.model", "added_tokens.json",
+    "preprocessor_config.json",  # a CLIP's image preprocessing
     "model.safetensors", "pytorch_model.bin",
 ]
 
