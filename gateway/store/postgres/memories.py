@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.domain.normalise import text_key
+from gateway.store.postgres import images
 from gateway.store.postgres.lexical import Lexicon
 from gateway.store.postgres.rows import (
     COLUMNS,
@@ -50,12 +51,15 @@ async def insert_rows(conn: Conn, lexicon: Lexicon, items: list[StoredMemory],
         m = item.memory
         await conn.execute(
             f"INSERT INTO memories ({COLUMNS}, embedding, context, text_key) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s)",
             (m.id, m.user_id, m.agent_id, m.run_id, m.text, jsonb(m.metadata), m.priority,
              m.created_at, m.updated_at, m.embedding_model, m.occurred_at, m.expires_at,
              m.role, m.speaker, m.archived_at, m.summary_id,
-             None if m.sources is None else jsonb(list(m.sources)),
+             None if m.sources is None else jsonb(list(m.sources)), m.modality,
              vector_blob(item.embedding), item.context, text_key(m.text)))
+        if item.image is not None:
+            await images.insert(conn, m.id, item.image)
         await lexicon.write_doc(conn, m.id, m.user_id, m.text, m.speaker, m.occurred_at,
                                 item.context, m.archived_at is not None)
         await record(conn, m, "ADD", None, m.text, {"metadata": m.metadata,

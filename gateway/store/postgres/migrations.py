@@ -171,6 +171,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_status ON jobs (status, created_at);
     CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
     """,
+    # 2: image memories (as SQLite's migration of the same name): a memory's modality, an
+    # image memory's picture and CLIP vector beside it, removed with the memory.
+    f"""
+    ALTER TABLE memories ADD COLUMN modality TEXT NOT NULL DEFAULT 'text'
+        CHECK (modality IN ('text', 'image'));
+    CREATE TABLE memory_images (
+        memory_id {_KEY} PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        mime      TEXT NOT NULL,
+        width     INTEGER NOT NULL,
+        height    INTEGER NOT NULL,
+        data      BYTEA NOT NULL,
+        model     TEXT NOT NULL,
+        embedding BYTEA NOT NULL
+    );
+    CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
+    """,
 ]
 
 

@@ -22,13 +22,20 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.domain.model import (
+    HistoryEvent,
+    Memory,
+    SearchFilters,
+    StoredImage,
+    StoredMemory,
+)
 from gateway.store import types
 from gateway.store.postgres import (
     archive,
     census,
     erasure,
     events,
+    images,
     ingest,
     jobs,
     lexical,
@@ -206,6 +213,13 @@ class PostgresStore:
 
     async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
         return await self._run(memories.user_vectors, user_id)
+
+    async def image(self, memory_id: str) -> StoredImage | None:
+        return await self._run(images.get, memory_id)
+
+    async def image_vectors(self, user_id: str, model: str, filters: SearchFilters
+                            ) -> tuple[list[str], np.ndarray]:
+        return await self._run(images.vectors, user_id, model, filters)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         return await self._run(memories.vectors, batch)

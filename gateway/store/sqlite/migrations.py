@@ -148,6 +148,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
     CREATE INDEX history_deletes ON history (at) WHERE event = 'DELETE';
     """,
+    # 11: image memories. A memory's modality ('text' or 'image'); an image memory's picture
+    # (re-encoded, metadata stripped) and its vector in the CLIP space ``model`` beside it,
+    # removed with the memory (delete, erase) by the foreign key.
+    """
+    ALTER TABLE memories ADD COLUMN modality TEXT NOT NULL DEFAULT 'text'
+        CHECK (modality IN ('text', 'image'));
+    CREATE TABLE memory_images (
+        memory_id TEXT PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        mime      TEXT NOT NULL,
+        width     INTEGER NOT NULL,
+        height    INTEGER NOT NULL,
+        data      BLOB NOT NULL,
+        model     TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
+    """,
 ]
 
 

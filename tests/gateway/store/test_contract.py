@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support import memory, run
 
-from gateway.domain.model import Memory, SearchFilters, StoredMemory
+from gateway.domain.model import Memory, SearchFilters, StoredImage, StoredMemory
 from gateway.domain.normalise import text_key
 from gateway.memory.ids import uuid7
 from gateway.store.base import KeyTable, Store
@@ -220,6 +220,52 @@ def test_erase_user_removes_every_trace_of_that_user_only(store: Store) -> None:
     assert [h[0] for h in run(store.keyword_search("bob", "alpha", 5, ANY))] == [b1.id]
     assert len(run(store.history(b1.id))) == 1
     assert run(store.erase_user("nobody")) == []
+
+
+# -- image memories ------------------------------------------------------------------------
+def picture(*values: float, model: str = "clip:1") -> StoredImage:
+    return StoredImage(b"\x89PNG fake bytes", "image/png", 3, 2, model, vector(*values))
+
+
+def image_memory(user: str = "alice", *values: float, model: str = "clip:1",
+                 **fields: object) -> StoredMemory:
+    item = memory(user=user, text="", modality="image", **fields)
+    return replace(item, image=picture(*(values or (1, 0)), model=model))
+
+
+def test_image_memories_keep_their_picture_and_modality(store: Store) -> None:
+    text, image = put(store, memory(text="words"), image_memory())
+    assert run(store.get(image.id)).modality == "image"
+    assert run(store.get(text.id)).modality == "text"
+    stored = run(store.image(image.id))
+    assert stored is not None and stored.data == b"\x89PNG fake bytes"
+    assert (stored.mime, stored.width, stored.height, stored.model) == ("image/png", 3, 2,
+                                                                         "clip:1")
+    np.testing.assert_allclose(stored.vector, vector(1, 0))
+    assert run(store.image(text.id)) is None and run(store.image("missing")) is None
+
+
+def test_image_vectors_are_per_user_space_filter_and_liveness(store: Store) -> None:
+    a, b = put(store, image_memory("alice", 1, 0), image_memory("alice", 0, 1, agent_id="x"))
+    put(store, image_memory("bob", 1, 1), image_memory("alice", 1, 1, model="clip:2"),
+        memory(user="alice"), image_memory("alice", 1, 0, expires_at=T0))
+    ids, matrix = run(store.image_vectors("alice", "clip:1", SearchFilters(live_at=T1)))
+    assert ids == sorted([a.id, b.id]) and matrix.shape == (2, 2)
+    np.testing.assert_allclose(matrix[ids.index(b.id)], vector(0, 1))
+    only_x = run(store.image_vectors("alice", "clip:1", SearchFilters(agent_id="x")))
+    assert only_x[0] == [b.id]
+    ids, matrix = run(store.image_vectors("carol", "clip:1", ANY))
+    assert ids == [] and matrix.shape[0] == 0
+
+
+def test_delete_and_erase_take_the_picture_along(store: Store) -> None:
+    one, two, three = put(store, image_memory(), image_memory(), image_memory("bob"))
+    run(store.delete(one.id, T1))
+    run(store.erase(two.id, T1))
+    run(store.erase_user("bob"))
+    for item in (one, two, three):
+        assert run(store.image(item.id)) is None
+    assert run(store.image_vectors("alice", "clip:1", ANY))[0] == []
 
 
 def test_filter_ids_applies_every_condition(store: Store) -> None:
