@@ -13,6 +13,7 @@ from gateway.jobs.runner import JobRunner
 from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest
+from gateway.memory.image_memories import ImageMemories
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
@@ -37,3 +38,4 @@ class GatewayState:
     jobs: JobRunner
     size_trigger: SizeTrigger
     store_gauges: StoreGauges
+    images: ImageMemories  # image memories and the search over both modalities

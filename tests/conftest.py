@@ -1,5 +1,6 @@
 """Shared fixtures: a real Triton server for the session, gateways on temporary SQLite files,
-and a tiny cross-encoder exported as a reranker (built once, used by export and gateway tests)."""
+and a tiny cross-encoder and a tiny CLIP exported into repositories (built once, used by export
+and gateway tests)."""
 
 from __future__ import annotations
 
@@ -68,4 +69,20 @@ def reranker_repo(cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFact
     repo = tmp_path_factory.mktemp("reranker-export") / "model_repository"
     argv = ["reranker", "--model", str(cross_encoder_dir), "--repository", str(repo)]
     assert export_main(argv) == 0
+    return repo
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP trained on colours, laid out like a hub model (see tiny_clip)."""
+    from support.tiny_clip import build
+
+    return build(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def clip_repo(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding ``clip_image/1`` and ``clip_text/1``, exported by the real CLI."""
+    repo = tmp_path_factory.mktemp("clip-export") / "model_repository"
+    assert export_main(["clip", "--model", str(clip_dir), "--repository", str(repo)]) == 0
     return repo
