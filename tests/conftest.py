@@ -86,3 +86,18 @@ def clip_repo(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("clip-export") / "model_repository"
     assert export_main(["clip", "--model", str(clip_dir), "--repository", str(repo)]) == 0
     return repo
+
+
+@pytest.fixture(scope="module")
+def clip_triton(clip_repo: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[TritonServer]:
+    """A Triton serving the exported embedder and the tiny CLIP's two towers."""
+    from loadtest.repository import copy_latest_as_v1
+
+    root = tmp_path_factory.mktemp("clip-serving")
+    repo = copy_latest_as_v1(root, "embedder")
+    copy_latest_as_v1(root, "clip_image", source=clip_repo)
+    copy_latest_as_v1(root, "clip_text", source=clip_repo)
+    server = make_triton(root, repository=repo, models=("embedder", "clip_image", "clip_text"))
+    with server:
+        yield server

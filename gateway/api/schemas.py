@@ -299,7 +299,7 @@ class MemoryOut(BaseModel):
     archived_at: str | None = None  # set: folded into the summary ``summary_id``
     summary_id: str | None = None
     sources: list[str] | None = None  # on a summary: the ids of the memories it folds
-    modality: Modality = "text"  # "image": its picture is at GET /v1/memories/{id}/image
+    modality: Modality  # "image": its picture is at GET /v1/memories/{id}/image
     image: ImageOut | None = None  # an image memory's picture, on reads by id and on adds
 
     @classmethod

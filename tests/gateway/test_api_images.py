@@ -13,28 +13,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support import make_triton, settings_for
+from support import settings_for
 from support.tiny_clip import COLOURS, caption, picture
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
 from gateway.triton import TritonServer
-from loadtest.repository import copy_latest_as_v1
-
-CLIP_MODELS = ("embedder", "clip_image", "clip_text")
-
-
-@pytest.fixture(scope="module")
-def clip_triton(clip_repo: Path, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[TritonServer]:
-    root = tmp_path_factory.mktemp("clip-serving")
-    repo = copy_latest_as_v1(root, "embedder")
-    copy_latest_as_v1(root, "clip_image", source=clip_repo)
-    copy_latest_as_v1(root, "clip_text", source=clip_repo)
-    server = make_triton(root, repository=repo, models=CLIP_MODELS)
-    with server:
-        yield server
 
 
 @pytest.fixture
