@@ -5,6 +5,7 @@ nothing stored."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import Iterator
@@ -13,12 +14,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support import settings_for
+from support import opened, run, settings_for
 from support.tiny_clip import COLOURS, caption, picture
 
 from gateway.app import create_app
 from gateway.auth.principal import KeyScope
 from gateway.auth.store import KeyStore
+from gateway.backup.jsonl import export_jsonl, import_jsonl
+from gateway.store.sqlite.files import copy_online
 from gateway.triton import TritonServer
 
 
@@ -232,3 +235,35 @@ def test_without_a_clip_model_image_routes_say_how_to_enable_them(
         assert plain.post("/v1/memories/search", json={"user_id": "alice",
                                                        "query": "fine"}).status_code == 200
         assert count(plain) == 1
+
+
+@pytest.mark.parametrize("vectors", [True, False])
+def test_export_import_and_backup_carry_images(clip_triton: TritonServer, tmp_path: Path,
+                                               vectors: bool) -> None:
+    source = settings_for(clip_triton, tmp_path / "source")
+    with TestClient(create_app(source)) as client:
+        red = add_image(client, "red", text="the red kite")
+        blue = add_image(client, "blue")
+        note = client.post("/v1/memories", json={"user_id": "alice", "text": "kites"}).json()
+        original = client.get(red["image"]["url"]).content
+    dump = tmp_path / "export.jsonl"
+    assert export_jsonl(source, dump, vectors=vectors) == 3
+    assert copy_online(source.db_path, tmp_path / "backup.sqlite3") == "ok"
+    backup = run(opened(tmp_path / "backup.sqlite3"))
+    try:
+        assert run(backup.image(red["id"])).data == original
+    finally:
+        run(backup.close())
+    target = settings_for(clip_triton, tmp_path / "target")
+    report = asyncio.run(import_jsonl(target, dump))
+    assert report.imported == 3 and report.embedded == (0 if vectors else 3)
+    with TestClient(create_app(target)) as client:
+        got = client.get(f"/v1/memories/{red['id']}").json()
+        assert got["modality"] == "image" and got["image"] == red["image"]
+        assert client.get(red["image"]["url"]).content == original
+        assert client.get(f"/v1/memories/{note['id']}").json()["modality"] == "text"
+        assert search(client, image=b64(picture("blue", seed=5)), limit=1)[0]["id"] == blue["id"]
+        assert red["id"] in [r["id"] for r in search(client, query="kite", mode="keyword")]
+        erased = client.delete(f"/v1/memories/{blue['id']}", params={"erase": "true"})
+        assert erased.status_code == 204
+        assert client.get(blue["image"]["url"]).status_code == 404
