@@ -17,7 +17,7 @@ TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.tom
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test    - add the dev and load-test tools, run the whole test suite (real Triton, real SQLite)"
-	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
+	@echo "make export  - export/validate the embedder (and RERANKER=, CLIP=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
@@ -67,11 +67,17 @@ install-dev: $(DEV_STAMP)
 # The reranker is optional: `make export RERANKER=<cross-encoder folder or hub id>` (also with
 # run/test/bench) exports it next to the embedder; without RERANKER only the embedder is made.
 RERANKER ?=
+# CLIP is optional too: `make export CLIP=<CLIP folder or hub id>` exports clip_image and
+# clip_text for image memories (docs/models.md); no package here ships CLIP weights.
+CLIP ?=
 
 export: install
 	$(PY) -m export embedder
 ifneq ($(strip $(RERANKER)),)
 	$(PY) -m export reranker --model $(RERANKER)
+endif
+ifneq ($(strip $(CLIP)),)
+	$(PY) -m export clip --model $(CLIP)
 endif
 
 run: export
