@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-images bench-mcp bench-capacity bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
+	@echo "make bench-images [CLIP=<dir or hub id>] - text and image memories in one list: recall and cost"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
 	@echo "make bench-capacity [BENCH_ARGS=--store-url ...] - bytes per memory on disk and in RAM, partition reloads"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
@@ -111,6 +112,11 @@ bench-mem0: install-dev export
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export
 	$(PY) -m loadtest.bench.concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
+
+# Text and image memories in one result list: recall of the fused list against each modality
+# alone, and the search cost of having images (CLIP=<dir or hub id>, else the tests' tiny CLIP).
+bench-images: install-dev export
+	$(PY) -m loadtest.bench.images $(if $(strip $(CLIP)),--clip $(CLIP),--tiny) $(BENCH_ARGS)
 
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export

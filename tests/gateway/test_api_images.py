@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from support import opened, run, settings_for
+from support.jobs import wait_done
 from support.tiny_clip import COLOURS, caption, picture
 
 from gateway.app import create_app
@@ -267,3 +268,24 @@ def test_export_import_and_backup_carry_images(clip_triton: TritonServer, tmp_pa
         erased = client.delete(f"/v1/memories/{blue['id']}", params={"erase": "true"})
         assert erased.status_code == 204
         assert client.get(blue["image"]["url"]).status_code == 404
+
+
+def test_consolidation_jobs_leave_images_alone(clip_triton: TritonServer,
+                                               tmp_path: Path) -> None:
+    """Captionless pictures share one (empty) text: merge must not take them for duplicates,
+    and compress must not fold a picture into a text summary."""
+    settings = settings_for(clip_triton, tmp_path / "data", compress_group_size=4)
+    old = {"occurred_at": "2020-01-01T00:00:00Z", "priority": 1}
+    with TestClient(create_app(settings)) as client:
+        images = [add_image(client, "red", seed=i, **old)["id"] for i in range(4)]
+        items = [{"user_id": "alice", "text": f"old note number {i} about the garden", **old}
+                 for i in range(4)]
+        client.post("/v1/memories/batch", json={"items": items, "dedup": False})
+        for kind in ("merge", "compress"):
+            started = client.post("/v1/jobs", json={"kind": kind, "user_id": "alice"})
+            assert started.status_code == 202, started.text
+            assert wait_done(client, started.json()["id"])["status"] == "done"
+        for memory_id in images:
+            got = client.get(f"/v1/memories/{memory_id}").json()
+            assert got["modality"] == "image" and got["archived_at"] is None
+        assert len(search(client, image=b64(picture("red")), limit=10)) == 4
