@@ -58,10 +58,10 @@ class ImageProcessor:
     def __call__(self, data: bytes) -> np.ndarray:
         """``[3, crop_h, crop_w]`` float32 from encoded image bytes; ValueError if unreadable."""
         try:
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise ValueError(f"image of {image.width}x{image.height} pixels is too large")
-            image = image.convert("RGB")
+            opened = Image.open(io.BytesIO(data))
+            if opened.width * opened.height > MAX_PIXELS:
+                raise ValueError(f"image of {opened.width}x{opened.height} pixels is too large")
+            image = opened.convert("RGB")
         except (OSError, Image.DecompressionBombError) as exc:
             raise ValueError(f"not a readable image: {exc}") from exc
         width, height = image.size

@@ -257,6 +257,9 @@ class SearchIn(Request):
         if self.image is not None and self.modality == "text":
             raise ValueError("a search by 'image' finds image memories only; drop "
                              "modality 'text'")
+        if self.image is not None and (self.rerank or self.mode == "keyword"):
+            raise ValueError("a search by 'image' compares pictures: it cannot rerank or "
+                             "run in mode 'keyword'")
         if self.mode == "keyword" and self.query is None:
             raise ValueError("mode 'keyword' needs a text 'query'; an 'embedding' can only be "
                              "searched semantically")

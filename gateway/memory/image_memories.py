@@ -74,7 +74,10 @@ class ImageMemories:
             await self.clip.require()
             cleaned = await asyncio.to_thread(pictures.clean, image, self.limits, field)
             label, vectors = await self.clip.embed_images([cleaned.data])
-            return SearchOutcome(await self._image_hits(ask, label, vectors[0]), "semantic")
+            hits = await self._image_hits(ask, label, vectors[0])
+            if ask.threshold is not None:  # the CLIP cosine, here the only similarity
+                hits = [h for h in hits if h.score >= ask.threshold]
+            return SearchOutcome(hits, "semantic")
         outcome = await self.service.search_outcome(ask)
         texts = [s for s in outcome.results if _wanted(s.memory, modality)]
         if modality == "text" or ask.query is None or not await self.clip.available():

@@ -61,14 +61,14 @@ def clean(data: bytes, limits: ImageLimits, field: FieldPath) -> CleanImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(FORMATS))
-            fmt = image.format or ""
-            if image.width * image.height > limits.max_pixels:
-                raise TooLarge.at(field, f"image of {image.width}x{image.height} pixels is over "
-                                         f"the limit of {limits.max_pixels} pixels")
-            image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image)
+            opened = Image.open(io.BytesIO(data), formats=list(FORMATS))
+            fmt = opened.format or ""
+            if opened.width * opened.height > limits.max_pixels:
+                raise TooLarge.at(field, f"image of {opened.width}x{opened.height} pixels is "
+                                         f"over the limit of {limits.max_pixels} pixels")
+            opened.seek(0)
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooLarge.at(field, f"image is over the limit of {limits.max_pixels} pixels "
                                  "(a decompression bomb?)") from exc

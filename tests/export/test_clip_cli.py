@@ -78,11 +78,21 @@ def test_a_second_run_is_up_to_date_and_force_writes_version_two(
     assert not any(p.name.startswith(STAGING_PREFIX) for p in repo.rglob("*"))
 
 
-def test_a_folder_that_is_not_clip_is_refused(cross_encoder_dir: Path, tmp_path: Path,
+def test_a_folder_that_is_not_clip_is_refused(clip_dir: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bert = tmp_path / "bert"
+    shutil.copytree(clip_dir, bert)
+    config = json.loads((bert / "config.json").read_text())
+    (bert / "config.json").write_text(json.dumps(config | {"model_type": "bert",
+                                                           "architectures": ["BertModel"]}))
     repo = tmp_path / "model_repository"
-    assert main(["clip", "--model", str(cross_encoder_dir), "--repository", str(repo)]) == 3
+    assert main(["clip", "--model", str(bert), "--repository", str(repo)]) == 3
     assert "is not a CLIP model" in capsys.readouterr().err
+    blind = tmp_path / "no-processor"
+    shutil.copytree(clip_dir, blind)
+    (blind / "preprocessor_config.json").unlink()
+    assert main(["clip", "--model", str(blind), "--repository", str(repo)]) == 3
+    assert "no preprocessor_config.json" in capsys.readouterr().err
     assert not (repo / clip_config.IMAGE_MODEL).exists() or not any(
         p.name.isdigit() for p in (repo / clip_config.IMAGE_MODEL).iterdir())
     assert main(["clip", "--model", str(tmp_path / "nowhere"), "--repository", str(repo)]) == 3

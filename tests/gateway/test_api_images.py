@@ -118,6 +118,13 @@ def test_search_by_image_finds_the_same_colour_first(client: TestClient) -> None
         assert results[0]["id"] == ids[colour]
         assert all(r["modality"] == "image" for r in results)
         assert results[0]["similarity"] > results[1]["similarity"]
+        bounded = search(client, image=b64(picture(colour, seed=999)), limit=8,
+                         threshold=results[1]["similarity"] + 1e-6)
+        assert [r["id"] for r in bounded] == [ids[colour]]
+    for refused in ({"rerank": True}, {"mode": "keyword"}, {"modality": "text"},
+                    {"query": "red"}):
+        body = {"user_id": "alice", "image": b64(picture("red")), **refused}
+        assert client.post("/v1/memories/search", json=body).status_code == 422, refused
 
 
 def test_a_caption_is_searchable_by_keyword_and_a_deleted_image_is_gone(
