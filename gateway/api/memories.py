@@ -64,6 +64,7 @@ router = APIRouter(prefix="/v1/memories", tags=["memories"],
                    responses=error_responses(*COMMON_ERRORS))
 _BODY = error_responses(400, 413)  # routes that read a JSON body
 _BY_ID = error_responses(404)
+_IMAGES = error_responses(409)  # an image without a served CLIP model
 
 
 def _changes(body: MemoryPatch) -> MemoryChanges:
@@ -81,7 +82,7 @@ _ASYNC: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AddedOut | BatchOut,
-             responses=_BODY | _ASYNC)
+             responses=_BODY | _ASYNC | _IMAGES)
 async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
                      ingest: IngestDep, images: Images) -> AddedOut | BatchOut | Response:
     """Add a text (answered as one memory with its event), an image (the same, with its
@@ -101,7 +102,7 @@ async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut,
-             responses=_BODY | _ASYNC)
+             responses=_BODY | _ASYNC | _IMAGES)
 async def add_memories(body: BatchIn, caller: Writer, policy: DedupPolicyDep,
                        ingest: IngestDep, images: Images) -> BatchOut | Response:
     if any(item.image is not None for item in body.items):  # a batch of images
