@@ -227,9 +227,9 @@ def picture(*values: float, model: str = "clip:1") -> StoredImage:
     return StoredImage(b"\x89PNG fake bytes", "image/png", 3, 2, model, vector(*values))
 
 
-def image_memory(user: str = "alice", *values: float, model: str = "clip:1",
+def image_memory(user: str = "alice", *values: float, model: str = "clip:1", text: str = "",
                  **fields: object) -> StoredMemory:
-    item = memory(user=user, text="", modality="image", **fields)
+    item = memory(user=user, text=text, modality="image", **fields)
     return replace(item, image=picture(*(values or (1, 0)), model=model))
 
 
@@ -347,6 +347,8 @@ def test_exact_matches_use_the_text_key_scope_and_liveness(store: Store) -> None
     assert found == [first, None, None, None]
     agent = run(store.exact_matches([query("meeting on monday.", "x")], T2))[0]
     assert agent is not None and agent.agent_id == "x"
+    put(store, image_memory(text="A caption"))
+    assert run(store.exact_matches([query("a caption")], T2)) == [None]  # a picture is no text
 
 
 def test_apply_commits_a_plan_or_nothing(store: Store) -> None:
