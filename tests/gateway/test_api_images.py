@@ -114,11 +114,12 @@ def test_search_by_image_finds_the_same_colour_first(client: TestClient) -> None
     ids = {c: add_image(client, c, seed=i)["id"] for i, c in enumerate(COLOURS)}
     client.post("/v1/memories", json={"user_id": "alice", "text": "green tea"})
     for colour in ("green", "purple"):
-        results = search(client, image=b64(picture(colour, seed=999, fmt="WEBP")), limit=3)
+        query = b64(picture(colour, seed=999, fmt="WEBP"))
+        results = search(client, image=query, limit=3)
         assert results[0]["id"] == ids[colour]
         assert all(r["modality"] == "image" for r in results)
         assert results[0]["similarity"] > results[1]["similarity"]
-        bounded = search(client, image=b64(picture(colour, seed=999)), limit=8,
+        bounded = search(client, image=query, limit=8,
                          threshold=results[1]["similarity"] + 1e-6)
         assert [r["id"] for r in bounded] == [ids[colour]]
     for refused in ({"rerank": True}, {"mode": "keyword"}, {"modality": "text"},
