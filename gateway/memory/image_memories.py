@@ -3,7 +3,8 @@
 An image memory is a memory row of modality "image" whose text is its caption (or "") plus
 its picture and CLIP image vector beside it (``Store.image``). The row's text-space vector is
 the caption's embedding, so the caption is found by keyword and semantic search like any
-text; a memory without caption is left out of text-space hits (its empty text says nothing).
+text; the search pipeline leaves a memory without caption out of text-space hits (its empty
+text says nothing), on every API.
 
 One retrieval interface: a text query runs the ordinary search (text space, hybrid or as
 asked) and, where CLIP is served and the user has images, the CLIP text tower's vector
@@ -110,9 +111,8 @@ class ImageMemories:
 
 
 def _wanted(memory: Memory, modality: Modality | None) -> bool:
-    """Whether a text-space hit belongs in the results: captionless images never do."""
-    if memory.modality == "image" and not memory.text:
-        return False
+    """Whether a text-space hit is of the modality asked for (captionless images never are
+    text-space hits: ``gateway.memory.pipeline``)."""
     return modality is None or memory.modality == modality
 
 

@@ -297,3 +297,15 @@ def test_consolidation_jobs_leave_images_alone(clip_triton: TritonServer,
             got = client.get(f"/v1/memories/{memory_id}").json()
             assert got["modality"] == "image" and got["archived_at"] is None
         assert len(search(client, image=b64(picture("red")), limit=10)) == 4
+
+
+def test_a_picture_without_caption_is_never_a_text_space_hit(client: TestClient) -> None:
+    """A vector query searches the text space alone: every stored vector is a candidate, yet
+    the captionless pictures (their text is empty) are left out, the captioned one is not."""
+    for colour in ("red", "blue"):
+        add_image(client, colour)
+    captioned = add_image(client, "green", text="green meadow")
+    note = client.post("/v1/memories", json={"user_id": "alice", "text": "a note"}).json()
+    vector = [1.0 / 384 ** 0.5] * 384
+    found = search(client, embedding=vector, limit=10)
+    assert sorted(r["id"] for r in found) == sorted([captioned["id"], note["id"]])
