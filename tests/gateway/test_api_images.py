@@ -309,3 +309,22 @@ def test_a_picture_without_caption_is_never_a_text_space_hit(client: TestClient)
     vector = [1.0 / 384 ** 0.5] * 384
     found = search(client, embedding=vector, limit=10)
     assert sorted(r["id"] for r in found) == sorted([captioned["id"], note["id"]])
+
+
+def test_erasing_an_image_leaves_no_trace_of_the_picture_in_the_files(
+        clip_triton: TritonServer, tmp_path: Path) -> None:
+    settings = settings_for(clip_triton, tmp_path / "data")
+
+    def on_disk() -> bytes:
+        return b"".join(Path(str(settings.db_path) + s).read_bytes() for s in ("", "-wal")
+                        if Path(str(settings.db_path) + s).exists())
+
+    with TestClient(create_app(settings)) as client:
+        memory = add_image(client, "orange", seed=42, text="the orange locker")
+        stored = client.get(memory["image"]["url"]).content
+        pieces = [stored[100:164], stored[len(stored) // 2:len(stored) // 2 + 64],
+                  stored[-200:-136]]
+        assert all(piece in on_disk() for piece in pieces)  # it is there to be erased
+        erased = client.delete(f"/v1/memories/{memory['id']}", params={"erase": "true"})
+        assert erased.status_code == 204
+        assert [piece in on_disk() for piece in pieces] == [False, False, False]
