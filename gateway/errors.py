@@ -2,6 +2,7 @@
 
     GatewayError
     ├── InvalidInput          422  the request is well-formed JSON but makes no sense
+    │   └── TooLarge          413  a part of it (an image) is over its limit
     ├── Unauthorized          401  no API key, or not a valid one
     ├── Forbidden             403  the key's scope does not allow the call
     ├── NotFound              404
@@ -51,6 +52,12 @@ class InvalidInput(GatewayError):
     def at(cls, field: FieldPath, msg: str) -> InvalidInput:
         """The request's ``field`` is invalid, for the reason ``msg``."""
         return cls(msg, field=field)
+
+
+class TooLarge(InvalidInput):
+    """413: a part of the request (an image) is over its documented limit."""
+
+    status_code = 413
 
 
 class Unauthorized(GatewayError):

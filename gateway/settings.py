@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     rerank_default: bool = False  # rerank searches that do not say, when a reranker is served
     rerank_pool_factor: int = Field(4, ge=1, le=10)
     rerank_pool_min: int = Field(50, ge=1, le=1000)
+    # Image memories (docs/images.md): the CLIP towers exported by `python -m export clip`,
+    # loaded when both have a version; without them image routes answer 409. An image in a
+    # request is refused past image_max_bytes (decoded) or image_max_pixels (width x height,
+    # checked before decoding: no decompression bombs). Text search fuses the text and the
+    # CLIP list by reciprocal rank with constant image_rrf_k.
+    clip_image_model: str = "clip_image"
+    clip_text_model: str = "clip_text"
+    image_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    image_max_pixels: int = Field(16_000_000, ge=1024, le=100_000_000)
+    image_rrf_k: int = Field(60, ge=0, le=1000)
     # Search (gateway/memory/search.py). hybrid: dense and BM25 keyword candidate pools of
     # max(limit * pool_factor, pool_min) each, fused by weighted reciprocal rank ("rrf") or a
     # normalised score blend; the dense list weighs semantic_weight, the keyword list 1 - w.

@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.index.batcher import SearchBatcher
 from gateway.index.factory import build_index
 from gateway.inference.client import EmbedderClient
+from gateway.inference.clip import ClipClient
 from gateway.inference.local_encoder import LocalQueryEncoder
 from gateway.inference.query_cache import QueryCache
 from gateway.inference.remote_versions import RemoteVersions
@@ -36,6 +37,8 @@ from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, build_ingest
 from gateway.memory.feed import FeedFollower
+from gateway.memory.image_memories import ImageMemories
+from gateway.memory.images import ImageLimits
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.search import SearchPolicy
 from gateway.memory.service import MemoryService
@@ -86,6 +89,7 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
     encoder = open_local_encoder(stack, settings, metrics)
     embedder, reranker = open_inference(stack, settings, metrics)
     service = build_service(stack, settings, store, embedder, reranker, encoder)
+    images = build_images(settings, service, embedder, metrics)
     control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
     versions = track_versions(stack, settings, service, store, control, wiring.admission)
     feed = await mark_feed(settings, service, versions, metrics)
@@ -98,7 +102,8 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
         settings=settings, metrics=metrics, admission=wiring.admission,
         dedup_policy=wiring.dedup_policy, store=store, service=service, versions=versions,
         reranker_versions=reranker_versions, ingest=workers.ingest, jobs=workers.jobs,
-        size_trigger=workers.size_trigger, store_gauges=workers.store_gauges, feed=feed)
+        size_trigger=workers.size_trigger, store_gauges=workers.store_gauges, feed=feed,
+        images=images)
 
 
 # -- the steps, in order --------------------------------------------------------------------
@@ -174,6 +179,16 @@ def open_inference(stack: AsyncExitStack, settings: Settings,
         retry_after_s=settings.retry_after_s, metrics=metrics,
     )
     return embedder, reranker
+
+
+def build_images(settings: Settings, service: MemoryService, embedder: EmbedderClient,
+                 metrics: Metrics) -> ImageMemories:
+    """Image memories over the optional CLIP towers (on the embedder's gRPC channel)."""
+    clip = ClipClient(embedder.grpc, settings.clip_image_model, settings.clip_text_model,
+                      timeout_s=settings.inference_timeout_s,
+                      retry_after_s=settings.retry_after_s, metrics=metrics)
+    limits = ImageLimits(settings.image_max_bytes, settings.image_max_pixels)
+    return ImageMemories(service, clip, limits, rrf_k=settings.image_rrf_k)
 
 
 def build_service(stack: AsyncExitStack, settings: Settings, store: Store,

@@ -14,6 +14,7 @@ from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest
 from gateway.memory.feed import FeedFollower
+from gateway.memory.image_memories import ImageMemories
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
@@ -38,4 +39,5 @@ class GatewayState:
     jobs: JobRunner
     size_trigger: SizeTrigger
     store_gauges: StoreGauges
+    images: ImageMemories  # image memories and the search over both modalities
     feed: FeedFollower | None = None  # the change feed's follower, on a replica

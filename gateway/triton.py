@@ -309,13 +309,16 @@ def has_version(repository: Path, model: str) -> bool:
 
 
 def server_from_settings(settings: object) -> TritonServer:
-    """The embedder always; the reranker too when one was exported (it is optional)."""
+    """The embedder always; the reranker and the CLIP towers too when exported (optional)."""
     from gateway.settings import Settings
 
     assert isinstance(settings, Settings)
     models = [settings.embedder_model]
     if has_version(settings.model_repository, settings.reranker_model):
         models.append(settings.reranker_model)
+    clip = [settings.clip_image_model, settings.clip_text_model]
+    if all(has_version(settings.model_repository, name) for name in clip):
+        models.extend(clip)
     return TritonServer(
         model_repository=settings.model_repository,
         models=tuple(models),

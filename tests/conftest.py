@@ -1,5 +1,6 @@
 """Shared fixtures: a real Triton server for the session, gateways on temporary SQLite files,
-and a tiny cross-encoder exported as a reranker (built once, used by export and gateway tests)."""
+and a tiny cross-encoder and a tiny CLIP exported into repositories (built once, used by export
+and gateway tests)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,34 @@ def reranker_repo(cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFact
     argv = ["reranker", "--model", str(cross_encoder_dir), "--repository", str(repo)]
     assert export_main(argv) == 0
     return repo
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP trained on colours, laid out like a hub model (see tiny_clip)."""
+    from support.tiny_clip import build
+
+    return build(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def clip_repo(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding ``clip_image/1`` and ``clip_text/1``, exported by the real CLI."""
+    repo = tmp_path_factory.mktemp("clip-export") / "model_repository"
+    assert export_main(["clip", "--model", str(clip_dir), "--repository", str(repo)]) == 0
+    return repo
+
+
+@pytest.fixture(scope="module")
+def clip_triton(clip_repo: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[TritonServer]:
+    """A Triton serving the exported embedder and the tiny CLIP's two towers."""
+    from loadtest.repository import copy_latest_as_v1
+
+    root = tmp_path_factory.mktemp("clip-serving")
+    repo = copy_latest_as_v1(root, "embedder")
+    copy_latest_as_v1(root, "clip_image", source=clip_repo)
+    copy_latest_as_v1(root, "clip_text", source=clip_repo)
+    server = make_triton(root, repository=repo, models=("embedder", "clip_image", "clip_text"))
+    with server:
+        yield server

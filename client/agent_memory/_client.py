@@ -11,7 +11,7 @@ from typing import Any, cast
 import httpx
 
 from agent_memory import _core as core
-from agent_memory._exceptions import APIConnectionError
+from agent_memory._exceptions import APIConnectionError, error_for
 from agent_memory._routes import MAX_BATCH_ITEMS, MAX_PAGE_LIMIT, ROUTES
 from agent_memory._types import (
     AsyncEmbeddingFn,
@@ -20,6 +20,7 @@ from agent_memory._types import (
     Memory,
     MemoryCreate,
     MemoryUpdate,
+    Modality,
     SearchHit,
     SearchMode,
 )
@@ -136,15 +137,35 @@ class MemoryClient:
             stored.extend(self._call("add_batch", json={"items": items})["results"])
         return stored
 
-    def search(self, user_id: str, query: str, limit: int = 10,
+    def add_image(self, user_id: str, image_bytes: bytes, text: str | None = None, *,
+                  agent_id: str | None = None, run_id: str | None = None,
+                  metadata: Mapping[str, Any] | None = None,
+                  priority: int | None = None) -> Memory:
+        """Store an image memory (PNG, JPEG or WebP bytes) with an optional caption; the
+        server strips its metadata and embeds it with its CLIP model."""
+        body = core.image_body(user_id, image_bytes, text, agent_id=agent_id, run_id=run_id,
+                               metadata=metadata, priority=priority)
+        return cast(Memory, self._call("add_image", json=body))
+
+    def get_image(self, memory_id: str) -> bytes:
+        """An image memory's picture (its type is the memory's ``image.mime``)."""
+        response = self._http.get(core.image_path(memory_id))
+        if response.status_code >= 400:
+            raise error_for(response)
+        return response.content
+
+    def search(self, user_id: str, query: str | None = None, limit: int = 10,
                filters: Mapping[str, Any] | None = None, *, threshold: float | None = None,
-               rerank: bool | None = None, mode: SearchMode | None = None) -> Hits:
-        """The user's memories closest in meaning to ``query``, best first; each has at least
-        ``text`` and ``score`` (higher is better)."""
-        vectors = self._embed([query])
+               rerank: bool | None = None, mode: SearchMode | None = None,
+               image: bytes | None = None, modality: Modality | None = None) -> Hits:
+        """The user's memories closest in meaning to ``query`` (text and image memories in
+        one list), or to ``image`` (image memories), best first; each has at least ``text``,
+        ``score`` (higher is better) and ``modality``."""
+        vectors = self._embed([query]) if query is not None and image is None else None
         body = core.search_body(user_id, query, limit=limit, filters=filters,
                                 threshold=threshold, rerank=rerank, mode=mode,
-                                embedding=vectors[0] if vectors else None)
+                                embedding=vectors[0] if vectors else None, image=image,
+                                modality=modality)
         return cast(Hits, self._call("search", json=body)["results"])
 
     def get(self, memory_id: str) -> Memory:
@@ -269,14 +290,30 @@ class AsyncMemoryClient:
             stored.extend((await self._call("add_batch", json={"items": items}))["results"])
         return stored
 
-    async def search(self, user_id: str, query: str, limit: int = 10,
+    async def add_image(self, user_id: str, image_bytes: bytes, text: str | None = None, *,
+                        agent_id: str | None = None, run_id: str | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        priority: int | None = None) -> Memory:
+        body = core.image_body(user_id, image_bytes, text, agent_id=agent_id, run_id=run_id,
+                               metadata=metadata, priority=priority)
+        return cast(Memory, await self._call("add_image", json=body))
+
+    async def get_image(self, memory_id: str) -> bytes:
+        response = await self._http.get(core.image_path(memory_id))
+        if response.status_code >= 400:
+            raise error_for(response)
+        return response.content
+
+    async def search(self, user_id: str, query: str | None = None, limit: int = 10,
                      filters: Mapping[str, Any] | None = None, *,
                      threshold: float | None = None,
-                     rerank: bool | None = None, mode: SearchMode | None = None) -> Hits:
-        vectors = await self._embed([query])
+                     rerank: bool | None = None, mode: SearchMode | None = None,
+                     image: bytes | None = None, modality: Modality | None = None) -> Hits:
+        vectors = (await self._embed([query])) if query is not None and image is None else None
         body = core.search_body(user_id, query, limit=limit, filters=filters,
                                 threshold=threshold, rerank=rerank, mode=mode,
-                                embedding=vectors[0] if vectors else None)
+                                embedding=vectors[0] if vectors else None, image=image,
+                                modality=modality)
         return cast(Hits, (await self._call("search", json=body))["results"])
 
     async def get(self, memory_id: str) -> Memory:

@@ -6,6 +6,7 @@ they sleep between retries and in how they call the embedding function.
 
 from __future__ import annotations
 
+import base64
 import random
 import string
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,16 @@ from urllib.parse import quote
 import httpx
 
 from agent_memory._exceptions import error_for
-from agent_memory._routes import ROUTES
-from agent_memory._types import MemoryCreate, Message, MessagesCreate, SearchMode, SearchRequest
+from agent_memory._routes import IMAGE_PATH, ROUTES
+from agent_memory._types import (
+    ImageCreate,
+    MemoryCreate,
+    Message,
+    MessagesCreate,
+    Modality,
+    SearchMode,
+    SearchRequest,
+)
 
 __version__ = "0.1.0"
 DEFAULT_TIMEOUT_S = 30.0
@@ -60,6 +69,27 @@ def routing(params: Mapping[str, Any] | None, body: Any) -> dict[str, str]:
 def path(name: str, memory_id: str | None = None) -> str:
     template = ROUTES[name].path
     return template.replace("{id}", quote(memory_id, safe="")) if memory_id else template
+
+
+def image_path(memory_id: str) -> str:
+    return IMAGE_PATH.replace("{id}", quote(memory_id, safe=""))
+
+
+def image_body(user_id: str, image: bytes, text: str | None, *, agent_id: str | None,
+               run_id: str | None, metadata: Mapping[str, Any] | None,
+               priority: int | None) -> ImageCreate:
+    body: ImageCreate = {"user_id": user_id, "image": base64.b64encode(image).decode("ascii")}
+    if text is not None:
+        body["text"] = text
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    if run_id is not None:
+        body["run_id"] = run_id
+    if metadata:
+        body["metadata"] = dict(metadata)
+    if priority is not None:
+        body["priority"] = priority
+    return body
 
 
 def split(data: Data) -> tuple[str, dict[str, Any]]:
@@ -107,15 +137,22 @@ def messages_body(user_id: str, messages: Sequence[Mapping[str, Any]], *,
     return body
 
 
-def search_body(user_id: str, query: str, *, limit: int, filters: Mapping[str, Any] | None,
-                threshold: float | None, rerank: bool | None,
-                embedding: Sequence[float] | None,
-                mode: SearchMode | None = None) -> SearchRequest:
+def search_body(user_id: str, query: str | None, *, limit: int,
+                filters: Mapping[str, Any] | None, threshold: float | None,
+                rerank: bool | None, embedding: Sequence[float] | None,
+                mode: SearchMode | None = None, image: bytes | None = None,
+                modality: Modality | None = None) -> SearchRequest:
+    if (query is None) == (image is None):
+        raise ValueError("give a text query or an image to search by, not both")
     body: SearchRequest = {"user_id": user_id, "limit": limit}
-    if embedding is not None:
+    if image is not None:
+        body["image"] = base64.b64encode(image).decode("ascii")
+    elif embedding is not None:
         body["embedding"] = vector(embedding)
     else:
         body["query"] = query
+    if modality is not None:
+        body["modality"] = modality
     if filters:
         body["filters"] = dict(filters)  # type: ignore[typeddict-item]
     if threshold is not None:

@@ -24,6 +24,7 @@ class Route:
 
 ROUTES: dict[str, Route] = {
     "add": Route("POST", "/v1/memories", t.MemoryCreate, t.Memory),
+    "add_image": Route("POST", "/v1/memories", t.ImageCreate, t.Memory),
     "add_messages": Route("POST", "/v1/memories", t.MessagesCreate, t.BatchResult),
     "add_batch": Route("POST", "/v1/memories/batch", t.BatchCreate, t.BatchResult),
     "search": Route("POST", "/v1/memories/search", t.SearchRequest, t.SearchResult),
@@ -34,3 +35,4 @@ ROUTES: dict[str, Route] = {
     "delete_all": Route("DELETE", "/v1/memories", None, t.Deleted, ("user_id",)),
     "history": Route("GET", "/v1/memories/{id}/history", None, t.History),
 }
+IMAGE_PATH = "/v1/memories/{id}/image"  # answers the picture's bytes, not JSON

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, NotRequired, TypedDict, Union
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
+Modality = Literal["text", "image"]
 
 # --- requests ---------------------------------------------------------------------------------
 
@@ -22,6 +23,16 @@ class MemoryCreate(TypedDict):
     metadata: NotRequired[dict[str, Any] | None]
     priority: NotRequired[int]
     embedding: NotRequired[list[float] | None]
+
+
+class ImageCreate(TypedDict):
+    user_id: str
+    image: str  # base64 PNG, JPEG or WebP
+    text: NotRequired[str | None]  # its caption
+    agent_id: NotRequired[str | None]
+    run_id: NotRequired[str | None]
+    metadata: NotRequired[dict[str, Any] | None]
+    priority: NotRequired[int]
 
 
 class Message(TypedDict):
@@ -62,6 +73,8 @@ class SearchRequest(TypedDict):
     threshold: NotRequired[float | None]
     rerank: NotRequired[bool | None]
     mode: NotRequired[SearchMode | None]  # None: the server's default (MEMORY_SEARCH_MODE)
+    image: NotRequired[str | None]  # base64: search by image (image memories only)
+    modality: NotRequired[Modality | None]  # None: text and image memories
 
 
 class MemoryUpdate(TypedDict, total=False):
@@ -84,6 +97,9 @@ class Memory(TypedDict):
     created_at: str
     updated_at: str
     embedding_model: str
+    # "image": get_image(id) returns its picture; add_image and get also answer "image":
+    # {mime, width, height, bytes, url}
+    modality: Modality
 
 
 class SearchHit(Memory):

@@ -19,6 +19,7 @@ from gateway.auth.principal import KeyScope, Principal
 from gateway.domain.model import HistoryEvent, Memory
 from gateway.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from gateway.memory.ids import parse_id
+from gateway.memory.image_memories import ImageMemories
 from gateway.memory.service import MemoryService
 from gateway.state import GatewayState
 
@@ -36,6 +37,10 @@ def gateway_state(request: Request) -> GatewayState:
 
 async def get_service(request: Request) -> MemoryService:
     return gateway_state(request).service
+
+
+async def get_images(request: Request) -> ImageMemories:
+    return gateway_state(request).images
 
 
 async def memory_id(id: str) -> str:
@@ -102,6 +107,7 @@ async def owned_history(service: MemoryService, caller: Principal,
 
 State = Annotated[GatewayState, Depends(gateway_state)]
 Service = Annotated[MemoryService, Depends(get_service)]
+Images = Annotated[ImageMemories, Depends(get_images)]
 MemoryId = Annotated[str, Depends(memory_id)]
 Caller = Annotated[Principal, Depends(requires(KeyScope.READ))]  # any valid key
 Writer = Annotated[Principal, Depends(requires(KeyScope.WRITE))]

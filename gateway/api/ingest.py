@@ -54,7 +54,7 @@ def accepted(event_id: str) -> JSONResponse:
 def result_out(result: ItemResult, users: TenantScope) -> AddedOut:
     memory = users.outward(result.memory)
     fields = {name: getattr(memory, name) for name in AddedOut.model_fields
-              if name not in ("event", "item", "match")}
+              if name not in ("event", "item", "match", "image")}
     return AddedOut(**fields, event=result.event, item=result.item, match=result.match)
 
 

@@ -1,4 +1,5 @@
-"""``/v1/memories``: add, batch add, search, read, page, update, delete (or erase), history.
+"""``/v1/memories``: add, batch add, search, read, page, update, delete (or erase), history,
+and an image memory's picture (``/{id}/image``; image adds and search: ``api/images.py``).
 
 Every route acts for the caller's tenant: user ids go in through ``caller.users.internal`` and
 memories come out through ``caller.users.outward``; by-id routes go through ``owned_memory``.
@@ -10,8 +11,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from gateway.api.deps import Caller, MemoryId, Service, Writer, owned_history, owned_memory
+from gateway.api.deps import (
+    Caller,
+    Images,
+    MemoryId,
+    Service,
+    Writer,
+    owned_history,
+    owned_memory,
+)
 from gateway.api.errors import COMMON_ERRORS, error_responses
+from gateway.api.images import add_images, image_out, search_image
 from gateway.api.ingest import (
     DedupPolicyDep,
     IngestDep,
@@ -57,6 +67,7 @@ router = APIRouter(prefix="/v1/memories", tags=["memories"],
                    responses=error_responses(*COMMON_ERRORS))
 _BODY = error_responses(400, 413)  # routes that read a JSON body
 _BY_ID = error_responses(404)
+_IMAGES = error_responses(409)  # an image without a served CLIP model
 
 
 def changes_of(body: MemoryPatch) -> MemoryChanges:
@@ -74,12 +85,14 @@ _ASYNC: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AddedOut | BatchOut,
-             responses=_BODY | _ASYNC)
+             responses=_BODY | _ASYNC | _IMAGES)
 async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
-                     ingest: IngestDep) -> AddedOut | BatchOut | Response:
-    """Add a text (answered as one memory with its event) or a conversation's messages
-    (answered as a list, like the batch route); see docs/api.md for duplicates, ``infer``
-    and ``async_mode``."""
+                     ingest: IngestDep, images: Images) -> AddedOut | BatchOut | Response:
+    """Add a text (answered as one memory with its event), an image (the same, with its
+    picture's details) or a conversation's messages (answered as a list, like the batch
+    route); see docs/api.md for duplicates, ``infer`` and ``async_mode``."""
+    if body.image is not None:
+        return (await add_images(images, [body], caller.users))[0]
     refuse_unconfigured(ingest, body.infer, ["body"])
     dedup = policy.enabled if body.dedup is None else body.dedup
     drafts = drafts_of(body, caller.users, dedup, ["body"])
@@ -92,9 +105,12 @@ async def add_memory(body: MemoryIn, caller: Writer, policy: DedupPolicyDep,
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, response_model=BatchOut,
-             responses=_BODY | _ASYNC)
+             responses=_BODY | _ASYNC | _IMAGES)
 async def add_memories(body: BatchIn, caller: Writer, policy: DedupPolicyDep,
-                       ingest: IngestDep) -> BatchOut | Response:
+                       ingest: IngestDep, images: Images) -> BatchOut | Response:
+    if any(item.image is not None for item in body.items):  # a batch of images
+        return BatchOut(results=await add_images(images, body.items, caller.users,
+                                                 batch=body))
     refuse_unconfigured(ingest, body.infer, ["body"])
     default = policy.enabled if body.dedup is None else body.dedup
     per_item, _, _ = batch_drafts(body, caller.users, default)
@@ -106,8 +122,12 @@ async def add_memories(body: BatchIn, caller: Writer, policy: DedupPolicyDep,
 
 @router.post("/search", response_model=SearchOut,
              responses=_BODY | error_responses(409))
-async def search_memories(body: SearchIn, service: Service, caller: Caller) -> SearchOut:
-    found = await service.search_outcome(search_query(body, service, caller))
+async def search_memories(body: SearchIn, service: Service, caller: Caller,
+                          images: Images) -> SearchOut:
+    """Text and image memories in one list (``modality`` on each hit); by text, vector or
+    image; see docs/api.md ("Image memories") for how the two spaces are fused."""
+    found = await images.search(search_query(body, service, caller), body.modality,
+                                search_image(body, images))
     return SearchOut(mode=found.mode, results=[
         SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
 
@@ -173,8 +193,27 @@ async def delete_user_memories(
 
 
 @router.get("/{id}", response_model=MemoryOut, responses=_BY_ID)
-async def get_memory(memory_id: MemoryId, service: Service, caller: Caller) -> MemoryOut:
-    return _out(await owned_memory(service, caller, memory_id), caller.users)
+async def get_memory(memory_id: MemoryId, service: Service, caller: Caller,
+                     images: Images) -> MemoryOut:
+    memory = await owned_memory(service, caller, memory_id)
+    if memory.modality != "image":
+        return _out(memory, caller.users)
+    return MemoryOut.of(caller.users.outward(memory), await image_out(images, memory.id))
+
+
+@router.get("/{id}/image", response_class=Response, responses=_BY_ID | {
+    200: {"content": {t: {} for t in ("image/png", "image/jpeg", "image/webp")},
+          "description": "the picture, re-encoded without metadata"}})
+async def get_memory_image(memory_id: MemoryId, service: Service, caller: Caller,
+                           images: Images) -> Response:
+    """An image memory's picture with its content type; 404 for a text memory."""
+    await owned_memory(service, caller, memory_id)
+    stored = await images.image(memory_id)
+    if stored is None:
+        raise NotFound(f"memory {memory_id} has no image")
+    return Response(stored.data, media_type=stored.mime,
+                    headers={"Cache-Control": "private, max-age=3600",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 @router.patch("/{id}", response_model=MemoryOut,

@@ -18,6 +18,7 @@ from gateway.domain.model import (
     Memory,
     ScoredMemory,
     SearchFilters,
+    StoredImage,
 )
 
 MAX_ID_CHARS = 128
@@ -33,6 +34,9 @@ MIN_YEAR, MAX_YEAR = 1900, 2200  # dates outside are typos or units mix-ups, not
 MAX_HALF_LIFE_DAYS = 36_500
 MAX_MESSAGES = 200  # per conversation (one add, or one batch item)
 MAX_ROLE_CHARS = 32
+# A base64 image: the decoded size is bounded by MEMORY_IMAGE_MAX_BYTES, the whole body by
+# GATEWAY_MAX_BODY_BYTES; this only stops absurd strings before they are decoded.
+MAX_IMAGE_BASE64_CHARS = 90_000_000
 
 
 def _encodable(value: str) -> str:
@@ -148,6 +152,9 @@ Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_plausib
 # A filter key or text value longer than stored metadata may be can match nothing: refused.
 FilterText = Annotated[str, Field(max_length=MAX_METADATA_BYTES), AfterValidator(_encodable)]
 FilterValue = FilterText | int | float | bool | None
+# PNG, JPEG or WebP as base64 (a ``data:image/...;base64,`` prefix is accepted).
+ImageData = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_BASE64_CHARS)]
+Modality = Literal["text", "image"]
 
 
 class Request(BaseModel):
@@ -178,9 +185,17 @@ class MemoryIn(Request):
     dedup: Annotated[bool, Field(strict=True)] | None = None  # None: MEMORY_DEDUP_ENABLED
     infer: Annotated[bool, Field(strict=True)] = False  # extract facts with the LLM
     async_mode: Annotated[bool, Field(strict=True)] = False  # 202 + an event id
+    image: ImageData | None = None  # an image memory; ``text`` is then its optional caption
 
     @model_validator(mode="after")
     def _text_or_messages(self) -> MemoryIn:
+        if self.image is not None:
+            clashing = [name for name in ("messages", "embedding") if getattr(self, name)]
+            clashing += [name for name in ("infer", "async_mode") if getattr(self, name)]
+            if clashing:
+                raise ValueError(f"an 'image' memory takes no {', '.join(map(repr, clashing))}: "
+                                 "it is embedded by the CLIP model, stored at once, as given")
+            return self
         if (self.text is None) == (self.messages is None):
             raise ValueError("give exactly one of 'text' or 'messages'")
         if self.messages is not None and self.embedding is not None:
@@ -230,11 +245,21 @@ class SearchIn(Request):
     include_expired: Annotated[bool, Field(strict=True)] = False
     # Archived memories (folded into a summary by the compress job), scored exactly.
     include_archived: Annotated[bool, Field(strict=True)] = False
+    # Search by image: memories whose picture is like this one (CLIP space, images only).
+    image: ImageData | None = None
+    modality: Modality | None = None  # only text or only image memories; None: both
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchIn:
-        if (self.query is None) == (self.embedding is None):
-            raise ValueError("give exactly one of 'query' (text) or 'embedding' (vector)")
+        if sum(v is not None for v in (self.query, self.embedding, self.image)) != 1:
+            raise ValueError("give exactly one of 'query' (text), 'embedding' (vector) or "
+                             "'image' (base64)")
+        if self.image is not None and self.modality == "text":
+            raise ValueError("a search by 'image' finds image memories only; drop "
+                             "modality 'text'")
+        if self.image is not None and (self.rerank or self.mode == "keyword"):
+            raise ValueError("a search by 'image' compares pictures: it cannot rerank or "
+                             "run in mode 'keyword'")
         if self.mode == "keyword" and self.query is None:
             raise ValueError("mode 'keyword' needs a text 'query'; an 'embedding' can only be "
                              "searched semantically")
@@ -277,10 +302,27 @@ class MemoryOut(BaseModel):
     archived_at: str | None = None  # set: folded into the summary ``summary_id``
     summary_id: str | None = None
     sources: list[str] | None = None  # on a summary: the ids of the memories it folds
+    modality: Modality  # "image": its picture is at GET /v1/memories/{id}/image
+    image: ImageOut | None = None  # an image memory's picture, on reads by id and on adds
 
     @classmethod
-    def of(cls, memory: Memory) -> MemoryOut:
-        return cls(**{name: getattr(memory, name) for name in cls.model_fields})
+    def of(cls, memory: Memory, image: ImageOut | None = None) -> MemoryOut:
+        return cls(**{name: getattr(memory, name) for name in _MEMORY_FIELDS}, image=image)
+
+
+class ImageOut(BaseModel):
+    """What is stored of an image memory's picture (re-encoded without metadata)."""
+
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    url: str  # GET it for the picture itself
+
+    @classmethod
+    def of(cls, memory_id: str, image: StoredImage) -> ImageOut:
+        return cls(mime=image.mime, width=image.width, height=image.height,
+                   bytes=len(image.data), url=f"/v1/memories/{memory_id}/image")
 
 
 class SearchHitOut(MemoryOut):
@@ -290,9 +332,13 @@ class SearchHitOut(MemoryOut):
 
     @classmethod
     def of_scored(cls, scored: ScoredMemory) -> SearchHitOut:
-        fields = {name: getattr(scored.memory, name) for name in MemoryOut.model_fields}
+        fields = {name: getattr(scored.memory, name) for name in _MEMORY_FIELDS}
         return cls(**fields, score=scored.score, similarity=scored.similarity,
                    keyword_score=scored.keyword_score)
+
+
+# MemoryOut's fields that are the domain Memory's (``image`` is read apart, by id).
+_MEMORY_FIELDS = tuple(name for name in MemoryOut.model_fields if name != "image")
 
 
 class AddedOut(MemoryOut):

@@ -5,11 +5,15 @@ one line per memory: every column of its row (``context``, a message's neighbour
 search reads, included), and with ``--vectors`` its embedding with the model label that made it.
 ``import`` keeps ids and times; lines without a vector are embedded by the Triton server the
 settings point at; lines without ``context`` (files from before it was exported) have none.
+An image memory's line carries ``image``: its picture (base64), size, type and CLIP vector with
+the CLIP space that made it, always (only a CLIP model could make it again).
 History is not exported: a backup keeps it, an export moves memories only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gateway.backup.snapshot import BackupError, refuse_postgres
-from gateway.domain.model import Memory, StoredMemory
+from gateway.domain.model import Memory, StoredImage, StoredMemory
 from gateway.memory.conversation import attributed
 from gateway.settings import Settings
 from gateway.store.in_use import sole_use
@@ -105,6 +109,27 @@ def _memory(line: dict[str, Any], label: str | None) -> Memory:
         raise BackupError(f"memory {line.get('id')!r}: {exc}") from exc
 
 
+_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+def _image(line: dict[str, Any]) -> StoredImage | None:
+    """An image memory's picture and CLIP vector from its line (None on a text memory)."""
+    image = line.get("image")
+    if image is None:
+        return None
+    try:
+        if image["mime"] not in _IMAGE_TYPES:
+            raise ValueError(f"unknown image type {image['mime']!r}")
+        vector = np.asarray(image["embedding"], dtype=np.float32)
+        if vector.ndim != 1 or not np.isfinite(vector).all():
+            raise ValueError("the image's embedding is not a finite vector")
+        return StoredImage(base64.b64decode(image["data"], validate=True), image["mime"],
+                           int(image["width"]), int(image["height"]), str(image["model"]),
+                           vector)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BackupError(f"memory {line.get('id')!r}: bad image: {exc}") from exc
+
+
 def _context(line: dict[str, Any]) -> str | None:
     """A line's conversation context: absent (an older export) or null means none."""
     context = line.get("context")
@@ -174,7 +199,8 @@ async def _import_lines(settings: Settings, header: dict[str, Any],
                 else:
                     memory = _memory(line, None)
                     vector = np.asarray(line["embedding"], dtype=np.float32)
-                items.append(StoredMemory(memory, vector, context=_context(line)))
+                items.append(StoredMemory(memory, vector, context=_context(line),
+                                          image=_image(line)))
             try:
                 await store.insert_many(items)
             except RowConflict as exc:

@@ -31,6 +31,20 @@ class Memory:
     archived_at: str | None = None
     summary_id: str | None = None  # the summary that holds this archived memory
     sources: tuple[str, ...] | None = None  # on a summary: the memories it folds
+    modality: str = "text"  # "image": an image memory (its text is the caption, maybe "")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image memory's picture, re-encoded without metadata, and its vector in the CLIP
+    space ``model`` ("clip:<version>"): images are searched there, apart from the text index."""
+
+    data: bytes = field(repr=False)
+    mime: str  # image/png, image/jpeg or image/webp
+    width: int
+    height: int
+    model: str
+    vector: np.ndarray = field(repr=False)  # float32, L2-normalised
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,7 @@ class StoredMemory:
     # A message's neighbours in its conversation, indexed for keyword search only (weighted
     # below the text; ``gateway.store.sqlite.lexical``). Written with a new memory, not read back.
     context: str | None = field(default=None, repr=False)
+    image: StoredImage | None = field(default=None, repr=False)  # with an image memory's insert
 
 
 @dataclass(frozen=True, slots=True)

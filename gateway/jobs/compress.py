@@ -129,7 +129,9 @@ def considered(memories: list[Memory], policy: CompressPolicy, now: str) -> list
                      key=lambda p: (memories[p].occurred_at, memories[p].id))
     oldest = by_time[: int(len(by_time) * policy.fraction)]
     before = _days_ago(now, policy.min_age_days)
-    return sorted(p for p in oldest if memories[p].occurred_at < before)
+    # An image memory is never folded: a text summary cannot hold its picture.
+    return sorted(p for p in oldest if memories[p].occurred_at < before
+                  and memories[p].modality == "text")
 
 
 def compress_groups(memories: list[Memory], vectors: np.ndarray, positions: list[int],

@@ -127,9 +127,11 @@ def folded(keeper: Memory, others: list[Memory], now: str) -> Memory:
 
 
 def _live(memory: Memory, now: str) -> bool:
-    """Not expired, and not a summary (``gateway.jobs.compress``: deleting one as a duplicate
-    would strand its archived sources)."""
-    return (memory.expires_at is None or memory.expires_at > now) and memory.sources is None
+    """Not expired, not a summary (``gateway.jobs.compress``: deleting one as a duplicate
+    would strand its archived sources) and not an image (its text is a caption, maybe empty:
+    two pictures are never duplicates by their words)."""
+    return ((memory.expires_at is None or memory.expires_at > now) and memory.sources is None
+            and memory.modality == "text")
 
 
 async def merge_user(service: MemoryService, user_id: str, policy: DedupPolicy,

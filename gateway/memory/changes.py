@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.domain.model import StoredImage
+
 DEFAULT_PRIORITY = 5
 
 
@@ -24,6 +26,7 @@ class NewMemory:
     role: str | None = None  # a message's role (user, assistant, ...), for conversation ingest
     speaker: str | None = None  # a message's speaker name
     context: str | None = None  # a message's neighbours, for keyword search (conversation.py)
+    image: StoredImage | None = None  # an image memory's picture (its text is the caption)
 
 
 class Keep(enum.Enum):

@@ -30,7 +30,9 @@ def _scope(draft: Draft) -> Scope:
 
 
 def _live(memory: Memory, now: str) -> bool:
-    return memory.expires_at is None or memory.expires_at > now
+    """Unexpired and a text: an image memory is never a text's duplicate (a caption that
+    reads alike is still a picture)."""
+    return (memory.expires_at is None or memory.expires_at > now) and memory.modality == "text"
 
 
 async def find_duplicates(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gateway.domain.model import ScoredMemory, SearchFilters
+from gateway.domain.model import Memory, ScoredMemory, SearchFilters
 from gateway.domain.tenancy import tenant_of
 from gateway.errors import Conflict, InvalidInput
 from gateway.inference.reranker import NOT_LOADED, RerankerClient
@@ -64,6 +64,13 @@ class _Plan:
         return self.ask.limit
 
 
+def _says_something(memory: Memory) -> bool:
+    """An image memory without caption has an empty text: its text-space vector and keywords
+    say nothing, so it is never a hit here (its picture is searched in the CLIP space,
+    ``gateway.memory.image_memories``)."""
+    return memory.modality == "text" or bool(memory.text)
+
+
 class SearchPipeline:
     def __init__(
         self, store: Store, vectors: VectorSource, models: ActiveModels,
@@ -95,7 +102,7 @@ class SearchPipeline:
         found = await self.store.get_many([i for i, _ in ranked])
         keyword_scores = dict(keyword)
         scored = [ScoredMemory(found[i], score, similarity.get(i), keyword_scores.get(i))
-                  for i, score in ranked if i in found]
+                  for i, score in ranked if i in found and _says_something(found[i])]
         results = await self._ordered(plan, scored)
         if plan.space is not None and vector is not None:  # keyword-only results' cosines
             unscored = [r.memory.id for r in results if r.similarity is None]

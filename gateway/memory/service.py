@@ -229,8 +229,9 @@ class MemoryService:
                 created_at=now, updated_at=now, embedding_model=made.active.info.label,
                 occurred_at=draft.occurred_at or now, expires_at=draft.expires_at,
                 role=draft.role, speaker=draft.speaker,
+                modality="text" if draft.image is None else "image",
             )
-            items.append(StoredMemory(memory, vector, draft.context))
+            items.append(StoredMemory(memory, vector, draft.context, draft.image))
         await self.store.insert_many(items, made.shadows(range(len(items))))
         placed = [item.memory for item in items]
         await self._mirror(made, placed, range(len(placed)))

@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.domain.model import (
+    HistoryEvent,
+    Memory,
+    SearchFilters,
+    StoredImage,
+    StoredMemory,
+)
 from gateway.store.types import (
     CONTEXT_WEIGHT,
     EVERY_USER,
@@ -152,6 +158,16 @@ class MemoryRows(Protocol):
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         """Every (user_id, id, vector) but the archived, for rebuilding the index."""
+        ...
+
+    async def image(self, memory_id: str) -> StoredImage | None:
+        """An image memory's picture and CLIP vector; None for a text memory or no memory."""
+        ...
+
+    async def image_vectors(self, user_id: str, model: str, filters: SearchFilters
+                            ) -> tuple[list[str], np.ndarray]:
+        """The user's unarchived image memories matching ``filters`` whose CLIP vector is of
+        space ``model``: (ids in id order, ``[n, dimension]`` float32; ``[0, 0]`` when none)."""
         ...
 
 

@@ -2,8 +2,8 @@
 
 One module per concept (``servers``, ``store``, ``waiting``, ``jobs``, ``mem0``,
 ``scripted_llm``, ``triton_stats``, ``embedder_versions``, ``tiny_sentence_encoder``,
-``tiny_cross_encoder``); pytest puts ``tests/`` on ``sys.path``, so ``from support.x import y``
-works from any test. The everyday helpers are re-exported here.
+``tiny_cross_encoder``, ``tiny_clip``); pytest puts ``tests/`` on ``sys.path``, so
+``from support.x import y`` works from any test. The everyday helpers are re-exported here.
 """
 
 from support.servers import MODEL_REPOSITORY, free_ports, make_triton, settings_for

@@ -12,6 +12,7 @@ from gateway.store.types import ExactQuery, StaleWrite, WritePlan
 _EXACT = (f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND text_key = %s "
           "AND agent_id IS NOT DISTINCT FROM %s AND run_id IS NOT DISTINCT FROM %s "
           "AND (expires_at IS NULL OR expires_at > %s) AND archived_at IS NULL "
+          "AND modality = 'text' "
           "ORDER BY id LIMIT 1")
 
 

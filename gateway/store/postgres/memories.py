@@ -15,7 +15,7 @@ import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
 from gateway.domain.normalise import text_key
-from gateway.store.postgres import feed
+from gateway.store.postgres import feed, images
 from gateway.store.postgres.lexical import Lexicon
 from gateway.store.postgres.rows import (
     COLUMNS,
@@ -57,7 +57,7 @@ async def insert_rows(conn: Conn, lexicon: Lexicon, items: list[StoredMemory],
         rows.append((m.id, m.user_id, m.agent_id, m.run_id, m.text, jsonb(m.metadata),
                      m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
                      m.expires_at, m.role, m.speaker, m.archived_at, m.summary_id,
-                     None if m.sources is None else jsonb(list(m.sources)),
+                     None if m.sources is None else jsonb(list(m.sources)), m.modality,
                      vector_blob(item.embedding), item.context, text_key(m.text)))
         if lexicon.maintained:
             literal, length = lexicon.document(m.user_id, m.text, m.speaker, m.occurred_at,
@@ -68,8 +68,12 @@ async def insert_rows(conn: Conn, lexicon: Lexicon, items: list[StoredMemory],
     async with conn.cursor() as cursor:
         await cursor.executemany(
             f"INSERT INTO memories ({COLUMNS}, embedding, context, text_key) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s)",
             rows)
+        for item in items:
+            if item.image is not None:
+                await images.insert(conn, item.memory.id, item.image)
         if docs:
             await cursor.executemany(
                 "INSERT INTO lexical_docs (memory_id, archived, terms, length) "

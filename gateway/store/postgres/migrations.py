@@ -176,6 +176,22 @@ MIGRATIONS: list[str] = [
     # 2: the change feed (SQLite's migration 11): triggers append every change a replica's
     # vector index must follow to ``change_log`` and NOTIFY its seq (``feed``).
     feed.SCHEMA,
+    # 3: image memories (as SQLite's migration 12): a memory's modality, an
+    # image memory's picture and CLIP vector beside it, removed with the memory.
+    f"""
+    ALTER TABLE memories ADD COLUMN modality TEXT NOT NULL DEFAULT 'text'
+        CHECK (modality IN ('text', 'image'));
+    CREATE TABLE memory_images (
+        memory_id {_KEY} PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        mime      TEXT NOT NULL,
+        width     INTEGER NOT NULL,
+        height    INTEGER NOT NULL,
+        data      BYTEA NOT NULL,
+        model     TEXT NOT NULL,
+        embedding BYTEA NOT NULL
+    );
+    CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
+    """,
 ]
 
 

@@ -20,7 +20,8 @@ Conn = AsyncConnection[dict[str, Any]]
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources"
+    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources, "
+    "modality"
 )
 M_COLUMNS = ", ".join(f"m.{c}" for c in COLUMNS.split(", "))
 
@@ -44,6 +45,7 @@ def row_to_memory(row: dict[str, Any]) -> Memory:
         archived_at=row["archived_at"],
         summary_id=row["summary_id"],
         sources=None if row["sources"] is None else tuple(row["sources"]),
+        modality=row["modality"],
     )
 
 

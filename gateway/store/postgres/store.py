@@ -24,7 +24,13 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.domain.model import (
+    HistoryEvent,
+    Memory,
+    SearchFilters,
+    StoredImage,
+    StoredMemory,
+)
 from gateway.store import types
 from gateway.store.postgres import (
     archive,
@@ -32,6 +38,7 @@ from gateway.store.postgres import (
     erasure,
     events,
     feed,
+    images,
     ingest,
     jobs,
     lexical,
@@ -235,6 +242,13 @@ class PostgresStore:
 
     async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
         return await self._read(memories.user_vectors, user_id)
+
+    async def image(self, memory_id: str) -> StoredImage | None:
+        return await self._read(images.get, memory_id)
+
+    async def image_vectors(self, user_id: str, model: str, filters: SearchFilters
+                            ) -> tuple[list[str], np.ndarray]:
+        return await self._read(images.vectors, user_id, model, filters)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         return await self._run(memories.vectors, batch)

@@ -7,6 +7,7 @@ connections that open the database, so they live with the backend.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -113,4 +114,18 @@ def _rows(conn: sqlite3.Connection, user_id: str | None,
         line["sources"] = None if row["sources"] is None else json.loads(row["sources"])
         embedding: np.ndarray | None = blob_vector(row["embedding"]) if vectors else None
         line["embedding"] = embedding
+        if row["modality"] == "image":
+            line["image"] = _image(conn, row["id"])
         yield line
+
+
+def _image(conn: sqlite3.Connection, memory_id: str) -> dict[str, Any] | None:
+    """An image memory's picture (base64) and CLIP vector, as an export line carries them:
+    always with the vector, which only a CLIP model could make again."""
+    row = conn.execute("SELECT mime, width, height, data, model, embedding FROM memory_images "
+                       "WHERE memory_id = ?", (memory_id,)).fetchone()
+    if row is None:
+        return None
+    return {"mime": row["mime"], "width": row["width"], "height": row["height"],
+            "data": base64.b64encode(row["data"]).decode("ascii"), "model": row["model"],
+            "embedding": blob_vector(row["embedding"]).tolist()}

@@ -17,6 +17,7 @@ from gateway.store.types import ExactQuery, StaleWrite, WritePlan
 _EXACT = (f"SELECT {COLUMNS} FROM memories WHERE user_id = ? "
           f"AND {TEXT_KEY_FUNCTION}(text) = ? AND agent_id IS ? AND run_id IS ? "
           "AND (expires_at IS NULL OR expires_at > ?) AND archived_at IS NULL "
+          "AND modality = 'text' "
           "ORDER BY id LIMIT 1")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
-from gateway.store.sqlite import feed
+from gateway.store.sqlite import feed, images
 from gateway.store.sqlite.rows import (
     COLUMNS,
     blob_vector,
@@ -48,13 +48,15 @@ def insert_rows(
         m = item.memory
         conn.execute(
             f"INSERT INTO memories ({COLUMNS}, embedding, context) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.id, m.user_id, m.agent_id, m.run_id, m.text, dump_metadata(m.metadata),
              m.priority, m.created_at, m.updated_at, m.embedding_model, m.occurred_at,
              m.expires_at, m.role, m.speaker, None, m.summary_id,
-             None if m.sources is None else json.dumps(list(m.sources)),
+             None if m.sources is None else json.dumps(list(m.sources)), m.modality,
              vector_blob(item.embedding), item.context),
         )
+        if item.image is not None:
+            images.insert(conn, m.id, item.image)
         if m.archived_at is not None:  # an imported archived row: the move trigger takes
             conn.execute(  # it from the live lexical index to the archive's
                 "UPDATE memories SET archived_at = ? WHERE id = ?", (m.archived_at, m.id))

@@ -152,6 +152,23 @@ MIGRATIONS: list[str] = [
     # to ``change_log`` in the writing transaction (``gateway.store.sqlite.feed``); nothing to
     # backfill: a follower loads its index from the store and follows from the newest seq.
     feed.SCHEMA,
+    # 12: image memories. A memory's modality ('text' or 'image'); an image memory's picture
+    # (re-encoded, metadata stripped) and its vector in the CLIP space ``model`` beside it,
+    # removed with the memory (delete, erase) by the foreign key.
+    """
+    ALTER TABLE memories ADD COLUMN modality TEXT NOT NULL DEFAULT 'text'
+        CHECK (modality IN ('text', 'image'));
+    CREATE TABLE memory_images (
+        memory_id TEXT PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        mime      TEXT NOT NULL,
+        width     INTEGER NOT NULL,
+        height    INTEGER NOT NULL,
+        data      BLOB NOT NULL,
+        model     TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
+    """,
 ]
 
 

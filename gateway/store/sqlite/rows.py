@@ -16,7 +16,8 @@ from gateway.domain.model import HistoryEvent, Memory, SearchFilters
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources"
+    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources, "
+    "modality"
 )
 
 
@@ -39,6 +40,7 @@ def row_to_memory(row: sqlite3.Row) -> Memory:
         archived_at=row["archived_at"],
         summary_id=row["summary_id"],
         sources=None if row["sources"] is None else tuple(json.loads(row["sources"])),
+        modality=row["modality"],
     )
 
 

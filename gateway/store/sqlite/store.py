@@ -21,7 +21,13 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from gateway.domain.model import HistoryEvent, Memory, SearchFilters, StoredMemory
+from gateway.domain.model import (
+    HistoryEvent,
+    Memory,
+    SearchFilters,
+    StoredImage,
+    StoredMemory,
+)
 from gateway.store import types
 from gateway.store.sqlite import (
     archive,
@@ -30,6 +36,7 @@ from gateway.store.sqlite import (
     events,
     feed,
     functions,
+    images,
     ingest,
     jobs,
     keyword,
@@ -241,6 +248,13 @@ class SQLiteStore:
 
     async def user_vectors(self, user_id: str) -> tuple[list[str], np.ndarray]:
         return await self._on_writer(memories.user_vectors, user_id)
+
+    async def image(self, memory_id: str) -> StoredImage | None:
+        return await self._read(images.get, memory_id)
+
+    async def image_vectors(self, user_id: str, model: str, filters: SearchFilters
+                            ) -> tuple[list[str], np.ndarray]:
+        return await self._read(images.vectors, user_id, model, filters)
 
     async def vectors(self, batch: int = 5000) -> list[tuple[str, str, np.ndarray]]:
         return await self._on_writer(memories.vectors, batch)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support import memory, run
 
-from gateway.domain.model import Memory, SearchFilters, StoredMemory
+from gateway.domain.model import Memory, SearchFilters, StoredImage, StoredMemory
 from gateway.domain.normalise import text_key
 from gateway.memory.ids import uuid7
 from gateway.store.base import KeyTable, Store
@@ -222,6 +222,52 @@ def test_erase_user_removes_every_trace_of_that_user_only(store: Store) -> None:
     assert run(store.erase_user("nobody")) == []
 
 
+# -- image memories ------------------------------------------------------------------------
+def picture(*values: float, model: str = "clip:1") -> StoredImage:
+    return StoredImage(b"\x89PNG fake bytes", "image/png", 3, 2, model, vector(*values))
+
+
+def image_memory(user: str = "alice", *values: float, model: str = "clip:1", text: str = "",
+                 **fields: object) -> StoredMemory:
+    item = memory(user=user, text=text, modality="image", **fields)
+    return replace(item, image=picture(*(values or (1, 0)), model=model))
+
+
+def test_image_memories_keep_their_picture_and_modality(store: Store) -> None:
+    text, image = put(store, memory(text="words"), image_memory())
+    assert run(store.get(image.id)).modality == "image"
+    assert run(store.get(text.id)).modality == "text"
+    stored = run(store.image(image.id))
+    assert stored is not None and stored.data == b"\x89PNG fake bytes"
+    assert (stored.mime, stored.width, stored.height, stored.model) == ("image/png", 3, 2,
+                                                                         "clip:1")
+    np.testing.assert_allclose(stored.vector, vector(1, 0))
+    assert run(store.image(text.id)) is None and run(store.image("missing")) is None
+
+
+def test_image_vectors_are_per_user_space_filter_and_liveness(store: Store) -> None:
+    a, b = put(store, image_memory("alice", 1, 0), image_memory("alice", 0, 1, agent_id="x"))
+    put(store, image_memory("bob", 1, 1), image_memory("alice", 1, 1, model="clip:2"),
+        memory(user="alice"), image_memory("alice", 1, 0, expires_at=T0))
+    ids, matrix = run(store.image_vectors("alice", "clip:1", SearchFilters(live_at=T1)))
+    assert ids == sorted([a.id, b.id]) and matrix.shape == (2, 2)
+    np.testing.assert_allclose(matrix[ids.index(b.id)], vector(0, 1))
+    only_x = run(store.image_vectors("alice", "clip:1", SearchFilters(agent_id="x")))
+    assert only_x[0] == [b.id]
+    ids, matrix = run(store.image_vectors("carol", "clip:1", ANY))
+    assert ids == [] and matrix.shape[0] == 0
+
+
+def test_delete_and_erase_take_the_picture_along(store: Store) -> None:
+    one, two, three = put(store, image_memory(), image_memory(), image_memory("bob"))
+    run(store.delete(one.id, T1))
+    run(store.erase(two.id, T1))
+    run(store.erase_user("bob"))
+    for item in (one, two, three):
+        assert run(store.image(item.id)) is None
+    assert run(store.image_vectors("alice", "clip:1", ANY))[0] == []
+
+
 def test_filter_ids_applies_every_condition(store: Store) -> None:
     a, b, c, _ = put(
         store, memory(agent_id="x", metadata={"tag": "red", "n": 2}, created_at=T0),
@@ -301,6 +347,8 @@ def test_exact_matches_use_the_text_key_scope_and_liveness(store: Store) -> None
     assert found == [first, None, None, None]
     agent = run(store.exact_matches([query("meeting on monday.", "x")], T2))[0]
     assert agent is not None and agent.agent_id == "x"
+    put(store, image_memory(text="A caption"))
+    assert run(store.exact_matches([query("a caption")], T2)) == [None]  # a picture is no text
 
 
 def test_apply_commits_a_plan_or_nothing(store: Store) -> None:
