@@ -114,20 +114,23 @@ def test_client_routes_and_types_match_the_openapi_schema(app_and_spec) -> None:
     assert limit["schema"]["maximum"] == MAX_PAGE_LIMIT
 
 
-def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
-    """(full path, route) for every APIRoute, also inside included routers (FastAPI >= 0.16x
-    keeps those as lazy ``_IncludedRouter`` entries with the prefix in their context)."""
+def api_routes(routes: list[Any], prefix: str = "",
+               in_schema: bool = True) -> Iterator[tuple[str, APIRoute, bool]]:
+    """(full path, route, in the schema) for every APIRoute, also inside included routers
+    (FastAPI >= 0.16x keeps those as lazy ``_IncludedRouter`` entries with the prefix, and
+    whether the inclusion is in the schema, in their context)."""
     for route in routes:
         if isinstance(route, APIRoute):
-            yield prefix + route.path_format, route
+            yield prefix + route.path_format, route, in_schema and route.include_in_schema
         elif hasattr(route, "original_router"):
-            yield from api_routes(route.original_router.routes,
-                                  prefix + route.include_context.prefix)
+            context = route.include_context
+            yield from api_routes(route.original_router.routes, prefix + context.prefix,
+                                  in_schema and context.include_in_schema)
 
 
 def test_every_route_is_in_the_schema_with_its_error_model(app_and_spec) -> None:
     app, spec = app_and_spec
-    routes = [(path, r) for path, r in api_routes(app.routes) if r.include_in_schema]
+    routes = [(path, r) for path, r, in_schema in api_routes(app.routes) if in_schema]
     assert len(routes) > 20  # the walk found the routers (it fails loudly if FastAPI changes)
     for path, route in routes:
         for method in route.methods:
