@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.sqlite import lexical
+from gateway.store.sqlite import lexical, term_stats
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
@@ -148,6 +148,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_tenant ON jobs (tenant, status, created_at);
     CREATE INDEX history_deletes ON history (at) WHERE event = 'DELETE';
     """,
+    # 11: reserved for another branch's migration (the lead renumbers at merge).
+    "",
+    # 12: per-term statistics of the live lexical index (``term_stats``: document counts and
+    # per-memory hit bounds), filled from the live memories and kept in step by triggers, so
+    # keyword search can prune (``pruned``) instead of ranking every posting.
+    term_stats.SCHEMA,
 ]
 
 
