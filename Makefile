@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
+.PHONY: fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-keyword-scale bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -22,7 +22,8 @@ help:
 	@echo "make bench-ann - vector search per backend (exact/HNSW/CAGRA) -> JSON + PNG plot"
 	@echo "make bench-latency - search latency: text vs vector, 1k/10k memories, 8 clients, cache"
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
-	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
+	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under semantic, hybrid and keyword search"
+	@echo "make bench-keyword-scale [BEFORE=<older checkout>] - keyword and hybrid search p50/p99 for 1k/20k/100k-memory users"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
 	@echo "make bench-ingest - batch ingest vs raw Triton (fp32 and int8), where the time goes"
 	@echo "make bench-jobs - search p50/p99 idle vs while merge/compress jobs run (target <= 1.5x)"
@@ -96,6 +97,10 @@ bench-mem0: install-dev export
 # BEFORE=<dir>: also run a gateway from that checkout (git worktree add <dir> <commit>) first.
 bench-concurrency: export
 	$(PY) -m loadtest.bench.concurrency $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
+
+# Keyword and hybrid search through HTTP as one user grows (1k, 20k, 100k memories).
+bench-keyword-scale: export
+	$(PY) -m loadtest.bench.keyword_scale $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export
