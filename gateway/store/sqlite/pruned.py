@@ -23,6 +23,7 @@ or column weights of 0 (FTS5 then restricts the match to some columns and counts
 
 from __future__ import annotations
 
+import heapq
 import math
 import sqlite3
 from collections import Counter
@@ -43,9 +44,13 @@ SAFETY = 1 + 1e-9  # bounds widened past floating-point rounding
 @dataclass(frozen=True)
 class Term:
     folded: str  # user key + stem, as indexed
-    docs: int
     idf: float
-    bound: float  # the most this term adds to one memory's score
+    most: float  # the most weighted hits of the term in one memory
+    shortest: int  # the fewest terms of a memory holding it
+
+    def bound(self, size: int, avgdl: float) -> float:
+        """The most this term adds to the score of a memory of ``size`` terms or more."""
+        return self.idf * _weight(self.most, max(size, self.shortest), avgdl) * SAFETY
 
 
 def totals(conn: sqlite3.Connection, fts: str) -> tuple[int, int]:
@@ -104,16 +109,16 @@ def top_k(conn: sqlite3.Connection, user_key: str, words: list[str], k: int,
     if rows == 0:
         return None
     avgdl = tokens / rows
-    found: list[Term] = []
-    for word in folded_words:
-        if word in stats:
-            docs, body, occurred, context, shortest = stats[word]
-            idf = _idf(rows, docs)
-            most = weights[0] * body + weights[1] * occurred + weights[2] * context
-            found.append(Term(word, docs, idf, idf * _weight(most, shortest, avgdl) * SAFETY))
+    found = [Term(word, _idf(rows, stats[word][0]),
+                  weights[0] * stats[word][1] + weights[1] * stats[word][2]
+                  + weights[2] * stats[word][3], stats[word][4])
+             for word in folded_words if word in stats]
     idfs = [_idf(rows, stats[w][0]) if w in stats else 0.0 for w in folded_words]
-    bounds = sorted((t.bound for t in found), reverse=True)
-    scored: dict[int, tuple[str, float]] = {}
+    bounds = sorted((t.bound(0, avgdl) for t in found), reverse=True)
+    seen: set[int] = set()
+    pending: list[tuple[float, int]] = []  # (-bound, doc): kept, not yet scored
+    texts: dict[int, tuple[str, str, str, str | None]] = {}
+    top: list[tuple[float, int, str]] = []  # (score, doc, id): the best k so far, min first
     for level in range(len(found), 0, -1):
         groups = list(combinations(found, level))
         if len(groups) > MAX_GROUPS:
@@ -125,15 +130,45 @@ def top_k(conn: sqlite3.Connection, user_key: str, words: list[str], k: int,
             (expression, MAX_CANDIDATES + 1))]
         if len(docs) > MAX_CANDIDATES:
             return None
-        fresh = [doc for doc in docs if doc not in scored]
-        for doc, (memory_id, said, occurred_at, context) in keep(fresh).items():
-            scored[doc] = (memory_id, score(words, idfs, weights, avgdl, said,
-                                            occurred_at, context))
-        best = sorted(scored.values(), key=lambda hit: hit[1], reverse=True)[:k]
+        fresh = [doc for doc in docs if doc not in seen]
+        seen.update(fresh)
+        kept = keep(fresh)
+        # A doc new at this level holds exactly ``level`` of the terms: its score is at most
+        # the sum of the ``level`` largest bounds at its own size.
+        ceiling: dict[int, float] = {}  # size -> that bound (sizes repeat: computed once)
+        for doc, size in sizes(conn, list(kept)).items():
+            if size not in ceiling:
+                at_size = sorted((t.bound(size, avgdl) for t in found), reverse=True)
+                ceiling[size] = sum(at_size[:level])
+            heapq.heappush(pending, (-ceiling[size], doc))
+            texts[doc] = kept[doc]
+        while pending and (len(top) < k or -pending[0][0] > top[0][0]):
+            doc = heapq.heappop(pending)[1]
+            memory_id, said, occurred_at, context = texts.pop(doc)
+            hit = (score(words, idfs, weights, avgdl, said, occurred_at, context), doc,
+                   memory_id)
+            (heapq.heappush if len(top) < k else heapq.heappushpop)(top, hit)
         unseen = sum(bounds[:level - 1])  # the most a memory with fewer terms can score
-        if level == 1 or (len(best) == k and best[-1][1] >= unseen):
-            return best
+        if level == 1 or (len(top) == k and top[0][0] >= unseen):
+            return [(memory_id, value) for value, _, memory_id in sorted(top, reverse=True)]
     return None
+
+
+def sizes(conn: sqlite3.Connection, docs: list[int]) -> dict[int, int]:
+    """doc -> its terms in all columns (FTS5's per-row sizes, ``<fts>_docsize``: the D of
+    ``bm25()``)."""
+    if not docs:
+        return {}
+    out: dict[int, int] = {}
+    marks = ",".join("?" * len(docs))
+    for doc, blob in conn.execute(
+            f"SELECT id, sz FROM lexical_index_docsize WHERE id IN ({marks})", docs):
+        data, at, total = bytes(blob), 0, 0
+        while at < len(data):
+            value, at = _varint(data, at)
+            total += value
+        out[doc] = total
+    return out
 
 
 def score(words: list[str], idfs: list[float], weights: tuple[float, float, float],
