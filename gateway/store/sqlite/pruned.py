@@ -11,7 +11,10 @@ computed only for the memories that can reach the top ``k``:
    totals record.
 2. Level ``m`` (from all ``n`` query terms down): FTS5 lists the memories holding at least
    ``m`` of the terms (an OR of ANDs, which FTS5 evaluates by skipping, without ``bm25()``);
-   they are filtered as today and scored exactly from their re-analysed text.
+   they are filtered as today. A memory new at this level holds exactly ``m`` terms, so its
+   score is at most the sum of the ``m`` largest bounds at its own size (FTS5's per-row sizes):
+   new memories are scored exactly from their re-analysed text, best bound first, until no
+   bound left can reach the k-th score.
 3. A memory holding fewer than ``m`` terms scores at most the sum of the ``m - 1`` largest
    bounds. Once ``k`` filtered candidates score at least that, no other memory can enter the
    top ``k``, so it is returned. Otherwise the next level runs.
