@@ -2,7 +2,7 @@
 
 One user (``heavy``) gets ``--memories`` memories with client-supplied unit vectors (seeded
 through ``/v1/memories/batch``, so no Triton time) and short texts of a 23-word vocabulary
-(``keyword_scale.memory_text``: every query word is common), on an exact index so every
+(``common_words``: every query word is common), on an exact index so every
 vector search is a full scan of its rows: the heaviest search there is. Then, on the same
 gateway:
 
@@ -48,7 +48,7 @@ import numpy as np
 
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
-from loadtest.bench.keyword_scale import memory_text, query_text
+from loadtest.bench.common_words import memory_text, query_text
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences

@@ -11,6 +11,8 @@ Per user and mode (``keyword``, ``hybrid``): p50/p95/p99 of ``--searches`` searc
 ratios of each size's hybrid p50 to the smallest user's. ``--before DIR`` runs a gateway from
 another checkout first, on the same store (it is migrated forward when the second gateway
 opens it), so before and after sit side by side in one JSON under ``loadtest/results/``.
+Last, ``keyword_levels`` times both keyword paths query by query on a store of the same
+users (the same load for both, and their answers compared).
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ import httpx
 import numpy as np
 
 from gateway.settings import ROOT
+from loadtest.bench import keyword_levels
+from loadtest.bench.common_words import VOCABULARY, memory_text, query_text
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
 from loadtest.stack import gateway_process, triton_server
 
-VOCABULARY = ("coffee morning walk garden dog music guitar river book painting friend trip "
-              "beach dinner cooking soccer movie camera hiking city school family "
-              "weekend").split()
 SEED_BATCH = 1000
 READY_TIMEOUT_S = 300
 QUIET = {"MEMORY_ADMISSION_ENABLED": "false", "MEMORY_DEADLINE_SEARCH_MS": "0",
@@ -47,14 +48,6 @@ QUIET = {"MEMORY_ADMISSION_ENABLED": "false", "MEMORY_DEADLINE_SEARCH_MS": "0",
 
 def log(message: str) -> None:
     print(f"[bench-keyword-scale] {message}", file=sys.stderr, flush=True)
-
-
-def memory_text(rng: random.Random) -> str:
-    return " ".join(rng.sample(VOCABULARY, rng.randint(4, 8)))
-
-
-def query_text(rng: random.Random) -> str:
-    return " ".join(rng.sample(VOCABULARY, 5))
 
 
 def seed(http: httpx.Client, user: str, count: int, dim: int) -> float:
@@ -156,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                     report[name] = {"tree": str(tree), "revision": revision(tree),
                                     "load_average": os.getloadavg(),
                                     "users": measure(url, users, args)}
+    log("the store, levels against FTS5's ranking query by query ...")
+    report["store_side_by_side"] = keyword_levels.run(list(users.values()), args.searches)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     write_report(args.out, "keyword-scale", report, log)
     return 0

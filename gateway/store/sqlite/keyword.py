@@ -27,18 +27,32 @@ def keyword_search(
     date_weight: float, archived: bool, context_weight: float, key: lexical.LexicalKey,
 ) -> list[tuple[str, float]]:
     """(id, BM25 score) best first; see ``Store.keyword_search``."""
+    words = query_terms(query)
+    if not words:
+        return []
+    if not archived:
+        where, args = filter_conditions(user_id, filters)
+        best = pruned.top_k(
+            conn, key.user(user_id), words, k, (1.0, date_weight, context_weight),
+            lambda found: _keep_texts(conn, found, where, args))
+        if best is not None:
+            return best
+    return fts5_search(conn, user_id, query, k, filters, date_weight=date_weight,
+                       archived=archived, context_weight=context_weight, key=key)
+
+
+def fts5_search(
+    conn: sqlite3.Connection, user_id: str, query: str, k: int, filters: SearchFilters, *,
+    date_weight: float, archived: bool, context_weight: float, key: lexical.LexicalKey,
+) -> list[tuple[str, float]]:
+    """The same answer ranked by FTS5's ``bm25()`` over every match (no levels): the path
+    for small users and where ``pruned`` gives up, and the benchmarks' baseline."""
     fts, docs = _ARCHIVE_TABLES if archived else _LIVE_TABLES
     expression = lexical.match_expression(key, user_id, query, with_dates=date_weight > 0,
                                           with_context=context_weight > 0)
     if expression is None:
         return []
     where, args = filter_conditions(user_id, filters)
-    if not archived:
-        best = pruned.top_k(
-            conn, key.user(user_id), query_terms(query), k, (1.0, date_weight, context_weight),
-            lambda found: _keep_texts(conn, found, where, args))
-        if best is not None:
-            return best
     probe = max(k * PROBE_FACTOR, PROBE_MIN)
     # bm25() is negative-is-better; it is turned around here, once.
     ranked = conn.execute(
