@@ -97,6 +97,8 @@ def top_k(conn: sqlite3.Connection, user_key: str, words: list[str], k: int,
     in query order) of the user whose lexical key is ``user_key``, on the live index; None
     where the caller should rank with FTS5. ``keep(docs)`` maps doc -> (memory id, said text,
     occurred_at, context) for the docs that pass the user and filters."""
+    if k <= 0:
+        return []
     if 0.0 in weights:
         return None
     folded_words = [user_key + word for word in words]
