@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
 TORCH_VERSION   := $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path postgres-server bench-replica-lag bench-images
+.PHONY: system-packages fuzz fuzz-tenants run test export install-dev bench bench-ann bench-latency bench-mem0 bench-concurrency bench-ingest bench-jobs bench-slow-bodies bench-filter-bomb bench-mcp bench-capacity bench-replica-scaling bench-retrieval bench-compression fetch-mpnet lint install clean help loadtest loadtest-knee loadtest-report triton-sweep perf-inputs install-infinity bench-remote-embed bench-console bench-query-path postgres-server bench-replica-lag bench-images bench-keyword-scale
 
 help:
 	@echo "make run     - install the runtime, export models, start Triton + gateway on http://127.0.0.1:$${GATEWAY_PORT:-8080}"
@@ -25,6 +25,8 @@ help:
 	@echo "make bench-mem0 - text search side by side with Mem0 OSS in-process (same model, same data)"
 	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under heavy search"
 	@echo "make bench-images [CLIP=<dir or hub id>] - text and image memories in one list: recall and cost"
+	@echo "make bench-concurrency [BEFORE=<older checkout>] - write latency under semantic, hybrid and keyword search"
+	@echo "make bench-keyword-scale [BEFORE=<older checkout>] - keyword and hybrid search p50/p99 for 1k/20k/100k-memory users"
 	@echo "make bench-mcp - an add then a search through the MCP server (stdio) beside the HTTP API"
 	@echo "make bench-capacity - bytes per memory on disk (SQLite, PostgreSQL) and in RAM, partition reloads"
 	@echo "make bench-replica-scaling - search throughput: two replicas pinned to a core each vs one, on PostgreSQL"
@@ -150,6 +152,9 @@ bench-concurrency: export
 # alone, and the search cost of having images (CLIP=<dir or hub id>, else the tests' tiny CLIP).
 bench-images: install-dev export
 	$(PY) -m loadtest.bench.images $(if $(strip $(CLIP)),--clip $(CLIP),--tiny) $(BENCH_ARGS)
+# Keyword and hybrid search through HTTP as one user grows (1k, 20k, 100k memories).
+bench-keyword-scale: export
+	$(PY) -m loadtest.bench.keyword_scale $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 # An add then a search through the MCP server over stdio, beside the HTTP API.
 bench-mcp: install-dev export

@@ -7,7 +7,8 @@ every memory and says nothing about any of them. No user text ever reaches a que
 analyser only ever emits letters and digits.
 
 Changing what this module emits changes the index: bump ``ANALYZER_VERSION`` and add a store
-migration that rebuilds the lexical index (``gateway.store.sqlite.lexical.REBUILD_SCHEMA``).
+migration that rebuilds the lexical index and its term statistics
+(``gateway.store.sqlite.lexical.REBUILD_WITH_STATS``).
 """
 
 from __future__ import annotations

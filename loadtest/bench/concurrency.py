@@ -1,13 +1,18 @@
 """``make bench-concurrency``: write latency while 8 clients search a 100k-memory user.
 
 One user (``heavy``) gets ``--memories`` memories with client-supplied unit vectors (seeded
-through ``/v1/memories/batch``, so no Triton time), on an exact index so every search is a
-full scan of its rows: the heaviest search there is. Then, on the same gateway:
+through ``/v1/memories/batch``, so no Triton time) and short texts of a 23-word vocabulary
+(``common_words``: every query word is common), on an exact index so every
+vector search is a full scan of its rows: the heaviest search there is. Then, on the same
+gateway:
 
 - idle: ``--writes`` single writes (``POST /v1/memories``) to other users, one at a time,
   alternating a text write (embedded by Triton) and a write with a client-supplied vector;
-- loaded: the same writes while ``--clients`` clients search ``heavy`` back to back (from a
-  separate process, so the writer's timings do not share a GIL with them).
+- loaded, once per search mode of ``--modes``: the same writes while ``--clients`` clients
+  search ``heavy`` back to back (from a separate process, so the writer's timings do not share
+  a GIL with them). ``semantic`` searches with client vectors (no keyword half, no query
+  embedding); ``hybrid`` and ``keyword`` with unique five-word text queries (``hybrid``
+  embeds each one and runs both halves; ``keyword`` runs BM25 alone).
 
 The figure of merit is each write kind's loaded p99 over its idle p99 (target: <= 2). The
 ``engine`` part (``loadtest/bench/engine_probe.py``) measures the same without HTTP, Triton or
@@ -27,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -42,6 +48,7 @@ import numpy as np
 
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
+from loadtest.bench.common_words import memory_text, query_text
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences
@@ -49,6 +56,7 @@ from loadtest.paths import RESULTS
 from loadtest.stack import gateway_process, triton_server
 
 HEAVY_USER = "heavy"
+MODES = ("semantic", "hybrid", "keyword")
 SEED_BATCH = 1000  # items per seeding request (~4 MB of JSON with 384-d vectors)
 READY_TIMEOUT_S = 180
 SETTINGS = {"MEMORY_INDEX_BACKEND": "exact", "MEMORY_ADMISSION_ENABLED": "false"}
@@ -85,11 +93,12 @@ def gateway_from(tree: Path, triton: TritonServer, work: Path,
 
 def seed(http: httpx.Client, memories: int, dim: int) -> float:
     started = time.perf_counter()
+    texts = random.Random(5)
     for start in range(0, memories, SEED_BATCH):
         count = min(SEED_BATCH, memories - start)
         vectors = unit_vectors(count, dim, seed=start)
-        items = [{"user_id": HEAVY_USER, "text": f"seeded memory {start + i}", "embedding": v}
-                 for i, v in enumerate(vectors)]
+        items = [{"user_id": HEAVY_USER, "text": memory_text(texts), "embedding": v}
+                 for v in vectors]
         http.post("/v1/memories/batch", json={"items": items}).raise_for_status()
     return time.perf_counter() - started
 
@@ -111,15 +120,26 @@ def timed_writes(http: httpx.Client, count: int, dim: int, tag: str) -> dict[str
     return samples
 
 
-def search_load(url: str, clients: int, dim: int, running: Event, stop: Event,
+def search_load(url: str, clients: int, dim: int, mode: str, running: Event, stop: Event,
                 out: Any) -> None:
-    """In its own process: ``clients`` searchers on the heavy user until ``stop``."""
-    asyncio.run(_searching(url, clients, dim, running, stop, out))
+    """In its own process: ``clients`` searchers of ``mode`` on the heavy user until
+    ``stop``."""
+    asyncio.run(_searching(url, clients, dim, mode, running, stop, out))
 
 
-async def _searching(url: str, clients: int, dim: int, running: Event, stop: Event,
+def _search_body(mode: str, i: int, vectors: list[list[float]],
+                 words: random.Random) -> dict[str, Any]:
+    if mode == "semantic":
+        return {"user_id": HEAVY_USER, "embedding": vectors[i % len(vectors)], "limit": 10}
+    # unique text (a counter suffix), so the query cache never answers
+    return {"user_id": HEAVY_USER, "query": f"{query_text(words)} q{i}", "mode": mode,
+            "limit": 10}
+
+
+async def _searching(url: str, clients: int, dim: int, mode: str, running: Event, stop: Event,
                      out: Any) -> None:
     queries = unit_vectors(64, dim, seed=99)
+    words = random.Random(mode)
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=clients)
@@ -129,8 +149,7 @@ async def _searching(url: str, clients: int, dim: int, running: Event, stop: Eve
             nonlocal failures
             i = offset
             while not stop.is_set():
-                body = {"user_id": HEAVY_USER, "embedding": queries[i % len(queries)],
-                        "limit": 10}
+                body = _search_body(mode, i, queries, words)
                 started = time.perf_counter()
                 response = await http.post("/v1/memories/search", json=body)
                 latencies.append(time.perf_counter() - started)
@@ -159,6 +178,27 @@ def summary(samples: list[float]) -> dict[str, float]:
     return percentiles(samples) | {"max_ms": round(max(samples) * 1000, 3), "n": len(samples)}
 
 
+def loaded_writes(name: str, url: str, http: httpx.Client, mode: str,
+                  args: Any) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """The writes while ``args.clients`` searchers of ``mode`` run: (samples, search load)."""
+    ctx = mp.get_context("spawn")
+    running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    load = ctx.Process(target=search_load,
+                       args=(url, args.clients, args.dim, mode, running, stop, out))
+    load.start()
+    try:
+        if not running.wait(READY_TIMEOUT_S):
+            raise RuntimeError("the search load never answered")
+        log(f"{name}: {args.writes} writes of each kind under {args.clients} {mode} "
+            "searchers ...")
+        loaded = timed_writes(http, args.writes, args.dim, f"loaded-{mode}")
+    finally:
+        stop.set()
+    searched = out.get(timeout=READY_TIMEOUT_S)
+    load.join(READY_TIMEOUT_S)
+    return loaded, searched
+
+
 def run_variant(name: str, tree: Path, triton: TritonServer, work: Path, args: Any) -> dict:
     log(f"{name}: index alone, from {tree} ({revision(tree)}) ...")
     engine = probe_engine(tree, args.memories, args.dim)
@@ -169,34 +209,22 @@ def run_variant(name: str, tree: Path, triton: TritonServer, work: Path, args: A
         timed_writes(http, 10, args.dim, "warm")
         log(f"{name}: {args.writes} idle writes of each kind ...")
         idle = timed_writes(http, args.writes, args.dim, "idle")
-        ctx = mp.get_context("spawn")
-        running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-        load = ctx.Process(target=search_load,
-                           args=(url, args.clients, args.dim, running, stop, out))
-        load.start()
-        try:
-            if not running.wait(READY_TIMEOUT_S):
-                raise RuntimeError("the search load never answered")
-            log(f"{name}: {args.writes} writes of each kind under {args.clients} searchers ...")
-            loaded = timed_writes(http, args.writes, args.dim, "loaded")
-        finally:
-            stop.set()
-        searched = out.get(timeout=READY_TIMEOUT_S)
-        load.join(READY_TIMEOUT_S)
+        loaded = {mode: loaded_writes(name, url, http, mode, args) for mode in args.modes}
     result: dict[str, Any] = {"tree": str(tree), "revision": revision(tree),
                               "seed_seconds": round(seed_s, 1), "engine": engine}
     for kind in ("text", "vector"):
-        result[f"{kind}_write"] = {
-            "idle": summary(idle[kind]), "under_search": summary(loaded[kind]),
-            "p99_ratio": round(np.percentile(loaded[kind], 99) / np.percentile(idle[kind], 99),
-                               2),
+        result[f"{kind}_write"] = {"idle": summary(idle[kind])}
+        for mode, (samples, _) in loaded.items():
+            result[f"{kind}_write"][f"under_{mode}_search"] = summary(samples[kind])
+            result[f"{kind}_write"][f"{mode}_p99_ratio"] = round(
+                np.percentile(samples[kind], 99) / np.percentile(idle[kind], 99), 2)
+    for mode, (_, searched) in loaded.items():
+        result[f"{mode}_search_load"] = {
+            "clients": args.clients, "searches": searched["searches"],
+            "failures": searched["failures"],
+            "searches_per_s": round(searched["searches"] / searched["seconds"], 1),
+            **summary(searched["latencies"]),
         }
-    result["search_load"] = {
-        "clients": args.clients, "searches": searched["searches"],
-        "failures": searched["failures"],
-        "searches_per_s": round(searched["searches"] / searched["seconds"], 1),
-        **summary(searched["latencies"]),
-    }
     return result
 
 
@@ -208,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent searchers")
     parser.add_argument("--writes", type=int, default=200, help="writes of each kind per phase")
     parser.add_argument("--dim", type=int, default=384, help="the embedder's dimension")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated search modes of the load, from {', '.join(MODES)}")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also run a gateway from this checkout, first, for comparison")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
@@ -215,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.gateway_env = dict(pair.split("=", 1) for pair in args.gateway_env)
+    args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if unknown := set(args.modes) - set(MODES):
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
 
     report: dict[str, Any] = {
         "benchmark": "writes-under-search", "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "setup": {"memories": args.memories, "clients": args.clients, "writes": args.writes,
-                  "dim": args.dim, "gateway_env": SETTINGS | args.gateway_env},
+                  "dim": args.dim, "modes": args.modes, "gateway_env": SETTINGS | args.gateway_env},
     }
     variants = ([("before", args.before.resolve())] if args.before else []) + [("after", ROOT)]
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:

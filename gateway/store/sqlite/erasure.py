@@ -7,7 +7,8 @@ request). Erasure deletes those rows instead. The writer connection runs with
 cells and freed pages with zeros instead of leaving them in free space; the checkpoint then
 copies the zeroed pages into the database file and truncates the WAL, whose older frames still
 held the text. The keyword index (contentless FTS5) never held the text, only its terms
-prefixed with the salted user key; FTS5 drops deleted terms when it merges its segments.
+prefixed with the salted user key; FTS5 drops deleted terms when it merges its segments. Its
+term statistics (``term_stats``) delete a term's row, zeroed, with the last memory holding it.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from gateway.store.analyzer import date_terms, query_terms, terms
+from gateway.store.sqlite import term_stats
 
 USER_KEY_BYTES = 10  # 80 bits of keyed hash: 16 base32 characters before each term
 LEGACY_KEY_CHARS = 8  # before migration 9: 40 bits of an unsalted hash
@@ -97,6 +98,8 @@ def install(conn: sqlite3.Connection, key: LexicalKey | None = None) -> LexicalK
         key.load(conn)
     conn.create_function("lexical_body", 2, key.body_terms, deterministic=True)
     conn.create_function("lexical_when", 2, key.when_terms, deterministic=True)
+    conn.create_function("lexical_user", 1, key.user, deterministic=True)
+    conn.create_function(term_stats.FUNCTION, 4, term_stats.term_stats, deterministic=True)
     conn.create_function("lexical_new_secret", 0, key.fresh)
     return key
 
@@ -304,28 +307,37 @@ FROM {docs} d JOIN memories m ON m.id = d.memory_id;
 
 def is_maintained(conn: sqlite3.Connection) -> bool:
     """Whether writes keep the lexical index in step (its triggers exist)."""
+    return _has_trigger(conn, _TRIGGERS[0])
+
+
+def _has_trigger(conn: sqlite3.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-                       (_TRIGGERS[0],)).fetchone()
+                       (name,)).fetchone()
     return row is not None
 
 
 def maintain(conn: sqlite3.Connection, on: bool) -> bool:
     """Turn the lexical index on or off (``MEMORY_LEXICAL_INDEX``); True when it changed.
 
-    Off: the triggers are dropped and both indexes emptied, so writes skip the analysis and
-    the FTS postings. On again: the triggers come back and both indexes are rebuilt from the
-    memories, in one transaction (a store that was written meanwhile is searchable again).
-    Run on the writer connection (autocommit mode) at open.
+    Off: the triggers are dropped and both indexes (and the live index's term statistics,
+    ``term_stats``) emptied, so writes skip the analysis and the FTS postings. On again: the
+    triggers come back and everything is rebuilt from the memories, in one transaction (a
+    store that was written meanwhile is searchable again). Run on the writer connection
+    (autocommit mode) at open.
     """
-    if is_maintained(conn) == on:
+    stats = _has_trigger(conn, term_stats.TRIGGERS[0])
+    if is_maintained(conn) == on and stats == on:
         return False
-    script = "".join(f"DROP TRIGGER IF EXISTS {name};\n" for name in _TRIGGERS)
+    script = "".join(f"DROP TRIGGER IF EXISTS {name};\n"
+                     for name in (*_TRIGGERS, *term_stats.TRIGGERS))
     script += _cleared("lexical_index", "lexical_docs")
     script += _cleared("archive_lexical_index", "archive_lexical_docs")
+    script += term_stats.CLEARED
     if on:
         script += _refilled("lexical_index", "lexical_docs", archived=False)
         script += _refilled("archive_lexical_index", "archive_lexical_docs", archived=True)
-        script += LIVE_TRIGGERS + ARCHIVE_TRIGGERS
+        script += term_stats.REFILLED
+        script += LIVE_TRIGGERS + ARCHIVE_TRIGGERS + term_stats.TRIGGER_SQL
     conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
     return True
 
@@ -339,6 +351,11 @@ REBUILD_SCHEMA = (
     + _refilled("lexical_index", "lexical_docs", archived=False)
     + _refilled("archive_lexical_index", "archive_lexical_docs", archived=True)
 )
+
+
+# An analyser change from migration 12 on (``analyzer.ANALYZER_VERSION``): both indexes and the
+# live index's term statistics rebuilt with the new terms.
+REBUILD_WITH_STATS = REBUILD_SCHEMA + term_stats.CLEARED + term_stats.REFILLED
 
 
 # Migration 9: a secret per store salts the user key (``LexicalKey``); both indexes are

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.sqlite import feed, lexical
+from gateway.store.sqlite import feed, lexical, term_stats
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
@@ -169,6 +169,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
     """,
+    # 13: per-term statistics of the live lexical index (``term_stats``: document counts and
+    # per-memory hit bounds), filled from the live memories and kept in step by triggers, so
+    # keyword search can prune (``pruned``) instead of ranking every posting.
+    term_stats.SCHEMA,
 ]
 
 

@@ -48,9 +48,14 @@ from gateway.store.sqlite import (
 from gateway.store.sqlite.faults import map_sqlite_errors
 from gateway.store.sqlite.migrations import migrate
 from gateway.store.sqlite.private import make_private
+from gateway.threads import lower_thread_priority
 
 T = TypeVar("T")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
+# Keyword search's threads run at this nice value above the process's, as the vector search
+# thread does (``gateway.index.batcher``): on a saturated machine the writer, which answers
+# adds, gets the cores first, and a burst of searches cannot starve it.
+KEYWORD_THREAD_NICE = 5
 
 
 class SQLiteStore:
@@ -70,6 +75,9 @@ class SQLiteStore:
         # transaction's fsync or behind other reads.
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS,
                                            thread_name_prefix="sqlite-read")
+        self._keyword_readers = ThreadPoolExecutor(
+            max_workers=READ_THREADS, thread_name_prefix="sqlite-keyword",
+            initializer=lower_thread_priority, initargs=(KEYWORD_THREAD_NICE,))
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
@@ -83,11 +91,14 @@ class SQLiteStore:
         with map_sqlite_errors():  # disk full / read-only: 507 / 503, not a 500
             return await loop.run_in_executor(self._executor, func, *args)
 
-    async def read(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a read-only ``func`` on a reader thread; it sees every committed write."""
+    async def read(self, func: Callable[..., T], *args: Any,
+                   pool: ThreadPoolExecutor | None = None) -> T:
+        """Run a read-only ``func`` on a reader thread (of ``pool``, else the readers); it sees
+        every committed write."""
         loop = asyncio.get_running_loop()
         with map_sqlite_errors():
-            return await loop.run_in_executor(self._readers, self._on_reader, func, args)
+            return await loop.run_in_executor(pool or self._readers, self._on_reader, func,
+                                              args)
 
     def _on_reader(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
@@ -147,6 +158,7 @@ class SQLiteStore:
         await self.run(_close)
         self._executor.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._keyword_readers.shutdown(wait=True)
         with self._reader_lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -233,9 +245,10 @@ class SQLiteStore:
         date_weight: float = 1.0, archived: bool = False,
         context_weight: float = types.CONTEXT_WEIGHT,
     ) -> list[tuple[str, float]]:
-        return await self._read(partial(
-            keyword.keyword_search, date_weight=date_weight, archived=archived,
-            context_weight=context_weight, key=self._lexical_key), user_id, query, k, filters)
+        search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
+                         context_weight=context_weight, key=self._lexical_key)
+        return await self.read(lambda: search(self.conn, user_id, query, k, filters),
+                               pool=self._keyword_readers)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)
