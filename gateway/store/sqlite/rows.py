@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gateway.domain.model import HistoryEvent, Memory, SearchFilters
+from gateway.store.filters import filter_conditions as filters_sql
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
@@ -88,30 +89,7 @@ def _metadata_condition(key: str, value: object) -> tuple[str, list[object]]:
 
 def filter_conditions(user_id: str, filters: SearchFilters) -> tuple[list[str], list[Any]]:
     """SQL conditions on ``memories m`` for one user and every given filter."""
-    where: list[str] = ["m.user_id = ?"]
-    args: list[Any] = [user_id]
-    for column in ("agent_id", "run_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(f"m.{column} = ?")
-            args.append(value)
-    ranges = (("created_at", filters.created_after, filters.created_before),
-              ("occurred_at", filters.occurred_after, filters.occurred_before))
-    for column, after, before in ranges:
-        if after is not None:
-            where.append(f"m.{column} >= ?")
-            args.append(after)
-        if before is not None:
-            where.append(f"m.{column} < ?")
-            args.append(before)
-    if filters.live_at is not None:
-        where.append("(m.expires_at IS NULL OR m.expires_at > ?)")
-        args.append(filters.live_at)
-    for key, value in filters.metadata.items():
-        condition, condition_args = _metadata_condition(key, value)
-        where.append(condition)
-        args.extend(condition_args)
-    return where, args
+    return filters_sql(user_id, filters, "?", _metadata_condition)
 
 
 def in_chunks(ids: list[str], size: int = 500) -> list[tuple[str, list[str]]]:
