@@ -75,12 +75,9 @@ def image_path(memory_id: str) -> str:
     return IMAGE_PATH.replace("{id}", quote(memory_id, safe=""))
 
 
-def image_body(user_id: str, image: bytes, text: str | None, *, agent_id: str | None,
-               run_id: str | None, metadata: Mapping[str, Any] | None,
-               priority: int | None) -> ImageCreate:
-    body: ImageCreate = {"user_id": user_id, "image": base64.b64encode(image).decode("ascii")}
-    if text is not None:
-        body["text"] = text
+def _scoped(body: Any, agent_id: str | None, run_id: str | None,
+            metadata: Mapping[str, Any] | None, priority: int | None) -> None:
+    """The optional fields every kind of add shares, set only when given."""
     if agent_id is not None:
         body["agent_id"] = agent_id
     if run_id is not None:
@@ -89,6 +86,15 @@ def image_body(user_id: str, image: bytes, text: str | None, *, agent_id: str | 
         body["metadata"] = dict(metadata)
     if priority is not None:
         body["priority"] = priority
+
+
+def image_body(user_id: str, image: bytes, text: str | None, *, agent_id: str | None,
+               run_id: str | None, metadata: Mapping[str, Any] | None,
+               priority: int | None) -> ImageCreate:
+    body: ImageCreate = {"user_id": user_id, "image": base64.b64encode(image).decode("ascii")}
+    if text is not None:
+        body["text"] = text
+    _scoped(body, agent_id, run_id, metadata, priority)
     return body
 
 
@@ -105,14 +111,7 @@ def memory_body(user_id: str, data: Data, *, agent_id: str | None, run_id: str |
                 priority: int | None, embedding: Sequence[float] | None) -> MemoryCreate:
     text, metadata = split(data)
     body: MemoryCreate = {"user_id": user_id, "text": text}
-    if metadata:
-        body["metadata"] = metadata
-    if agent_id is not None:
-        body["agent_id"] = agent_id
-    if run_id is not None:
-        body["run_id"] = run_id
-    if priority is not None:
-        body["priority"] = priority
+    _scoped(body, agent_id, run_id, metadata, priority)
     if embedding is not None:
         body["embedding"] = vector(embedding)
     return body
@@ -124,14 +123,7 @@ def messages_body(user_id: str, messages: Sequence[Mapping[str, Any]], *,
                   infer: bool | None) -> MessagesCreate:
     body: MessagesCreate = {"user_id": user_id,
                             "messages": [cast(Message, dict(m)) for m in messages]}
-    if agent_id is not None:
-        body["agent_id"] = agent_id
-    if run_id is not None:
-        body["run_id"] = run_id
-    if metadata:
-        body["metadata"] = dict(metadata)
-    if priority is not None:
-        body["priority"] = priority
+    _scoped(body, agent_id, run_id, metadata, priority)
     if infer is not None:
         body["infer"] = infer
     return body
