@@ -256,8 +256,8 @@ class EmbedderVersions:
         space = await self._target_space(version)
         async with self.service.exclusive():
             rows = await self.service.store.vectors()
-            # A write another replica made with the old version just after the switch (before
-            # it followed) holds an old-space vector: leave those of another size out.
+            # The store refuses old-space vectors since its migration 14 (``space_guard``);
+            # rows written before it may still hold one: leave those of another size out.
             kept = [r for r in rows if r[2].shape[-1] == space.info.dim]
             if len(kept) < len(rows):
                 log.warning("%d memories hold vectors of another size than %s: left out of "
