@@ -219,6 +219,7 @@ def track_versions(stack: AsyncExitStack, settings: Settings, service: MemorySer
         query_twin=settings.query_twin,
     )
     stack.push_async_callback(versions.close)
+    service.follow_version = versions.follow  # a write refused for a stale version follows
     return versions
 
 

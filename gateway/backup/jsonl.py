@@ -130,6 +130,12 @@ def _image(line: dict[str, Any]) -> StoredImage | None:
         raise BackupError(f"memory {line.get('id')!r}: bad image: {exc}") from exc
 
 
+def _other_version(line: dict[str, Any], model: str, active: str) -> bool:
+    """Is the line's vector one of ``model``'s versions, but not the store's active one?"""
+    made_by = str(line.get("embedding_model") or "")
+    return "embedding" in line and made_by.startswith(f"{model}:") and made_by != active
+
+
 def _context(line: dict[str, Any]) -> str | None:
     """A line's conversation context: absent (an older export) or null means none."""
     context = line.get("context")
@@ -181,6 +187,11 @@ async def _import_lines(settings: Settings, header: dict[str, Any],
                 known = await store.existing_ids([line["id"] for line in batch])
                 skipped += sum(line["id"] in known for line in batch)
                 batch[:] = [line for line in batch if line["id"] not in known]
+            label = f"{settings.embedder_model}:{version}"
+            for line in batch:  # a vector of another version than the active one: the
+                if version is not None and _other_version(  # store refuses it; embed again
+                        line, settings.embedder_model, label):
+                    line.pop("embedding", None)
             bare = [line for line in batch if "embedding" not in line]
             if bare:
                 if version is None:
@@ -194,7 +205,7 @@ async def _import_lines(settings: Settings, header: dict[str, Any],
             items = []
             for line in batch:
                 if "_vector" in line:
-                    memory = _memory(line, f"{settings.embedder_model}:{version}")
+                    memory = _memory(line, label)
                     vector = line["_vector"]
                 else:
                     memory = _memory(line, None)

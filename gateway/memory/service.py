@@ -44,7 +44,15 @@ from gateway.memory.vectors import Texts, VectorSource, WriteVectors
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store.base import Store
-from gateway.store.types import Change, Erased, Fold, ListOrder, StaleWrite, WritePlan
+from gateway.store.types import (
+    Change,
+    Erased,
+    Fold,
+    ListOrder,
+    StaleVersion,
+    StaleWrite,
+    WritePlan,
+)
 from gateway.versions.active import ActiveModels, Space
 
 __all__ = ["MemoryService", "utc_now"]
@@ -116,6 +124,9 @@ class MemoryService:
             ensure_loaded=self.ensure_loaded)
         self.index_built = False
         self.mutation = asyncio.Lock()
+        # Takes the model state another replica committed (the version manager's ``follow``,
+        # wired at start-up); a write the store refused for its stale version calls it.
+        self.follow_version: Callable[[], Awaitable[None]] | None = None
 
     # Read-only views of the active state (the version manager changes it via ``models``).
     index: _OfModels[VectorIndex] = _OfModels()
@@ -155,12 +166,21 @@ class MemoryService:
     async def _commit(self, embed: Callable[[], Awaitable[_E]],
                       apply: Callable[[_E], Awaitable[_T]], *, what: str = "request") -> _T:
         """Embed (before the lock), then ``apply`` under the mutation lock; a migration that
-        began, ended or switched in between means: embed again."""
+        began, ended or switched in between means: embed again. So does one that another
+        replica made before this one followed it: the store refuses the write
+        (``StaleVersion``), this replica follows, and the write goes again, once."""
+        followed = False
         for _ in range(3):
             made = await embed()
-            async with self.mutation:
-                if made.generation in (None, self.models.generation):
-                    return await apply(made)
+            try:
+                async with self.mutation:
+                    if made.generation in (None, self.models.generation):
+                        return await apply(made)
+            except StaleVersion:
+                if followed or self.follow_version is None:
+                    break
+                followed = True
+                await self.follow_version()  # outside the lock: following takes it
         raise Conflict(f"the embedding model changed repeatedly during this {what}; retry")
 
     async def _embedded(self, request: Texts, users: Iterable[str] = ()) -> WriteVectors:
@@ -298,9 +318,12 @@ class MemoryService:
         """Commit a consolidation job's plan for one user (metadata changes and deletes, no
         new vectors) and drop the deleted rows from the indexes; ``Conflict`` when a memory
         changed since the job read it (nothing is written then)."""
-        async with self.mutation:
-            await self._apply(write)
-            await self._mirror(removed=write.deletes)
+        try:
+            async with self.mutation:
+                await self._apply(write)
+                await self._mirror(removed=write.deletes)
+        except StaleVersion as exc:  # read before a switch made elsewhere: the job reads again
+            raise Conflict("the embedding model changed since the job read it") from exc
 
     async def fold(self, summaries: list[Memory], sources: list[list[Memory]],
                    payloads: list[dict[str, Any]], *,

@@ -30,6 +30,12 @@ class StaleWrite(Exception):
     """A memory in the plan changed or vanished since it was read; nothing was written."""
 
 
+class StaleVersion(Exception):
+    """A vector labelled with a model version that is no longer live (another replica
+    switched or ended a migration meanwhile); nothing was written. Follow the model state
+    and embed again."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExactQuery:
     """Is there a live memory with this text key in this scope?"""

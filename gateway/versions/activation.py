@@ -37,7 +37,7 @@ from gateway.index.batcher import SearchBatcher
 from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.memory.service import MemoryService, utc_now
 from gateway.store.base import VersionTable
-from gateway.store.types import ModelState
+from gateway.store.types import ModelState, StaleVersion
 from gateway.versions.active import ActiveModels, Space
 from gateway.versions.control import ModelControl, declared_versions
 from gateway.versions.query_model import query_model_name, sync_query_model
@@ -81,6 +81,7 @@ class EmbedderVersions:
         self.status = MigrationStatus()
         self._task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._follow_lock = asyncio.Lock()  # the feed and refused writes may follow at once
         twin = query_model_name(model)
         # The batcher-free twin for search queries (see gateway.versions.query_model), when
         # the launcher made one; it must serve exactly the versions the model serves.
@@ -211,8 +212,15 @@ class EmbedderVersions:
         elsewhere is dropped, and a switch made elsewhere is adopted with an index loaded
         from the store, so every replica serves one space. The replica running the migration
         job has nothing to follow. Not pinned yet: ``connect`` reads the state anyway.
+        Callers at once (the feed, writes the store refused for a stale version) go one at a
+        time; the later ones find nothing left to follow.
         """
-        if self.models.info is None or (self._task is not None and not self._task.done()):
+        async with self._follow_lock:
+            await self._follow()
+
+    async def _follow(self) -> None:
+        running = self._task is not None and not self._task.done()
+        if self.models.info is None or (running and self._task is not asyncio.current_task()):
             return
         state = await self.versions.model_state(self.model)
         if state is None:
@@ -248,8 +256,8 @@ class EmbedderVersions:
         space = await self._target_space(version)
         async with self.service.exclusive():
             rows = await self.service.store.vectors()
-            # A write another replica made with the old version just after the switch (before
-            # it followed) holds an old-space vector: leave those of another size out.
+            # The store refuses old-space vectors since its migration 14 (``space_guard``);
+            # rows written before it may still hold one: leave those of another size out.
             kept = [r for r in rows if r[2].shape[-1] == space.info.dim]
             if len(kept) < len(rows):
                 log.warning("%d memories hold vectors of another size than %s: left out of "
@@ -370,6 +378,10 @@ class EmbedderVersions:
                 self.status.state, self.status.error = "running", None
             except asyncio.CancelledError:
                 raise
+            except StaleVersion:  # another replica abandoned or replaced this migration
+                log.warning("migration to %s ended by another replica", label)
+                await self.follow()
+                return
             except Overloaded:  # user traffic holds the ingest slots: yield to it, then resume
                 await asyncio.sleep(self.retry_s / 4)
             except GatewayError as exc:  # Triton away or overloaded: keep the cursor, retry

@@ -26,6 +26,7 @@ from gateway.backup.snapshot import BackupError, create_backup, restore_backup
 from gateway.cli.backup import cli
 from gateway.settings import Settings
 from gateway.store.in_use import StoreBusy, sole_use
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.triton import TritonServer
 
 USERS = ["alice", "bob", "carol"]
@@ -344,3 +345,34 @@ def test_an_export_without_context_still_imports(settings: Settings, triton: Tri
     with pytest.raises(BackupError, match="context must be a string"):
         asyncio.run(import_jsonl(other, bad))
     assert _stored(other) == []
+
+
+def test_import_embeds_again_vectors_of_another_version(settings: Settings,
+                                                        triton: TritonServer,
+                                                        tmp_path: Path) -> None:
+    """The store takes vectors of the active version only: an exported line whose vector
+    another version of the embedder made is embedded again on the way in, not refused."""
+    with TestClient(create_app(settings)) as client:
+        _fill(client, 12)
+    dump, older = tmp_path / "dump.jsonl", tmp_path / "older.jsonl"
+    export_jsonl(settings, dump, vectors=True)
+    header, *lines = [json.loads(text) for text in dump.read_text().splitlines()]
+    active = header["models"]["embedder"]
+    for line in lines:  # as if an older version had made them
+        line["embedding_model"] = "embedder:0"
+    older.write_text("".join(json.dumps(x) + "\n" for x in (header, *lines)))
+    fresh = settings_for(triton, tmp_path / "fresh")
+    fresh.db_path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def with_active_version() -> None:
+        store = SQLiteStore(fresh.db_path)
+        await store.open()
+        await store.set_active_version("embedder", active)
+        await store.close()
+
+    asyncio.run(with_active_version())
+    report = asyncio.run(import_jsonl(fresh, older))
+    assert (report.imported, report.embedded) == (len(lines), len(lines))
+    with sqlite3.connect(fresh.db_path) as conn:
+        labels = {row[0] for row in conn.execute("SELECT embedding_model FROM memories")}
+    assert labels == {f"embedder:{active}"}

@@ -12,6 +12,7 @@ its own; following the feed is the default there), or one SQLite file shared by 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
@@ -179,3 +180,68 @@ def test_a_model_switch_on_one_replica_is_followed_by_the_other(
             return "Miso" in found.json()["results"][0]["text"]
 
         wait_for(a_finds_it, "B's write in the new space to reach A")
+
+
+def _serve_both_versions(triton: TritonServer) -> None:
+    """Make Triton serve versions 1 and 2 again, as a lagging replica's own Triton would (here
+    the replicas share one, and the switch unloaded version 1)."""
+    from tritonclient.grpc import aio as grpcclient
+
+    from gateway.versions.control import ModelControl
+    from gateway.versions.query_model import query_model_name
+
+    async def serve() -> None:
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            control = ModelControl(client, retry_after_s=1)
+            for model in ("embedder", query_model_name("embedder")):
+                if await control.served_versions(model):
+                    await control.serve(model, ["1", "2"])
+        finally:
+            await client.close()
+
+    asyncio.run(serve())
+
+
+def test_a_write_racing_a_switch_made_elsewhere_lands_in_the_new_space(
+        own_triton: TritonServer, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """B does not follow the feed (``MEMORY_FEED_FOLLOW=false``): it stays in the moment after
+    A's switch committed and before B followed it, for as long as the test needs. Version 2
+    is another space of the same size, so an old-space vector would fit the new index and be
+    scored in the wrong space. B's write is refused by the store, B follows the switch, embeds
+    again with version 2 and writes: the client sees 201 in the new space, and A's follower
+    indexes it (it leaves rows of another space out)."""
+    env = BACKENDS["postgres"](request)[1] | {
+        "MEMORY_MODEL_REPOSITORY": str(own_triton.model_repository),
+        "MEMORY_DEADLINE_ADMIN_MS": "120000", "MEMORY_REEMBED_BATCH": "8"}
+    with replica(own_triton, (False, env), "a", tmp_path) as (_, a), \
+            replica(own_triton, (False, env | {"MEMORY_FEED_FOLLOW": "false"}), "b",
+                    tmp_path) as (_, b):
+        seeded = a.post("/v1/memories/batch", json={"items": [
+            {"user_id": "u", "text": text} for text in (
+                "I love hiking in the Alps", "My sister lives in Lisbon",
+                "I prefer window seats on flights")]})
+        assert seeded.status_code == 201, seeded.text
+        add_other_space_version(Path(own_triton.model_repository), same_size=True)
+        started = a.post("/v1/admin/models/embedder/activate", json={"version": "2"})
+        assert started.status_code == 202, started.text
+        wait_for(lambda: a.get("/v1/admin/models/embedder/migration").json()["state"] == "done",
+                 "the migration to finish on A", 180)
+        _serve_both_versions(own_triton)
+        assert b.get("/readyz").json()["checks"]["model"] == "embedder:1"  # not followed
+        written = b.post("/v1/memories", json={"user_id": "u", "text": "My cat is called Miso",
+                                               "dedup": False})
+        assert written.status_code == 201, written.text
+        assert written.json()["embedding_model"] == "embedder:2"
+        assert b.get("/readyz").json()["checks"]["model"] == "embedder:2"
+        stored = a.get(f"/v1/memories/{written.json()['id']}").json()
+        assert stored["embedding_model"] == "embedder:2"
+
+        def finds_it(client: httpx.Client) -> bool:
+            found = client.post("/v1/memories/search", json={
+                "user_id": "u", "query": "what is my cat's name", "mode": "semantic"})
+            assert found.status_code == 200, found.text
+            return "Miso" in found.json()["results"][0]["text"]
+
+        assert finds_it(b)
+        wait_for(lambda: finds_it(a), "B's write in the new space to reach A")

@@ -3,7 +3,8 @@
 The server unreachable (refused, restarting, a connection cut mid-query, no pooled connection
 within the wait) is the operator's to fix and the client's to wait out: 503 with Retry-After,
 not a 500. The pool replaces broken connections, so requests recover when the server is back,
-without a gateway restart. A full disk is 507, as for SQLite. Anything else stays a bug.
+without a gateway restart. A full disk is 507, as for SQLite. A vector refused for its stale
+model version is ``StaleVersion``, for the service to handle. Anything else stays a bug.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from psycopg import errors
 from psycopg_pool import PoolTimeout
 
 from gateway.errors import InvalidInput, StorageFull, StorageUnavailable
+from gateway.store.postgres import space_guard
+from gateway.store.types import StaleVersion
 
 NUL_REFUSED = ("text and metadata stored in PostgreSQL cannot hold the NUL character "
                "(\\u0000); remove it")
@@ -41,3 +44,7 @@ def map_postgres_errors() -> Iterator[None]:
     except psycopg.OperationalError as exc:
         raise StorageUnavailable("database unavailable: the connection to PostgreSQL "
                                  "failed") from exc
+    except psycopg.Error as exc:  # a vector refused for its stale version (``space_guard``)
+        if exc.sqlstate != space_guard.SQLSTATE:
+            raise
+        raise StaleVersion(exc.diag.message_primary or str(exc)) from exc

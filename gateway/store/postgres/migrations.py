@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from gateway.store.postgres import feed
+from gateway.store.postgres import feed, space_guard
 
 MIGRATION_LOCK = 0x6D656D31  # pg_advisory_xact_lock key held while migrating
 
@@ -192,6 +192,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX memories_images ON memories (user_id, id) WHERE modality = 'image';
     """,
+    # 4: a vector is stored only in a live space (SQLite's migration 14, ``space_guard``).
+    space_guard.SCHEMA,
 ]
 
 

@@ -102,11 +102,12 @@ async def switch(conn: Conn, model: str, target: str, label: str) -> bool:
         "(SELECT 1 FROM shadow_vectors s WHERE s.memory_id = m.id AND s.model = %s)", (label,))
     if row is not None and row["n"]:
         return False
+    # The state first: the store's guard (``space_guard``) checks each row against it.
+    await conn.execute("UPDATE model_state SET active = %s, target = NULL, cursor = '', "
+                       "started_at = NULL WHERE model = %s", (target, model))
     await conn.execute("UPDATE memories m SET embedding_model = %s, embedding = s.embedding "
                        "FROM shadow_vectors s WHERE s.memory_id = m.id", (label,))
     await conn.execute("DELETE FROM shadow_vectors")
-    await conn.execute("UPDATE model_state SET active = %s, target = NULL, cursor = '', "
-                       "started_at = NULL WHERE model = %s", (target, model))
     return True
 
 

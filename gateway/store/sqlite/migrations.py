@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.sqlite import feed, lexical, term_stats
+from gateway.store.sqlite import feed, lexical, space_guard, term_stats
 
 MIGRATIONS: list[str] = [
     # 1: memories with their vectors, and an append-only history of events.
@@ -173,6 +173,10 @@ MIGRATIONS: list[str] = [
     # per-memory hit bounds), filled from the live memories and kept in step by triggers, so
     # keyword search can prune (``pruned``) instead of ranking every posting.
     term_stats.SCHEMA,
+    # 14: a vector is stored only in a live space: a memory's label is its model's active
+    # version, a shadow vector's the migration target (``space_guard``), so a replica that
+    # has not yet followed a switch cannot write into the old space.
+    space_guard.SCHEMA,
 ]
 
 

@@ -101,12 +101,13 @@ def switch(conn: sqlite3.Connection, model: str, target: str, label: str) -> boo
         (label,)).fetchone()[0]
     if missing:
         return False
+    # The state first: the store's guard (``space_guard``) checks each row against it.
+    conn.execute("UPDATE model_state SET active = ?, target = NULL, cursor = '', "
+                 "started_at = NULL WHERE model = ?", (target, model))
     conn.execute("UPDATE memories SET embedding_model = ?, embedding = "
                  "(SELECT embedding FROM shadow_vectors s WHERE s.memory_id = memories.id)",
                  (label,))
     conn.execute("DELETE FROM shadow_vectors")
-    conn.execute("UPDATE model_state SET active = ?, target = NULL, cursor = '', "
-                 "started_at = NULL WHERE model = ?", (target, model))
     return True
 
 

@@ -31,6 +31,7 @@ from gateway.store.types import (
     PruneBefore,
     Pruned,
     RowConflict,
+    StaleVersion,
     StaleWrite,
     UserRange,
     WritePlan,
@@ -459,6 +460,45 @@ def test_switch_refuses_while_a_row_lacks_its_vector_and_abandon_rolls_back(
     state = run(store.model_state("embedder"))
     assert state is not None and (state.active, state.target, state.cursor) == ("1", None, "")
     assert run(store.shadow_vectors()) == []
+
+
+def test_a_vector_outside_the_live_spaces_is_refused_and_nothing_is_written(
+        store: Store) -> None:
+    """A replica that has not followed a switch made elsewhere still labels its vectors with
+    the old version: the store refuses them in the writing transaction (the service then
+    follows the switch and writes again)."""
+    run(store.set_active_version("embedder", "1"))
+    (kept,) = put(store, memory(text="kept"))
+    run(store.begin_migration("embedder", "2", T1))
+    with pytest.raises(StaleVersion):  # a shadow for a target that is not the migration's
+        run(store.insert_many([memory()], shadows=[("embedder:3", vector(1, 0, 0, 0))]))
+    run(store.put_shadow_batch("embedder", "embedder:2", run(store.migration_pending("", 10)),
+                               np.stack([vector(0, 1, 0, 0)])))
+    assert run(store.switch_version("embedder", "2", "embedder:2"))
+    seq, count = run(store.last_change()), run(store.count())
+    with pytest.raises(StaleVersion):
+        run(store.insert_many([memory(text="late", embedding_model="embedder:1")]))
+    with pytest.raises(StaleVersion):  # an update with a new vector in the old space
+        run(store.update(StoredMemory(replace(kept, text="edited", updated_at=T3,
+                                              embedding_model="embedder:1"),
+                                      vector(0, 0, 1, 0)), kept))
+    switched = run(store.get(kept.id))
+    assert switched is not None and switched.embedding_model == "embedder:2"
+    with pytest.raises(StaleVersion):  # nor may a metadata edit read before the switch relabel
+        run(store.update(replace(kept, metadata={"k": 1}, updated_at=T3), switched))
+    with pytest.raises(StaleVersion):  # the plan path (ingest, LLM decisions) too
+        run(store.apply(WritePlan(inserts=[memory(text="planned")])))
+    with pytest.raises(StaleVersion):  # and a shadow with no migration running
+        run(store.insert_many([memory(embedding_model="embedder:2")],
+                              shadows=[("embedder:2", vector(1, 0, 0, 0))]))
+    assert (run(store.last_change()), run(store.count())) == (seq, count)
+    label, moved = run(store.embeddings([kept.id]))[kept.id]
+    assert label == "embedder:2"
+    np.testing.assert_allclose(moved, vector(0, 1, 0, 0))
+    put(store, memory(text="new", embedding_model="embedder:2"))
+    assert run(store.update(replace(switched, metadata={"k": 2}, updated_at=T3), switched))
+    put(store, memory(text="another model", embedding_model="clip:1"))  # no state: unchecked
+    assert run(store.count()) == count + 2
 
 
 def test_adopt_versions_keeps_recorded_ones(store: Store) -> None:

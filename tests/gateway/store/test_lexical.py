@@ -303,6 +303,7 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
         await store.set_active_version("embedder", "1")
         model: dict[str, tuple[str, str]] = {}  # id -> (user, text)
         live: dict[str, object] = {}  # id -> Memory, for updates
+        label = "embedder:1"  # the active space: the store refuses vectors of another
 
         def text() -> str:
             return " ".join(rng.sample(WORDS, 3))
@@ -323,7 +324,7 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
             op = rng.choice(["add", "batch", "failed", "update", "when", "delete", "drop",
                              "switch"])
             if op in ("add", "batch"):
-                items = [memory(user=rng.choice(USERS), text=text())
+                items = [memory(user=rng.choice(USERS), text=text(), embedding_model=label)
                          for _ in range(1 if op == "add" else rng.randint(2, 6))]
                 await store.insert_many(items)
                 for item in items:
@@ -331,7 +332,7 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
                     live[item.memory.id] = item.memory
             elif op == "failed" and live:
                 duplicate = live[rng.choice(sorted(live))]
-                fresh = memory(user=rng.choice(USERS), text=text())
+                fresh = memory(user=rng.choice(USERS), text=text(), embedding_model=label)
                 with pytest.raises(RowConflict):
                     await store.insert_many([fresh, replace(fresh, memory=duplicate)])  # type: ignore[arg-type]
             elif op in ("update", "when") and live:
@@ -361,6 +362,8 @@ def test_index_matches_the_live_memories_under_random_writes(tmp_path: Path) -> 
                 await store.put_shadow_batch("embedder", f"embedder:{target}", batch,
                                                 np.zeros((len(batch), 4)))
                 assert await store.switch_version("embedder", target, f"embedder:{target}")
+                label = f"embedder:{target}"
+                live = {key: await store.get(key) for key in live}  # relabelled by the switch
             await check()
         await store.close()
 
