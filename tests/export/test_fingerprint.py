@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from export import reranker_config, triton_config
+from export import clip_config, reranker_config, triton_config
 from export.fingerprint import fingerprint, source_digest, templates_digest
 
 OPTIONS = {"quantize": None, "backend": "python", "tensorrt": False}
@@ -41,14 +41,17 @@ def test_changes_with_content_name_and_options(source: Path) -> None:
 
 
 def test_each_model_hashes_only_its_own_templates() -> None:
-    """A reranker template must not make an up-to-date embedder stale (and vice versa)."""
+    """A reranker or CLIP template must not make an up-to-date embedder stale (and vice
+    versa)."""
     embedder = set(triton_config.TEMPLATES)
     reranker = set(reranker_config.TEMPLATES)
-    assert not embedder & reranker
+    clip = set(clip_config.TEMPLATES)
+    assert not embedder & reranker and not embedder & clip and not reranker & clip
     template_dir = Path(triton_config.__file__).parent / "triton"
-    assert embedder | reranker == {p.name for p in template_dir.glob("*.py")}
+    assert embedder | reranker | clip == {p.name for p in template_dir.glob("*.py")}
     assert templates_digest(sorted(embedder)) == templates_digest(triton_config.TEMPLATES)
-    assert templates_digest(embedder) != templates_digest(reranker)
+    assert len({templates_digest(embedder), templates_digest(reranker),
+                templates_digest(clip)}) == 3
 
 
 def test_empty_source_is_an_error(tmp_path: Path) -> None:
