@@ -10,57 +10,33 @@ import json
 import sqlite3
 from typing import Any
 
-import numpy as np
+from gateway.domain.model import Memory, SearchFilters
 
-from gateway.domain.model import HistoryEvent, Memory, SearchFilters
-from gateway.store.filters import filter_conditions as filters_sql
-
-COLUMNS = (
-    "id, user_id, agent_id, run_id, text, metadata, priority, created_at, updated_at, "
-    "embedding_model, occurred_at, expires_at, role, speaker, archived_at, summary_id, sources, "
-    "modality"
+# The column list and the vector codecs are shared (gateway.store.columns) and re-exported
+# here, where this backend's modules import their row helpers.
+from gateway.store.columns import (
+    COLUMNS as COLUMNS,
 )
+from gateway.store.columns import (
+    blob_vector as blob_vector,
+)
+from gateway.store.columns import (
+    history_from_row,
+    memory_from_row,
+    strict_json,
+)
+from gateway.store.columns import (
+    vector_blob as vector_blob,
+)
+from gateway.store.filters import filter_conditions as filters_sql
 
 
 def row_to_memory(row: sqlite3.Row) -> Memory:
-    return Memory(
-        id=row["id"],
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        run_id=row["run_id"],
-        text=row["text"],
-        metadata=json.loads(row["metadata"]),
-        priority=row["priority"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        embedding_model=row["embedding_model"],
-        occurred_at=row["occurred_at"],
-        expires_at=row["expires_at"],
-        role=row["role"],
-        speaker=row["speaker"],
-        archived_at=row["archived_at"],
-        summary_id=row["summary_id"],
-        sources=None if row["sources"] is None else tuple(json.loads(row["sources"])),
-        modality=row["modality"],
-    )
+    return memory_from_row(row, json.loads)  # type: ignore[arg-type]
 
 
-def row_to_history(row: sqlite3.Row) -> HistoryEvent:
-    return HistoryEvent(row["memory_id"], row["event"], row["old_text"], row["new_text"],
-                        json.loads(row["payload"]), row["at"], row["user_id"])
-
-
-def vector_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def blob_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def dump_metadata(metadata: dict[str, Any]) -> str:
-    """Strict JSON (no NaN/Infinity), compact and key-sorted so equal objects compare equal."""
-    return json.dumps(metadata, allow_nan=False, separators=(",", ":"), sort_keys=True)
+row_to_history = history_from_row
+dump_metadata = strict_json
 
 
 def record(
