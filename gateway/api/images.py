@@ -4,6 +4,7 @@ Used by the add, batch, search and read routes of ``/v1/memories``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from gateway.api.schemas import (
@@ -44,13 +45,15 @@ async def add_images(images: ImageMemories, items: Sequence[MemoryIn], users: Te
         for option in ("infer", "async_mode"):
             if getattr(batch, option):
                 raise InvalidInput.at((option,), f"a batch of images cannot use '{option}'")
-    drafts = []
     for i, item in enumerate(items):
-        where: FieldPath = ("items", i) if batch is not None else ()
         if item.image is None:
+            where: FieldPath = ("items", i) if batch is not None else ()
             raise InvalidInput.at((*where, "image"), "a batch holds images only or texts "
                                   "only; send the texts in a batch of their own")
-        drafts.append(_draft(images, item, users, where))
+    # Decoding megabytes of base64 is CPU work: off the event loop, as the cleaning is.
+    drafts = await asyncio.to_thread(lambda: [
+        _draft(images, item, users, ("items", i) if batch is not None else ())
+        for i, item in enumerate(items)])
     stored = await images.add(drafts)
     answers = []
     for n, (memory, picture) in enumerate(stored):

@@ -7,6 +7,7 @@ memories come out through ``caller.users.outward``; by-id routes go through ``ow
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -126,8 +127,9 @@ async def search_memories(body: SearchIn, service: Service, caller: Caller,
                           images: Images) -> SearchOut:
     """Text and image memories in one list (``modality`` on each hit); by text, vector or
     image; see docs/api.md ("Image memories") for how the two spaces are fused."""
-    found = await images.search(search_query(body, service, caller), body.modality,
-                                search_image(body, images))
+    image = None if body.image is None else await asyncio.to_thread(  # base64 off the loop
+        search_image, body, images)
+    found = await images.search(search_query(body, service, caller), body.modality, image)
     return SearchOut(mode=found.mode, results=[
         SearchHitOut.of_scored(caller.users.outward_scored(s)) for s in found.results])
 
