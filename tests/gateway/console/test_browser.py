@@ -76,12 +76,19 @@ def click(driver: Any, selector: str) -> None:
 
 
 def is_stale(element: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    """True once the element's page is gone. Mid-navigation chromedriver may answer with a
+    generic inspector error ("Node with given id does not belong to the document") instead of
+    a stale-reference error: both mean the old document was replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         element.tag_name  # noqa: B018 (touching it raises once the page is gone)
     except StaleElementReferenceException:
         return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
     return False
 
 
