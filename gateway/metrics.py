@@ -47,6 +47,11 @@ class Metrics:
         self.index_graph_vectors = Gauge(
             "memory_index_graph_vectors", "Vectors covered by ANN graphs", registry=self.registry
         )
+        self.index_builds_pending = Gauge(
+            "memory_index_builds_pending",
+            "ANN graph builds queued or running (0: every big partition's graph is current)",
+            registry=self.registry,
+        )
         self.index_bytes = Gauge(
             "memory_index_bytes", "RAM held by index matrices and graphs", registry=self.registry
         )

@@ -338,6 +338,7 @@ def export_index_metrics(metrics: Metrics, service: MemoryService) -> None:
     metrics.index_graphs.set_function(lambda: stats().graphs)
     metrics.index_bytes.set_function(lambda: stats().bytes)
     metrics.index_graph_vectors.set_function(lambda: stats().graph_vectors)
+    metrics.index_builds_pending.set_function(lambda: stats().builds_pending)
     metrics.search_batches.set_function(lambda: service.searcher.stats.mean_batch)
     for stat in ("hits", "misses", "promotions", "evictions", "bytes", "promotion_seconds"):
         metrics.tier.labels(stat).set_function(partial(_tier_stat, service, stat))

@@ -79,3 +79,32 @@ def gateway_process(triton: TritonServer, data_dir: Path, log_dir: Path,
             process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+BUILDS_PENDING = "memory_index_builds_pending"
+
+
+def wait_for_index(http: httpx.Client, timeout_s: float = 1800) -> float | None:
+    """Wait until the gateway has no ANN graph build queued or running; the seconds waited.
+
+    Seeding a big user starts graph builds (minutes of a core each at 100k vectors) that
+    would otherwise run through the measurement; a user of the service meets the settled
+    index. None when the gateway exposes no such gauge (an older checkout): nothing waited.
+    """
+    started = time.monotonic()
+    while True:
+        pending = _gauge(http.get("/metrics").text, BUILDS_PENDING)
+        if pending is None:
+            return None
+        if pending == 0:
+            return round(time.monotonic() - started, 1)
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"index builds still pending after {timeout_s:g} s")
+        time.sleep(1)
+
+
+def _gauge(metrics_text: str, name: str) -> float | None:
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None

@@ -35,10 +35,12 @@ from gateway.index.residency import RamBudget
 from gateway.index.tiers import HotTier
 from gateway.index.view import Snapshot
 from gateway.redact import user_ref
+from gateway.threads import lower_thread_priority
 
 __all__ = ["AnnPolicy", "IndexStats", "PartitionedIndex", "held_out_queries", "measure_recall"]
 
 log = logging.getLogger("gateway.index")
+BUILD_THREAD_NICE = 10  # below searches (+5) and requests (0), above consolidation jobs (19)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class IndexStats:
     bytes: int
     builds: int
     builds_rejected: int
+    builds_pending: int = 0  # queued or running: the index is still settling
 
 
 @dataclass
@@ -95,7 +98,11 @@ class PartitionedIndex:
         self._registry = threading.Lock()
         self._totals = _Totals()
         self._background = background
-        self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ann-build")
+        # A graph build is minutes of one core on a big partition; searches and writes answer
+        # from the exact view meanwhile, so the build runs only when they leave the CPU idle.
+        self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ann-build",
+                                          initializer=lower_thread_priority,
+                                          initargs=(BUILD_THREAD_NICE,))
         self._pending: set[Future[None]] = set()
 
     @property
@@ -321,6 +328,7 @@ class PartitionedIndex:
         """Block until queued graph builds finish (tests, benchmarks, orderly shutdown)."""
         for future in list(self._pending):
             future.result(timeout=timeout_s)
+            self._pending.discard(future)  # its done-callback may not have run yet
 
     def close(self) -> None:
         self._builds.shutdown(wait=True, cancel_futures=True)
@@ -368,5 +376,5 @@ class PartitionedIndex:
         return IndexStats(
             collections=len(self._partitions), vectors=totals.vectors, graphs=totals.graphs,
             graph_vectors=totals.graph_vectors, bytes=totals.bytes, builds=totals.builds,
-            builds_rejected=totals.builds_rejected,
+            builds_rejected=totals.builds_rejected, builds_pending=len(self._pending),
         )

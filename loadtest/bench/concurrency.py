@@ -53,7 +53,7 @@ from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences
 from loadtest.paths import RESULTS
-from loadtest.stack import gateway_process, triton_server
+from loadtest.stack import gateway_process, triton_server, wait_for_index
 
 HEAVY_USER = "heavy"
 MODES = ("semantic", "hybrid", "keyword")
@@ -206,12 +206,15 @@ def run_variant(name: str, tree: Path, triton: TritonServer, work: Path, args: A
             httpx.Client(base_url=url, timeout=120) as http:
         log(f"{name}: gateway up; seeding {args.memories} vectors for {HEAVY_USER!r} ...")
         seed_s = seed(http, args.memories, args.dim)
+        log(f"{name}: waiting for the index's graph builds to finish ...")
+        settle_s = wait_for_index(http)
         timed_writes(http, 10, args.dim, "warm")
         log(f"{name}: {args.writes} idle writes of each kind ...")
         idle = timed_writes(http, args.writes, args.dim, "idle")
         loaded = {mode: loaded_writes(name, url, http, mode, args) for mode in args.modes}
     result: dict[str, Any] = {"tree": str(tree), "revision": revision(tree),
-                              "seed_seconds": round(seed_s, 1), "engine": engine}
+                              "seed_seconds": round(seed_s, 1), "index_settle_seconds": settle_s,
+                              "engine": engine}
     for kind in ("text", "vector"):
         result[f"{kind}_write"] = {"idle": summary(idle[kind])}
         for mode, (samples, _) in loaded.items():

@@ -38,7 +38,7 @@ from loadtest.bench.common_words import VOCABULARY, memory_text, query_text
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
-from loadtest.stack import gateway_process, triton_server
+from loadtest.stack import gateway_process, triton_server, wait_for_index
 
 SEED_BATCH = 1000
 READY_TIMEOUT_S = 300
@@ -145,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                                 log(f"seeding {user} ({size} memories) ...")
                                 report.setdefault("seed_seconds", {})[user] = round(
                                     seed(http, user, size, dim), 1)
+                    log(f"{name}: waiting for the index's graph builds to finish ...")
+                    with httpx.Client(base_url=url, timeout=60) as http:
+                        settled = wait_for_index(http)
                     log(f"{name}: {tree} ({revision(tree)}) ...")
                     report[name] = {"tree": str(tree), "revision": revision(tree),
+                                    "index_settle_seconds": settled,
                                     "load_average": os.getloadavg(),
                                     "users": measure(url, users, args)}
     log("the store, levels against FTS5's ranking query by query ...")
