@@ -18,7 +18,7 @@ What is shared between views and why it is safe to read while a writer runs:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,11 @@ class View:
     snapshot: Snapshot | None = None
     stale: frozenset[str] = frozenset()  # snapshot ids removed or changed since the build
     fresh: frozenset[str] = frozenset()  # ids added or changed since: searched exactly
+    # Per-view memo of what every search of this view would otherwise recompute from the id
+    # sets (a settled 100k-row partition may hold ~16k fresh ids). Not copied by ``replace``:
+    # each published view starts empty.
+    _memo: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                         compare=False)
 
     @property
     def dim(self) -> int:
@@ -85,6 +90,10 @@ class View:
         ``scorer`` computes the inner products elsewhere (a device copy of this matrix).
         """
         rows = None if allow is None else self.lookup(allow)
+        return self._exact_rows(queries, k, rows, scorer)
+
+    def _exact_rows(self, queries: np.ndarray, k: int, rows: np.ndarray | None,
+                    scorer: Scorer | None = None) -> list[list[Hit]]:
         if rows is not None and rows.size == 0:
             return [[] for _ in range(len(queries))]
         if scorer is not None:
@@ -95,10 +104,33 @@ class View:
             if rows is not None:
                 scores = scores[:, rows]
         else:
-            scores = queries @ self.matrix[rows].T
+            low, high = int(rows.min()), int(rows.max()) + 1
+            if rows.size * 2 >= high - low:
+                # Dense in one stretch (fresh rows are appended): read the stretch in place
+                # rather than copying each row out.
+                scores = (queries @ self.matrix[low:high].T)[:, rows - low]
+            else:
+                scores = queries @ self.matrix[rows].T
         if rows is None and self.live < self.used:
             scores[:, ~self.alive] = -np.inf
         return [self._top(line, k, rows) for line in scores]
+
+    def _fresh_rows(self) -> np.ndarray:
+        rows = self._memo.get("fresh")
+        if rows is None:
+            rows = self._memo["fresh"] = self.lookup(self.fresh)
+        return rows
+
+    def _graph_keep(self, snap: Snapshot) -> np.ndarray | None:
+        """The graph labels still live (None: all), computed once per view."""
+        if not self.stale:
+            return None
+        keep = self._memo.get("keep")
+        if keep is None:
+            keep = np.ones(len(snap.labels), dtype=bool)
+            keep[_lookup(snap.label_of, self.stale)] = False
+            self._memo["keep"] = keep
+        return keep
 
     def _top(self, scores: np.ndarray, k: int, row_of: np.ndarray | None) -> list[Hit]:
         k = min(k, scores.size)
@@ -119,21 +151,22 @@ class View:
         """Graph search over the snapshot, merged with exact search over fresh rows."""
         snap = self.snapshot
         assert snap is not None
-        keep, effort = None, snap.effort
-        if self.stale or allow is not None:
-            keep = np.ones(len(snap.labels), dtype=bool)
-            keep[_lookup(snap.label_of, self.stale)] = False
-            if allow is not None:
-                allowed = np.zeros(len(snap.labels), dtype=bool)
-                allowed_labels = _lookup(snap.label_of, allow)
-                allowed[allowed_labels] = True
-                keep &= allowed
-                # A filter keeping a share s of the graph needs ~1/s the breadth to find k.
-                share = max(allowed_labels.size, 1) / len(snap.labels)
-                effort = int(min(snap.effort / share, snap.effort * 8))
+        keep, effort = self._graph_keep(snap), snap.effort
+        if allow is not None:
+            allowed = np.zeros(len(snap.labels), dtype=bool)
+            allowed_labels = _lookup(snap.label_of, allow)
+            allowed[allowed_labels] = True
+            keep = allowed if keep is None else keep & allowed
+            # A filter keeping a share s of the graph needs ~1/s the breadth to find k.
+            share = max(allowed_labels.size, 1) / len(snap.labels)
+            effort = int(min(snap.effort / share, snap.effort * 8))
         scores, labels = snap.graph.search(queries, k, keep=keep, effort=effort)
-        fresh = self.fresh if allow is None else self.fresh.intersection(allow)
-        extra = self.exact(queries, k, fresh) if fresh else [[] for _ in range(len(queries))]
+        if allow is None:
+            extra = self._exact_rows(queries, k, self._fresh_rows())
+        else:
+            fresh = self.fresh.intersection(allow)
+            extra = (self.exact(queries, k, fresh) if fresh
+                     else [[] for _ in range(len(queries))])
         results = []
         for line_scores, line_labels, line_extra in zip(scores, labels, extra, strict=True):
             hits = [Hit(snap.labels[label], float(score))
