@@ -98,16 +98,13 @@ class View:
             return [[] for _ in range(len(queries))]
         if scorer is not None:
             scores = scorer(queries, rows)
-        elif rows is None or rows.size * 4 > self.used:
-            # A wide filter: one pass over the contiguous matrix beats gathering its rows.
+        elif rows is None:
             scores = queries @ self.matrix[: self.used].T
-            if rows is not None:
-                scores = scores[:, rows]
         else:
             low, high = int(rows.min()), int(rows.max()) + 1
-            if rows.size * 2 >= high - low:
-                # Dense in one stretch (fresh rows are appended): read the stretch in place
-                # rather than copying each row out.
+            if rows.size * 2 >= high - low or rows.size * 4 > self.used:
+                # Dense in one stretch (fresh rows are appended; a wide filter): one pass over
+                # the stretch in place beats copying each row out.
                 scores = (queries @ self.matrix[low:high].T)[:, rows - low]
             else:
                 scores = queries @ self.matrix[rows].T
