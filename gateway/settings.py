@@ -161,7 +161,8 @@ class Settings(BaseSettings):
     index_backend: Literal["auto", "exact", "hnsw", "cagra"] = "auto"
     ann_threshold: int = 20_000  # live vectors before a partition gets an ANN graph
     ann_recall_bound: float = 0.95  # recall@10 a graph must reach on held-out queries
-    ann_rebuild_drift: float = 0.2  # share of changed rows that triggers a graph rebuild
+    ann_rebuild_drift: float = 0.05  # share of changed rows that triggers a graph rebuild,
+    ann_rebuild_min_rows: int = Field(4096, ge=0)  # once at least this many rows changed
     search_window_ms: float = 1.0  # micro-batching window under load
     # Threads for the gateway's own maths (numpy BLAS, faiss OpenMP). One: the gateway shares a
     # small CPU with Triton, and spinning thread pools fighting each other cost more than a

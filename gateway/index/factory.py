@@ -55,6 +55,7 @@ def build_index(settings: Settings) -> PartitionedIndex:
              builder.name if builder else "no", settings.ann_threshold,
              f"{tier.device.name} {settings.vram_budget_mb} MB" if tier else "off")
     policy = AnnPolicy(threshold=settings.ann_threshold, recall_bound=settings.ann_recall_bound,
-                       rebuild_drift=settings.ann_rebuild_drift)
+                       rebuild_drift=settings.ann_rebuild_drift,
+                       rebuild_min_rows=settings.ann_rebuild_min_rows)
     ram = settings.ram_budget_mb * 1024 * 1024 or None
     return PartitionedIndex(builder, policy, tier=tier, ram_budget_bytes=ram)

@@ -47,7 +47,12 @@ BUILD_THREAD_NICE = 10  # below searches (+5) and requests (0), above consolidat
 class AnnPolicy:
     threshold: int = 20_000
     recall_bound: float = 0.95
-    rebuild_drift: float = 0.2
+    # A graph is rebuilt once more than ``rebuild_drift`` of its rows, and more than
+    # ``rebuild_min_rows``, changed since its snapshot: changed rows are searched exactly, a
+    # full read of each (6 MB per query at 4,096 rows of 384-d), so their share stays small
+    # on big partitions while small ones are not rebuilt every few writes.
+    rebuild_drift: float = 0.05
+    rebuild_min_rows: int = 4096
     exact_filter_share: float = 0.1
     probe_queries: int = 200
     probe_k: int = 10
@@ -268,7 +273,8 @@ class PartitionedIndex:
         wanted = (
             view.snapshot is None and view.live >= policy.threshold
             and view.live >= 2 * partition.failed_at
-        ) or (view.snapshot is not None and view.drift > policy.rebuild_drift)
+        ) or (view.snapshot is not None and view.changed > max(
+            policy.rebuild_drift * len(view.snapshot.labels), policy.rebuild_min_rows))
         if not wanted:
             return
         partition.building = True

@@ -63,11 +63,16 @@ class View:
         return int(self.matrix.shape[1])
 
     @property
+    def changed(self) -> int:
+        """Rows removed or written since the snapshot: not answered by the graph alone."""
+        return len(self.stale) + len(self.fresh)
+
+    @property
     def drift(self) -> float:
         """Share of the snapshot no longer answered by the graph alone."""
         if self.snapshot is None:
             return 0.0
-        return (len(self.stale) + len(self.fresh)) / max(len(self.snapshot.labels), 1)
+        return self.changed / max(len(self.snapshot.labels), 1)
 
     def lookup(self, keys: Collection[str]) -> np.ndarray:
         """Rows of the ``keys`` that are live in this view."""

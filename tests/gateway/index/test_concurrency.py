@@ -110,7 +110,8 @@ class GatedGraphBuilder(HnswBuilder):
 
 def test_graph_search_held_while_the_partition_changes_and_rebuilds() -> None:
     builder = GatedGraphBuilder()
-    index = PartitionedIndex(builder, AnnPolicy(threshold=300), background=False)
+    index = PartitionedIndex(builder, AnnPolicy(threshold=300, rebuild_min_rows=0),
+                             background=False)
     rows = unit(400, dim=32, seed=5)
     ids = [f"m{i}" for i in range(400)]
     index.add("kb", ids, rows)

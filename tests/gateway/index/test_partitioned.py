@@ -22,7 +22,9 @@ def clustered(n: int, dim: int = 32, clusters: int = 20, seed: int = 0) -> np.nd
 
 def engine(threshold: int = 400, **policy: float) -> PartitionedIndex:
     return PartitionedIndex(HnswBuilder(m=16, ef_construction=64),
-                            AnnPolicy(threshold=threshold, **policy), background=False)
+                            AnnPolicy(threshold=threshold, **{"rebuild_drift": 0.2,
+                                                              "rebuild_min_rows": 0, **policy}),
+                            background=False)
 
 
 def recall(index: PartitionedIndex, reference: ExactIndex, queries: np.ndarray, k: int = 10,
@@ -147,3 +149,14 @@ def test_dropping_a_collection_discards_its_graph(pair) -> None:
     index, _, vectors, _ = pair
     assert index.drop("kb") == 1000
     assert index.search("kb", vectors[0], 5) == [] and index.stats().graphs == 0
+
+
+def test_a_big_graph_is_rebuilt_past_a_share_but_never_for_a_few_rows() -> None:
+    index = engine(threshold=400, rebuild_drift=0.05, rebuild_min_rows=120)
+    index.add("kb", [f"m{i}" for i in range(2000)], clustered(2000))
+    assert index.stats().builds == 1
+    index.add("kb", [f"a{i}" for i in range(100)], clustered(100, seed=3))  # 5% of 2,000
+    assert index.stats().builds == 1  # fewer than the floor of 120 rows
+    index.add("kb", [f"b{i}" for i in range(21)], clustered(21, seed=4))  # 121 changed
+    assert index.stats().builds == 2
+    assert index._partitions["kb"].view.changed == 0
