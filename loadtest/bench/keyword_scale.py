@@ -2,8 +2,10 @@
 
 Measured as a new user would: through HTTP, shipped defaults, text queries. Users of
 ``--sizes`` memories (1k, 20k, 100k) get short texts (4 to 8 distinct words) drawn from a
-23-word vocabulary, seeded through ``/v1/memories/batch`` with client-supplied unit vectors
-(no Triton time). Each search is five words of that vocabulary, so every query term is common:
+23-word vocabulary, seeded through ``/v1/memories/batch`` with client-supplied vectors made
+from the model's embeddings of their words (``common_words.WordVectors``: no Triton time, and
+structured as text embeddings are). The index settles (its graph builds finish) before any
+measurement. Each search is five words of that vocabulary, so every query term is common:
 the case where FTS5's ``bm25()`` ranks most of the user's postings. Queries are unique (a
 counter suffix, which adds a term with no postings), so the query cache never answers them.
 
@@ -30,11 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from gateway.settings import ROOT
 from loadtest.bench import keyword_levels
-from loadtest.bench.common_words import VOCABULARY, memory_text, query_text
+from loadtest.bench.common_words import (
+    SERVED_VERSION,
+    VOCABULARY,
+    WordVectors,
+    memory_text,
+    query_text,
+)
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
@@ -50,15 +57,13 @@ def log(message: str) -> None:
     print(f"[bench-keyword-scale] {message}", file=sys.stderr, flush=True)
 
 
-def seed(http: httpx.Client, user: str, count: int, dim: int) -> float:
-    rng, vectors_rng = random.Random(user), np.random.default_rng(len(user) + count)
+def seed(http: httpx.Client, user: str, count: int, vectors_of: WordVectors) -> float:
+    rng = random.Random(user)
     started = time.perf_counter()
     for start in range(0, count, SEED_BATCH):
-        size = min(SEED_BATCH, count - start)
-        vectors = vectors_rng.standard_normal((size, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        items = [{"user_id": user, "text": memory_text(rng), "embedding": np.round(v, 6).tolist()}
-                 for v in vectors]
+        texts = [memory_text(rng) for _ in range(min(SEED_BATCH, count - start))]
+        items = [{"user_id": user, "text": text, "embedding": vector}
+                 for text, vector in zip(texts, vectors_of(texts), strict=True)]
         http.post("/v1/memories/batch", json={"items": items, "dedup": False}).raise_for_status()
     return time.perf_counter() - started
 
@@ -140,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
                                      ready_s=READY_TIMEOUT_S) as url:
                     if index == 0:
                         with httpx.Client(base_url=url, timeout=300) as http:
-                            dim = dimension(http)
+                            vectors_of = WordVectors(ROOT / SERVED_VERSION)
+                            if vectors_of.dim != dimension(http):
+                                raise RuntimeError("the served embedder is not version 1's")
                             for user, size in users.items():
                                 log(f"seeding {user} ({size} memories) ...")
                                 report.setdefault("seed_seconds", {})[user] = round(
-                                    seed(http, user, size, dim), 1)
+                                    seed(http, user, size, vectors_of), 1)
                     log(f"{name}: waiting for the index's graph builds to finish ...")
                     with httpx.Client(base_url=url, timeout=60) as http:
                         settled = wait_for_index(http)
