@@ -33,10 +33,14 @@ from gateway.errors import DeadlineExceeded, GatewayError
 from gateway.inference.coalescer import EmbedCoalescer
 from gateway.inference.int8_query import already_int8, int8_version
 from gateway.metrics import Metrics
+from gateway.threads import lower_thread_priority
 
 log = logging.getLogger("gateway.inference")
 
 RUNTIME_FILE = "embedding_runtime.py"
+# A search's query embedding yields the cores to writes (whose embeddings Triton runs at the
+# gateway's priority), as the vector and keyword searches' own threads do.
+QUERY_ENCODER_NICE = 5
 # Texts both sides embed before a version is trusted here: short, long, non-ASCII.
 PROBE_TEXTS = (
     "dimension probe",
@@ -98,7 +102,9 @@ class LocalQueryEncoder:
         self.precisions: dict[str, str] = {}  # version -> what its queries run on
         self._metrics = metrics
         self._runtimes: dict[str, Any] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-encoder")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-encoder",
+                                            initializer=lower_thread_priority,
+                                            initargs=(QUERY_ENCODER_NICE,))
         self._coalescer = EmbedCoalescer(self._run)
 
     def serves(self, version: str) -> bool:

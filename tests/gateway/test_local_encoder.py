@@ -7,6 +7,8 @@ its vectors agree with Triton's, and anything it cannot do falls back to Triton.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from gateway.deadline import Deadline, deadline_scope
 from gateway.errors import DeadlineExceeded
 from gateway.inference.local_encoder import (
     PROBE_TEXTS,
+    QUERY_ENCODER_NICE,
     LocalEncoderUnavailable,
     LocalQueryEncoder,
     load_runtime,
@@ -79,6 +82,17 @@ def test_a_version_serves_only_when_it_agrees_with_triton(reference: np.ndarray)
             encoder.close()
 
     asyncio.run(scenario())
+
+
+def test_queries_embed_on_a_thread_that_yields_to_writes() -> None:
+    encoder = LocalQueryEncoder(REPOSITORY, "embedder", threads=1)
+    try:
+        nice = encoder._executor.submit(
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result(30)
+    finally:
+        encoder.close()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert nice == min(19, mine + QUERY_ENCODER_NICE)
 
 
 def _search_all(client: TestClient, queries: list[str]) -> list[list[tuple[str, float]]]:
