@@ -37,6 +37,7 @@ def always_pruned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     """Prune even on small corpora (the store otherwise leaves them to FTS5), and record
     whether each search was answered by the pruned path."""
     monkeypatch.setattr(pruned, "SMALL_POSTINGS", 0)
+    monkeypatch.setattr(pruned, "POSTINGS_PER_SCORE", 1)  # no scoring budget either
     answered: list[bool] = []
     real = pruned.top_k
 
@@ -132,6 +133,27 @@ def test_a_users_pruned_search_reads_only_that_users_memories(
     assert always_pruned[-1] is True
     assert len(found) == 10
     assert {hit[0] for hit in found} <= {m.memory.id for m in mine}
+    run(store.close())
+
+
+def test_searches_it_would_give_up_on_go_to_fts5_with_the_same_answers(
+        tmp_path: Path, always_pruned: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six terms or more (a level would need more than MAX_GROUPS AND groups), or more
+    memories to score than the postings allow: answered by FTS5, and answered the same."""
+    store = run(opened(tmp_path / "m.db"))
+    tied = [memory(user="alice", text=f"coffee river trip garden {i}") for i in range(200)]
+    run(store.insert_many(tied + [memory(user="alice", text=" ".join(WORDS))]))
+    long_query = "coffee river trip garden guitar painting"  # six terms, all present
+    got = run(store.keyword_search("alice", long_query, 10, SearchFilters()))
+    assert always_pruned[-1] is False
+    _same_ranking(got, _exhaustive(store, "alice", long_query, 10, SearchFilters()))
+    got = run(store.keyword_search("alice", "coffee river trip", 10, SearchFilters()))
+    assert always_pruned[-1] is True  # 201 tie on all three terms: scored within budget
+    monkeypatch.setattr(pruned, "POSTINGS_PER_SCORE", 10**6)  # budget: 2k = 20 memories
+    again = run(store.keyword_search("alice", "coffee river trip", 10, SearchFilters()))
+    assert always_pruned[-1] is False
+    _same_ranking(again, _exhaustive(store, "alice", "coffee river trip", 10, SearchFilters()))
+    _same_ranking(got, again)
     run(store.close())
 
 
