@@ -29,7 +29,8 @@ from gateway.domain.model import SearchFilters
 from gateway.store.sqlite import functions, keyword
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import CONTEXT_WEIGHT
-from loadtest.bench.common_words import memory_text, query_text
+from loadtest import population
+from loadtest.bench import common_words
 from loadtest.bench.lexical_scale import _fill
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
@@ -63,25 +64,34 @@ def _timed(conn: sqlite3.Connection, key: Any, user: str, queries: list[str]) ->
     return out
 
 
-async def _store(path: Path, users: dict[str, int]) -> None:
+# ``vocabulary``: short texts and five-word queries of 23 common words (the case);
+# ``population``: the latency benchmark's templated memories and its 7-13-term questions.
+CORPORA = {"vocabulary": common_words, "population": population}
+
+
+async def _store(path: Path, users: dict[str, int], corpus: Any) -> None:
     store = SQLiteStore(path, synchronous="NORMAL")
     await store.open()
-    await _fill(store, {user: [memory_text(random.Random(f"{user}-{i}")) for i in range(size)]
+    await _fill(store, {user: [corpus.memory_text(random.Random(f"{user}-{i}"))
+                               for i in range(size)]
                         for user, size in users.items()})
     await store.close()
 
 
-def run(sizes: list[int], searches: int, tmp: str | None = None) -> dict[str, Any]:
+def run(sizes: list[int], searches: int, tmp: str | None = None,
+        corpus: str = "vocabulary") -> dict[str, Any]:
     users = {f"u{size // 1000}k": size for size in sizes}
-    out: dict[str, Any] = {"k": K, "searches": searches, "load_average_at_start": os.getloadavg()}
+    out: dict[str, Any] = {"k": K, "searches": searches, "corpus": corpus,
+                           "load_average_at_start": os.getloadavg()}
+    texts = CORPORA[corpus]
     with tempfile.TemporaryDirectory(dir=tmp) as folder:
         path = Path(folder) / "levels.db"
-        asyncio.run(_store(path, users))
+        asyncio.run(_store(path, users, texts))
         conn = sqlite3.connect(path)
         key = functions.install(conn)
         for user, size in users.items():
             rng = random.Random(user)
-            queries = [f"{query_text(rng)} q{i}" for i in range(searches)]
+            queries = [f"{texts.query_text(rng)} q{i}" for i in range(searches)]
             _timed(conn, key, user, queries[:20])  # page cache
             out[user] = {"memories": size} | _timed(conn, key, user, queries)
             print(user, json.dumps(out[user]), flush=True)
@@ -94,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,20000,100000")
     parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="vocabulary")
     parser.add_argument("--out", type=Path, default=RESULTS / "keyword_levels.json")
     args = parser.parse_args(argv)
-    result = run([int(size) for size in args.sizes.split(",")], args.searches)
+    result = run([int(size) for size in args.sizes.split(",")], args.searches,
+                 corpus=args.corpus)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
