@@ -9,15 +9,20 @@ takes, so it can look at the gateway between "every picture re-embedded" and "sw
 from __future__ import annotations
 
 import base64
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from support import make_triton, opened, run, settings_for, wait_for
+from support.servers import serving
 from support.tiny_clip import COLOURS, caption, picture
 
 from export.cli import main as export_main
@@ -247,3 +252,29 @@ def test_activating_clip_without_a_clip_model_says_how_to_export_one(
         response = client.post("/v1/admin/models/clip/activate", json={"version": "1"})
         assert response.status_code == 409
         assert "python -m export clip" in response.json()["detail"]
+
+
+def test_operator_cli_lists_and_activates_clip(clip_v1: TritonServer, clip_repo_v2: Path,
+                                               tmp_path: Path) -> None:
+    settings = settings_for(clip_v1, tmp_path / "data", clip_reembed_batch=4)
+    with serving(settings) as url:
+        added = httpx.post(f"{url}/v1/memories", timeout=30, json={
+            "user_id": "alice", "image": b64(picture("red"))})
+        assert added.status_code == 201, added.text
+        export_version_2(clip_v1, clip_repo_v2)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "gateway.models", *args, "--url", url],
+                                  capture_output=True, text=True, timeout=300, check=False)
+
+        listed = cli("list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        clip = json.loads(listed.stdout)["clip"]
+        assert (clip["active"], clip["served"], clip["repository"]) == ("1", ["1"], ["1", "2"])
+        activated = cli("activate", "clip", "2")
+        assert activated.returncode == 0, activated.stderr
+        assert "clip:2 is active" in activated.stderr
+        again = cli("activate", "clip", "2")
+        assert again.returncode == 1 and "already active" in again.stderr
+        assert cli("abandon", "--model", "clip").returncode == 1  # nothing to abandon
+        assert json.loads(cli("list", "--json").stdout)["clip"]["served"] == ["2"]
