@@ -106,13 +106,14 @@ class ClipVersions:
         if self._task is not None and not self._task.done():
             return
         state = await self.store.model_state(self.model)
-        if state is not None and self.clip.version is not None \
-                and state.active != self.clip.version:
-            async with self.clip.switching:
-                self.clip.pin(state.active)
-            self.status = MigrationStatus(state="done", active=state.active,
-                                          finished_at=utc_now())
-            log.info("CLIP switched to version %s (switched by another replica)", state.active)
+        if state is None or self.clip.version is None or state.active == self.clip.version:
+            return
+        with contextlib.suppress(GatewayError):  # an embed failure asks again (``refresh``)
+            await self._serve([state.active])
+        async with self.clip.switching:
+            self.clip.pin(state.active)
+        self.status = MigrationStatus(state="done", active=state.active, finished_at=utc_now())
+        log.info("CLIP switched to version %s (switched by another replica)", state.active)
 
     # -- operator actions ---------------------------------------------------------------------
     async def view(self) -> dict[str, Any]:
@@ -163,6 +164,14 @@ class ClipVersions:
             raise Conflict(f"no {self.model} migration to abandon")
         await self.close()
         self._task = None
+        state = await self.store.model_state(self.model)
+        if state is not None and state.target is None:  # the switch won the race
+            async with self.clip.switching:
+                self.clip.pin(state.active)
+            self.status.state, self.status.active = "done", state.active
+            raise Conflict(f"the migration to {self.model}:{state.active} finished before it "
+                           "could be abandoned")
+        assert state is not None
         await self.store.abandon_image_migration(self.model)
         with contextlib.suppress(GatewayError):  # the target lingers in Triton: harmless
             await self._serve([state.active])
