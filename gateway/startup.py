@@ -52,6 +52,7 @@ from gateway.store.postgres.store import PostgresStore, redacted
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.versions.activation import EmbedderVersions
 from gateway.versions.active import ActiveModels
+from gateway.versions.clip import ClipVersions
 from gateway.versions.control import ModelControl
 from gateway.versions.rerankers import RerankerVersions
 
@@ -92,10 +93,13 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
     images = build_images(settings, service, embedder, metrics)
     control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
     versions = track_versions(stack, settings, service, store, control, wiring.admission)
-    feed = await mark_feed(settings, service, versions, metrics)
+    clip_versions = track_clip_versions(stack, settings, images, store, control,
+                                        wiring.admission)
+    feed = await mark_feed(settings, service, versions, clip_versions, metrics)
     await load_index(settings, service, metrics)
     await connect_embedder(stack, versions)
     reranker_versions = await connect_reranker(settings, reranker, store, control)
+    await clip_versions.connect()
     workers = build_workers(stack, wiring, service)
     start_workers(stack, workers, feed)
     return GatewayState(
@@ -103,7 +107,7 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
         dedup_policy=wiring.dedup_policy, store=store, service=service, versions=versions,
         reranker_versions=reranker_versions, ingest=workers.ingest, jobs=workers.jobs,
         size_trigger=workers.size_trigger, store_gauges=workers.store_gauges, feed=feed,
-        images=images)
+        images=images, clip_versions=clip_versions)
 
 
 # -- the steps, in order --------------------------------------------------------------------
@@ -223,15 +227,31 @@ def track_versions(stack: AsyncExitStack, settings: Settings, service: MemorySer
     return versions
 
 
+def track_clip_versions(stack: AsyncExitStack, settings: Settings, images: ImageMemories,
+                        store: Store, control: ModelControl,
+                        admission: AdmissionController) -> ClipVersions:
+    """The CLIP version manager (it runs CLIP migrations; closing stops one)."""
+    clip_versions = ClipVersions(images.clip, store, control,
+                                 repository=settings.model_repository,
+                                 batch_size=settings.clip_reembed_batch, admission=admission)
+    stack.push_async_callback(clip_versions.close)
+    return clip_versions
+
+
 async def mark_feed(settings: Settings, service: MemoryService, versions: EmbedderVersions,
-                    metrics: Metrics) -> FeedFollower | None:
+                    clip_versions: ClipVersions, metrics: Metrics) -> FeedFollower | None:
     """A follower of the change feed when the store is shared (not SQLite, unless
     ``MEMORY_FEED_FOLLOW``), positioned before the index loads: nothing committed during
     the load is missed."""
     shared = not isinstance(service.store, SQLiteStore)
     if not (shared if settings.feed_follow is None else settings.feed_follow):
         return None
-    feed = FeedFollower(service, service.store, on_version=versions.follow, metrics=metrics,
+
+    async def on_version() -> None:
+        await versions.follow()
+        await clip_versions.follow()
+
+    feed = FeedFollower(service, service.store, on_version=on_version, metrics=metrics,
                         batch=settings.feed_batch, wait_s=settings.feed_wait_s,
                         retention_s=settings.feed_retention_s)
     log.info("following the change feed from seq %d", await feed.mark())

@@ -20,6 +20,7 @@ from gateway.metrics import Metrics, StoreGauges
 from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.versions.activation import EmbedderVersions
+from gateway.versions.clip import ClipVersions
 from gateway.versions.rerankers import RerankerVersions
 
 
@@ -40,4 +41,5 @@ class GatewayState:
     size_trigger: SizeTrigger
     store_gauges: StoreGauges
     images: ImageMemories  # image memories and the search over both modalities
+    clip_versions: ClipVersions  # the CLIP version and its migrations
     feed: FeedFollower | None = None  # the change feed's follower, on a replica

@@ -19,6 +19,7 @@ from gateway.auth.principal import KeyScope, Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.settings import Settings
 from gateway.versions.activation import EmbedderVersions
+from gateway.versions.clip import ClipVersions
 from gateway.versions.rerankers import RerankerVersions
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -58,7 +59,9 @@ class ActivateIn(RequestBody):
 async def list_models(request: Request, versions: Versions) -> dict[str, Any]:
     """Repository versions, which ones Triton serves, which is active, migration progress."""
     rerankers: RerankerVersions = gateway_state(request).reranker_versions
-    return {versions.model: await versions.view(), rerankers.model: await rerankers.view()}
+    clip: ClipVersions = gateway_state(request).clip_versions
+    return {versions.model: await versions.view(), rerankers.model: await rerankers.view(),
+            clip.model: await clip.view()}
 
 
 @router.post("/models/reranker/activate")
@@ -88,3 +91,26 @@ async def abandon_migration(versions: Versions) -> dict[str, Any]:
     """Roll a migration back: the active version stays, the re-embedded vectors are dropped."""
     await versions.abandon()
     return (await versions.view())["migration"]
+
+
+@router.get("/models/clip/migration")
+async def clip_migration_status(request: Request, versions: Versions) -> dict[str, Any]:
+    clip: ClipVersions = gateway_state(request).clip_versions
+    return (await clip.view())["migration"]
+
+
+@router.post("/models/clip/activate", status_code=status.HTTP_202_ACCEPTED)
+async def activate_clip(body: ActivateIn, request: Request, versions: Versions) -> dict[str, Any]:
+    """Start re-embedding every stored picture with CLIP ``version``; the switch happens when
+    it is done (searches use the active version until then)."""
+    clip: ClipVersions = gateway_state(request).clip_versions
+    await clip.activate(body.version)
+    return (await clip.view())["migration"]
+
+
+@router.post("/models/clip/abandon")
+async def abandon_clip_migration(request: Request, versions: Versions) -> dict[str, Any]:
+    """Roll a CLIP migration back: the active version stays, the new vectors are dropped."""
+    clip: ClipVersions = gateway_state(request).clip_versions
+    await clip.abandon()
+    return (await clip.view())["migration"]

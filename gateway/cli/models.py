@@ -3,8 +3,9 @@ versions, via the admin API.
 
     agent-memory models list [--json]           # versions on disk, served, active, migration
     agent-memory models activate embedder 2     # start the swap and follow its progress
-    agent-memory models reembed                 # follow (or resume) a migration to the end
-    agent-memory models abandon                 # roll a migration back
+    agent-memory models activate clip 2         # the same for CLIP (re-embeds every picture)
+    agent-memory models reembed [--model clip]  # follow (or resume) a migration to the end
+    agent-memory models abandon [--model clip]  # roll a migration back
 
 The running gateway does the work (it owns the index); this CLI asks it and shows progress.
 With keys required, ``MEMORY_API_KEY`` must be an operator-scope key
@@ -30,14 +31,25 @@ app = typer.Typer(help="Model versions of a running gateway: list, activate, ree
                  no_args_is_help=True, add_completion=False)
 
 
-def _follow(client: httpx.Client) -> dict[str, Any]:
+MIGRATING = ("embedder", "clip")  # the models whose swap re-embeds what is stored
+ModelOption = Annotated[str, typer.Option("--model", help="embedder or clip")]
+
+
+def _migrating(model: str) -> str:
+    if model not in MIGRATING:
+        console.print(f"[red]unknown model {model!r}: 'embedder' or 'clip'[/red]")
+        raise typer.Exit(2)
+    return model
+
+
+def _follow(client: httpx.Client, model: str = "embedder") -> dict[str, Any]:
     """Show the migration's progress until it is done (or Ctrl-C, which leaves it running)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("re-embedding", total=None, rate="-")
         while True:
-            status = call(client, "GET", "/v1/admin/models/embedder/migration")
+            status = call(client, "GET", f"/v1/admin/models/{model}/migration")
             progress.update(task, completed=status["done"], total=status["total"] or None,
                             rate=status["rate_per_s"],
                             description=f"re-embedding → {status['target'] or status['active']}"
@@ -69,15 +81,15 @@ def list_models(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def activate(
-    model: Annotated[str, typer.Argument(help="embedder or reranker")],
+    model: Annotated[str, typer.Argument(help="embedder, reranker or clip")],
     version: Annotated[int, typer.Argument(min=1)],
     url: UrlOption = None,
     wait: Annotated[bool, typer.Option(help="follow the migration to the end")] = True,
 ) -> None:
-    """Activate a version: the embedder re-embeds every memory first, then switches; the
-    reranker switches at once."""
-    if model not in ("embedder", "reranker"):
-        console.print(f"[red]unknown model {model!r}: 'embedder' or 'reranker'[/red]")
+    """Activate a version: the embedder re-embeds every memory first (CLIP every picture),
+    then switches; the reranker switches at once."""
+    if model not in ("reranker", *MIGRATING):
+        console.print(f"[red]unknown model {model!r}: 'embedder', 'reranker' or 'clip'[/red]")
         raise typer.Exit(2)
     with gateway_client(url) as client:
         if model == "reranker":
@@ -88,24 +100,24 @@ def activate(
         call(client, "POST", f"/v1/admin/models/{model}/activate", json={"version": str(version)})
         console.print(f"migration to {model}:{version} started")
         if wait:
-            status = _follow(client)
+            status = _follow(client, model)
             console.print(f"[green]{model}:{status['active']} is active[/green]")
 
 
 @app.command()
-def reembed(url: UrlOption = None) -> None:
+def reembed(url: UrlOption = None, model: ModelOption = "embedder") -> None:
     """Follow a running (or, after a restart, resumed) migration until it switches."""
     with gateway_client(url) as client:
-        status = _follow(client)
-    console.print(f"[green]embedder:{status['active']} is active ({status['state']})[/green]")
+        status = _follow(client, _migrating(model))
+    console.print(f"[green]{model}:{status['active']} is active ({status['state']})[/green]")
 
 
 @app.command()
-def abandon(url: UrlOption = None) -> None:
+def abandon(url: UrlOption = None, model: ModelOption = "embedder") -> None:
     """Roll back a migration: the active version stays, re-embedded vectors are dropped."""
     with gateway_client(url) as client:
-        status = call(client, "POST", "/v1/admin/models/embedder/abandon")
-    console.print(f"migration abandoned; embedder:{status['active']} stays active")
+        status = call(client, "POST", f"/v1/admin/models/{_migrating(model)}/abandon")
+    console.print(f"migration abandoned; {model}:{status['active']} stays active")
 
 
 def main() -> None:

@@ -67,7 +67,8 @@ async def models(request: Request, caller: Reader) -> Response:
     _admin(request, caller)
     state = gateway_state(request)
     views: dict[str, Any] = {state.versions.model: await state.versions.view(),
-                             state.reranker_versions.model: await state.reranker_versions.view()}
+                             state.reranker_versions.model: await state.reranker_versions.view(),
+                             state.clip_versions.model: await state.clip_versions.view()}
     return page(request, "models.html", {"views": views})
 
 
@@ -79,6 +80,8 @@ async def activate(request: Request, caller: Reader, form: Form) -> Response:
     async with admitted(request, caller, "admin"):
         if form.get("model") == state.reranker_versions.model:
             await state.reranker_versions.activate(body.version)
+        elif form.get("model") == state.clip_versions.model:
+            await state.clip_versions.activate(body.version)
         else:
             await state.versions.activate(body.version)
     return RedirectResponse(f"{PREFIX}/models", status_code=303)

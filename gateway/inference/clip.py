@@ -3,16 +3,19 @@
 
 It shares the embedder's channel and calls Triton through the same ``infer`` (deadlines,
 metrics, ``map_triton_errors``). One export writes both towers under one version number, so
-the space is ``clip:<version>`` of the newest version both serve, and every call pins that
-version: an image vector and a query vector never come from different exports. Without both
-towers, image routes answer ``Conflict`` (409) naming the fix.
+the space is ``clip:<version>``, and every call pins a version: an image vector and a query
+vector never come from different exports. Which version is active is the CLIP version
+manager's choice (``gateway.versions.clip``, kept in the store), handed in as ``resolve``;
+without one, the newest version both towers serve. Without both towers, image routes answer
+``Conflict`` (409) naming the fix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -38,23 +41,40 @@ def bytes_input(name: str, values: Sequence[bytes]) -> InferInput:
     return tensor
 
 
+Resolve = Callable[[list[str]], Awaitable[str | None]]
+
+
+async def newest(served: list[str]) -> str | None:
+    """The default choice: the newest version both towers serve."""
+    return served[-1] if served else None
+
+
+def space_label(version: str) -> str:
+    """The space stored with every image vector: ``clip:<version>``."""
+    return f"clip:{version}"
+
+
 class ClipClient:
-    """Embeds images and texts into the CLIP space of the newest version both towers serve."""
+    """Embeds images and texts into the CLIP space of the active version (or one named)."""
 
     def __init__(self, client: grpcclient.InferenceServerClient, image_model: str,
                  text_model: str, *, timeout_s: float, retry_after_s: int, metrics: Metrics,
                  recheck_s: float = 5.0) -> None:
         self._client = client  # owned by the embedder client, which closes it
-        self._image, self._text = image_model, text_model
+        self.image_model, self.text_model = image_model, text_model
         self._timeout_s, self._retry_after, self._metrics = timeout_s, retry_after_s, metrics
         self._recheck_s = recheck_s
         self._checked = -recheck_s
         self.version: str | None = None
+        self.resolve: Resolve = newest
+        # Held by an image write from its version check to its commit, and by a CLIP switch:
+        # a picture embedded with the old version is never stored after the switch.
+        self.switching = asyncio.Lock()
 
     @property
     def label(self) -> str | None:
-        """The space stored with every image vector: ``clip:<version>``."""
-        return None if self.version is None else f"clip:{self.version}"
+        """The active space: ``clip:<version>``."""
+        return None if self.version is None else space_label(self.version)
 
     async def _versions(self, model: str) -> set[str]:
         if not await self._client.is_model_ready(model, client_timeout=_PROBE_S):
@@ -62,13 +82,22 @@ class ClipClient:
         metadata = await self._client.get_model_metadata(model, client_timeout=_PROBE_S)
         return set(metadata.versions)
 
-    async def refresh(self) -> str | None:
-        """Ask Triton which versions both towers serve; remember the newest common one."""
-        self._checked = time.monotonic()
+    async def served(self) -> list[str]:
+        """The versions both towers serve now, oldest first."""
         with map_triton_errors(self._retry_after):
-            common = await self._versions(self._image) & await self._versions(self._text)
-        self.version = max(common, key=int) if common else None
+            common = await self._versions(self.image_model) & await self._versions(
+                self.text_model)
+        return sorted(common, key=int)
+
+    async def refresh(self) -> str | None:
+        """Ask Triton which versions both towers serve and ``resolve`` the active one."""
+        self._checked = time.monotonic()
+        self.version = await self.resolve(await self.served())
         return self.version
+
+    def pin(self, version: str | None) -> None:
+        """The version manager switched (or followed a switch made elsewhere)."""
+        self.version = version
 
     async def available(self) -> bool:
         """Whether CLIP is served, for optional use (text search): never raises; while none
@@ -79,28 +108,36 @@ class ClipClient:
         return self.version is not None
 
     async def require(self) -> str:
-        """The space label; ``Conflict`` unless both towers are served."""
-        if self.version is None and await self.refresh() is None:
+        """The active version; ``Conflict`` unless both towers serve one."""
+        version = self.version
+        if version is None:
+            version = await self.refresh()
+        if version is None:
             raise Conflict(NOT_LOADED)
-        assert self.label is not None
-        return self.label
+        return version
 
-    async def embed_images(self, images: Sequence[bytes]) -> tuple[str, np.ndarray]:
-        """(space label, ``[len(images), d]`` float32 unit rows)."""
-        return await self._embed(self._image, bytes_input("IMAGE", images), len(images))
+    async def embed_images(self, images: Sequence[bytes], version: str | None = None
+                           ) -> tuple[str, np.ndarray]:
+        """(space label, ``[len(images), d]`` float32 unit rows) of ``version`` (default:
+        the active one)."""
+        return await self._embed(self.image_model, bytes_input("IMAGE", images), len(images),
+                                 version)
 
-    async def embed_texts(self, texts: Sequence[str]) -> tuple[str, np.ndarray]:
-        """(space label, ``[len(texts), d]`` float32 unit rows)."""
-        return await self._embed(self._text, string_input("TEXT", texts), len(texts))
+    async def embed_texts(self, texts: Sequence[str], version: str | None = None
+                          ) -> tuple[str, np.ndarray]:
+        """(space label, ``[len(texts), d]`` float32 unit rows) of ``version``."""
+        return await self._embed(self.text_model, string_input("TEXT", texts), len(texts),
+                                 version)
 
-    async def _embed(self, model: str, tensor: InferInput, rows: int) -> tuple[str, np.ndarray]:
-        label = await self.require()
-        version = self.version or ""
+    async def _embed(self, model: str, tensor: InferInput, rows: int,
+                     version: str | None) -> tuple[str, np.ndarray]:
+        pinned = version or await self.require()
         try:
             vectors = await infer(self._client, model, [tensor], "EMBEDDING", rows=rows,
-                                  version=version, timeout_s=self._timeout_s,
+                                  version=pinned, timeout_s=self._timeout_s,
                                   retry_after=self._retry_after, metrics=self._metrics)
         except InferenceUnavailable:
-            self.version = None  # a new export may have replaced it: ask again next time
+            if version is None and self.version == pinned:
+                self.version = None  # unloaded behind our back: ask again next time
             raise
-        return label, np.ascontiguousarray(vectors, dtype=np.float32)
+        return space_label(pinned), np.ascontiguousarray(vectors, dtype=np.float32)

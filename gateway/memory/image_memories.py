@@ -24,8 +24,8 @@ from typing import Literal
 import numpy as np
 
 from gateway.domain.model import Memory, ScoredMemory, StoredImage
-from gateway.errors import FieldPath
-from gateway.inference.clip import ClipClient
+from gateway.errors import Conflict, FieldPath
+from gateway.inference.clip import ClipClient, space_label
 from gateway.memory import images as pictures
 from gateway.memory.changes import NewMemory
 from gateway.memory.clock import utc_now
@@ -53,16 +53,23 @@ class ImageMemories:
     # -- writes ---------------------------------------------------------------------------------
     async def add(self, drafts: Sequence[ImageDraft]) -> list[tuple[Memory, StoredImage]]:
         """Check, clean and embed every image, then store all or none; the memories and
-        their stored pictures in input order."""
+        their stored pictures in input order. A CLIP switch between the embedding and the
+        commit means: embed again with the new active version."""
         await self.clip.require()  # 409 before any work when no CLIP model is served
         cleaned = await asyncio.to_thread(
             lambda: [pictures.clean(d.data, self.limits, d.field) for d in drafts])
-        label, vectors = await self.clip.embed_images([c.data for c in cleaned])
-        news = [replace(d.memory, image=StoredImage(c.data, c.mime, c.width, c.height, label,
-                                                    vectors[n]))
-                for n, (d, c) in enumerate(zip(drafts, cleaned, strict=True))]
-        stored = await self.service.add_many(news)
-        return [(m, n.image) for m, n in zip(stored, news, strict=True) if n.image is not None]
+        for _ in range(3):
+            label, vectors = await self.clip.embed_images([c.data for c in cleaned])
+            news = [replace(d.memory, image=StoredImage(c.data, c.mime, c.width, c.height,
+                                                        label, vectors[n]))
+                    for n, (d, c) in enumerate(zip(drafts, cleaned, strict=True))]
+            async with self.clip.switching:
+                if label != self.clip.label:
+                    continue
+                stored = await self.service.add_many(news)
+            return [(m, n.image) for m, n in zip(stored, news, strict=True)
+                    if n.image is not None]
+        raise Conflict("the CLIP model changed repeatedly during this request; retry")
 
     async def image(self, memory_id: str) -> StoredImage | None:
         return await self.service.store.image(memory_id)
@@ -72,9 +79,9 @@ class ImageMemories:
                      image: bytes | None = None, field: FieldPath = ("image",)) -> SearchOutcome:
         """Text and image memories in one list, best first (see the module docstring)."""
         if image is not None:
-            await self.clip.require()
+            version = await self.clip.require()
             cleaned = await asyncio.to_thread(pictures.clean, image, self.limits, field)
-            label, vectors = await self.clip.embed_images([cleaned.data])
+            label, vectors = await self.clip.embed_images([cleaned.data], version)
             hits = await self._image_hits(ask, label, vectors[0])
             if ask.threshold is not None:  # the CLIP cosine, here the only similarity
                 hits = [h for h in hits if h.score >= ask.threshold]
@@ -83,11 +90,13 @@ class ImageMemories:
         texts = [s for s in outcome.results if _wanted(s.memory, modality)]
         if modality == "text" or ask.query is None or not await self.clip.available():
             return SearchOutcome(texts, outcome.mode)
-        label = await self.clip.require()
-        ids, matrix = await self._image_vectors(ask, label)
+        # One version for the whole search: across a switch, the old space's vectors are
+        # gone from the store (nothing found), never compared with a new-space query.
+        version = await self.clip.require()
+        ids, matrix = await self._image_vectors(ask, space_label(version))
         if not ids:
             return SearchOutcome(texts, outcome.mode)
-        label, vectors = await self.clip.embed_texts([ask.query])
+        _, vectors = await self.clip.embed_texts([ask.query], version)
         found = await self._ranked(ids, matrix, vectors[0], ask.limit)
         return SearchOutcome(fuse_by_rank([texts, found], self.rrf_k)[:ask.limit], outcome.mode)
 

@@ -40,6 +40,7 @@ from gateway.store.types import (
     KeyRow,
     ListOrder,
     ModelState,
+    PendingImage,
     PendingMemory,
     Population,
     PruneBefore,
@@ -365,6 +366,41 @@ class VersionTable(Protocol):
         ...
 
 
+class ImageVersionTable(Protocol):
+    """A CLIP migration: every stored picture re-embedded by the target version beside its
+    active vector, then all moved at once. The active CLIP version and the target are a
+    ``model_state`` row (``VersionTable.model_state``) under the CLIP model's name."""
+
+    async def begin_image_migration(self, model: str, target: str, at: str) -> bool:
+        """Start re-embedding pictures into ``target``: no target vectors, cursor at the
+        start. False (nothing changed) while a CLIP migration runs already."""
+        ...
+
+    async def image_migration_pending(self, after_id: str, limit: int) -> list[PendingImage]:
+        """Pictures after the cursor in id order; past the last id, the pictures still
+        without a target vector (added during the migration)."""
+        ...
+
+    async def put_image_shadow_batch(self, model: str, label: str, ids: list[str],
+                                     vectors: np.ndarray) -> int:
+        """Target vectors (space ``label``) for the pictures still stored; moves the cursor;
+        returns how many were written."""
+        ...
+
+    async def image_migration_progress(self) -> tuple[int, int]:
+        """(pictures with a target vector, all pictures)."""
+        ...
+
+    async def switch_image_version(self, model: str, target: str, label: str) -> bool:
+        """Make ``target`` active with its vectors, atomically; False (nothing changed)
+        while a picture lacks its target vector."""
+        ...
+
+    async def abandon_image_migration(self, model: str) -> None:
+        """Roll a CLIP migration back: the active version stays, target vectors go."""
+        ...
+
+
 class ChangeFeed(Protocol):
     """What replicas learn of each other's writes: every committed change that an in-process
     vector index must follow (a memory added, updated, deleted, archived or restored, a shadow
@@ -401,7 +437,7 @@ class ChangeFeed(Protocol):
 
 
 class Store(MemoryRows, WritePlans, Counts, EventQueue, JobTable, Retention, VersionTable,
-            ChangeFeed, Protocol):
+            ImageVersionTable, ChangeFeed, Protocol):
     """Everything the gateway keeps durably but API keys (``KeyTable``)."""
 
 

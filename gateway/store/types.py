@@ -171,6 +171,14 @@ class PendingMemory:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingImage:
+    """A stored picture still to be embedded by a CLIP migration's target version."""
+
+    id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Census:
     users: int  # users with at least one stored memory
     memories: int  # stored memories (archived ones included)

@@ -194,6 +194,15 @@ MIGRATIONS: list[str] = [
     """,
     # 4: a vector is stored only in a live space (SQLite's migration 14, ``space_guard``).
     space_guard.SCHEMA,
+    # 5: CLIP versions (SQLite's migration 15, ``image_versions``): a CLIP migration's target
+    # vectors for every picture, beside the active ones until the switch.
+    f"""
+    CREATE TABLE image_shadow_vectors (
+        memory_id {_KEY} PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        model     TEXT NOT NULL,
+        embedding BYTEA NOT NULL
+    );
+    """,
 ]
 
 

@@ -38,6 +38,7 @@ from gateway.store.postgres import (
     erasure,
     events,
     feed,
+    image_versions,
     images,
     ingest,
     jobs,
@@ -427,3 +428,24 @@ class PostgresStore:
 
     async def abandon_migration(self, model: str) -> None:
         await self._run(feed.locked(versions.abandon), model)
+
+    # -- CLIP versions ----------------------------------------------------------------------
+    async def begin_image_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._run(feed.locked(image_versions.begin), model, target, at)
+
+    async def image_migration_pending(self, after_id: str, limit: int
+                                      ) -> list[types.PendingImage]:
+        return await self._read(image_versions.pending, after_id, limit)
+
+    async def put_image_shadow_batch(self, model: str, label: str, ids: list[str],
+                                     vectors: np.ndarray) -> int:
+        return await self._run(feed.locked(image_versions.put_batch), model, label, ids, vectors)
+
+    async def image_migration_progress(self) -> tuple[int, int]:
+        return await self._read(image_versions.progress)
+
+    async def switch_image_version(self, model: str, target: str, label: str) -> bool:
+        return await self._run(feed.locked(image_versions.switch), model, target, label)
+
+    async def abandon_image_migration(self, model: str) -> None:
+        await self._run(feed.locked(image_versions.abandon), model)

@@ -177,6 +177,16 @@ MIGRATIONS: list[str] = [
     # version, a shadow vector's the migration target (``space_guard``), so a replica that
     # has not yet followed a switch cannot write into the old space.
     space_guard.SCHEMA,
+    # 15: CLIP versions. A CLIP migration's target vectors for every picture, beside the
+    # active ones in ``memory_images`` until the switch (``image_versions``); the CLIP
+    # active version and target sit in ``model_state`` (model ``clip``).
+    """
+    CREATE TABLE image_shadow_vectors (
+        memory_id TEXT PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+        model     TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

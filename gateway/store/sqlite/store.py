@@ -36,6 +36,7 @@ from gateway.store.sqlite import (
     events,
     feed,
     functions,
+    image_versions,
     images,
     ingest,
     jobs,
@@ -440,3 +441,24 @@ class SQLiteStore:
 
     async def abandon_migration(self, model: str) -> None:
         await self._write(versions.abandon, model)
+
+    # -- CLIP versions ----------------------------------------------------------------------
+    async def begin_image_migration(self, model: str, target: str, at: str) -> bool:
+        return await self._write(image_versions.begin, model, target, at)
+
+    async def image_migration_pending(self, after_id: str, limit: int
+                                      ) -> list[types.PendingImage]:
+        return await self._on_writer(image_versions.pending, after_id, limit)
+
+    async def put_image_shadow_batch(self, model: str, label: str, ids: list[str],
+                                     vectors: np.ndarray) -> int:
+        return await self._write(image_versions.put_batch, model, label, ids, vectors)
+
+    async def image_migration_progress(self) -> tuple[int, int]:
+        return await self._on_writer(image_versions.progress)
+
+    async def switch_image_version(self, model: str, target: str, label: str) -> bool:
+        return await self._write(image_versions.switch, model, target, label)
+
+    async def abandon_image_migration(self, model: str) -> None:
+        await self._write(image_versions.abandon, model)

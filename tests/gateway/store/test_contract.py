@@ -269,6 +269,63 @@ def test_delete_and_erase_take_the_picture_along(store: Store) -> None:
     assert run(store.image_vectors("alice", "clip:1", ANY))[0] == []
 
 
+def test_a_clip_migration_moves_every_picture_to_the_target_space_at_once(
+        store: Store) -> None:
+    run(store.set_active_version("clip", "1"))
+    a, b, gone = put(store, image_memory("alice", 1, 0), image_memory("bob", 0, 1),
+                     image_memory("alice", 1, 1))
+    put(store, memory(text="words"))  # text memories have no picture to re-embed
+    assert run(store.begin_image_migration("clip", "2", T1))
+    assert not run(store.begin_image_migration("clip", "3", T1))  # one at a time
+    first = run(store.image_migration_pending("", 2))
+    assert [(p.id, p.data) for p in first] == [(a.id, b"\x89PNG fake bytes"),
+                                               (b.id, b"\x89PNG fake bytes")]
+    assert run(store.put_image_shadow_batch("clip", "clip:2", [p.id for p in first],
+                                            np.stack([vector(0, 0, 1)] * 2))) == 2
+    state = run(store.model_state("clip"))
+    assert state is not None and (state.active, state.target, state.cursor) == ("1", "2", b.id)
+    run(store.delete(gone.id, T2))  # its picture leaves; nothing waits for it
+    late = image_memory("alice", 0, 1)  # added during the migration, in the active space
+    put(store, late)
+    assert run(store.image_migration_progress()) == (2, 3)
+    assert not run(store.switch_image_version("clip", "2", "clip:2"))  # the late one lacks it
+    # Searches meanwhile read the active space only.
+    assert run(store.image_vectors("alice", "clip:2", ANY))[0] == []
+    assert len(run(store.image_vectors("alice", "clip:1", ANY))[0]) == 2
+    rest = run(store.image_migration_pending(b.id, 10))
+    assert [p.id for p in rest] == [late.memory.id]  # past the cursor: the one without
+    run(store.put_image_shadow_batch("clip", "clip:2", [late.memory.id],
+                                     np.stack([vector(0, 1, 1)])))
+    assert run(store.image_migration_pending(late.memory.id, 10)) == []
+    assert run(store.switch_image_version("clip", "2", "clip:2"))
+    state = run(store.model_state("clip"))
+    assert state is not None and (state.active, state.target, state.cursor) == ("2", None, "")
+    assert run(store.image_vectors("alice", "clip:1", ANY))[0] == []
+    ids, matrix = run(store.image_vectors("alice", "clip:2", ANY))
+    assert sorted(ids) == sorted([a.id, late.memory.id]) and matrix.shape == (2, 3)
+    np.testing.assert_allclose(matrix[ids.index(late.memory.id)], vector(0, 1, 1))
+    assert run(store.image(b.id)).model == "clip:2"  # type: ignore[union-attr]
+    assert run(store.image_migration_progress()) == (0, 3)
+
+
+def test_abandoning_a_clip_migration_keeps_the_active_space(store: Store) -> None:
+    run(store.set_active_version("clip", "1"))
+    run(store.set_active_version("embedder", "1"))
+    (a,) = put(store, image_memory())
+    run(store.begin_migration("embedder", "2", T1))  # the embedder's own, left alone
+    run(store.put_shadow_batch("embedder", "embedder:2", run(store.migration_pending("", 5)),
+                               np.stack([vector(1, 0, 0, 0)])))
+    run(store.begin_image_migration("clip", "2", T1))
+    run(store.put_image_shadow_batch("clip", "clip:2", [a.id], np.stack([vector(0, 1)])))
+    run(store.abandon_image_migration("clip"))
+    state = run(store.model_state("clip"))
+    assert state is not None and (state.active, state.target, state.cursor) == ("1", None, "")
+    assert run(store.image_migration_progress()) == (0, 1)
+    assert run(store.image(a.id)).model == "clip:1"  # type: ignore[union-attr]
+    assert run(store.migration_progress()) == (1, 1)
+    assert run(store.model_state("embedder")).target == "2"  # type: ignore[union-attr]
+
+
 def test_filter_ids_applies_every_condition(store: Store) -> None:
     a, b, c, _ = put(
         store, memory(agent_id="x", metadata={"tag": "red", "n": 2}, created_at=T0),
