@@ -18,19 +18,16 @@ dimension). While a remote version is active, Triton keeps the last Triton versi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gateway.admission.controller import AdmissionController
-from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, InferenceUnavailable, NotFound, Overloaded
 from gateway.index.base import VectorIndex
 from gateway.index.batcher import SearchBatcher
@@ -41,24 +38,12 @@ from gateway.store.types import ModelState, StaleVersion
 from gateway.versions.active import ActiveModels, Space
 from gateway.versions.control import ModelControl, declared_versions
 from gateway.versions.query_model import query_model_name, sync_query_model
+from gateway.versions.reembed_job import MigrationStatus, ReembedJob
 
 log = logging.getLogger("gateway.migration")
 
 
-@dataclass
-class MigrationStatus:
-    state: str = "idle"  # idle | running | stalled | switching | done
-    active: str | None = None
-    target: str | None = None
-    done: int = 0
-    total: int = 0
-    rate_per_s: float = 0.0
-    error: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-
-
-class EmbedderVersions:
+class EmbedderVersions(ReembedJob):
     def __init__(
         self,
         service: MemoryService,
@@ -77,9 +62,7 @@ class EmbedderVersions:
         self.service, self.versions, self.control = service, versions, control
         self.make_index, self.model, self.repository = make_index, model, repository
         self.window_s, self.batch_size, self.retry_s = window_s, batch_size, retry_s
-        self.admission = admission  # re-embedding takes ingest slots at background priority
-        self.status = MigrationStatus()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(admission)
         self._connect_lock = asyncio.Lock()
         self._follow_lock = asyncio.Lock()  # the feed and refused writes may follow at once
         twin = query_model_name(model)
@@ -323,9 +306,7 @@ class EmbedderVersions:
         state = await self.versions.model_state(self.model)
         if state is None or state.target is None:
             raise Conflict("no migration to abandon")
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._cancel()
         async with self.service.exclusive():
             await self.versions.abandon_migration(self.model)
             target = self.models.target
@@ -336,18 +317,10 @@ class EmbedderVersions:
         self.status.state, self.status.target = "idle", None
         return self.status
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
     # -- the job ------------------------------------------------------------------------------
     def _start(self, version: str, started_at: str | None) -> None:
-        self.status = MigrationStatus(state="running", active=self.status.active, target=version,
-                                      started_at=started_at)
-        # A fresh context: the job must not inherit the deadline of the request that started it.
-        self._task = asyncio.create_task(self._run(version), name=f"migrate-{version}",
-                                         context=contextvars.Context())
+        self._launch(self._run(version), name=f"migrate-{version}", target=version,
+                     started_at=started_at)
 
     async def _run(self, version: str) -> None:
         target = self.models.target
@@ -415,8 +388,3 @@ class EmbedderVersions:
         self.status.finished_at = utc_now()
         return True
 
-    def _ingest_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """An ingest admission slot at background priority: user writes go first."""
-        if self.admission is None:
-            return contextlib.nullcontext()
-        return self.admission.slot("ingest", Priority.BACKGROUND)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from dataclasses import asdict
@@ -25,13 +24,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.admission.controller import AdmissionController
-from gateway.admission.limiter import Priority
 from gateway.errors import Conflict, GatewayError, NotFound, Overloaded
 from gateway.inference.clip import NOT_LOADED, ClipClient, space_label
 from gateway.memory.clock import utc_now
 from gateway.store.base import ImageVersionTable, VersionTable
-from gateway.versions.activation import MigrationStatus
 from gateway.versions.control import ModelControl, repository_versions
+from gateway.versions.reembed_job import MigrationStatus, ReembedJob
 
 log = logging.getLogger("gateway.migration")
 
@@ -42,16 +40,14 @@ class ClipStore(VersionTable, ImageVersionTable, Protocol):
     """The part of the store CLIP versions use."""
 
 
-class ClipVersions:
+class ClipVersions(ReembedJob):
     def __init__(self, clip: ClipClient, store: ClipStore, control: ModelControl, *,
                  repository: Path, batch_size: int = 32, retry_s: float = 2.0,
                  admission: AdmissionController | None = None) -> None:
         self.clip, self.store, self.control = clip, store, control
         self.repository, self.batch_size, self.retry_s = repository, batch_size, retry_s
-        self.admission = admission  # re-embedding takes ingest slots at background priority
+        super().__init__(admission)
         self.model = MODEL
-        self.status = MigrationStatus()
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one resolve, activation or follow at a time
         clip.resolve = self._resolve
 
@@ -178,18 +174,10 @@ class ClipVersions:
         self.status.state, self.status.target = "idle", None
         return self.status
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
     # -- the job ------------------------------------------------------------------------------
     def _start(self, version: str, started_at: str | None) -> None:
-        self.status = MigrationStatus(state="running", active=self.status.active,
-                                      target=version, started_at=started_at)
-        # A fresh context: the job must not inherit the deadline of the request that started it.
-        self._task = asyncio.create_task(self._run(version), name=f"clip-migrate-{version}",
-                                         context=contextvars.Context())
+        self._launch(self._run(version), name=f"clip-migrate-{version}", target=version,
+                     started_at=started_at)
 
     async def _run(self, version: str) -> None:
         label = space_label(version)
@@ -239,8 +227,3 @@ class ClipVersions:
         self.status.finished_at = utc_now()
         return True
 
-    def _ingest_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """An ingest admission slot at background priority: user writes go first."""
-        if self.admission is None:
-            return contextlib.nullcontext()
-        return self.admission.slot("ingest", Priority.BACKGROUND)
