@@ -7,6 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.store.postgres.rows import Conn, fetch_all, fetch_one, rowcount, vector_blob
+from gateway.store.postgres.versions import (
+    advance_cursor,
+    claim_target,
+    drop_target,
+    make_target_active,
+)
 from gateway.store.types import PendingImage
 
 _PENDING = ("SELECT i.memory_id, i.data FROM memory_images i WHERE {} "
@@ -15,12 +21,7 @@ _PENDING = ("SELECT i.memory_id, i.data FROM memory_images i WHERE {} "
 
 async def begin(conn: Conn, model: str, target: str, at: str) -> bool:
     """Only when no CLIP migration runs: False then (nothing changed)."""
-    if not await rowcount(conn, "UPDATE model_state SET target = %s, cursor = '', "
-                          "started_at = %s WHERE model = %s AND target IS NULL",
-                          (target, at, model)):
-        return False
-    await conn.execute("DELETE FROM image_shadow_vectors")
-    return True
+    return await claim_target(conn, model, target, at, "image_shadow_vectors")
 
 
 async def pending(conn: Conn, after_id: str, limit: int) -> list[PendingImage]:
@@ -44,8 +45,7 @@ async def put_batch(conn: Conn, model: str, label: str, ids: list[str],
             "embedding = excluded.embedding",
             (memory_id, label, vector_blob(vector), memory_id))
     if ids:
-        await conn.execute("UPDATE model_state SET cursor = greatest(cursor, %s) "
-                           "WHERE model = %s", (ids[-1], model))
+        await advance_cursor(conn, model, ids[-1])
     return written
 
 
@@ -65,8 +65,7 @@ async def switch(conn: Conn, model: str, target: str, label: str) -> bool:
         "image_shadow_vectors s WHERE s.memory_id = i.memory_id AND s.model = %s)", (label,))
     if row is not None and row["n"]:
         return False
-    await conn.execute("UPDATE model_state SET active = %s, target = NULL, cursor = '', "
-                       "started_at = NULL WHERE model = %s", (target, model))
+    await make_target_active(conn, model, target)
     await conn.execute("UPDATE memory_images i SET model = %s, embedding = s.embedding "
                        "FROM image_shadow_vectors s WHERE s.memory_id = i.memory_id", (label,))
     await conn.execute("DELETE FROM image_shadow_vectors")
@@ -74,6 +73,4 @@ async def switch(conn: Conn, model: str, target: str, label: str) -> bool:
 
 
 async def abandon(conn: Conn, model: str) -> None:
-    await conn.execute("DELETE FROM image_shadow_vectors")
-    await conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
-                       "WHERE model = %s", (model,))
+    await drop_target(conn, model, "image_shadow_vectors")

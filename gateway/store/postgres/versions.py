@@ -37,14 +37,36 @@ async def adopt(conn: Conn, models: dict[str, str]) -> dict[str, str]:
     return {r["model"]: r["active"] for r in rows}
 
 
-async def begin(conn: Conn, model: str, target: str, at: str) -> bool:
-    """Only when no migration runs (one begun by another replica wins): False then."""
+# A migration's life in ``model_state``, shared by the embedder's (``shadow_vectors``) and
+# CLIP's (``image_versions``: ``image_shadow_vectors``); ``shadow`` is one of those tables.
+async def claim_target(conn: Conn, model: str, target: str, at: str, shadow: str) -> bool:
+    """Only when no migration of ``model`` runs (one begun by another replica wins)."""
     if not await rowcount(conn, "UPDATE model_state SET target = %s, cursor = '', "
                           "started_at = %s WHERE model = %s AND target IS NULL",
                           (target, at, model)):
         return False
-    await conn.execute("DELETE FROM shadow_vectors")
+    await conn.execute(f"DELETE FROM {shadow}")
     return True
+
+
+async def advance_cursor(conn: Conn, model: str, last_id: str) -> None:
+    await conn.execute("UPDATE model_state SET cursor = greatest(cursor, %s) "
+                       "WHERE model = %s", (last_id, model))
+
+
+async def make_target_active(conn: Conn, model: str, target: str) -> None:
+    await conn.execute("UPDATE model_state SET active = %s, target = NULL, cursor = '', "
+                       "started_at = NULL WHERE model = %s", (target, model))
+
+
+async def drop_target(conn: Conn, model: str, shadow: str) -> None:
+    await conn.execute(f"DELETE FROM {shadow}")
+    await conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
+                       "WHERE model = %s", (model,))
+
+
+async def begin(conn: Conn, model: str, target: str, at: str) -> bool:
+    return await claim_target(conn, model, target, at, "shadow_vectors")
 
 
 _PENDING = ("SELECT id, user_id, coalesce(speaker || ': ', '') || text AS said, updated_at, "
@@ -75,8 +97,7 @@ async def put_batch(conn: Conn, model: str, label: str, batch: list[PendingMemor
             (item.id, label, vector_blob(vector), item.id, item.updated_at)) == 1:
             written.append(item)
     if batch:
-        await conn.execute("UPDATE model_state SET cursor = greatest(cursor, %s) "
-                           "WHERE model = %s", (batch[-1].id, model))
+        await advance_cursor(conn, model, batch[-1].id)
     return written
 
 
@@ -103,8 +124,7 @@ async def switch(conn: Conn, model: str, target: str, label: str) -> bool:
     if row is not None and row["n"]:
         return False
     # The state first: the store's guard (``space_guard``) checks each row against it.
-    await conn.execute("UPDATE model_state SET active = %s, target = NULL, cursor = '', "
-                       "started_at = NULL WHERE model = %s", (target, model))
+    await make_target_active(conn, model, target)
     await conn.execute("UPDATE memories m SET embedding_model = %s, embedding = s.embedding "
                        "FROM shadow_vectors s WHERE s.memory_id = m.id", (label,))
     await conn.execute("DELETE FROM shadow_vectors")
@@ -112,6 +132,4 @@ async def switch(conn: Conn, model: str, target: str, label: str) -> bool:
 
 
 async def abandon(conn: Conn, model: str) -> None:
-    await conn.execute("DELETE FROM shadow_vectors")
-    await conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
-                       "WHERE model = %s", (model,))
+    await drop_target(conn, model, "shadow_vectors")

@@ -14,6 +14,12 @@ import sqlite3
 import numpy as np
 
 from gateway.store.sqlite.rows import vector_blob
+from gateway.store.sqlite.versions import (
+    advance_cursor,
+    claim_target,
+    drop_target,
+    make_target_active,
+)
 from gateway.store.types import PendingImage
 
 _PENDING = "SELECT i.memory_id, i.data FROM memory_images i WHERE {} ORDER BY i.memory_id LIMIT ?"
@@ -21,11 +27,7 @@ _PENDING = "SELECT i.memory_id, i.data FROM memory_images i WHERE {} ORDER BY i.
 
 def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> bool:
     """Only when no CLIP migration runs: False then (nothing changed)."""
-    if conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
-                    "WHERE model = ? AND target IS NULL", (target, at, model)).rowcount != 1:
-        return False
-    conn.execute("DELETE FROM image_shadow_vectors")
-    return True
+    return claim_target(conn, model, target, at, "image_shadow_vectors")
 
 
 def pending(conn: sqlite3.Connection, after_id: str, limit: int) -> list[PendingImage]:
@@ -50,8 +52,7 @@ def put_batch(conn: sqlite3.Connection, model: str, label: str, ids: list[str],
             "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM memory_images WHERE memory_id = ?)",
             (memory_id, label, vector_blob(vector), memory_id)).rowcount
     if ids:
-        conn.execute("UPDATE model_state SET cursor = max(cursor, ?) WHERE model = ?",
-                     (ids[-1], model))
+        advance_cursor(conn, model, ids[-1])
     return written
 
 
@@ -70,8 +71,7 @@ def switch(conn: sqlite3.Connection, model: str, target: str, label: str) -> boo
         (label,)).fetchone()[0]
     if missing:
         return False
-    conn.execute("UPDATE model_state SET active = ?, target = NULL, cursor = '', "
-                 "started_at = NULL WHERE model = ?", (target, model))
+    make_target_active(conn, model, target)
     conn.execute("UPDATE memory_images SET model = ?, embedding = (SELECT embedding FROM "
                  "image_shadow_vectors s WHERE s.memory_id = memory_images.memory_id)",
                  (label,))
@@ -80,6 +80,4 @@ def switch(conn: sqlite3.Connection, model: str, target: str, label: str) -> boo
 
 
 def abandon(conn: sqlite3.Connection, model: str) -> None:
-    conn.execute("DELETE FROM image_shadow_vectors")
-    conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
-                 "WHERE model = ?", (model,))
+    drop_target(conn, model, "image_shadow_vectors")

@@ -35,13 +35,36 @@ def adopt(conn: sqlite3.Connection, models: dict[str, str]) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT model, active FROM model_state")}
 
 
-def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> bool:
-    """Only when no migration runs (one begun by another gateway wins): False then."""
+# A migration's life in ``model_state``, shared by the embedder's (``shadow_vectors``) and
+# CLIP's (``image_versions``: ``image_shadow_vectors``); ``shadow`` is one of those tables.
+def claim_target(conn: sqlite3.Connection, model: str, target: str, at: str,
+                 shadow: str) -> bool:
+    """Only when no migration of ``model`` runs (one begun elsewhere wins): False then."""
     if conn.execute("UPDATE model_state SET target = ?, cursor = '', started_at = ? "
                     "WHERE model = ? AND target IS NULL", (target, at, model)).rowcount != 1:
         return False
-    conn.execute("DELETE FROM shadow_vectors")
+    conn.execute(f"DELETE FROM {shadow}")
     return True
+
+
+def advance_cursor(conn: sqlite3.Connection, model: str, last_id: str) -> None:
+    conn.execute("UPDATE model_state SET cursor = max(cursor, ?) WHERE model = ?",
+                 (last_id, model))
+
+
+def make_target_active(conn: sqlite3.Connection, model: str, target: str) -> None:
+    conn.execute("UPDATE model_state SET active = ?, target = NULL, cursor = '', "
+                 "started_at = NULL WHERE model = ?", (target, model))
+
+
+def drop_target(conn: sqlite3.Connection, model: str, shadow: str) -> None:
+    conn.execute(f"DELETE FROM {shadow}")
+    conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
+                 "WHERE model = ?", (model,))
+
+
+def begin(conn: sqlite3.Connection, model: str, target: str, at: str) -> bool:
+    return claim_target(conn, model, target, at, "shadow_vectors")
 
 
 # The text as writes embed it: after its speaker (conversation.attributed).
@@ -75,8 +98,7 @@ def put_batch(conn: sqlite3.Connection, model: str, label: str, batch: list[Pend
         if cursor.rowcount == 1:
             written.append(item)
     if batch:
-        conn.execute("UPDATE model_state SET cursor = max(cursor, ?) WHERE model = ?",
-                     (batch[-1].id, model))
+        advance_cursor(conn, model, batch[-1].id)
     return written
 
 
@@ -102,8 +124,7 @@ def switch(conn: sqlite3.Connection, model: str, target: str, label: str) -> boo
     if missing:
         return False
     # The state first: the store's guard (``space_guard``) checks each row against it.
-    conn.execute("UPDATE model_state SET active = ?, target = NULL, cursor = '', "
-                 "started_at = NULL WHERE model = ?", (target, model))
+    make_target_active(conn, model, target)
     conn.execute("UPDATE memories SET embedding_model = ?, embedding = "
                  "(SELECT embedding FROM shadow_vectors s WHERE s.memory_id = memories.id)",
                  (label,))
@@ -112,6 +133,4 @@ def switch(conn: sqlite3.Connection, model: str, target: str, label: str) -> boo
 
 
 def abandon(conn: sqlite3.Connection, model: str) -> None:
-    conn.execute("DELETE FROM shadow_vectors")
-    conn.execute("UPDATE model_state SET target = NULL, cursor = '', started_at = NULL "
-                 "WHERE model = ?", (model,))
+    drop_target(conn, model, "shadow_vectors")
