@@ -101,10 +101,13 @@ class PostgresStore:
         (``write``), else statement by statement (autocommit: no BEGIN and COMMIT round
         trips for a read). A pooled connection
         the server dropped (a restart) fails on its first statement, before anything was
-        committed: the operation runs once more on a fresh connection, so the first request
+        committed: the operation runs again on the next connection, so the first request
         after PostgreSQL comes back succeeds (cheaper than checking every connection on
         checkout, a round trip per operation)."""
-        for attempt in (1, 2):
+        # Every pooled connection may be dead after a restart: one more try per connection
+        # the pool can hold, each broken one discarded, then a fresh one.
+        attempts = self._pool_max + 1
+        for attempt in range(1, attempts + 1):
             async with self.pool.connection() as conn:
                 try:
                     if not write:  # one statement (or several needing no snapshot): autocommit
@@ -112,7 +115,7 @@ class PostgresStore:
                     async with conn.transaction():  # commits on return, rolls back on raise
                         return await func(conn, *args)
                 except psycopg.OperationalError:
-                    if attempt == 2 or not conn.broken:
+                    if attempt == attempts or not conn.broken:
                         raise
             # the broken connection went back to the pool, which discards it
         raise AssertionError("unreachable")
