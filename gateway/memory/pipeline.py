@@ -33,6 +33,7 @@ from gateway.memory.search import (
 from gateway.memory.sessions import lift_sessions
 from gateway.memory.speakers import boost_named_speaker
 from gateway.memory.vectors import VectorSource
+from gateway.memory.write_first import WriteFirst
 from gateway.store.base import Store
 from gateway.versions.active import ActiveModels, Space
 
@@ -76,8 +77,11 @@ class SearchPipeline:
         self, store: Store, vectors: VectorSource, models: ActiveModels,
         *, reranker: RerankerClient | None, rerank_policy: RerankPolicy,
         search_policy: SearchPolicy, ensure_loaded: Callable[[Space, str], Awaitable[None]],
+        write_first: WriteFirst | None = None,
     ) -> None:
         self.store, self.vectors, self.models = store, vectors, models
+        # single writes go before this pipeline's heavy steps (gateway.memory.write_first)
+        self.write_first = write_first or WriteFirst(search_policy.write_first_wait_s)
         self.reranker, self.rerank_policy, self.policy = reranker, rerank_policy, search_policy
         self.ensure_loaded = ensure_loaded  # brings an evicted index partition back
 
@@ -163,6 +167,7 @@ class SearchPipeline:
         space, ask = plan.space, plan.ask
         if space is None:
             return None, []
+        await self.write_first.before_search_step()
         query_vector = self.vectors.for_query(space, ask.query, ask.embedding, ("embedding",),
                                               tenant=tenant_of(ask.user_id))
         if plan.mode == "keyword":
@@ -172,6 +177,7 @@ class SearchPipeline:
         if scope is None:
             return vector, []
         allow, skip = scope
+        await self.write_first.before_search_step()
         hits = await space.searcher.search(ask.user_id, vector, plan.pool + len(skip),
                                            allow=allow)
         return vector, [(h.id, h.score) for h in hits if h.id not in skip][:plan.pool]
@@ -180,6 +186,7 @@ class SearchPipeline:
         ask = plan.ask
         if plan.mode == "semantic" or ask.query is None:
             return []
+        await self.write_first.before_search_step()
         return await self.store.keyword_search(
             ask.user_id, ask.query, plan.pool, plan.filters, date_weight=self.policy.date_weight,
             context_weight=self.policy.context_weight, archived=archived)

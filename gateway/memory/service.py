@@ -41,6 +41,7 @@ from gateway.memory.pipeline import SearchPipeline
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.search import SearchOutcome, SearchPolicy, SearchQuery
 from gateway.memory.vectors import Texts, VectorSource, WriteVectors
+from gateway.memory.write_first import WriteFirst
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store.base import Store
@@ -118,10 +119,11 @@ class MemoryService:
         self.vectors = VectorSource(embedder, self.models, query_cache=query_cache,
                                     local_encoder=local_encoder)
         self.query_cache, self.local_encoder = self.vectors.query_cache, local_encoder
+        self.write_first = WriteFirst(self.search_policy.write_first_wait_s)
         self.searches = SearchPipeline(
             store, self.vectors, self.models, reranker=reranker,
             rerank_policy=self.rerank_policy, search_policy=self.search_policy,
-            ensure_loaded=self.ensure_loaded)
+            ensure_loaded=self.ensure_loaded, write_first=self.write_first)
         self.index_built = False
         self.mutation = asyncio.Lock()
         # Takes the model state another replica committed (the version manager's ``follow``,
@@ -269,9 +271,14 @@ class MemoryService:
                         [d.memory.embedding for d in drafts],
                         _embedding_fields(len(drafts), single))
         users = sorted({d.memory.user_id for d in drafts if d.dedup})
-        outcomes, _ = await self._commit(partial(self._embedded, request, users),
-                                         partial(self._decide, drafts, policy, [], [], None))
+        async with self._foreground(single):
+            outcomes, _ = await self._commit(partial(self._embedded, request, users),
+                                             partial(self._decide, drafts, policy, [], [], None))
         return outcomes
+
+    def _foreground(self, single: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """A single write goes before searches' next steps; a batch does not."""
+        return self.write_first.writing() if single else contextlib.nullcontext()
 
     async def apply_inferred(
         self, adds: list[Draft], edits: list[tuple[Memory, str]], deletes: list[Memory],
@@ -353,7 +360,8 @@ class MemoryService:
         return written
 
     async def update(self, memory_id: str, changes: MemoryChanges) -> Memory:
-        return await self._commit(partial(self._edit, memory_id, changes), self._write_edit)
+        async with self.write_first.writing():
+            return await self._commit(partial(self._edit, memory_id, changes), self._write_edit)
 
     async def _edit(self, memory_id: str, changes: MemoryChanges) -> _Edit:
         previous = await self.get(memory_id)
@@ -387,7 +395,7 @@ class MemoryService:
     async def delete(self, memory_id: str) -> None:
         """Delete a memory; deleting a summary restores its archived sources (see
         ``Store.delete_rows``)."""
-        async with self.mutation:
+        async with self.write_first.writing(), self.mutation:
             deleted = await self.store.delete(memory_id, utc_now())
             if deleted is None:
                 raise NotFound(f"memory {memory_id} not found")
