@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     # While a single write (one add, edit or delete) is in flight, a search waits before its
     # next step (query encoding, keyword query, vector search) until no such write is left, at
     # most this long per step (gateway/memory/write_first.py); 0 = off.
-    search_write_first_wait_ms: float = Field(25.0, ge=0.0, le=1000.0)
+    search_write_first_wait_ms: float = Field(100.0, ge=0.0, le=1000.0)
     # Off: writes skip the keyword index; keyword search answers 409, hybrid runs semantic.
     lexical_index: bool = True
     lexical_date_weight: float = Field(1.0, ge=0.0, le=10.0)  # "8 May 2023" vs text; 0 = text only

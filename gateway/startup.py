@@ -55,6 +55,7 @@ from gateway.versions.active import ActiveModels
 from gateway.versions.clip import ClipVersions
 from gateway.versions.control import ModelControl
 from gateway.versions.rerankers import RerankerVersions
+from gateway.write_first import WriteFirst
 
 log = logging.getLogger("gateway")
 
@@ -86,10 +87,11 @@ async def start_gateway(stack: AsyncExitStack, wiring: Wiring) -> GatewayState:
     settings, metrics = wiring.settings, wiring.metrics
     await open_keys(stack, wiring.authenticator, settings)
     hold_store(stack, settings)
-    store = await open_store(stack, settings)
+    write_first = WriteFirst(settings.search_write_first_wait_ms / 1000)
+    store = await open_store(stack, settings, write_first)
     encoder = open_local_encoder(stack, settings, metrics)
     embedder, reranker = open_inference(stack, settings, metrics)
-    service = build_service(stack, settings, store, embedder, reranker, encoder)
+    service = build_service(stack, settings, store, embedder, reranker, encoder, write_first)
     images = build_images(settings, service, embedder, metrics)
     control = ModelControl(embedder.grpc, retry_after_s=settings.retry_after_s)
     versions = track_versions(stack, settings, service, store, control, wiring.admission)
@@ -136,9 +138,11 @@ def hold_store(stack: AsyncExitStack, settings: Settings) -> None:
         stack.callback(gateway_use(settings.db_path).release)
 
 
-async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
+async def open_store(stack: AsyncExitStack, settings: Settings,
+                     write_first: WriteFirst | None = None) -> Store:
     """The store, migrated: PostgreSQL when ``MEMORY_STORE_URL`` names one, else the SQLite
-    file; its threads (and pool) stop also when opening it fails."""
+    file (whose keyword queries pause for ``write_first``'s single writes); its threads (and
+    pool) stop also when opening it fails."""
     store: Store
     if settings.postgres_url is not None:
         store = PostgresStore(settings.postgres_url, lexical_index=settings.lexical_index,
@@ -147,7 +151,8 @@ async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
     else:
         store = SQLiteStore(settings.db_path, synchronous=settings.sqlite_synchronous,
                             lexical_index=settings.lexical_index,
-                            feed_poll_s=settings.feed_poll_ms / 1000)
+                            feed_poll_s=settings.feed_poll_ms / 1000,
+                            write_first=write_first)
     stack.push_async_callback(store.close)
     await store.open()
     return store
@@ -197,7 +202,8 @@ def build_images(settings: Settings, service: MemoryService, embedder: EmbedderC
 
 def build_service(stack: AsyncExitStack, settings: Settings, store: Store,
                   embedder: EmbedderClient, reranker: RerankerClient,
-                  encoder: LocalQueryEncoder | None) -> MemoryService:
+                  encoder: LocalQueryEncoder | None,
+                  write_first: WriteFirst | None = None) -> MemoryService:
     """The memory service over an empty index (filled by ``load_index``)."""
     index = build_index(settings)
     models = ActiveModels(index, SearchBatcher(index, window_s=settings.search_window_ms / 1000),
@@ -208,7 +214,7 @@ def build_service(stack: AsyncExitStack, settings: Settings, store: Store,
     return MemoryService(store, index, embedder, reranker=reranker, rerank_policy=policy,
                          models=models, search_policy=SearchPolicy.from_settings(settings),
                          query_cache=QueryCache(settings.query_cache_size),
-                         local_encoder=encoder)
+                         local_encoder=encoder, write_first=write_first)
 
 
 def track_versions(stack: AsyncExitStack, settings: Settings, service: MemoryService,

@@ -33,9 +33,9 @@ from gateway.memory.search import (
 from gateway.memory.sessions import lift_sessions
 from gateway.memory.speakers import boost_named_speaker
 from gateway.memory.vectors import VectorSource
-from gateway.memory.write_first import WriteFirst
 from gateway.store.base import Store
 from gateway.versions.active import ActiveModels, Space
+from gateway.write_first import WriteFirst
 
 Hits = list[tuple[str, float]]  # (memory id, score), best first
 
@@ -80,7 +80,7 @@ class SearchPipeline:
         write_first: WriteFirst | None = None,
     ) -> None:
         self.store, self.vectors, self.models = store, vectors, models
-        # single writes go before this pipeline's heavy steps (gateway.memory.write_first)
+        # single writes go before this pipeline's heavy steps (gateway.write_first)
         self.write_first = write_first or WriteFirst(search_policy.write_first_wait_s)
         self.reranker, self.rerank_policy, self.policy = reranker, rerank_policy, search_policy
         self.ensure_loaded = ensure_loaded  # brings an evicted index partition back

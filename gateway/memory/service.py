@@ -41,7 +41,6 @@ from gateway.memory.pipeline import SearchPipeline
 from gateway.memory.rerank import RerankPolicy
 from gateway.memory.search import SearchOutcome, SearchPolicy, SearchQuery
 from gateway.memory.vectors import Texts, VectorSource, WriteVectors
-from gateway.memory.write_first import WriteFirst
 from gateway.memory.writeplan import Draft, Outcome
 from gateway.memory.writeplan import plan as plan_writes
 from gateway.store.base import Store
@@ -55,6 +54,7 @@ from gateway.store.types import (
     WritePlan,
 )
 from gateway.versions.active import ActiveModels, Space
+from gateway.write_first import WriteFirst
 
 __all__ = ["MemoryService", "utc_now"]
 
@@ -108,6 +108,7 @@ class MemoryService:
         models: ActiveModels | None = None,
         query_cache: QueryCache | None = None,
         local_encoder: LocalQueryEncoder | None = None,
+        write_first: WriteFirst | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -119,7 +120,8 @@ class MemoryService:
         self.vectors = VectorSource(embedder, self.models, query_cache=query_cache,
                                     local_encoder=local_encoder)
         self.query_cache, self.local_encoder = self.vectors.query_cache, local_encoder
-        self.write_first = WriteFirst(self.search_policy.write_first_wait_s)
+        # single writes go before searches' steps; the store's keyword queries share it
+        self.write_first = write_first or WriteFirst(self.search_policy.write_first_wait_s)
         self.searches = SearchPipeline(
             store, self.vectors, self.models, reranker=reranker,
             rerank_policy=self.rerank_policy, search_policy=self.search_policy,

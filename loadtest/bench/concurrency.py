@@ -1,10 +1,13 @@
 """``make bench-concurrency``: write latency while 8 clients search a 100k-memory user.
 
-One user (``heavy``) gets ``--memories`` memories with client-supplied unit vectors (seeded
+One user (``heavy``) gets ``--memories`` memories with client-supplied vectors (seeded
 through ``/v1/memories/batch``, so no Triton time) and short texts of a 23-word vocabulary
-(``common_words``: every query word is common), on an exact index so every
-vector search is a full scan of its rows: the heaviest search there is. Then, on the same
-gateway:
+(``common_words``: every query word is common). ``--index shipped`` (the default) runs the
+gateway's shipped index, seeded with vectors made from the model's embeddings of each
+memory's words (``common_words.WordVectors``: structured as text embeddings are, so graphs can
+index them), and waits until its graph builds are done; ``--index exact`` forces an exact
+index and random unit vectors, so every vector search is a full scan of its rows: the heaviest
+search there is. Then, on the same gateway:
 
 - idle: ``--writes`` single writes (``POST /v1/memories``) to other users, one at a time,
   alternating a text write (embedded by Triton) and a write with a client-supplied vector;
@@ -48,7 +51,7 @@ import numpy as np
 
 from gateway.settings import ROOT
 from gateway.triton import TritonServer
-from loadtest.bench.common_words import memory_text, query_text
+from loadtest.bench.common_words import SERVED_VERSION, WordVectors, memory_text, query_text
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences
@@ -59,7 +62,9 @@ HEAVY_USER = "heavy"
 MODES = ("semantic", "hybrid", "keyword")
 SEED_BATCH = 1000  # items per seeding request (~4 MB of JSON with 384-d vectors)
 READY_TIMEOUT_S = 180
-SETTINGS = {"MEMORY_INDEX_BACKEND": "exact", "MEMORY_ADMISSION_ENABLED": "false"}
+# Admission control off: the figure is how writes fare beside searches, not what is refused.
+SETTINGS = {"MEMORY_ADMISSION_ENABLED": "false"}
+INDEXES = {"shipped": {}, "exact": {"MEMORY_INDEX_BACKEND": "exact"}}
 
 
 def log(message: str) -> None:
@@ -91,14 +96,19 @@ def gateway_from(tree: Path, triton: TritonServer, work: Path,
         yield url
 
 
-def seed(http: httpx.Client, memories: int, dim: int) -> float:
+def seed(http: httpx.Client, memories: int, dim: int,
+         vectors_of: WordVectors | None) -> float:
+    """``memories`` rows for the heavy user: word-made vectors, or random ones without
+    ``vectors_of``."""
     started = time.perf_counter()
-    texts = random.Random(5)
+    words = random.Random(5)
     for start in range(0, memories, SEED_BATCH):
         count = min(SEED_BATCH, memories - start)
-        vectors = unit_vectors(count, dim, seed=start)
-        items = [{"user_id": HEAVY_USER, "text": memory_text(texts), "embedding": v}
-                 for v in vectors]
+        texts = [memory_text(words) for _ in range(count)]
+        vectors = (vectors_of(texts) if vectors_of is not None
+                   else unit_vectors(count, dim, seed=start))
+        items = [{"user_id": HEAVY_USER, "text": text, "embedding": v}
+                 for text, v in zip(texts, vectors, strict=True)]
         http.post("/v1/memories/batch", json={"items": items}).raise_for_status()
     return time.perf_counter() - started
 
@@ -202,10 +212,11 @@ def loaded_writes(name: str, url: str, http: httpx.Client, mode: str,
 def run_variant(name: str, tree: Path, triton: TritonServer, work: Path, args: Any) -> dict:
     log(f"{name}: index alone, from {tree} ({revision(tree)}) ...")
     engine = probe_engine(tree, args.memories, args.dim)
-    with gateway_from(tree, triton, work / name, args.gateway_env) as url, \
+    with gateway_from(tree, triton, work / name, INDEXES[args.index] | args.gateway_env) as url, \
             httpx.Client(base_url=url, timeout=120) as http:
         log(f"{name}: gateway up; seeding {args.memories} vectors for {HEAVY_USER!r} ...")
-        seed_s = seed(http, args.memories, args.dim)
+        vectors_of = WordVectors(ROOT / SERVED_VERSION) if args.index == "shipped" else None
+        seed_s = seed(http, args.memories, args.dim, vectors_of)
         log(f"{name}: waiting for the index's graph builds to finish ...")
         settle_s = wait_for_index(http)
         timed_writes(http, 10, args.dim, "warm")
@@ -241,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=384, help="the embedder's dimension")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated search modes of the load, from {', '.join(MODES)}")
+    parser.add_argument("--index", choices=sorted(INDEXES), default="shipped",
+                        help="the shipped index with word-made vectors, or an exact one with "
+                             "random vectors (every search a full scan)")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also run a gateway from this checkout, first, for comparison")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
@@ -256,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "writes-under-search", "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "setup": {"memories": args.memories, "clients": args.clients, "writes": args.writes,
-                  "dim": args.dim, "modes": args.modes, "gateway_env": SETTINGS | args.gateway_env},
+                  "dim": args.dim, "modes": args.modes, "index": args.index,
+                  "gateway_env": SETTINGS | INDEXES[args.index] | args.gateway_env},
     }
     variants = ([("before", args.before.resolve())] if args.before else []) + [("after", ROOT)]
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:

@@ -50,6 +50,7 @@ from gateway.store.sqlite.faults import map_sqlite_errors
 from gateway.store.sqlite.migrations import migrate
 from gateway.store.sqlite.private import make_private
 from gateway.threads import lower_thread_priority
+from gateway.write_first import WriteFirst
 
 T = TypeVar("T")
 READ_THREADS = 2  # reader connections: searches' reads run beside each other and the writer
@@ -57,14 +58,19 @@ READ_THREADS = 2  # reader connections: searches' reads run beside each other an
 # thread does (``gateway.index.batcher``): on a saturated machine the writer, which answers
 # adds, gets the cores first, and a burst of searches cannot starve it.
 KEYWORD_THREAD_NICE = 5
+# A keyword query looks this often (SQLite VM steps, some tens of microseconds) whether a
+# single write is in flight, and pauses for it (``gateway.write_first``).
+PAUSE_CHECK_STEPS = 2000
 
 
 class SQLiteStore:
     """Async facade over one SQLite file in WAL mode."""
 
     def __init__(self, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "FULL",
-                 lexical_index: bool = True, feed_poll_s: float = 0.05) -> None:
+                 lexical_index: bool = True, feed_poll_s: float = 0.05,
+                 write_first: WriteFirst | None = None) -> None:
         self.path = path
+        self._write_first = write_first  # keyword queries pause for single writes
         # This instance's name in the change log: gateways sharing the file skip their own.
         self._origin = uuid.uuid4().hex
         self._feed_poll_s = feed_poll_s  # how often ``wait_for_change`` looks at the log
@@ -248,8 +254,20 @@ class SQLiteStore:
     ) -> list[tuple[str, float]]:
         search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
                          context_weight=context_weight, key=self._lexical_key)
-        return await self.read(lambda: search(self.conn, user_id, query, k, filters),
+        return await self.read(lambda: self._pausing(search, user_id, query, k, filters),
                                pool=self._keyword_readers)
+
+    def _pausing(self, search: Callable[..., T], *args: Any) -> T:
+        """On a keyword thread: ``search(conn, *args)``, pausing for single writes."""
+        conn, gate = self.conn, self._write_first
+        if gate is None:
+            return search(conn, *args)
+        gate.begin_thread_step()
+        conn.set_progress_handler(gate.pause_thread, PAUSE_CHECK_STEPS)
+        try:
+            return search(conn, *args)
+        finally:
+            conn.set_progress_handler(None, 0)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)

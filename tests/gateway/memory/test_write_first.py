@@ -1,4 +1,4 @@
-"""Single writes go before searches' next heavy step (gateway.memory.write_first): the gate
+"""Single writes go before searches' next heavy step (gateway.write_first): the gate
 alone, and a real service (SQLite store, exact index; client vectors, so no Triton) whose
 search parks at the gate while a write is in flight and whose writes never wait on it."""
 
@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 from support import until
 
+from gateway.domain.model import SearchFilters
 from gateway.index.factory import build_index
 from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.memory.changes import NewMemory
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.search import SearchPolicy, SearchQuery
 from gateway.memory.service import MemoryService
-from gateway.memory.write_first import WriteFirst
 from gateway.memory.writeplan import Draft
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.sqlite.store import SQLiteStore
+from gateway.write_first import WriteFirst
 
 DIM = 384
 
@@ -85,6 +86,36 @@ def test_a_service_search_parks_while_writes_pass_it(tmp_path: Path) -> None:
             found = await search
             assert len(found) == 6  # it ran after the writes: the new memory is among them
             assert added[0].memory.id in {hit.memory.id for hit in found}
+        finally:
+            await embedder.close()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_running_keyword_query_pauses_for_a_write(tmp_path: Path) -> None:
+    """The store's keyword thread pauses inside its query (a SQLite progress callback) while
+    a single write is in flight, and finishes with the same answer once it is done."""
+    async def scenario() -> None:
+        gate = WriteFirst(max_wait_s=60)
+        store = SQLiteStore(tmp_path / "memories.sqlite3", write_first=gate)
+        await store.open()
+        embedder = EmbedderClient("127.0.0.1:9", "embedder", timeout_s=1, retry_after_s=1,
+                                  metrics=Metrics())  # never called: client vectors only
+        service = MemoryService(store, build_index(Settings(data_dir=tmp_path)), embedder,
+                                write_first=gate)
+        service.models.pin(ModelInfo("embedder", "1", DIM), None)
+        try:
+            await service.build_index()
+            await service.add_many([NewMemory("u", f"a shared memory number {n}",
+                                              embedding=_unit(n)) for n in range(400)])
+            idle = await store.keyword_search("u", "shared memory", 10, SearchFilters())
+            async with gate.writing():
+                paused = asyncio.create_task(
+                    store.keyword_search("u", "shared memory", 10, SearchFilters()))
+                await until(lambda: gate.waiting == 1, "the keyword query to pause")
+                assert not paused.done()
+            assert await paused == idle and len(idle) == 10
         finally:
             await embedder.close()
             await store.close()
