@@ -20,9 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.domain.model import Memory
 from gateway.store.analyzer import query_terms
 from gateway.store.postgres.lexical import Lexicon
-from gateway.store.postgres.rows import Conn, fetch_all, filter_conditions
+from gateway.store.postgres.rows import (
+    M_COLUMNS,
+    Conn,
+    fetch_all,
+    filter_conditions,
+    row_to_memory,
+)
 
 K1, B = 1.2, 0.75
 
@@ -105,23 +112,26 @@ WITH hit AS (
     WHERE hit.f > 0
     GROUP BY hit.memory_id
 )
-SELECT s.memory_id, s.score
+SELECT s.memory_id, s.score{kept_columns}
 FROM (SELECT * FROM scored ORDER BY score DESC, memory_id OFFSET 0) AS s
 CROSS JOIN LATERAL (
-    SELECT 1 FROM memories m WHERE m.id = s.memory_id AND {where} OFFSET 0) AS kept
+    SELECT {probe} FROM memories m WHERE m.id = s.memory_id AND {where} OFFSET 0) AS kept
 ORDER BY s.score DESC, s.memory_id LIMIT %(k)s
 """
 # Each term's postings are one index range (the LATERAL per term keeps the planner on the
 # index even without statistics, on a fresh or quickly grown table). The LATERAL probe of
 # ``memories`` (OFFSET 0 keeps the planner from turning it into a join) looks each scored
 # memory up by its key: a join would read every memory of the user to keep a few dozen.
-# One statement, no transaction: a search is one round trip.
+# Scored best first before the probe, so the probe stops once ``k`` memories passed the
+# filters; ``keyword_memories`` reads their columns in that probe. One statement, no
+# transaction: a search is one round trip.
 
 
 def statement(lexicon: Lexicon, user_id: str, query: str, k: int, filters: Any, *,
-              date_weight: float, archived: bool, context_weight: float
+              date_weight: float, archived: bool, context_weight: float, rows: bool = False
               ) -> tuple[str, dict[str, Any]] | None:
-    """The search's SQL and parameters; None when nothing can match."""
+    """The search's SQL and parameters (``rows``: each hit's memory columns too); None when
+    nothing can match."""
     words = query_terms(query)
     if not words or k <= 0:
         return None
@@ -132,7 +142,9 @@ def statement(lexicon: Lexicon, user_id: str, query: str, k: int, filters: Any, 
     conditions = " AND ".join(where)
     for i in range(len(args)):  # positional marks of the filters -> named ones
         conditions = conditions.replace("%s", f"%(f{i})s", 1)
-    return _SEARCH.format(where=conditions), {
+    sql = _SEARCH.format(where=conditions, kept_columns=", kept.*" if rows else "",
+                         probe=M_COLUMNS if rows else "1")
+    return sql, {
         "date_weight": max(float(date_weight), 0.0),
         "context_weight": max(float(context_weight), 0.0),
         "lexemes": lexemes, "archived": archived, "k1": K1, "b": B, "k": k, **named}
@@ -148,3 +160,15 @@ async def keyword_search(conn: Conn, lexicon: Lexicon, user_id: str, query: str,
         return []
     rows = await fetch_all(conn, *search)
     return [(row["memory_id"], float(row["score"])) for row in rows]
+
+
+async def keyword_memories(conn: Conn, lexicon: Lexicon, user_id: str, query: str, k: int,
+                           filters: Any, *, date_weight: float, archived: bool,
+                           context_weight: float) -> list[tuple[Memory, float]]:
+    """(memory, BM25 score) best first; see ``Store.keyword_memories``."""
+    search = statement(lexicon, user_id, query, k, filters, date_weight=date_weight,
+                       archived=archived, context_weight=context_weight, rows=True)
+    if search is None:
+        return []
+    rows = await fetch_all(conn, *search)
+    return [(row_to_memory(row), float(row["score"])) for row in rows]

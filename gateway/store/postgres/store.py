@@ -236,6 +236,17 @@ class PostgresStore:
             postings.keyword_search, date_weight=date_weight, archived=archived,
             context_weight=context_weight), self._lexicon, user_id, query, k, filters)
 
+    async def keyword_memories(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = types.CONTEXT_WEIGHT,
+    ) -> list[tuple[Memory, float]]:
+        if not self._lexicon.maintained:
+            return []
+        return await self._read(partial(
+            postings.keyword_memories, date_weight=date_weight, archived=archived,
+            context_weight=context_weight), self._lexicon, user_id, query, k, filters)
+
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)
 

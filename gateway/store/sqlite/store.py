@@ -251,6 +251,21 @@ class SQLiteStore:
         return await self.read(lambda: search(self.conn, user_id, query, k, filters),
                                pool=self._keyword_readers)
 
+    async def keyword_memories(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = types.CONTEXT_WEIGHT,
+    ) -> list[tuple[Memory, float]]:
+        search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
+                         context_weight=context_weight, key=self._lexical_key)
+
+        def hits_with_rows() -> list[tuple[Memory, float]]:
+            hits = search(self.conn, user_id, query, k, filters)
+            found = memories.get_many(self.conn, [i for i, _ in hits])
+            return [(found[i], score) for i, score in hits if i in found]
+
+        return await self.read(hits_with_rows, pool=self._keyword_readers)
+
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)
 
