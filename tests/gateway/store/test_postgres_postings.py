@@ -1,6 +1,8 @@
-"""The PostgreSQL postings (``gateway.store.postgres.postings``): every write path keeps them
-equal to the documents they are derived from, keyword scores stay SQLite's through those
-writes, migration 6 backfills a database written before it, and a search is one statement."""
+"""The PostgreSQL postings (``gateway.store.postgres.postings``): every write path (insert,
+update, archive, ingest plan, delete and restore, erase, a user's deletion, the lexical
+switch) keeps them equal to the documents they are derived from, keyword scores stay
+SQLite's through those writes, migration 6 backfills a database written before it, and the
+search stays on the term index without statistics."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from gateway.store.postgres import postings
 from gateway.store.postgres.migrations import MIGRATIONS
 from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite.store import SQLiteStore
-from gateway.store.types import Fold
+from gateway.store.types import Change, Fold, StaleWrite, WritePlan
 
 ANY = SearchFilters()
 T0, T1, T2 = ("2024-01-01T00:00:00.000000Z", "2024-01-02T00:00:00.000000Z",
@@ -94,6 +96,19 @@ def test_every_write_path_keeps_postings_and_sqlite_scores(postgres_url: str,
             "SELECT DISTINCT memory_id FROM lexical_postings WHERE archived")}
     assert archived == {second.id, third.id}
     same_ranking(lite, pg, ("alice",))
+
+    fifth, sixth = (item.memory for item in items[4:6])
+    added = memory(user="bob", text="a harbour boat at dawn", created_at=T1, updated_at=T1)
+    plan = WritePlan(inserts=[added], changes=[Change(fifth, replace(
+        fifth, text="coffee boat", updated_at=T1))], deletes=[sixth], at=T1)
+    stale = WritePlan(inserts=[memory(user="bob", text="never coffee")],
+                      changes=[Change(sixth, replace(sixth, text="lost", updated_at=T2))])
+    for store in stores:  # one ingest plan commits; a stale one leaves nothing behind
+        run(store.apply(plan))
+        with pytest.raises(StaleWrite):
+            run(store.apply(stale))
+    assert postings_match_documents(postgres_url)
+    same_ranking(lite, pg, ("bob",))
 
     for store in stores:  # deleting the summary restores its sources; erase; a user goes
         run(store.delete(summary.memory.id, T2))
