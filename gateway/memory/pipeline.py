@@ -65,6 +65,10 @@ class _Plan:
         return self.ask.limit
 
 
+async def _nothing_read() -> dict[str, Memory]:
+    return {}
+
+
 def _says_something(memory: Memory) -> bool:
     """An image memory without caption has an empty text: its text-space vector and keywords
     say nothing, so it is never a hit here (its picture is searched in the CLIP space,
@@ -88,10 +92,12 @@ class SearchPipeline:
     async def run(self, ask: SearchQuery) -> SearchOutcome:
         """The user's memories that best answer ``ask``, best first."""
         plan = await self._plan(ask)
+        read: dict[str, Memory] = {}  # the keyword hits' rows, read with them
         (vector, semantic), keyword = await asyncio.gather(self._dense(plan),
-                                                           self._lexical(plan))
+                                                           self._lexical(plan, read))
         if ask.include_archived:
-            semantic, keyword = await self._with_archived(plan, vector, semantic, keyword)
+            semantic, keyword = await self._with_archived(plan, vector, semantic, keyword,
+                                                          read)
         if plan.mode == "hybrid":
             ranked = fuse(semantic, keyword, self.policy.fusion)
         else:
@@ -103,9 +109,11 @@ class SearchPipeline:
             similarity.update(await self._cosines(plan.space, vector, unscored))
             ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= ask.threshold]
         ranked = ranked[:plan.keep]
+        unread = [i for i, _ in ranked if i not in read]
         found, cosines = await asyncio.gather(
-            self.store.get_many([i for i, _ in ranked]),
+            self.store.get_many(unread) if unread else _nothing_read(),
             self._keyword_only_cosines(plan, vector, ranked, similarity))
+        found.update((i, read[i]) for i, _ in ranked if i in read)
         keyword_scores = dict(keyword)
         scored = [ScoredMemory(found[i], score, similarity.get(i, cosines.get(i)),
                                keyword_scores.get(i))
@@ -182,17 +190,21 @@ class SearchPipeline:
                                            allow=allow)
         return vector, [(h.id, h.score) for h in hits if h.id not in skip][:plan.pool]
 
-    async def _lexical(self, plan: _Plan, *, archived: bool = False) -> Hits:
+    async def _lexical(self, plan: _Plan, read: dict[str, Memory], *,
+                       archived: bool = False) -> Hits:
+        """The keyword hits; their memories go into ``read`` (one store call for both)."""
         ask = plan.ask
         if plan.mode == "semantic" or ask.query is None:
             return []
         await self.write_first.before_search_step()
-        return await self.store.keyword_search(
+        found = await self.store.keyword_memories(
             ask.user_id, ask.query, plan.pool, plan.filters, date_weight=self.policy.date_weight,
             context_weight=self.policy.context_weight, archived=archived)
+        read.update((memory.id, memory) for memory, _ in found)
+        return [(memory.id, score) for memory, score in found]
 
     async def _with_archived(self, plan: _Plan, vector: np.ndarray | None, semantic: Hits,
-                             keyword: Hits) -> tuple[Hits, Hits]:
+                             keyword: Hits, read: dict[str, Memory]) -> tuple[Hits, Hits]:
         """Both candidate lists with the archived memories' hits merged in by score."""
         if plan.mode != "keyword" and vector is not None and plan.space is not None:
             rows = await self.store.archived_vectors(plan.ask.user_id, plan.filters)
@@ -200,7 +212,8 @@ class SearchPipeline:
                                             plan.pool)
             semantic = merge_ranked(semantic, found, plan.pool)
         if plan.mode != "semantic" and plan.ask.query is not None:
-            keyword = merge_ranked(keyword, await self._lexical(plan, archived=True), plan.pool)
+            keyword = merge_ranked(keyword, await self._lexical(plan, read, archived=True),
+                                   plan.pool)
         return semantic, keyword
 
     async def _vector_scope(

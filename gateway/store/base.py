@@ -141,6 +141,15 @@ class MemoryRows(Protocol):
         searches the archived memories instead."""
         ...
 
+    async def keyword_memories(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = CONTEXT_WEIGHT,
+    ) -> list[tuple[Memory, float]]:
+        """``keyword_search`` with each hit's memory read in the same store call (a search
+        that shows its hits needs them: one round trip fewer on a client-server store)."""
+        ...
+
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         """(model label, vector) of each found id."""
         ...

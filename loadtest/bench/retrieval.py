@@ -12,7 +12,8 @@ gateway):
 2. every question of categories 1-4 is asked in every search mode: semantic, keyword, hybrid,
    hybrid + ranking policy, and hybrid + rerank when a reranker is exported (modes the gateway
    or the repository lacks are skipped, with the reason in the report). Modes take turns per
-   question, so all of them see the same machine load;
+   question, so all of them see the same machine load; with ``--store-url`` a SQLite and a
+   PostgreSQL gateway run at once and take turns per question too;
 3. recall_any@k and recall_all@k (k = 5, 10, 20) overall and per category, search p50/p99 per
    mode, the ingest rate; JSON to ``loadtest/results/``, markdown tables on stdout and, with
    ``--readme``, into docs/benchmarks/retrieval.md between markers.
@@ -224,23 +225,45 @@ def dia_ids(hits: Sequence[dict], labels: dict[str, str]) -> tuple[str, ...]:
 def run_modes(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
               rows: Sequence[Mode], labels: dict[str, str]) -> dict[str, dict]:
     """Every question in every row, rows taking turns so they share the machine's load."""
-    answers: dict[str, list[Answer]] = {m.name: [] for m in rows}
-    seconds: dict[str, list[float]] = {m.name: [] for m in rows}
+    return run_side_by_side([Target("", http, labels)], conversations, variant, rows)[""]
+
+
+@dataclass
+class Target:
+    """One gateway under test: its report key, its client, memory id -> dia_id."""
+
+    key: str
+    http: httpx.Client
+    labels: dict[str, str]
+
+
+def run_side_by_side(targets: Sequence[Target], conversations: Sequence[locomo.Conversation],
+                     variant: str, rows: Sequence[Mode]) -> dict[str, dict[str, dict]]:
+    """Every question in every row on every target (gateway), targets and rows taking turns
+    per question, so each store and mode sees the same machine load: on a shared machine a
+    store measured after another meets other load, and their ratio says little."""
+    names = [(t.key, m.name) for t in targets for m in rows]
+    answers: dict[tuple[str, str], list[Answer]] = {name: [] for name in names}
+    seconds: dict[tuple[str, str], list[float]] = {name: [] for name in names}
     limit = max(KS)
     for conversation in conversations:
         user = user_id(conversation, variant)
         for number, question in enumerate(conversation.questions):
-            turn = number % len(rows)
-            for mode in [*rows[turn:], *rows[:turn]]:
-                hits, took = search(http, user, question.text, mode.body, limit)
-                seconds[mode.name].append(took)
-                answers[mode.name].append(
-                    Answer(question.category, question.evidence, dia_ids(hits, labels)))
-    return {m.name: {"body": m.body,
-                     **recall_report(answers[m.name], locomo.CATEGORIES),
-                     "search": {"searches": len(seconds[m.name]), "limit": limit,
-                                **latency(seconds[m.name])}}
-            for m in rows}
+            turn, first = number % len(rows), number % len(targets)
+            for target in [*targets[first:], *targets[:first]]:
+                for mode in [*rows[turn:], *rows[:turn]]:
+                    hits, took = search(target.http, user, question.text, mode.body, limit)
+                    seconds[(target.key, mode.name)].append(took)
+                    answers[(target.key, mode.name)].append(
+                        Answer(question.category, question.evidence,
+                               dia_ids(hits, target.labels)))
+    return {t.key: {m.name: {"body": m.body,
+                             **recall_report(answers[(t.key, m.name)], locomo.CATEGORIES),
+                             "search": {"searches": len(seconds[(t.key, m.name)]),
+                                        "limit": limit,
+                                        **latency(seconds[(t.key, m.name)])}}
+                    for m in rows}
+            for t in targets}
 
 
 def embedder_label(repository: Path) -> dict:
@@ -367,31 +390,39 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     questions = sum(len(c.questions) for c in plan.conversations)
     reorders: dict[str, Reorder] = {}
     with triton_for(repository, work) as (triton, reranker):
-        runs = [(variant, profile, None) for variant in plan.variants
-                for profile in plan.profiles]
-        if plan.store_url is not None:  # each run on SQLite, then on PostgreSQL
-            runs = [(variant, profile, url) for variant, profile, _ in runs
-                    for url in (None, plan.store_url)]
-        for variant, (label, settings), store_url in runs:
-            key = f"{variant}, {label}" if label else variant
-            key = key if store_url is None else f"{key}@postgres"
-            with gateway(triton, repository,
-                         work / key.replace(", ", "-").replace(" ", "_").replace("@", "-"),
-                         settings, store_url=store_url) as http:
-                caps = capabilities(http, reranker)
-                active, skipped = _rows(plan, caps)
-                report |= {"capabilities": caps.__dict__, "skipped": skipped}
-                log(f"ingesting {turns} turns ({key}) ...")
-                labels: dict[str, str] = {}
-                report["ingest"][key] = ingest(http, plan.conversations, variant, caps, labels)
-                log(f"  {report['ingest'][key]['memories_per_s']} memories/s")
-                log(f"asking {questions} questions x {len(active)} modes ({key}) ...")
-                report["modes"][key] = run_modes(http, plan.conversations, variant, active,
-                                                 labels)
+        runs = [(variant, profile) for variant in plan.variants for profile in plan.profiles]
+        # each run on SQLite and, with --store-url, on PostgreSQL beside it: both gateways up
+        # at once, both stores asked each question in turn
+        stores = [None] if plan.store_url is None else [None, plan.store_url]
+        for variant, (label, settings) in runs:
+            base = f"{variant}, {label}" if label else variant
+            with contextlib.ExitStack() as opened:
+                targets: list[Target] = []
+                for store_url in stores:
+                    key = base if store_url is None else f"{base}@postgres"
+                    http = opened.enter_context(gateway(
+                        triton, repository,
+                        work / key.replace(", ", "-").replace(" ", "_").replace("@", "-"),
+                        settings, store_url=store_url))
+                    caps = capabilities(http, reranker)
+                    active, skipped = _rows(plan, caps)
+                    report |= {"capabilities": caps.__dict__, "skipped": skipped}
+                    log(f"ingesting {turns} turns ({key}) ...")
+                    labels: dict[str, str] = {}
+                    report["ingest"][key] = ingest(http, plan.conversations, variant, caps,
+                                                   labels)
+                    log(f"  {report['ingest'][key]['memories_per_s']} memories/s")
+                    targets.append(Target(key, http, labels))
+                log(f"asking {questions} questions x {len(active)} modes "
+                    f"({', '.join(t.key for t in targets)}) ...")
+                report["modes"] |= run_side_by_side(targets, plan.conversations, variant,
+                                                    active)
                 if plan.sweep and caps.modes:
-                    log(f"sweep: fetching both pools of every question ({key}) ...")
-                    pools[key] = collect(http, plan.conversations, variant, user_id, labels)
-                    reorders[key] = Reorder.of({**settings, **os.environ})
+                    for target in targets:
+                        log(f"sweep: fetching both pools of every question ({target.key}) ...")
+                        pools[target.key] = collect(target.http, plan.conversations, variant,
+                                                    user_id, target.labels)
+                        reorders[target.key] = Reorder.of({**settings, **os.environ})
     if plan.sweep:
         if pools:
             report["sweep"] = run_sweep(pools, log, reorders)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from support.postgres import PostgresServer
 
 from loadtest.bench import locomo
 from loadtest.bench.fusion_sweep import grid
@@ -235,3 +236,22 @@ def test_settings_profiles_parse_and_refuse_what_is_not_a_gateway_setting() -> N
     for bad in ("no label", ":MEMORY_X=1", "x:PATH=/tmp", "x:MEMORY_X"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_profile(bad)
+
+
+def test_sqlite_and_postgres_side_by_side(data_file: Path, tmp_path: Path,
+                                          postgres_server: PostgresServer) -> None:
+    """With --store-url both stores answer every question, in turns, with the same recall."""
+    out = tmp_path / "results"
+    argv = ["--data", str(data_file), "--out", str(out), "--modes", "semantic,keyword,hybrid",
+            "--store-url", postgres_server.url()]
+    assert main(argv) == 0
+    [path] = out.glob("bench-retrieval-*.json")
+    [run] = json.loads(path.read_text())["runs"]
+    assert run["ingest"]["messages"]["memories"] == 24
+    assert run["ingest"]["messages@postgres"]["memories"] == 24
+    lite, pg = run["modes"]["messages"], run["modes"]["messages@postgres"]
+    assert set(lite) == set(pg) == {"semantic", "keyword", "hybrid"}
+    for mode in lite:
+        assert pg[mode]["search"]["searches"] == lite[mode]["search"]["searches"] == 14
+        assert pg[mode]["overall"] == lite[mode]["overall"], mode
+        assert pg[mode]["per_category"] == lite[mode]["per_category"], mode

@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from gateway.store.postgres import feed, space_guard
+from gateway.store.postgres import feed, postings, space_guard
 
 MIGRATION_LOCK = 0x6D656D31  # pg_advisory_xact_lock key held while migrating
 
@@ -203,6 +203,9 @@ MIGRATIONS: list[str] = [
         embedding BYTEA NOT NULL
     );
     """,
+    # 6: the lexical postings (``postings``): one row per (memory, term) kept by a trigger on
+    # the documents, backfilled from them; the documents' GIN index goes.
+    postings.SCHEMA,
 ]
 
 

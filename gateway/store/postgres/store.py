@@ -44,6 +44,7 @@ from gateway.store.postgres import (
     jobs,
     lexical,
     memories,
+    postings,
     retention,
     versions,
 )
@@ -231,9 +232,20 @@ class PostgresStore:
     ) -> list[tuple[str, float]]:
         if not self._lexicon.maintained:
             return []
-        return await self._write(partial(
-            lexical.keyword_search, date_weight=date_weight, archived=archived,
-            context_weight=context_weight), user_id, query, k, filters)
+        return await self._read(partial(
+            postings.keyword_search, date_weight=date_weight, archived=archived,
+            context_weight=context_weight), self._lexicon, user_id, query, k, filters)
+
+    async def keyword_memories(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = types.CONTEXT_WEIGHT,
+    ) -> list[tuple[Memory, float]]:
+        if not self._lexicon.maintained:
+            return []
+        return await self._read(partial(
+            postings.keyword_memories, date_weight=date_weight, archived=archived,
+            context_weight=context_weight), self._lexicon, user_id, query, k, filters)
 
     async def embeddings(self, ids: list[str]) -> dict[str, tuple[str, np.ndarray]]:
         return await self._read(memories.embeddings, ids)

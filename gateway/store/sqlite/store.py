@@ -257,6 +257,23 @@ class SQLiteStore:
         return await self.read(lambda: self._pausing(search, user_id, query, k, filters),
                                pool=self._keyword_readers)
 
+    async def keyword_memories(
+        self, user_id: str, query: str, k: int, filters: SearchFilters, *,
+        date_weight: float = 1.0, archived: bool = False,
+        context_weight: float = types.CONTEXT_WEIGHT,
+    ) -> list[tuple[Memory, float]]:
+        search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
+                         context_weight=context_weight, key=self._lexical_key)
+
+        def hits_with_rows(conn: sqlite3.Connection, *args: Any) -> list[tuple[Memory, float]]:
+            hits = search(conn, *args)
+            found = memories.get_many(conn, [i for i, _ in hits])
+            return [(found[i], score) for i, score in hits if i in found]
+
+        return await self.read(
+            lambda: self._pausing(hits_with_rows, user_id, query, k, filters),
+            pool=self._keyword_readers)
+
     def _pausing(self, search: Callable[..., T], *args: Any) -> T:
         """On a keyword thread: ``search(conn, *args)``, pausing for single writes."""
         conn, gate = self.conn, self._write_first

@@ -366,6 +366,23 @@ def test_keyword_search_ranks_scopes_and_filters(store: Store) -> None:
     assert run(store.keyword_search("carol", "coffee", 10, ANY)) == []
 
 
+def test_keyword_memories_are_the_keyword_hits_with_their_rows(store: Store) -> None:
+    """The same hits, scores and order as ``keyword_search``, each with its stored row."""
+    put(store, memory(text="coffee coffee in the morning", agent_id="x"),
+        memory(text="coffee with milk", metadata={"k": 1}), memory(text="tea and coffee"),
+        memory(text="an archived coffee", archived_at=T0), memory(user="bob", text="coffee"))
+    cases = [("coffee", 10, ANY, False), ("coffee milk", 2, ANY, False),
+             ("coffee", 10, SearchFilters(agent_id="x"), False), ("coffee", 10, ANY, True),
+             ("the and of", 10, ANY, False)]
+    for query, k, filters, archived in cases:
+        hits = run(store.keyword_search("alice", query, k, filters, archived=archived))
+        found = run(store.keyword_memories("alice", query, k, filters, archived=archived))
+        assert [(m.id, score) for m, score in found] == hits, (query, filters, archived)
+        assert [m for m, _ in found] == [run(store.get(i)) for i, _ in hits]
+    assert len(run(store.keyword_memories("alice", "coffee", 10, ANY))) == 3
+    assert run(store.keyword_memories("alice", "coffee", 10, ANY, date_weight=0.5))
+
+
 def test_keyword_search_reads_dates_context_and_the_archive(store: Store) -> None:
     dated, archived = put(store, memory(text="a walk", occurred_at="2023-05-08T12:00:00Z"),
                           memory(text="an archived walk", archived_at=T0))
