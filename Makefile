@@ -69,11 +69,14 @@ $(DEV_STAMP): $(RUN_STAMP)
 # The remote-embedding tests' real server, infinity-emb, pins numpy<2, click<8.2, typer<0.13 and
 # sentence-transformers<4, which the project's venv cannot take: it gets a venv of its own. Its
 # torch is the version the export extra pins (the CPU build with TORCH_INDEX_URL, or a local
-# wheel), so no larger build is fetched; docs/operations.md, "Remote embedding tests".
+# wheel), so no larger build is fetched. Its ONNX engine runs on optimum 2.1 + optimum-onnx 0.1
+# (optimum 1.x's ONNX code does not import with torch 2.13); docs/operations.md, "Remote
+# embedding tests". The stamp names the set, so a venv made for another set is topped up.
 INFINITY_VENV    := .venv-infinity
 INFINITY_PY      := $(INFINITY_VENV)/bin/python
-INFINITY_STAMP   := $(INFINITY_VENV)/.installed
 INFINITY_VERSION := 0.0.78
+INFINITY_ONNX    := 'optimum[onnxruntime]==2.1.0' 'optimum-onnx==0.1.0' 'onnxruntime==1.32.0'
+INFINITY_STAMP   := $(INFINITY_VENV)/.installed-$(INFINITY_VERSION)-optimum-2.1.0
 
 $(INFINITY_STAMP):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -82,7 +85,7 @@ ifneq ($(strip $(TORCH_INDEX_URL)),)
 	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' --index-url $(TORCH_INDEX_URL)
 endif
 	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' \
-		'infinity-emb[server,torch]==$(INFINITY_VERSION)'
+		'infinity-emb[server,torch]==$(INFINITY_VERSION)' $(INFINITY_ONNX)
 	@touch $(INFINITY_STAMP)
 
 install-infinity: $(INFINITY_STAMP)
