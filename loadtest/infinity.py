@@ -7,9 +7,10 @@ and ``make bench-remote-embed`` run it). ``MEMORY_INFINITY_VENV`` points elsewhe
 
 The default engine is infinity's ONNX one (``--engine optimum``, ONNX Runtime): the folder is
 exported once into the venv (``onnx_folder``) with ONNX Runtime's transformer fusions applied
-(``--optimize O2``: fused attention, layer norms and GELU, no approximations), and answers a
-single text in about 0.7x the time of the torch engine here (docs/benchmarks/
-remote-embeddings.md). ``engine="torch"`` serves the sentence-transformers folder as before.
+(``--optimize O2``: fused attention, layer norms and GELU, no approximations); it answers a
+single text in 0.64x the torch engine's time here (``python -m loadtest.bench.infinity_engines``,
+docs/benchmarks/remote-embeddings.md). ``engine="torch"`` serves the sentence-transformers
+folder instead.
 """
 
 from __future__ import annotations
