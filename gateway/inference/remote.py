@@ -3,8 +3,8 @@
 Same contract as the Triton client: unit vectors out, every call under the request's deadline,
 failures translated here and nowhere else. A call is split into ``batch_size`` requests sent
 concurrently over a bounded pool of kept-alive connections. The pool is aiohttp's: a request
-leaves in one write (httpx's async client sends headers and body apart, and spends more of the
-gateway's CPU per request). Vectors are asked for as base64 (OpenAI's ``encoding_format``:
+leaves in one write (httpx's async client sends headers and body in two, each waking the
+server). Vectors are asked for as base64 (OpenAI's ``encoding_format``:
 little-endian float32, a quarter of the bytes of JSON numbers, no float parsing on either side);
 a server that refuses the field (400/422) is asked for floats from then on, and one that
 ignores it and answers floats is read all the same.
