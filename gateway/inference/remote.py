@@ -4,10 +4,10 @@ Same contract as the Triton client: unit vectors out, every call under the reque
 failures translated here and nowhere else. A call is split into ``batch_size`` requests sent
 concurrently over a bounded pool of kept-alive connections. The pool is aiohttp's: a request
 leaves in one write (httpx's async client sends headers and body in two, each waking the
-server). Vectors are asked for as base64 (OpenAI's ``encoding_format``:
-little-endian float32, a quarter of the bytes of JSON numbers, no float parsing on either side);
-a server that refuses the field (400/422) is asked for floats from then on, and one that
-ignores it and answers floats is read all the same.
+server). Vectors are asked for as base64 (OpenAI's ``encoding_format``: little-endian float32,
+a quarter of the bytes of JSON numbers, no float parsing on either side); a server that
+refuses the field (400/422) is asked for floats from then on, and one that ignores it and
+answers floats is read all the same.
 
 A failed attempt (connection refused or reset, timeout, 5xx, 429) is retried with exponential
 backoff while the deadline allows; then a 429 from the server becomes our 429 and anything else
@@ -41,6 +41,9 @@ _THREAD_DECODE_BYTES = 64 * 1024
 _RETRYABLE = {429, 500, 502, 503, 504}
 # What a server answers when it does not know ``encoding_format`` (or not its base64 value).
 _REFUSED_FORMAT = {400, 422}
+# Idle connections are closed by us before uvicorn's default 5 s keep-alive (Infinity, vLLM)
+# closes them from the server's side, possibly just as a request goes out on one.
+_KEEPALIVE_S = 4.0
 
 
 class WrongDimension(InferenceUnavailable):
@@ -119,7 +122,8 @@ class RemoteEmbedder:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=self.spec.max_connections),
+                connector=aiohttp.TCPConnector(limit=self.spec.max_connections,
+                                               keepalive_timeout=_KEEPALIVE_S),
                 timeout=aiohttp.ClientTimeout(total=self.spec.timeout_s))
         return self._session
 
