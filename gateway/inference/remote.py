@@ -2,22 +2,30 @@
 
 Same contract as the Triton client: unit vectors out, every call under the request's deadline,
 failures translated here and nowhere else. A call is split into ``batch_size`` requests sent
-concurrently over a bounded connection pool. A failed attempt (connection refused or reset,
-timeout, 5xx, 429) is retried with exponential backoff while the deadline allows; then a 429
-from the server becomes our 429 and anything else our 503, both with ``Retry-After``.
-Consecutive failures open a circuit breaker (``gateway.inference.breaker``).
+concurrently over a bounded pool of kept-alive connections. The pool is aiohttp's: a request
+leaves in one write (httpx's async client sends headers and body in two, each waking the
+server). Vectors are asked for as base64 (OpenAI's ``encoding_format``: little-endian float32,
+a quarter of the bytes of JSON numbers, no float parsing on either side); a server that
+refuses the field (400/422) is asked for floats from then on, and one that ignores it and
+answers floats is read all the same.
+
+A failed attempt (connection refused or reset, timeout, 5xx, 429) is retried with exponential
+backoff while the deadline allows; then a 429 from the server becomes our 429 and anything else
+our 503, both with ``Retry-After``. Consecutive failures open a circuit breaker
+(``gateway.inference.breaker``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 
 from gateway.deadline import inference_timeout
@@ -31,6 +39,11 @@ log = logging.getLogger("gateway.remote")
 # Answers larger than this are decoded on a worker thread, not on the event loop.
 _THREAD_DECODE_BYTES = 64 * 1024
 _RETRYABLE = {429, 500, 502, 503, 504}
+# What a server answers when it does not know ``encoding_format`` (or not its base64 value).
+_REFUSED_FORMAT = {400, 422}
+# Idle connections are closed by us before uvicorn's default 5 s keep-alive (Infinity, vLLM)
+# closes them from the server's side, possibly just as a request goes out on one.
+_KEEPALIVE_S = 4.0
 
 
 class WrongDimension(InferenceUnavailable):
@@ -47,7 +60,7 @@ class _Failed(Exception):
             reason, status, retry_after, timeout)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
@@ -55,12 +68,24 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _row(embedding: object) -> np.ndarray:
+    """One ``embedding``: a list of numbers, or base64 of little-endian float32 values."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)  # binascii.Error is a ValueError
+        if len(raw) % 4:
+            raise ValueError("base64 embedding is not a whole number of float32 values")
+        return np.frombuffer(raw, dtype="<f4")
+    return np.asarray(embedding, dtype=np.float32)
+
+
 def decode(content: bytes, rows: int, dim: int) -> np.ndarray:
-    """The ``data[*].embedding`` of an answer, in ``index`` order, L2-normalised."""
+    """The ``data[*].embedding`` of an answer (floats or base64), in ``index`` order,
+    L2-normalised."""
     try:
         body = json.loads(content)
         items = sorted(body["data"], key=lambda item: item["index"])
-        vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+        vectors = np.stack([_row(item["embedding"]) for item in items]).astype(
+            np.float32, copy=False) if items else np.zeros((0, dim), dtype=np.float32)
     except (ValueError, KeyError, TypeError) as exc:
         raise _Failed(f"malformed answer ({type(exc).__name__})") from exc
     if vectors.ndim == 2 and vectors.shape[0] == rows and vectors.shape[1] != dim:
@@ -80,22 +105,32 @@ class RemoteEmbedder:
 
     def __init__(self, spec: RemoteSpec, *, label: str, metrics: Metrics) -> None:
         self.spec, self.label, self._metrics = spec, label, metrics
-        headers = {"Content-Type": "application/json"}
+        self._headers = {"Content-Type": "application/json"}
         key = spec.api_key()
         if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            limits=httpx.Limits(max_connections=spec.max_connections,
-                                max_keepalive_connections=spec.max_connections),
-            timeout=httpx.Timeout(spec.timeout_s),
-        )
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._session: aiohttp.ClientSession | None = None
         self.breaker = CircuitBreaker(f"remote embedder {label} ({spec.endpoint()})",
                                       failures=spec.breaker_failures, reset_s=spec.breaker_reset_s)
         self._endpoint = spec.endpoint()
+        # False once the server refused base64 (or the declaration asks for floats).
+        self.base64 = spec.encoding_format == "base64"
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The pool, made on first use: aiohttp binds it to the running event loop, and the
+        embedder itself is made on a worker thread (``RemoteVersions``)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=self.spec.max_connections,
+                                               keepalive_timeout=_KEEPALIVE_S),
+                timeout=aiohttp.ClientTimeout(total=self.spec.timeout_s))
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def ready(self) -> bool:
         """False while the breaker is open (the server failed repeatedly); never calls out."""
@@ -120,15 +155,21 @@ class RemoteEmbedder:
         budget = inference_timeout(self.spec.timeout_s)  # raises when the deadline passed
         ends = time.monotonic() + budget
         self._metrics.remote_embed_texts.labels(self.label).observe(len(texts))
-        payload = json.dumps({"model": self.spec.model, "input": texts}).encode()
         attempt = 0
+        floats = not self.base64
         while True:
             self.breaker.before_call()
             started = time.perf_counter()
             try:
-                vectors = await self._attempt(payload, len(texts), ends)
+                vectors = await self._attempt(self._payload(texts, not floats), len(texts), ends)
             except _Failed as failed:
                 self._observe(started, "timeout" if failed.timeout else "error")
+                if not floats and failed.status in _REFUSED_FORMAT:
+                    # It answered; perhaps only base64 was refused: at once, for floats (a
+                    # refusal of the request itself comes back again and is reported then).
+                    self.breaker.released()
+                    floats = True
+                    continue
                 if failed.status is not None and failed.status not in _RETRYABLE:
                     self.breaker.succeeded()  # it answered: up, but refuses this request
                     raise self._translate(failed) from failed
@@ -150,23 +191,35 @@ class RemoteEmbedder:
                 raise
             self.breaker.succeeded()
             self._observe(started, "ok")
+            if floats and self.base64:
+                self.base64 = False
+                log.info("%s: the server refused base64 vectors; asking for floats from now on",
+                         self.label)
             return vectors
+
+    def _payload(self, texts: list[str], as_base64: bool) -> bytes:
+        body: dict[str, Any] = {"model": self.spec.model, "input": texts}
+        if as_base64:
+            body["encoding_format"] = "base64"
+        return json.dumps(body).encode()
 
     async def _attempt(self, payload: bytes, rows: int, ends: float) -> np.ndarray:
         left = ends - time.monotonic()
         if left <= 0:
             raise _Failed("deadline reached", timeout=True)
         try:
-            response = await self._client.post(self._endpoint, content=payload,
-                                               timeout=httpx.Timeout(left))
-        except httpx.TimeoutException as exc:
+            async with self._client().post(self._endpoint, data=payload,
+                                           timeout=aiohttp.ClientTimeout(total=left)
+                                           ) as response:
+                status, content = response.status, await response.read()
+                retry_after = _retry_after(response)
+        except TimeoutError as exc:  # aiohttp's own timeouts subclass it too
             raise _Failed(f"timed out ({type(exc).__name__})", timeout=True) from exc
-        except httpx.TransportError as exc:  # refused, reset, closed mid-answer
+        except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer
             raise _Failed(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            raise _Failed(f"HTTP {response.status_code}: {response.text[:200]}",
-                          status=response.status_code, retry_after=_retry_after(response))
-        content = response.content
+        if status != 200:
+            raise _Failed(f"HTTP {status}: {content[:200].decode(errors='replace')}",
+                          status=status, retry_after=retry_after)
         if len(content) > _THREAD_DECODE_BYTES:
             return await asyncio.to_thread(decode, content, rows, self.spec.dim)
         return decode(content, rows, self.spec.dim)
@@ -200,4 +253,5 @@ class RemoteEmbedder:
     def describe(self) -> dict[str, Any]:
         """What the admin API shows (never the key)."""
         return {"base_url": str(self.spec.base_url), "model": self.spec.model,
-                "dim": self.spec.dim, "breaker": self.breaker.state}
+                "dim": self.spec.dim, "breaker": self.breaker.state,
+                "encoding_format": "base64" if self.base64 else "float"}

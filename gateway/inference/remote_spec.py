@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -38,6 +38,9 @@ class RemoteSpec(BaseModel):
     breaker_failures: Annotated[int, Field(ge=1, le=1000)] = 5  # consecutive failures: open
     breaker_reset_s: Annotated[float, Field(gt=0, le=3600)] = 10.0  # open this long, then trial
     retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 2  # told to clients when it fails
+    # How vectors travel: base64 float32 (falls back to floats on a server that refuses it),
+    # or always JSON numbers.
+    encoding_format: Literal["base64", "float"] = "base64"
 
     def api_key(self) -> str | None:
         """The key from the environment, read when the client is made (never stored)."""

@@ -1,7 +1,10 @@
 """``make bench-remote-embed``: the same model served two ways, side by side in one run.
 
 One Triton serves all-MiniLM-L6-v2 as version 1 (the ONNX export); infinity-emb serves the
-same folder, declared as remote version 2 (``2.remote.toml``). Two gateways on stores of their
+same model (its ONNX engine by default, ``--infinity-engine torch`` for the other), declared as
+remote version 2 (``2.remote.toml``). ``--before DIR`` adds a gateway run from another checkout
+(``git archive <commit> | tar -x -C DIR``) on version 2 too: its remote client beside this one,
+on the same server in the same run. Two gateways on stores of their
 own: one keeps version 1 active, the other activates version 2. Both get the same batch
 ingest (same texts, ``/v1/memories/batch``) and the same sequential searches (new queries, so
 no query-cache hits), in alternating blocks so both see the same machine load. Targets (issue
@@ -11,6 +14,7 @@ no query-cache hits), in alternating blocks so both see the same machine load. T
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -23,7 +27,7 @@ from gateway.triton import TritonServer
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.corpus import sentences
-from loadtest.infinity import SERVED_NAME, InfinityServer, declare_remote
+from loadtest.infinity import ENGINES, SERVED_NAME, InfinityServer, declare_remote
 from loadtest.paths import RESULTS
 from loadtest.repository import copy_latest_as_v1
 from loadtest.stack import free_port, gateway_process
@@ -34,6 +38,8 @@ TARGET_P50_DELTA_MS = 2.0
 # triton_served: the same version with MEMORY_QUERY_ENCODER=triton (queries over gRPC to
 # Triton's batcher-free twin: a model server over the network, as the remote side is).
 SIDES = ("triton", "triton_served", "remote")
+BEFORE = "remote_before"  # --before: the same remote version through another checkout
+INGESTING = ("triton", "remote", BEFORE)  # triton_served ingests exactly as triton does
 
 
 def activate_remote(url: str) -> None:
@@ -66,11 +72,13 @@ def search_block(http: httpx.Client, queries: list[str], user: str) -> list[floa
 
 
 def direct_block(http: httpx.Client, queries: list[str]) -> list[float]:
-    """One query text per request straight to the embedding server: its own share."""
+    """One query text per request straight to the embedding server (base64, as the gateway
+    asks): its own share."""
     samples = []
     for query in queries:
         began = time.perf_counter()
-        http.post("/embeddings", json={"model": SERVED_NAME, "input": [query]}).raise_for_status()
+        http.post("/embeddings", json={"model": SERVED_NAME, "input": [query],
+                                       "encoding_format": "base64"}).raise_for_status()
         samples.append(time.perf_counter() - began)
     return samples
 
@@ -81,35 +89,35 @@ def measure(urls: dict[str, str], rounds: int, per_round: int, batch: int,
     texts = sentences(rounds * per_round, seed=21)
     queries = [f"what does {q.split(' (#')[0].lower()}?" for q in sentences(
         rounds * searches + 8, seed=42)]
-    ingest_s = dict.fromkeys(SIDES, 0.0)
-    search_s: dict[str, list[float]] = {side: [] for side in SIDES}
+    sides = tuple(urls)
+    ingest_s = dict.fromkeys(sides, 0.0)
+    search_s: dict[str, list[float]] = {side: [] for side in sides}
     direct = httpx.Client(base_url=server, timeout=120)
     direct_s: list[float] = []
     for http in clients.values():  # warm both paths (pools, first batches)
         ingest_block(http, sentences(batch, seed=7), "warm", batch)
         search_block(http, queries[-8:], "warm")
-    ingesting = ("triton", "remote")  # triton_served ingests exactly as triton does
     for r in range(rounds):
         block = texts[r * per_round:(r + 1) * per_round]
         asked = queries[r * searches:(r + 1) * searches]
-        order = SIDES if r % 2 == 0 else SIDES[::-1]
-        for side in (s for s in order if s in ingesting):
+        order = sides if r % 2 == 0 else sides[::-1]
+        for side in (s for s in order if s in INGESTING):
             ingest_s[side] += ingest_block(clients[side], block, "bench", batch)
         ingest_block(clients["triton_served"], block, "bench", batch)  # same index size
         for side in order:
             search_s[side] += search_block(clients[side], asked, "bench")
         direct_s += direct_block(direct, asked)
     direct.close()
-    encoders = {side: clients[side].get("/readyz").json()["query_encoder"] for side in SIDES}
-    remote_attempts = attempt_latency(clients["remote"].get("/metrics").text)
+    encoders = {side: clients[side].get("/readyz").json()["query_encoder"] for side in sides}
+    report: dict[str, Any] = {"server_direct": percentiles(direct_s) | {"n": len(direct_s)}}
+    for side in (s for s in ("remote", BEFORE) if s in clients):
+        report[f"{side}_attempts"] = attempt_latency(clients[side].get("/metrics").text)
     for http in clients.values():
         http.close()
-    report: dict[str, Any] = {"remote_attempts": remote_attempts,
-                              "server_direct": percentiles(direct_s) | {"n": len(direct_s)}}
-    for side in SIDES:
+    for side in sides:
         report[side] = {"query_encoder": encoders[side],
                         "search": percentiles(search_s[side]) | {"n": len(search_s[side])}}
-        if side in ingesting:
+        if side in INGESTING:
             report[side] |= {"ingest_texts_per_s": round(len(texts) / ingest_s[side], 1),
                              "texts": len(texts)}
     ratio = report["remote"]["ingest_texts_per_s"] / report["triton"]["ingest_texts_per_s"]
@@ -118,6 +126,10 @@ def measure(urls: dict[str, str], rounds: int, per_round: int, batch: int,
     report["search_p50_delta_ms"] = round(delta, 3)
     report["search_p50_delta_vs_served_ms"] = round(
         report["remote"]["search"]["p50_ms"] - report["triton_served"]["search"]["p50_ms"], 3)
+    # What the gateway adds to the server's own time (HTTP client, index, store).
+    for side in (s for s in ("remote", BEFORE) if s in clients):
+        report[side]["gateway_share_p50_ms"] = round(
+            report[side]["search"]["p50_ms"] - report["server_direct"]["p50_ms"], 3)
     report["targets"] = {"ingest_ratio_min": TARGET_INGEST_RATIO,
                          "search_p50_delta_ms_max": TARGET_P50_DELTA_MS,
                          "ingest_met": ratio >= TARGET_INGEST_RATIO,
@@ -142,7 +154,10 @@ def table(report: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---|"]
     for side, name in (("triton", "Triton version 1 (shipped settings)"),
                        ("triton_served", "Triton version 1, queries to Triton"),
-                       ("remote", "remote version 2 (infinity-emb)")):
+                       ("remote", "remote version 2 (infinity-emb)"),
+                       (BEFORE, "remote version 2, gateway from --before")):
+        if side not in report:
+            continue
         s = report[side]
         rows.append(f"| {name} | {s.get('ingest_texts_per_s', '-')} | {s['search']['p50_ms']} | "
                     f"{s['search']['p95_ms']} | {s['search']['p99_ms']} | {s['query_encoder']} |")
@@ -153,6 +168,10 @@ def table(report: dict[str, Any]) -> str:
                 f"search p50 delta {report['search_p50_delta_ms']} ms (target <= "
                 f"{TARGET_P50_DELTA_MS}; {report['search_p50_delta_vs_served_ms']} ms against "
                 f"queries to Triton); remote requests: {report['remote_attempts']}; "
+                f"gateway's share of a remote search p50: "
+                f"{report['remote']['gateway_share_p50_ms']} ms"
+                + (f" ({report[BEFORE]['gateway_share_p50_ms']} ms from --before)"
+                   if BEFORE in report else "") + "; "
                 f"load average {report['load_average_start']:.2f} -> "
                 f"{report['load_average_end']:.2f} on {report['cpus']} CPUs")
     return "\n".join(rows)
@@ -167,14 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--searches", type=int, default=50, help="searches per block")
     parser.add_argument("--remote-batch", type=int, default=32,
                         help="batch_size of the remote declaration (texts per HTTP request)")
+    parser.add_argument("--infinity-engine", choices=ENGINES, default="optimum",
+                        help="infinity-emb's engine: optimum (ONNX Runtime, the default) or "
+                             "torch")
+    parser.add_argument("--infinity-batch", type=int, default=None,
+                        help="infinity-emb's --batch-size (its default: 32)")
     parser.add_argument("--infinity-threads", type=int, default=1,
-                        help="torch threads of infinity-emb (2 made single queries 5-50x "
-                             "slower on the shared 2-core machine: OpenMP spinning)")
+                        help="torch threads of infinity-emb's torch engine (2 made single "
+                             "queries 5-50x slower on the shared 2-core machine: OpenMP "
+                             "spinning); ONNX Runtime sizes its own pool")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also run version 2 through a gateway from this checkout")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"benchmark": "remote-embed", "cpus": os.cpu_count(),
                               "load_average_start": os.getloadavg()[0],
-                              "args": {k: v for k, v in vars(args).items() if k != "out"}}
+                              "args": {k: str(v) if isinstance(v, Path) else v
+                                       for k, v in vars(args).items() if k != "out"}}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         repo = copy_latest_as_v1(scratch)
@@ -182,17 +210,27 @@ def main(argv: list[str] | None = None) -> int:
                               grpc_port=free_port(), metrics_port=free_port(),
                               log_file=scratch / "triton" / "triton.log")
         env = {"MEMORY_MODEL_REPOSITORY": str(repo), "MEMORY_DEADLINE_ADMIN_MS": "300000"}
-        with InfinityServer(scratch / "infinity", threads=args.infinity_threads) as infinity, \
+        with InfinityServer(scratch / "infinity", threads=args.infinity_threads,
+                            engine=args.infinity_engine,
+                            batch_size=args.infinity_batch) as infinity, \
                 triton, \
                 gateway_process(triton, scratch / "a", scratch / "a-log", env) as triton_url, \
                 gateway_process(triton, scratch / "b", scratch / "b-log", env) as remote_url, \
                 gateway_process(triton, scratch / "c", scratch / "c-log",
-                                env | {"MEMORY_QUERY_ENCODER": "triton"}) as served_url:
+                                env | {"MEMORY_QUERY_ENCODER": "triton"}) as served_url, \
+                contextlib.ExitStack() as before:
+            urls = {"triton": triton_url, "triton_served": served_url, "remote": remote_url}
+            if args.before is not None:
+                tree = args.before.resolve()
+                urls[BEFORE] = before.enter_context(gateway_process(
+                    triton, scratch / "d", scratch / "d-log", env | {"PYTHONPATH": str(tree)},
+                    cwd=tree))
             declare_remote(repo, "2", infinity.base_url, batch_size=args.remote_batch)
-            activate_remote(remote_url)
-            report |= measure({"triton": triton_url, "triton_served": served_url,
-                               "remote": remote_url}, args.rounds, args.texts, args.batch,
-                              args.searches, infinity.base_url)
+            for side in ("remote", BEFORE):
+                if side in urls:
+                    activate_remote(urls[side])
+            report |= measure(urls, args.rounds, args.texts, args.batch, args.searches,
+                              infinity.base_url)
     report["load_average_end"] = os.getloadavg()[0]
     write_report(args.out, "bench-remote-embed", report, print)
     print(table(report))

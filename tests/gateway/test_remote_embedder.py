@@ -141,6 +141,7 @@ def test_a_remote_version_stays_active_across_restarts(infinity: InfinityServer,
         assert "peanuts" in found.json()["results"][0]["text"]
         view = client.get("/v1/admin/models").json()["embedder"]
         assert view["active"] == "2" and view["remote"]["2"]["breaker"] == "closed"
+        assert view["remote"]["2"]["encoding_format"] == "base64"  # infinity-emb speaks it
         assert "api_key" not in str(view["remote"])
 
 

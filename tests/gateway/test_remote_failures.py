@@ -1,9 +1,11 @@
 """How a remote embedding version answers a server that pushes back: against a local
 OpenAI-compatible stand-in that answers from a script (429 with Retry-After, 401, 500, vectors
-of the wrong size), since a real server cannot be made to do that on cue."""
+of the wrong size, base64 vectors honoured, ignored or refused), since a real server cannot be
+made to do that on cue."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import deque
@@ -25,13 +27,24 @@ DIM = 8
 
 
 class Scripted(ThreadingHTTPServer):
-    """Each POST takes the next (status, dimension) step; an empty script answers 200."""
+    """Each POST takes the next (status, dimension) step; an empty script answers 200.
+
+    ``encoding``: what it does with ``encoding_format: "base64"``: ``ignore`` it (floats, as
+    servers predating it do), ``honour`` it, or ``refuse`` it (422, as strict schemas do). A
+    dimension of -1 answers a base64 string that is not whole float32 values."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.steps: deque[tuple[int, int]] = deque()
         self.posts = 0
+        self.bodies: list[dict[str, object]] = []
+        self.encoding = "ignore"
         self.lock = threading.Lock()
+
+
+def vector(text: str, dim: int) -> list[float]:
+    """What the stand-in answers for ``text``: distinct per text, not yet normalised."""
+    return [float(len(text) + 1 + i % 3) for i in range(dim)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,14 +54,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
             self.server.posts += 1
+            self.server.bodies.append(body)
             status, dim = self.server.steps.popleft() if self.server.steps else (200, DIM)
+        asked = body.get("encoding_format")
+        if status == 200 and asked is not None and self.server.encoding == "refuse":
+            status = 422
         if status != 200:
             payload = b'{"error": "scripted"}'
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "0")
         else:
-            rows = [{"index": i, "embedding": [float(len(t) + 1)] * dim}
+            as_base64 = asked == "base64" and self.server.encoding == "honour"
+            rows = [{"index": i, "embedding": _encoded(vector(t, dim), dim, as_base64)}
                     for i, t in enumerate(body["input"])]
             payload = json.dumps({"data": rows[::-1]}).encode()  # out of order on purpose
             self.send_response(200)
@@ -61,6 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def _encoded(values: list[float], dim: int, as_base64: bool) -> list[float] | str:
+    if not as_base64:
+        return values
+    if dim < 0:
+        return base64.b64encode(b"\0" * 6).decode()  # 1.5 float32 values
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode()
+
+
 @pytest.fixture
 def scripted() -> Iterator[Scripted]:
     server = Scripted()
@@ -71,7 +97,7 @@ def scripted() -> Iterator[Scripted]:
     server.server_close()
 
 
-def _client(tmp_path: Path, server: Scripted, metrics: Metrics, **fields: float | int
+def _client(tmp_path: Path, server: Scripted, metrics: Metrics, **fields: float | int | str
             ) -> EmbedderClient:
     (tmp_path / "embedder").mkdir(exist_ok=True)
     declare_remote(tmp_path, "2", f"http://127.0.0.1:{server.server_address[1]}", dim=DIM,
@@ -158,3 +184,101 @@ def test_registration_refuses_another_dimension(tmp_path: Path, scripted: Script
 
     run(scenario())
     assert scripted.posts == 1  # a wrong model is not retried
+
+
+def _normalised(texts: list[str]) -> np.ndarray:
+    rows = np.asarray([vector(t, DIM) for t in texts], dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _embed_twice(tmp_path: Path, scripted: Scripted, **fields: float | int | str
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Two calls through one client; both answers and what the admin API shows after."""
+    async def scenario() -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+        client = _client(tmp_path, scripted, Metrics(), **fields)
+        try:
+            first = await client.embed(["a", "bbb"], version="2")
+            second = await client.embed(["cc"], version="2")
+            assert client.remotes is not None
+            return first, second, client.remotes.known()["2"].describe()
+        finally:
+            await client.close()
+
+    return run(scenario())
+
+
+def test_vectors_travel_as_base64_when_the_server_speaks_it(tmp_path: Path,
+                                                            scripted: Scripted) -> None:
+    scripted.encoding = "honour"
+    first, second, shown = _embed_twice(tmp_path, scripted)
+    assert np.allclose(first, _normalised(["a", "bbb"])) and first.dtype == np.float32
+    assert np.allclose(second, _normalised(["cc"]))
+    assert [b.get("encoding_format") for b in scripted.bodies] == ["base64", "base64"]
+    assert shown["encoding_format"] == "base64"
+
+
+def test_a_server_that_ignores_base64_is_read_as_floats(tmp_path: Path,
+                                                        scripted: Scripted) -> None:
+    first, _, shown = _embed_twice(tmp_path, scripted)  # the stand-in's default: ignore
+    assert np.allclose(first, _normalised(["a", "bbb"]))
+    assert scripted.posts == 2 and shown["encoding_format"] == "base64"
+
+
+def test_a_server_that_refuses_base64_is_asked_for_floats_from_then_on(
+        tmp_path: Path, scripted: Scripted) -> None:
+    scripted.encoding = "refuse"
+    metrics = Metrics()
+
+    async def scenario() -> np.ndarray:
+        client = _client(tmp_path, scripted, metrics, breaker_failures=1)
+        try:
+            vectors = await client.embed(["a", "bbb"], version="2")
+            await client.embed(["cc"], version="2")
+            assert client.remotes is not None
+            remote = client.remotes.known()["2"]
+            assert remote.breaker.state == "closed"  # a refused format is no failure
+            assert remote.describe()["encoding_format"] == "float"
+            return vectors
+        finally:
+            await client.close()
+
+    assert np.allclose(run(scenario()), _normalised(["a", "bbb"]))
+    # Refused once, asked again for floats at once, then floats only.
+    assert [b.get("encoding_format") for b in scripted.bodies] == ["base64", None, None]
+    assert metrics.registry.get_sample_value("memory_remote_embed_retries_total",
+                                             {"version": "embedder:2"}) is None
+
+
+def test_a_refused_request_is_still_refused_after_the_float_try(tmp_path: Path,
+                                                                scripted: Scripted) -> None:
+    scripted.encoding = "honour"
+    scripted.steps.extend([(400, DIM), (400, DIM)])
+
+    async def scenario() -> None:
+        client = _client(tmp_path, scripted, Metrics())
+        try:
+            with pytest.raises(InferenceUnavailable, match="HTTP 400"):
+                await client.embed(["a"], version="2")
+            assert client.remotes is not None  # the request was at fault, not base64
+            assert client.remotes.known()["2"].describe()["encoding_format"] == "base64"
+        finally:
+            await client.close()
+
+    run(scenario())
+    assert [b.get("encoding_format") for b in scripted.bodies] == ["base64", None]
+
+
+def test_a_declaration_may_ask_for_floats_only(tmp_path: Path, scripted: Scripted) -> None:
+    scripted.encoding = "honour"
+    first, _, shown = _embed_twice(tmp_path, scripted, encoding_format="float")
+    assert np.allclose(first, _normalised(["a", "bbb"]))
+    assert [b.get("encoding_format") for b in scripted.bodies] == [None, None]
+    assert shown["encoding_format"] == "float"
+
+
+def test_a_garbled_base64_answer_is_retried(tmp_path: Path, scripted: Scripted) -> None:
+    scripted.encoding = "honour"
+    scripted.steps.append((200, -1))
+    first, _, _ = _embed_twice(tmp_path, scripted)
+    assert np.allclose(first, _normalised(["a", "bbb"]))
+    assert scripted.posts == 3  # the garbled answer, its retry, the second call

@@ -1,5 +1,6 @@
-"""``make bench-remote-embed`` end to end on a few texts: a real Triton, infinity-emb and three
-gateways; every side's figures and the ratios land in the JSON."""
+"""``make bench-remote-embed`` end to end on a few texts: a real Triton, infinity-emb and four
+gateways (the fourth run from a ``--before`` checkout, here this one); every side's figures and
+the ratios land in the JSON."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from pathlib import Path
 
 from support.infinity import infinity_or_skip
 
-from loadtest.bench.remote_embed import SIDES, main, table
+from gateway.settings import ROOT
+from loadtest.bench.remote_embed import BEFORE, SIDES, main, table
 
 
 def test_end_to_end_on_a_real_stack(tmp_path: Path) -> None:
     infinity_or_skip()
     out = tmp_path / "results"
+    # The exit code is the targets'; they are the bench's business.
     main(["--rounds", "2", "--texts", "8", "--batch", "4", "--searches", "3",
-          "--out", str(out)])  # the exit code is the targets'; they are the bench's business
+          "--before", str(ROOT), "--out", str(out)])
     [path] = out.glob("bench-remote-embed-*.json")
     report = json.loads(path.read_text())
-    for side in SIDES:
+    for side in (*SIDES, BEFORE):
         assert report[side]["search"]["n"] == 6
         assert 0 < report[side]["search"]["p50_ms"] <= report[side]["search"]["p99_ms"]
     assert report["triton"]["query_encoder"] == "local"
@@ -26,6 +29,12 @@ def test_end_to_end_on_a_real_stack(tmp_path: Path) -> None:
     assert report["remote"]["query_encoder"] == "remote"
     assert report["remote"]["ingest_texts_per_s"] > 0 and report["ingest_ratio"] > 0
     assert report["remote_attempts"]["requests"] > 0  # the remote side really went remote
+    assert report[f"{BEFORE}_attempts"]["requests"] > 0  # and so did the --before gateway
+    assert report[BEFORE]["ingest_texts_per_s"] > 0
+    for side in ("remote", BEFORE):  # the server's own p50 taken off
+        assert report[side]["gateway_share_p50_ms"] == round(
+            report[side]["search"]["p50_ms"] - report["server_direct"]["p50_ms"], 3)
+    assert report["args"]["infinity_engine"] == "optimum"
     assert report["server_direct"]["n"] == 6
     assert isinstance(report["targets"]["ingest_met"], bool)
-    assert "infinity-emb" in table(report)
+    assert "infinity-emb" in table(report) and "--before" in table(report)
