@@ -109,6 +109,7 @@ class SearchPipeline:
             similarity.update(await self._cosines(plan.space, vector, unscored))
             ranked = [(i, s) for i, s in ranked if similarity.get(i, -2.0) >= ask.threshold]
         ranked = ranked[:plan.keep]
+        await self.write_first.before_search_step()  # the rows and cosines: one more step
         unread = [i for i, _ in ranked if i not in read]
         found, cosines = await asyncio.gather(
             self.store.get_many(unread) if unread else _nothing_read(),
