@@ -33,6 +33,7 @@ SEARCH_LIMIT = max(KS)  # recall@k = the first k of one search asking for this m
 RRF_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RRF_KS = (5, 10, 20, 40, 60, 100)
 BLEND_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SCORE_WEIGHTS = (0.0, 0.1, 0.2, 0.3)  # rrf's normalised-score bonus (0: ranks only)
 POOL_FACTORS = (1, 2, 3, 5)  # pools of 20, 40, 60, 100 at limit 20 (100 is all the API gives)
 Ranked = tuple[tuple[str, float], ...]
 Log = Callable[[str], None]
@@ -127,8 +128,9 @@ def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
 
 def grid() -> list[FusionPolicy]:
     rrf = [FusionPolicy(method="rrf", semantic_weight=w, rrf_k=k, pool_factor=f,
-                        pool_min=SEARCH_LIMIT)
-           for w, k, f in itertools.product(RRF_WEIGHTS, RRF_KS, POOL_FACTORS)]
+                        pool_min=SEARCH_LIMIT, score_weight=s)
+           for w, k, f, s in itertools.product(RRF_WEIGHTS, RRF_KS, POOL_FACTORS,
+                                               SCORE_WEIGHTS)]
     blend = [FusionPolicy(method="blend", semantic_weight=w, pool_factor=f,
                           pool_min=SEARCH_LIMIT)
              for w, f in itertools.product(BLEND_WEIGHTS, POOL_FACTORS)]
@@ -143,7 +145,8 @@ def server_policy() -> FusionPolicy:
         semantic_weight=getattr(s, "hybrid_semantic_weight", default.semantic_weight),
         rrf_k=getattr(s, "hybrid_rrf_k", default.rrf_k),
         pool_factor=getattr(s, "hybrid_pool_factor", default.pool_factor),
-        pool_min=getattr(s, "hybrid_pool_min", default.pool_min))
+        pool_min=getattr(s, "hybrid_pool_min", default.pool_min),
+        score_weight=getattr(s, "hybrid_score_weight", default.score_weight))
 
 
 def _key(row: dict) -> tuple[float, float, float]:
@@ -186,6 +189,8 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
         result["server_policy"] = recall(answers(crossed, server, reorder=reorder))
         result["reorder"] = asdict(reorder)
         result["ablation"] = {
+            "score bonus off": recall(answers(crossed, replace(server, score_weight=0.0),
+                                              reorder=reorder)),
             "speaker boost off": recall(answers(crossed, server, reorder=replace(
                 reorder, speaker_boost=1.0))),
             "session lift off": recall(answers(crossed, server, reorder=replace(
@@ -199,7 +204,7 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
 def _describe(row: dict) -> str:
     if row["method"] == "rrf":
         return (f"rrf, w={row['semantic_weight']:g}, k={row['rrf_k']}, "
-                f"pool {row['pool_at_limit_20']}")
+                f"s={row['score_weight']:g}, pool {row['pool_at_limit_20']}")
     return f"blend, w={row['semantic_weight']:g}, pool {row['pool_at_limit_20']}"
 
 
