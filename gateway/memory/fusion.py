@@ -8,8 +8,10 @@ merges the two pools. Two methods:
   ``s * (norm_dense + norm_kw) / (k + 1)``, each list's scores min-max normalised over its own
   pool (``s`` = ``score_weight``, 0 = ranks only). Ranks alone treat a clear BM25 winner and a
   near tie alike; the bonus keeps how far apart the scores are, in units of a first rank's
-  share, so the two score scales still never need to agree. On the LoCoMo development set
-  ``s = 0.2`` lifted hybrid recall_any@10 by about half a point (docs/benchmarks/query-path.md).
+  share, so the two score scales still never need to agree. Off by default: on the LoCoMo
+  development set ``s = 0.2`` found 3 more questions of 759 with the default embedder and 5
+  fewer with the fully int8 one (docs/benchmarks/query-path.md), so it is a knob to tune, not
+  a measured win.
 - ``blend``: each list's scores min-max normalised over its own pool to [0, 1], then
   ``w * dense + (1 - w) * keyword``; a list that misses an id adds 0.
 
@@ -33,7 +35,7 @@ class FusionPolicy:
     rrf_k: int = 10
     pool_factor: int = 3
     pool_min: int = 40
-    score_weight: float = 0.2  # rrf: the normalised-score bonus, in first-rank shares; 0 = off
+    score_weight: float = 0.0  # rrf: the normalised-score bonus, in first-rank shares; 0 = off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.semantic_weight <= 1.0:

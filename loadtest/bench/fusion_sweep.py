@@ -137,9 +137,14 @@ def grid() -> list[FusionPolicy]:
     return rrf + blend
 
 
-def server_policy() -> FusionPolicy:
-    """The fusion the gateway runs by default (its settings, environment included)."""
-    s, default = Settings(), FusionPolicy()
+def server_policy(profile: Mapping[str, str] | None = None) -> FusionPolicy:
+    """The fusion the gateway runs by default (its settings, environment included), or a
+    ``--settings`` profile's gateway (``MEMORY_HYBRID_*`` there; the environment still wins,
+    as it does for that gateway)."""
+    overrides = {name.removeprefix("MEMORY_").lower(): value
+                 for name, value in (profile or {}).items()
+                 if name.startswith("MEMORY_HYBRID_") and name not in os.environ}
+    s, default = Settings(**overrides), FusionPolicy()
     return FusionPolicy(
         method=getattr(s, "hybrid_fusion", default.method),
         semantic_weight=getattr(s, "hybrid_semantic_weight", default.semantic_weight),
@@ -167,9 +172,11 @@ def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
 
 
 def run_sweep(pools: dict[str, list[Pools]], log: Log,
-              reorders: dict[str, Reorder] | None = None) -> dict:
+              reorders: dict[str, Reorder] | None = None,
+              servers: dict[str, FusionPolicy] | None = None) -> dict:
     """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist;
-    ``reorders``: what each variant's gateway does after fusion (the defaults where missing).
+    ``reorders``: what each variant's gateway does after fusion, ``servers``: its fusion (the
+    defaults where missing).
     The server's settings are also evaluated with each reordering step off: the ablation."""
     started = time.perf_counter()
     combos = [(v, v) for v in pools]
@@ -177,10 +184,12 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
         # the date indexed for keyword search only
         combos.insert(combos.index(("plain", "plain")) + 1, ("plain", "dated"))
     policies = grid()
-    server = server_policy()
-    out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}
+    default_server = server_policy()
+    out: dict = {"server_policy": asdict(default_server), "search_limit": SEARCH_LIMIT,
+                 "combos": {}}
     for dense, lexical in combos:
         reorder = (reorders or {}).get(dense, Reorder.of(os.environ))
+        server = (servers or {}).get(dense, default_server)
         crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword, a.query,
                          a.speakers + b.speakers, a.sessions + b.sessions)
                    for a, b in zip(pools[dense], pools[lexical], strict=True)]
@@ -188,6 +197,7 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
         result = evaluate(crossed, policies, reorder)
         result["server_policy"] = recall(answers(crossed, server, reorder=reorder))
         result["reorder"] = asdict(reorder)
+        result["fusion"] = asdict(server)
         result["ablation"] = {
             "score bonus off": recall(answers(crossed, replace(server, score_weight=0.0),
                                               reorder=reorder)),
