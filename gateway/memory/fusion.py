@@ -4,8 +4,14 @@ Both retrievers fetch a pool of ``max(limit * pool_factor, pool_min)`` candidate
 merges the two pools. Two methods:
 
 - ``rrf`` (weighted reciprocal rank fusion): ``w / (k + rank_dense) + (1 - w) / (k + rank_kw)``,
-  ranks from 1, a list that misses an id adds nothing. Uses ranks only, so the two score scales
-  never need to agree.
+  ranks from 1, a list that misses an id adds nothing; plus the **score bonus**
+  ``s * (norm_dense + norm_kw) / (k + 1)``, each list's scores min-max normalised over its own
+  pool (``s`` = ``score_weight``, 0 = ranks only). Ranks alone treat a clear BM25 winner and a
+  near tie alike; the bonus keeps how far apart the scores are, in units of a first rank's
+  share, so the two score scales still never need to agree. Off by default: on the LoCoMo
+  development set ``s = 0.2`` found 3 more questions of 759 with the default embedder and 5
+  fewer with the fully int8 one (docs/benchmarks/query-path.md), so it is a knob to tune, not
+  a measured win.
 - ``blend``: each list's scores min-max normalised over its own pool to [0, 1], then
   ``w * dense + (1 - w) * keyword``; a list that misses an id adds 0.
 
@@ -29,10 +35,13 @@ class FusionPolicy:
     rrf_k: int = 10
     pool_factor: int = 3
     pool_min: int = 40
+    score_weight: float = 0.0  # rrf: the normalised-score bonus, in first-rank shares; 0 = off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.semantic_weight <= 1.0:
             raise ValueError("semantic_weight must lie in [0, 1]")
+        if not 0.0 <= self.score_weight <= 10.0:
+            raise ValueError("score_weight must lie in [0, 10]")
         if self.rrf_k < 0 or self.pool_factor < 1 or self.pool_min < 1:
             raise ValueError("rrf_k must be >= 0, pool_factor and pool_min >= 1")
 
@@ -51,10 +60,15 @@ def fuse(semantic: Ranked, keyword: Ranked, policy: FusionPolicy) -> list[tuple[
     if policy.method == "rrf":
         k = policy.rrf_k
         parts = [_reciprocal_ranks(semantic, k), _reciprocal_ranks(keyword, k)]
+        weights = [w, 1.0 - w]
+        if policy.score_weight > 0.0:
+            bonus = policy.score_weight / (k + 1)
+            parts += [_normalised(semantic), _normalised(keyword)]
+            weights += [bonus, bonus]
     else:
-        parts = [_normalised(semantic), _normalised(keyword)]
+        parts, weights = [_normalised(semantic), _normalised(keyword)], [w, 1.0 - w]
     fused: dict[str, float] = {}
-    for weight, part in zip((w, 1.0 - w), parts, strict=True):
+    for weight, part in zip(weights, parts, strict=True):
         for item, value in part.items():
             fused[item] = fused.get(item, 0.0) + weight * value
     order = {item: position for position, item in enumerate(fused)}

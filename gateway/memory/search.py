@@ -54,6 +54,7 @@ class SearchPolicy:
                 rrf_k=settings.hybrid_rrf_k,
                 pool_factor=settings.hybrid_pool_factor,
                 pool_min=settings.hybrid_pool_min,
+                score_weight=settings.hybrid_score_weight,
             ),
             ranking=RankingPolicy(settings.ranking_recency_half_life_days,
                                   settings.ranking_priority_weight),

@@ -35,11 +35,20 @@ STOP_WORDS = frozenset((
     "your").split()
 )
 
+# Question words: kept in the index ("when" can be what a memory says) but dropped from a
+# query that names anything else. "When did Jon go to the fair?" is answered by a memory that
+# says "yesterday", not "when"; matching "when" only ranked chatty turns above it. Dropping
+# them found 3 more of the LoCoMo development set's 759 questions at 10 in hybrid search (one
+# more with fully int8 vectors; docs/benchmarks/query-path.md). Changes only what a query
+# searches, not the index.
+QUESTION_WORDS = frozenset("when where who whom whose why".split())
+
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")  # not strftime("%B"): that follows the locale
 
 _WORD = re.compile(r"[^\W_]+")
 _stemmer = Stemmer.Stemmer("english")
+_QUESTION_STEMS = frozenset(_stemmer.stemWords(sorted(QUESTION_WORDS)))
 
 
 @lru_cache(maxsize=65_536)
@@ -66,8 +75,11 @@ def terms(text: str) -> list[str]:
 
 
 def query_terms(text: str) -> list[str]:
-    """Distinct index terms of a query, in first-seen order, at most ``MAX_QUERY_TERMS``."""
-    return list(dict.fromkeys(terms(text)))[:MAX_QUERY_TERMS]
+    """Distinct index terms of a query, in first-seen order, at most ``MAX_QUERY_TERMS``;
+    question words only where the query has nothing else ("when?" still searches "when")."""
+    found = list(dict.fromkeys(terms(text)))
+    topical = [term for term in found if term not in _QUESTION_STEMS]
+    return (topical or found)[:MAX_QUERY_TERMS]
 
 
 def date_terms(moment: str) -> list[str]:

@@ -33,6 +33,7 @@ SEARCH_LIMIT = max(KS)  # recall@k = the first k of one search asking for this m
 RRF_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RRF_KS = (5, 10, 20, 40, 60, 100)
 BLEND_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SCORE_WEIGHTS = (0.0, 0.1, 0.2, 0.3)  # rrf's normalised-score bonus (0: ranks only)
 POOL_FACTORS = (1, 2, 3, 5)  # pools of 20, 40, 60, 100 at limit 20 (100 is all the API gives)
 Ranked = tuple[tuple[str, float], ...]
 Log = Callable[[str], None]
@@ -127,23 +128,30 @@ def answers(pools: Sequence[Pools], policy: FusionPolicy | None,
 
 def grid() -> list[FusionPolicy]:
     rrf = [FusionPolicy(method="rrf", semantic_weight=w, rrf_k=k, pool_factor=f,
-                        pool_min=SEARCH_LIMIT)
-           for w, k, f in itertools.product(RRF_WEIGHTS, RRF_KS, POOL_FACTORS)]
+                        pool_min=SEARCH_LIMIT, score_weight=s)
+           for w, k, f, s in itertools.product(RRF_WEIGHTS, RRF_KS, POOL_FACTORS,
+                                               SCORE_WEIGHTS)]
     blend = [FusionPolicy(method="blend", semantic_weight=w, pool_factor=f,
                           pool_min=SEARCH_LIMIT)
              for w, f in itertools.product(BLEND_WEIGHTS, POOL_FACTORS)]
     return rrf + blend
 
 
-def server_policy() -> FusionPolicy:
-    """The fusion the gateway runs by default (its settings, environment included)."""
-    s, default = Settings(), FusionPolicy()
+def server_policy(profile: Mapping[str, str] | None = None) -> FusionPolicy:
+    """The fusion the gateway runs by default (its settings, environment included), or a
+    ``--settings`` profile's gateway (``MEMORY_HYBRID_*`` there; the environment still wins,
+    as it does for that gateway)."""
+    overrides = {name.removeprefix("MEMORY_").lower(): value
+                 for name, value in (profile or {}).items()
+                 if name.startswith("MEMORY_HYBRID_") and name not in os.environ}
+    s, default = Settings(**overrides), FusionPolicy()
     return FusionPolicy(
         method=getattr(s, "hybrid_fusion", default.method),
         semantic_weight=getattr(s, "hybrid_semantic_weight", default.semantic_weight),
         rrf_k=getattr(s, "hybrid_rrf_k", default.rrf_k),
         pool_factor=getattr(s, "hybrid_pool_factor", default.pool_factor),
-        pool_min=getattr(s, "hybrid_pool_min", default.pool_min))
+        pool_min=getattr(s, "hybrid_pool_min", default.pool_min),
+        score_weight=getattr(s, "hybrid_score_weight", default.score_weight))
 
 
 def _key(row: dict) -> tuple[float, float, float]:
@@ -164,9 +172,11 @@ def evaluate(pools: Sequence[Pools], policies: Sequence[FusionPolicy],
 
 
 def run_sweep(pools: dict[str, list[Pools]], log: Log,
-              reorders: dict[str, Reorder] | None = None) -> dict:
+              reorders: dict[str, Reorder] | None = None,
+              servers: dict[str, FusionPolicy] | None = None) -> dict:
     """The grid on every variant's pools, and on dense-plain x keyword-dated when both exist;
-    ``reorders``: what each variant's gateway does after fusion (the defaults where missing).
+    ``reorders``: what each variant's gateway does after fusion, ``servers``: its fusion (the
+    defaults where missing).
     The server's settings are also evaluated with each reordering step off: the ablation."""
     started = time.perf_counter()
     combos = [(v, v) for v in pools]
@@ -174,10 +184,12 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
         # the date indexed for keyword search only
         combos.insert(combos.index(("plain", "plain")) + 1, ("plain", "dated"))
     policies = grid()
-    server = server_policy()
-    out: dict = {"server_policy": asdict(server), "search_limit": SEARCH_LIMIT, "combos": {}}
+    default_server = server_policy()
+    out: dict = {"server_policy": asdict(default_server), "search_limit": SEARCH_LIMIT,
+                 "combos": {}}
     for dense, lexical in combos:
         reorder = (reorders or {}).get(dense, Reorder.of(os.environ))
+        server = (servers or {}).get(dense, default_server)
         crossed = [Pools(a.category, a.evidence, a.semantic, b.keyword, a.query,
                          a.speakers + b.speakers, a.sessions + b.sessions)
                    for a, b in zip(pools[dense], pools[lexical], strict=True)]
@@ -185,7 +197,10 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
         result = evaluate(crossed, policies, reorder)
         result["server_policy"] = recall(answers(crossed, server, reorder=reorder))
         result["reorder"] = asdict(reorder)
+        result["fusion"] = asdict(server)
         result["ablation"] = {
+            "score bonus off": recall(answers(crossed, replace(server, score_weight=0.0),
+                                              reorder=reorder)),
             "speaker boost off": recall(answers(crossed, server, reorder=replace(
                 reorder, speaker_boost=1.0))),
             "session lift off": recall(answers(crossed, server, reorder=replace(
@@ -199,7 +214,7 @@ def run_sweep(pools: dict[str, list[Pools]], log: Log,
 def _describe(row: dict) -> str:
     if row["method"] == "rrf":
         return (f"rrf, w={row['semantic_weight']:g}, k={row['rrf_k']}, "
-                f"pool {row['pool_at_limit_20']}")
+                f"s={row['score_weight']:g}, pool {row['pool_at_limit_20']}")
     return f"blend, w={row['semantic_weight']:g}, pool {row['pool_at_limit_20']}"
 
 

@@ -44,11 +44,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.memory.fusion import FusionPolicy
 from gateway.settings import ROOT
 from gateway.triton import TritonServer, has_version
 from gateway.versions.control import repository_versions
 from loadtest.bench import locomo
-from loadtest.bench.fusion_sweep import Reorder, collect, run_sweep, sweep_markdown
+from loadtest.bench.fusion_sweep import (
+    Reorder,
+    collect,
+    run_sweep,
+    server_policy,
+    sweep_markdown,
+)
 from loadtest.bench.retrieval_metrics import KS, Answer, latency, recall_report
 from loadtest.paths import RESULTS
 from loadtest.stack import free_port, gateway_process
@@ -389,6 +396,7 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
     turns = sum(len(c.turns) for c in plan.conversations)
     questions = sum(len(c.questions) for c in plan.conversations)
     reorders: dict[str, Reorder] = {}
+    servers: dict[str, FusionPolicy] = {}
     with triton_for(repository, work) as (triton, reranker):
         runs = [(variant, profile) for variant in plan.variants for profile in plan.profiles]
         # each run on SQLite and, with --store-url, on PostgreSQL beside it: both gateways up
@@ -423,9 +431,10 @@ def run_embedder(repository: Path, plan: Plan, work: Path) -> dict:
                         pools[target.key] = collect(target.http, plan.conversations, variant,
                                                     user_id, target.labels)
                         reorders[target.key] = Reorder.of({**settings, **os.environ})
+                        servers[target.key] = server_policy(settings)
     if plan.sweep:
         if pools:
-            report["sweep"] = run_sweep(pools, log, reorders)
+            report["sweep"] = run_sweep(pools, log, reorders, servers)
         else:
             report["sweep"] = {"skipped": report["skipped"].get("keyword", "no keyword mode")}
     return report

@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.triton import TritonServer
 
 # Melanie talks about painting most; Caroline painted once. "What did Caroline paint?" is
-# answered by Caroline's message, which plain fusion ranks below one of Melanie's.
+# answered by Caroline's message, which plain rank fusion ranks below one of Melanie's.
 TALK = [("Melanie", "I paint every weekend, painting landscapes is my favourite thing to paint"),
         ("Caroline", "That sounds lovely, I should try it one day"),
         ("Melanie", "You should! My latest painting is a sunset over the lake"),
@@ -41,12 +41,15 @@ def _store(client: TestClient) -> None:
 def test_a_question_naming_one_speaker_lifts_that_speakers_messages(
         triton: TritonServer, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with TestClient(create_app(settings_for(triton, data, search_speaker_boost=1.0))) as off:
+    ranks_only = {"hybrid_score_weight": 0.0}  # the fusion the order below is reasoned on
+    with TestClient(create_app(settings_for(triton, data, search_speaker_boost=1.0,
+                                            **ranks_only))) as off:
         _store(off)
         plain = _ranked(off)
         assert plain.index(("Caroline", ANSWER)) == 2  # fusion alone: a Melanie's above it
         semantic_off = _ranked(off, mode="semantic")
-    with TestClient(create_app(settings_for(triton, data, search_speaker_boost=3.0))) as on:
+    with TestClient(create_app(settings_for(triton, data, search_speaker_boost=3.0,
+                                            **ranks_only))) as on:
         boosted = _ranked(on)
         assert sorted(boosted[:2]) == sorted([("Caroline", ANSWER), plain[0]])
         assert sorted(boosted) == sorted(plain)  # reordered, nothing added or lost

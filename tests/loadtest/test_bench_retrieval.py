@@ -14,7 +14,7 @@ import pytest
 from support.postgres import PostgresServer
 
 from loadtest.bench import locomo
-from loadtest.bench.fusion_sweep import grid
+from loadtest.bench.fusion_sweep import grid, server_policy
 from loadtest.bench.retrieval import (
     DATA_ENV,
     README_BEGIN,
@@ -255,3 +255,17 @@ def test_sqlite_and_postgres_side_by_side(data_file: Path, tmp_path: Path,
         assert pg[mode]["search"]["searches"] == lite[mode]["search"]["searches"] == 14
         assert pg[mode]["overall"] == lite[mode]["overall"], mode
         assert pg[mode]["per_category"] == lite[mode]["per_category"], mode
+
+
+def test_the_sweep_scores_a_profile_with_that_profiles_fusion(monkeypatch) -> None:
+    """A ``--settings`` profile's ``MEMORY_HYBRID_*`` is the fusion its sweep rows evaluate
+    as "server settings"; what the environment sets wins, as it does for that gateway."""
+    monkeypatch.delenv("MEMORY_HYBRID_SCORE_WEIGHT", raising=False)
+    monkeypatch.delenv("MEMORY_HYBRID_RRF_K", raising=False)
+    default = server_policy()
+    profile = server_policy({"MEMORY_HYBRID_SCORE_WEIGHT": "0", "MEMORY_HYBRID_RRF_K": "20",
+                             "MEMORY_SEARCH_SPEAKER_BOOST": "1"})
+    assert (profile.score_weight, profile.rrf_k) == (0.0, 20)
+    assert profile.semantic_weight == default.semantic_weight
+    monkeypatch.setenv("MEMORY_HYBRID_RRF_K", "5")
+    assert server_policy({"MEMORY_HYBRID_RRF_K": "20"}).rrf_k == 5

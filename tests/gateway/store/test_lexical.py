@@ -38,6 +38,14 @@ def test_analysis_stems_folds_and_drops_function_words() -> None:
     assert len(query_terms(" ".join(f"w{i}" for i in range(500)))) == MAX_QUERY_TERMS
 
 
+def test_a_query_drops_question_words_unless_it_has_nothing_else() -> None:
+    assert query_terms("When did Jon go to the fair?") == ["jon", "go", "fair"]
+    assert query_terms("Who met whom, where and why?") == ["met"]
+    assert query_terms("When?") == ["when"]  # nothing else to search
+    assert query_terms("why whom") == ["whi", "whom"]
+    assert terms("When and where we met") == ["when", "where", "met"]  # the index keeps them
+
+
 def _store(tmp_path: Path) -> SQLiteStore:
     return run(opened(tmp_path / "m.db"))
 
