@@ -119,9 +119,10 @@ run: export
 # Debian packages the suite runs for real, installed when their command is missing.
 # The PostgreSQL tests start a throwaway server (tests/support/postgres.py) from Debian's
 # package (pg_ctlcluster comes with it; the binaries live in /usr/lib/postgresql/*/bin).
-# The console's browser tests drive Debian's Chromium through chromedriver.
+# The console's browser tests drive Debian's Chromium through chromedriver. wrk is the
+# throughput benchmarks' native load generator (loadtest/wrk.py).
 SYSTEM_PACKAGES := haproxy:haproxy pg_ctlcluster:postgresql chromium:chromium \
-	chromedriver:chromium-driver
+	chromedriver:chromium-driver wrk:wrk
 
 system-packages:
 	tools/ensure-system-packages $(SYSTEM_PACKAGES)

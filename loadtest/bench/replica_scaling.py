@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from loadtest import wrk
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
@@ -107,15 +108,42 @@ async def _load(targets: list[str], names: list[str], clients: int,
             "searches_per_s": round(len(latencies) / elapsed, 1)} | percentiles(latencies)
 
 
+def load_wrk(targets: list[str], names: list[str], clients: int,
+             seconds: float) -> dict[str, Any]:
+    """Two wrk processes, each posting the searches of the users one replica owns (by
+    ``replica_of``) to ``targets[that replica]`` (one target: both to it), ``clients / 2``
+    connections each. p50/p99: the worse of the two processes'."""
+    queries = unit_vectors(16, seed=12345)
+    groups: list[list[str]] = [[], []]
+    for user in names:
+        groups[replica_of(user, 2)].append(user)
+    jobs = [(targets[replica_of(group[0], len(targets))], "/v1/memories/search",
+             [{"user_id": user, "embedding": query, "limit": 10}
+              for query in queries for user in group])
+            for group in groups if group]
+    results = wrk.run_many(jobs, max(1, clients // len(jobs)), seconds)
+    for result in results:
+        if result.non_2xx or result.errors:
+            log(f"wrk reported failures:\n{result.summary}")
+    return {"generator": "wrk", "searches": sum(r.requests for r in results),
+            "failures": sum(r.non_2xx + r.errors for r in results),
+            "searches_per_s": round(sum(r.requests_per_s for r in results), 1),
+            "p50_ms": max(r.p50_ms for r in results), "p99_ms": max(r.p99_ms for r in results)}
+
+
 def measure(name: str, targets: list[str], names: list[str], args: argparse.Namespace
             ) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    worker = context.Process(target=load, args=(targets, names, args.clients, args.seconds, out))
     load_before = os.getloadavg()[0]
-    worker.start()
-    result = out.get()
-    worker.join()
+    if args.generator == "wrk":
+        result = load_wrk(targets, names, args.clients, args.seconds)
+    else:
+        context = multiprocessing.get_context("spawn")
+        out = context.Queue()
+        worker = context.Process(target=load,
+                                 args=(targets, names, args.clients, args.seconds, out))
+        worker.start()
+        result = out.get() | {"generator": "aiohttp"}
+        worker.join()
     result |= {"load_average_before": round(load_before, 2),
                "load_average_after": round(os.getloadavg()[0], 2)}
     log(f"{name}: {result['searches_per_s']} searches/s, p50 {result['p50_ms']} ms, "
@@ -144,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="an empty PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--proxy", action="store_true",
                         help="also measure the two replicas through haproxy")
+    parser.add_argument("--generator", choices=("wrk", "aiohttp"),
+                        default="wrk" if wrk.binary() else "aiohttp",
+                        help="the load generator: wrk (native, the default where installed) "
+                             "or a Python process (aiohttp)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     names = users(args.users)
@@ -151,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "benchmark": "replica-scaling", "at": datetime.now(UTC).isoformat(),
         "machine": platform.platform(), "cores": cores, "users": args.users,
-        "per_user": args.per_user, "clients": args.clients, "seconds": args.seconds}
+        "per_user": args.per_user, "clients": args.clients, "seconds": args.seconds,
+        "generator": args.generator}
     with tempfile.TemporaryDirectory() as tmp, postgres(args.store_url) as url:
         work = Path(tmp)
         env = {"MEMORY_STORE_URL": url, "MEMORY_ADMISSION_ENABLED": "false"}
