@@ -252,27 +252,32 @@ class SQLiteStore:
         date_weight: float = 1.0, archived: bool = False,
         context_weight: float = types.CONTEXT_WEIGHT,
     ) -> list[tuple[str, float]]:
-        search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
-                         context_weight=context_weight, key=self._lexical_key)
-        return await self.read(lambda: self._pausing(search, user_id, query, k, filters),
-                               pool=self._keyword_readers)
+        search = self._ranker(date_weight, archived, context_weight)
+        return await self._on_keyword_thread(search, user_id, query, k, filters)
 
     async def keyword_memories(
         self, user_id: str, query: str, k: int, filters: SearchFilters, *,
         date_weight: float = 1.0, archived: bool = False,
         context_weight: float = types.CONTEXT_WEIGHT,
     ) -> list[tuple[Memory, float]]:
-        search = partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
-                         context_weight=context_weight, key=self._lexical_key)
+        search = self._ranker(date_weight, archived, context_weight)
 
         def hits_with_rows(conn: sqlite3.Connection, *args: Any) -> list[tuple[Memory, float]]:
             hits = search(conn, *args)
             found = memories.get_many(conn, [i for i, _ in hits])
             return [(found[i], score) for i, score in hits if i in found]
 
-        return await self.read(
-            lambda: self._pausing(hits_with_rows, user_id, query, k, filters),
-            pool=self._keyword_readers)
+        return await self._on_keyword_thread(hits_with_rows, user_id, query, k, filters)
+
+    def _ranker(self, date_weight: float, archived: bool,
+                context_weight: float) -> Callable[..., list[tuple[str, float]]]:
+        return partial(keyword.keyword_search, date_weight=date_weight, archived=archived,
+                       context_weight=context_weight, key=self._lexical_key)
+
+    async def _on_keyword_thread(self, search: Callable[..., T], *args: Any) -> T:
+        """``search(conn, *args)`` on a keyword thread's connection, pausing for single
+        writes."""
+        return await self.read(lambda: self._pausing(search, *args), pool=self._keyword_readers)
 
     def _pausing(self, search: Callable[..., T], *args: Any) -> T:
         """On a keyword thread: ``search(conn, *args)``, pausing for single writes."""
