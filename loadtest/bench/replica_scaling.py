@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loadtest import wrk
+from loadtest import cpu_share, wrk
 from loadtest.bench.report_file import write_report
 from loadtest.bench.timing import percentiles
 from loadtest.paths import RESULTS
@@ -134,6 +134,7 @@ def load_wrk(targets: list[str], names: list[str], clients: int,
 def measure(name: str, targets: list[str], names: list[str], args: argparse.Namespace
             ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
+    cpu_before, started = cpu_share.Snapshot.take(), time.perf_counter()
     if args.generator == "wrk":
         result = load_wrk(targets, names, args.clients, args.seconds)
     else:
@@ -144,10 +145,13 @@ def measure(name: str, targets: list[str], names: list[str], args: argparse.Name
         worker.start()
         result = out.get() | {"generator": "aiohttp"}
         worker.join()
+    result["cpu_seconds"] = cpu_share.used(cpu_before, cpu_share.Snapshot.take(),
+                                           time.perf_counter() - started)
     result |= {"load_average_before": round(load_before, 2),
                "load_average_after": round(os.getloadavg()[0], 2)}
     log(f"{name}: {result['searches_per_s']} searches/s, p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms, {result['failures']} failed")
+        f"p99 {result['p99_ms']} ms, {result['failures']} failed; CPU seconds "
+        f"{result['cpu_seconds']}")
     return result
 
 
