@@ -81,11 +81,11 @@ class SearchPipeline:
         self, store: Store, vectors: VectorSource, models: ActiveModels,
         *, reranker: RerankerClient | None, rerank_policy: RerankPolicy,
         search_policy: SearchPolicy, ensure_loaded: Callable[[Space, str], Awaitable[None]],
-        write_first: WriteFirst | None = None,
+        write_first: WriteFirst,
     ) -> None:
         self.store, self.vectors, self.models = store, vectors, models
         # single writes go before this pipeline's heavy steps (gateway.write_first)
-        self.write_first = write_first or WriteFirst(search_policy.write_first_wait_s)
+        self.write_first = write_first
         self.reranker, self.rerank_policy, self.policy = reranker, rerank_policy, search_policy
         self.ensure_loaded = ensure_loaded  # brings an evicted index partition back
 

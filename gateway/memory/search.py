@@ -42,7 +42,6 @@ class SearchPolicy:
     lexical: bool = True  # False: no lexical index is kept (MEMORY_LEXICAL_INDEX=false)
     speaker_boost: float = 1.0  # hybrid: the named speaker's memories' factor; 1 = off
     session_weight: float = 0.0  # hybrid: pull toward a session's best other hit; 0 = off
-    write_first_wait_s: float = 0.0  # a search step's longest wait for single writes; 0 = off
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchPolicy:
@@ -63,7 +62,6 @@ class SearchPolicy:
             lexical=settings.lexical_index,
             speaker_boost=settings.search_speaker_boost,
             session_weight=settings.search_session_weight,
-            write_first_wait_s=settings.search_write_first_wait_ms / 1000,
         )
 
 

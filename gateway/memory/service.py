@@ -120,8 +120,9 @@ class MemoryService:
         self.vectors = VectorSource(embedder, self.models, query_cache=query_cache,
                                     local_encoder=local_encoder)
         self.query_cache, self.local_encoder = self.vectors.query_cache, local_encoder
-        # single writes go before searches' steps; the store's keyword queries share it
-        self.write_first = write_first or WriteFirst(self.search_policy.write_first_wait_s)
+        # single writes go before searches' steps (start-up shares the gate with the store's
+        # keyword queries); without one, off
+        self.write_first = write_first or WriteFirst(0.0)
         self.searches = SearchPipeline(
             store, self.vectors, self.models, reranker=reranker,
             rerank_policy=self.rerank_policy, search_policy=self.search_policy,

@@ -15,7 +15,7 @@ from gateway.index.factory import build_index
 from gateway.inference.client import EmbedderClient, ModelInfo
 from gateway.memory.changes import NewMemory
 from gateway.memory.dedup import DedupPolicy
-from gateway.memory.search import SearchPolicy, SearchQuery
+from gateway.memory.search import SearchQuery
 from gateway.memory.service import MemoryService
 from gateway.memory.writeplan import Draft
 from gateway.metrics import Metrics
@@ -66,7 +66,7 @@ def test_a_service_search_parks_while_writes_pass_it(tmp_path: Path) -> None:
         embedder = EmbedderClient("127.0.0.1:9", "embedder", timeout_s=1, retry_after_s=1,
                                   metrics=Metrics())  # never called: client vectors only
         service = MemoryService(store, build_index(Settings(data_dir=tmp_path)), embedder,
-                                search_policy=SearchPolicy(write_first_wait_s=60))
+                                write_first=WriteFirst(max_wait_s=60))
         service.models.pin(ModelInfo("embedder", "1", DIM), None)  # as if Triton connected
         try:
             await service.build_index()
