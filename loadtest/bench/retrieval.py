@@ -229,12 +229,6 @@ def dia_ids(hits: Sequence[dict], labels: dict[str, str]) -> tuple[str, ...]:
     return tuple(labels[hit["id"]] for hit in hits)
 
 
-def run_modes(http: httpx.Client, conversations: Sequence[locomo.Conversation], variant: str,
-              rows: Sequence[Mode], labels: dict[str, str]) -> dict[str, dict]:
-    """Every question in every row, rows taking turns so they share the machine's load."""
-    return run_side_by_side([Target("", http, labels)], conversations, variant, rows)[""]
-
-
 @dataclass
 class Target:
     """One gateway under test: its report key, its client, memory id -> dia_id."""
