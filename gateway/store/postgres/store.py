@@ -56,6 +56,11 @@ from gateway.store.postgres.rows import Conn
 T = TypeVar("T")
 POOL_MIN, POOL_MAX = 1, 10
 CONNECT_WAIT_S = 5.0  # how long an operation waits for a pooled connection before a 503
+# The pool retries a lost connection with doubling pauses (1, 2, 4, 8 s...) until this
+# long has passed, then gives the slot up; the next request asks for a fresh one at once.
+# Kept under CONNECT_WAIT_S so that once PostgreSQL is back, a request never waits out a
+# long pause scheduled during the outage (which gave it a 503 after a long outage).
+RECONNECT_GIVE_UP_S = 4.0
 
 
 def redacted(url: str) -> str:
@@ -142,7 +147,8 @@ class PostgresStore:
             self.url, min_size=self._pool_min, max_size=self._pool_max, open=False,
             kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True,
                     "options": feed.connect_options(self._origin)},
-            timeout=self._connect_wait_s, name="memory-store")
+            timeout=self._connect_wait_s, reconnect_timeout=RECONNECT_GIVE_UP_S,
+            name="memory-store")
         await pool.open(wait=True, timeout=30)
         try:
             async with pool.connection() as conn:
