@@ -5,6 +5,7 @@ checks, BM25 scores equal to SQLite's FTS5, the lexical switch, and the server g
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -208,4 +209,25 @@ def test_an_unreachable_server_is_unavailable_then_recovers(
     keys.insert(row)  # the key table reconnected too
     assert keys.find("k1") == row
     keys.close()
+    run(store.close())
+
+
+def test_after_a_long_outage_the_first_request_does_not_wait_out_the_pools_backoff(
+        postgres_server: PostgresServer, postgres_url: str) -> None:
+    """The pool retries a lost connection with doubling pauses; after 8 s down the next
+    retry would be due 7 s later, past the request's 5 s wait (CI saw that 503). Given up
+    after ``RECONNECT_GIVE_UP_S``, a fresh attempt starts for the request at once."""
+    store = PostgresStore(postgres_url)  # the shipped 5 s wait for a connection
+    run(store.open())
+    item = memory(text="still here after the outage")
+    run(store.insert_many([item]))
+    postgres_server.stop()
+    try:
+        down_since = time.monotonic()
+        while time.monotonic() - down_since < 8.0:  # requests keep failing meanwhile
+            with pytest.raises(StorageUnavailable):
+                run(store.get(item.memory.id))
+    finally:
+        postgres_server.start()
+    assert run(store.get(item.memory.id)) == item.memory
     run(store.close())
