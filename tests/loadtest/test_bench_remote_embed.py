@@ -1,11 +1,13 @@
 """``make bench-remote-embed`` end to end on a few texts: a real Triton, infinity-emb and four
 gateways (the fourth run from a ``--before`` checkout, here this one); every side's figures and
-the ratios land in the JSON."""
+the ratios land in the JSON, with each search's query embedding as its gateway timed it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from support.infinity import infinity_or_skip
 
@@ -34,6 +36,14 @@ def test_end_to_end_on_a_real_stack(tmp_path: Path) -> None:
     for side in ("remote", BEFORE):  # the server's own p50 taken off
         assert report[side]["gateway_share_p50_ms"] == round(
             report[side]["search"]["p50_ms"] - report["server_direct"]["p50_ms"], 3)
+    for side in (*SIDES, BEFORE):  # each search's query embedding, timed by its gateway
+        figures = report[side]
+        assert figures["query_embeddings"] == 6, (side, figures)
+        assert 0 < figures["embed_mean_ms"] < figures["search_mean_ms"]
+        assert figures["rest_mean_ms"] == pytest.approx(
+            figures["search_mean_ms"] - figures["embed_mean_ms"], abs=0.002)
+    assert report["remote"]["rest_delta_mean_ms"] == pytest.approx(
+        report["remote"]["rest_mean_ms"] - report["triton"]["rest_mean_ms"], abs=0.002)
     assert report["args"]["infinity_engine"] == "optimum"
     assert report["server_direct"]["n"] == 6
     assert isinstance(report["targets"]["ingest_met"], bool)
