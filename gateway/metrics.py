@@ -104,6 +104,12 @@ class Metrics:
             "memory_remote_embed_retries_total", "Retried attempts at a remote embedding server",
             ["version"], registry=self.registry,
         )
+        # Image search's copy of users' CLIP vectors (gateway/memory/image_cache.py).
+        self.image_cache = Counter(
+            "memory_image_cache_total", "Image-vector reads of searches: hit (the copy was "
+            "current), filled (read from the store and kept), bypassed (filters the copy "
+            "cannot apply, or the cache off)", ["outcome"], registry=self.registry,
+        )
         # Admission control (gateway/admission/): one series per route class.
         self.admission_in_flight = Gauge(
             "memory_admission_in_flight", "Requests admitted and running, by route class",

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     image_max_pixels: int = Field(16_000_000, ge=1024, le=100_000_000)
     image_rrf_k: int = Field(60, ge=0, le=1000)
+    # RAM for copies of users' CLIP vectors that image search reuses while the user's
+    # memories are unchanged (gateway/memory/image_cache.py); 0 reads the store every search.
+    image_cache_mb: int = Field(256, ge=0, le=1_048_576)
     clip_reembed_batch: int = Field(32, ge=1, le=1024)  # pictures per request re-embedding
     # Search (gateway/memory/search.py). hybrid: dense and BM25 keyword candidate pools of
     # max(limit * pool_factor, pool_min) each, fused by weighted reciprocal rank ("rrf") or a

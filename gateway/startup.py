@@ -37,6 +37,7 @@ from gateway.jobs.triggers import SizeTrigger
 from gateway.memory.dedup import DedupPolicy
 from gateway.memory.events import Ingest, build_ingest
 from gateway.memory.feed import FeedFollower
+from gateway.memory.image_cache import ImageVectorCache
 from gateway.memory.image_memories import ImageMemories
 from gateway.memory.images import ImageLimits
 from gateway.memory.rerank import RerankPolicy
@@ -197,7 +198,8 @@ def build_images(settings: Settings, service: MemoryService, embedder: EmbedderC
                       timeout_s=settings.inference_timeout_s,
                       retry_after_s=settings.retry_after_s, metrics=metrics)
     limits = ImageLimits(settings.image_max_bytes, settings.image_max_pixels)
-    return ImageMemories(service, clip, limits, rrf_k=settings.image_rrf_k)
+    cache = ImageVectorCache(service.store, settings.image_cache_mb * 2**20, metrics)
+    return ImageMemories(service, clip, limits, rrf_k=settings.image_rrf_k, vectors=cache)
 
 
 def build_service(stack: AsyncExitStack, settings: Settings, store: Store,

@@ -29,6 +29,7 @@ from gateway.inference.clip import ClipClient, space_label
 from gateway.memory import images as pictures
 from gateway.memory.changes import NewMemory
 from gateway.memory.clock import utc_now
+from gateway.memory.image_cache import ImageVectorCache
 from gateway.memory.search import SearchOutcome, SearchQuery
 from gateway.memory.service import MemoryService
 
@@ -47,8 +48,10 @@ class ImageDraft:
 
 class ImageMemories:
     def __init__(self, service: MemoryService, clip: ClipClient, limits: pictures.ImageLimits,
-                 *, rrf_k: int = 60) -> None:
+                 *, rrf_k: int = 60, vectors: ImageVectorCache | None = None) -> None:
         self.service, self.clip, self.limits, self.rrf_k = service, clip, limits, rrf_k
+        # the users' image vectors: from the cache, or (None) from the store every search
+        self.vectors = vectors or ImageVectorCache(service.store, 0)
 
     # -- writes ---------------------------------------------------------------------------------
     async def add(self, drafts: Sequence[ImageDraft]) -> list[tuple[Memory, StoredImage]]:
@@ -102,7 +105,7 @@ class ImageMemories:
 
     async def _image_vectors(self, ask: SearchQuery, label: str) -> tuple[list[str], np.ndarray]:
         filters = ask.filters if ask.include_expired else replace(ask.filters, live_at=utc_now())
-        return await self.service.store.image_vectors(ask.user_id, label, filters)
+        return await self.vectors.vectors(ask.user_id, label, filters)
 
     async def _image_hits(self, ask: SearchQuery, label: str,
                           vector: np.ndarray) -> list[ScoredMemory]:

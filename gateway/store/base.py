@@ -426,6 +426,12 @@ class ChangeFeed(Protocol):
         """The newest seq (0: none yet)."""
         ...
 
+    async def user_change_stamp(self, user_id: str) -> int:
+        """A number that moves on every change of the user's memories and never goes back:
+        the user's newest seq, or the log's trimmed watermark when higher. Equal stamps mean
+        nothing of the user changed in between (a cached copy is still good)."""
+        ...
+
     async def changes_since(self, after: int, limit: int) -> FeedPage:
         """Up to ``limit`` changes with seq > ``after``, oldest first."""
         ...

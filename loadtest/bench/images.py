@@ -7,7 +7,10 @@ reciprocal rank), ``modality: "image"`` and ``modality: "text"``. Reported: for 
 for notes, recall@5 (a right-colour memory of that kind in the top 5) and precision@5 (the
 share of the top 5 that are right-colour memories of that kind), each way. Then the cost:
 single-client text search p50/p99 for a user with these images against the same searches for
-a user with the same texts and no images, alternating, in the same run.
+a user with the same texts and no images, alternating, in the same run. Last, the same text
+searches for a user with ``--many`` pictures through two gateways on the same data, one with
+the image-vector cache (``MEMORY_IMAGE_CACHE_MB``, the default) and one without (0: every
+search reads the user's CLIP vectors from the store), alternating.
 
 The CLIP model is ``--clip DIR`` (any CLIP folder or hub id), or with ``--tiny`` the tests'
 tiny CLIP, trained on colours here first (``tests/support/tiny_clip.py``). It is exported on
@@ -120,6 +123,48 @@ def _latency(client: TestClient, tiny: ModuleType, rounds: int) -> dict[str, Any
     return out
 
 
+def _plant_many(client: TestClient, tiny: ModuleType, user: str, count: int,
+                batch: int = 64) -> None:
+    """``count`` captionless pictures for ``user``, in batches."""
+    for start in range(0, count, batch):
+        items = [{"user_id": user, "image": _b64(tiny.picture(
+            list(tiny.COLOURS)[n % len(tiny.COLOURS)], seed=1000 + n))}
+            for n in range(start, min(count, start + batch))]
+        _post(client, "/v1/memories/batch", {"items": items})
+
+
+def _cache_latency(cached: TestClient, uncached: TestClient, tiny: ModuleType, user: str,
+                   rounds: int) -> dict[str, Any]:
+    """Text searches of ``user`` through a gateway with the image-vector cache and one
+    without, alternating (the first search of each warms its side)."""
+    timings: dict[str, list[float]] = {"cache": [], "no_cache": []}
+    queries = [tiny.caption(c, t) for c in tiny.COLOURS for t in range(4)]
+    for client in (cached, uncached):
+        _post(client, "/v1/memories/search", {"user_id": user, "query": "warm", "limit": 10})
+    for r in range(rounds):
+        query = queries[r % len(queries)]
+        order = ((cached, "cache"), (uncached, "no_cache"))
+        for client, key in order if r % 2 == 0 else order[::-1]:
+            started = time.perf_counter()
+            _post(client, "/v1/memories/search", {"user_id": user, "query": query, "limit": 10})
+            timings[key].append(time.perf_counter() - started)
+    out: dict[str, Any] = {k: percentiles(v) for k, v in timings.items()}
+    out["p50_ratio"] = round(out["cache"]["p50_ms"] / out["no_cache"]["p50_ms"], 3)
+    for client, key in ((cached, "cache"), (uncached, "no_cache")):
+        out[key]["reads"] = _cache_outcomes(client.get("/metrics").text)
+    return out
+
+
+def _cache_outcomes(metrics: str) -> dict[str, float]:
+    """The gateway's ``memory_image_cache_total`` by outcome (hit, filled, bypassed)."""
+    found: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("memory_image_cache_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            found[outcome] = float(line.split()[-1])
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench.images",
                                      description=__doc__.split("\n")[0])
@@ -127,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--clip", help="CLIP folder or hub id to export and serve")
     source.add_argument("--tiny", action="store_true", help="build the tests' tiny CLIP")
     parser.add_argument("--rounds", type=int, default=200, help="searches per side")
+    parser.add_argument("--many", type=int, default=2000,
+                        help="pictures of the user searched with and without the cache")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "results")
     args = parser.parse_args(argv)
     tiny = _tiny_clip()
@@ -152,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                                 triton_managed=False, triton_grpc_port=triton.grpc_port,
                                 triton_http_port=triton.http_port,
                                 triton_metrics_port=triton.metrics_port)
-            with TestClient(create_app(settings)) as client:
+            uncached = settings.model_copy(update={"image_cache_mb": 0})
+            with TestClient(create_app(settings)) as client, \
+                    TestClient(create_app(uncached)) as without_cache:
                 log("planting the labelled set")
                 labels = _plant(client, tiny, "labelled", images=True)
                 _plant(client, tiny, "texts_only", images=False)
@@ -160,10 +209,18 @@ def main(argv: list[str] | None = None) -> int:
                 quality = _quality(client, tiny, labels)
                 log(f"measuring latency ({args.rounds} searches per side)")
                 latency = _latency(client, tiny, args.rounds)
+                log(f"planting {args.many} pictures, then searching with and without the "
+                    "image-vector cache")
+                _plant_many(client, tiny, "many_pictures", args.many)
+                _post(client, "/v1/memories", {"user_id": "many_pictures",
+                                               "text": "a note among the pictures"})
+                cache = _cache_latency(client, without_cache, tiny, "many_pictures",
+                                       args.rounds)
     report = {"benchmark": "images", "clip": "tiny (tests/support/tiny_clip.py)" if args.tiny
               else args.clip, "colours": len(tiny.COLOURS), "per_colour": PER_COLOUR,
               "distractor_texts": 40, "queries": 4 * len(tiny.COLOURS), "k": K,
-              "quality": quality, "latency": latency}
+              "quality": quality, "latency": latency,
+              "image_cache": {"pictures": args.many, **cache}}
     write_report(args.out, "images", report, log)
     return 0
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support.infinity import infinity_or_skip
 
 from gateway.settings import ROOT

@@ -148,6 +148,19 @@ async def last_change(conn: Conn) -> int:
     return int(row["last"]) if row else 0
 
 
+# The log's changes of one user, newest first: a cached copy of that user's data checks it.
+BY_USER_SCHEMA = 'CREATE INDEX change_log_by_user ON change_log (user_id, seq);'
+
+
+async def user_change_stamp(conn: Conn, user_id: str) -> int:
+    """As SQLite's (``gateway.store.sqlite.feed.user_change_stamp``): the user's newest seq,
+    or the trimmed watermark when higher; it never goes back."""
+    row = await fetch_one(
+        conn, "SELECT greatest(coalesce((SELECT max(seq) FROM change_log WHERE user_id = %s), "
+        "0), coalesce((SELECT min(seq) FROM change_log), 1) - 1) AS stamp", (user_id,))
+    return int(row["stamp"]) if row else 0
+
+
 async def changes_since(conn: Conn, after: int, limit: int) -> FeedPage:
     rows = await fetch_all(
         conn, "SELECT seq, kind, memory_id, user_id, origin, at FROM change_log "

@@ -206,6 +206,8 @@ MIGRATIONS: list[str] = [
     # 6: the lexical postings (``postings``): one row per (memory, term) kept by a trigger on
     # the documents, backfilled from them; the documents' GIN index goes.
     postings.SCHEMA,
+    # 7: the change log by user, for ``user_change_stamp`` (``feed``; SQLite's migration 16).
+    feed.BY_USER_SCHEMA,
 ]
 
 

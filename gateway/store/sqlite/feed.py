@@ -101,6 +101,20 @@ def last_change(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+# The log's changes of one user, newest first: a cached copy of that user's data checks it.
+BY_USER_SCHEMA = "CREATE INDEX change_log_by_user ON change_log (user_id, seq);"
+
+
+def user_change_stamp(conn: sqlite3.Connection, user_id: str) -> int:
+    """The user's newest seq in the log, or the trimmed watermark (the oldest kept seq less
+    one) when that is higher: moves on every change of the user and never goes back, even
+    when trimming drops the user's rows (``gateway.memory.image_cache``)."""
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT max(seq) FROM change_log WHERE user_id = ?), 0), "
+        "coalesce((SELECT min(seq) FROM change_log), 1) - 1)", (user_id,)).fetchone()
+    return int(row[0])
+
+
 def changes_since(conn: sqlite3.Connection, after: int, limit: int) -> FeedPage:
     rows = conn.execute(
         "SELECT seq, kind, memory_id, user_id, origin, at FROM change_log WHERE seq > ? "

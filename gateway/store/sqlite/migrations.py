@@ -187,6 +187,8 @@ MIGRATIONS: list[str] = [
         embedding BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 16: the change log by user, for ``user_change_stamp`` (``feed``).
+    feed.BY_USER_SCHEMA,
 ]
 
 

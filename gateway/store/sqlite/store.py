@@ -430,6 +430,9 @@ class SQLiteStore:
     async def last_change(self) -> int:
         return await self._read(feed.last_change)
 
+    async def user_change_stamp(self, user_id: str) -> int:
+        return await self._read(feed.user_change_stamp, user_id)
+
     async def changes_since(self, after: int, limit: int) -> types.FeedPage:
         return await self._read(feed.changes_since, after, limit)
 

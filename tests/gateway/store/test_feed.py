@@ -191,6 +191,35 @@ def test_trimming_keeps_the_newest_and_flags_a_gap(store: Store) -> None:
     assert run(store.trim_changes(0.0)) == 0
 
 
+def test_a_users_change_stamp_moves_with_its_changes_only_and_never_goes_back(
+        make: Callable[[], Store]) -> None:
+    """What ``gateway.memory.image_cache`` relies on: equal stamps mean the user's memories
+    did not change, whichever store instance wrote, and trimming never brings a stamp back."""
+    store, other = make(), make()
+    empty = run(store.user_change_stamp("alice"))
+    (a,) = put(store, memory(text="one"))
+    first = run(store.user_change_stamp("alice"))
+    assert first > empty
+    put(store, memory(user="bob", text="bob's"))
+    assert run(store.user_change_stamp("alice")) == first  # another user's change
+    assert run(other.user_change_stamp("alice")) == first  # the same on every replica
+    assert run(other.update(StoredMemory(replace(a, text="one!", updated_at=T1),
+                                         vector(0, 1, 0, 0)), a))
+    edited = run(store.user_change_stamp("alice"))  # another replica's write counts
+    assert edited > first
+    stamps = [edited]
+    for _ in range(2):  # trimming drops alice's rows, then a new change of hers
+        put(store, memory(user="bob", text=f"bob {len(stamps)}"))
+        assert run(store.trim_changes(time.time() + 60)) > 0
+        assert run(store.changes_since(0, 10)).changes[0].user_id == "bob"
+        stamps.append(run(store.user_change_stamp("alice")))
+        assert stamps[-1] >= stamps[-2]  # never back, though her rows are gone
+        put(store, memory(text=f"alice {len(stamps)}"))
+        stamps.append(run(store.user_change_stamp("alice")))
+        assert stamps[-1] > stamps[-2]
+    assert run(store.user_change_stamp("nobody")) == run(store.user_change_stamp("carol"))
+
+
 def test_a_vector_changed_without_its_target_vector_is_re_embedded_before_the_switch(
         make: Callable[[], Store]) -> None:
     """A replica that has not followed the start of a migration yet updates a memory the job
