@@ -60,20 +60,27 @@ class ImageVectorCache:
         vectors of space ``label``, ids in id order."""
         if self.budget <= 0 or not filters.empty:
             return await self._bypass(user_id, label, filters)
-        stamp, expired = await asyncio.gather(self.store.user_change_stamp(user_id),
-                                              self._expired(user_id, filters.live_at))
-        if expired is None:  # too many to leave out one by one: the store filters
-            return await self._bypass(user_id, label, filters)
-        copy = self._get(user_id, label, stamp)
+        expired: set[str] | None = set()
+        known = self._copies.get((user_id, label))
+        if known is not None and known.ids:  # pictures to filter, likely still: both at once
+            stamp, expired = await asyncio.gather(self.store.user_change_stamp(user_id),
+                                                  self._expired(user_id, filters.live_at))
+            if expired is None:  # too many to leave out one by one: the store filters
+                return await self._bypass(user_id, label, filters)
+        else:  # most users have no pictures: one read, as before the cache
+            stamp, known = await self.store.user_change_stamp(user_id), None
+        copy, outcome = self._get(user_id, label, stamp), "hit"
         if copy is None:
             ids, matrix = await self.store.image_vectors(user_id, label,
                                                          replace(filters, live_at=None))
-            copy = _Copy(stamp, ids, matrix, matrix.nbytes + 64 * len(ids))
+            copy, outcome = _Copy(stamp, ids, matrix, matrix.nbytes + 64 * len(ids)), "filled"
             self._put(user_id, label, copy)
-            self._count("filled")
-        else:
-            self._count("hit")
-        if not expired or not copy.ids:
+        if copy.ids and known is None:  # pictures, and their expiry not read above
+            expired = await self._expired(user_id, filters.live_at)
+        if expired is None:  # too many to leave out one by one: the store filters
+            return await self._bypass(user_id, label, filters)
+        self._count(outcome)
+        if not expired:
             return copy.ids, copy.matrix
         keep = [n for n, key in enumerate(copy.ids) if key not in expired]
         if not keep:

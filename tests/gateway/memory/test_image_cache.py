@@ -15,6 +15,7 @@ from support import memory, run
 
 from gateway.domain.model import SearchFilters, StoredImage, StoredMemory
 from gateway.memory.image_cache import ImageVectorCache
+from gateway.memory.search import MAX_SKIPPED_EXPIRED
 from gateway.metrics import Metrics
 from gateway.store.base import Store
 from gateway.store.postgres.store import PostgresStore
@@ -110,6 +111,14 @@ def test_expiry_is_applied_per_search_and_filters_go_to_the_store(
     scout = SearchFilters(agent_id="scout", live_at=NOW)
     assert run(cache.vectors("alice", "clip:1", scout))[0] == [tagged.memory.id]
     assert outcomes(metrics)["bypassed"] == 1.0
+
+    # more expired memories than a search leaves out one by one: the store filters
+    gone = "2024-02-01T00:00:00.000000Z"
+    run(store.insert_many([memory(text=f"old {n}", expires_at=gone)
+                           for n in range(MAX_SKIPPED_EXPIRED)]))
+    assert same(run(cache.vectors("alice", "clip:1", LIVE)),
+                run(store.image_vectors("alice", "clip:1", LIVE)))
+    assert outcomes(metrics) == {"hit": 2.0, "filled": 1.0, "bypassed": 2.0}
 
 
 def test_the_budget_and_a_clip_switch_drop_copies(make: Callable[[], Store]) -> None:
