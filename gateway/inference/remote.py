@@ -39,6 +39,8 @@ log = logging.getLogger("gateway.remote")
 # Answers larger than this are decoded on a worker thread, not on the event loop.
 _THREAD_DECODE_BYTES = 64 * 1024
 _RETRYABLE = {429, 500, 502, 503, 504}
+_ERROR_BYTES = 64 * 1024  # of a refusal's body, read for its first words in the log
+
 # What a server answers when it does not know ``encoding_format`` (or not its base64 value).
 _REFUSED_FORMAT = {400, 422}
 # Idle connections are closed by us before uvicorn's default 5 s keep-alive (Infinity, vLLM)
@@ -66,6 +68,29 @@ def _retry_after(response: aiohttp.ClientResponse) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _answer_cap(rows: int, dim: int) -> int:
+    """The most bytes an honest answer of ``rows`` vectors takes: each value as JSON text
+    (at most about 25 characters; base64 takes under 6), an envelope per row, and slack."""
+    return rows * (dim * 32 + 256) + 64 * 1024
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, up to ``cap`` bytes: a refusal's is cut there; a 200 past it is a broken
+    server (an unbounded answer would be read whole into memory)."""
+    if response.status != 200:
+        return await response.content.read(cap)
+    if response.content_length is not None and response.content_length > cap:
+        raise _Failed(f"answer of {response.content_length} bytes, more than its vectors "
+                      f"take ({cap})")
+    parts, size = [], 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            raise _Failed(f"answer past {cap} bytes, more than its vectors take")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _row(embedding: object) -> np.ndarray:
@@ -211,8 +236,9 @@ class RemoteEmbedder:
             async with self._client().post(self._endpoint, data=payload,
                                            timeout=aiohttp.ClientTimeout(total=left)
                                            ) as response:
-                status, content = response.status, await response.read()
-                retry_after = _retry_after(response)
+                status, retry_after = response.status, _retry_after(response)
+                content = await _read_capped(response, _answer_cap(rows, self.spec.dim)
+                                             if status == 200 else _ERROR_BYTES)
         except TimeoutError as exc:  # aiohttp's own timeouts subclass it too
             raise _Failed(f"timed out ({type(exc).__name__})", timeout=True) from exc
         except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer

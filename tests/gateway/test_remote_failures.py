@@ -39,7 +39,12 @@ class Scripted(ThreadingHTTPServer):
         self.posts = 0
         self.bodies: list[dict[str, object]] = []
         self.encoding = "ignore"
+        self.padding = 0  # bytes of filler added to each 200 answer
+        self.length_header = True  # False: no Content-Length, the body ends at the close
         self.lock = threading.Lock()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up on an answer it refuses (too large) is no failure here."""
 
 
 def vector(text: str, dim: int) -> list[float]:
@@ -68,10 +73,16 @@ class _Handler(BaseHTTPRequestHandler):
             as_base64 = asked == "base64" and self.server.encoding == "honour"
             rows = [{"index": i, "embedding": _encoded(vector(t, dim), dim, as_base64)}
                     for i, t in enumerate(body["input"])]
-            payload = json.dumps({"data": rows[::-1]}).encode()  # out of order on purpose
+            answer: dict[str, object] = {"data": rows[::-1]}  # out of order on purpose
+            if self.server.padding:
+                answer["filler"] = "x" * self.server.padding
+            payload = json.dumps(answer).encode()
             self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
+        if self.server.length_header:
+            self.send_header("Content-Length", str(len(payload)))
+        else:
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(payload)
 
@@ -282,3 +293,26 @@ def test_a_garbled_base64_answer_is_retried(tmp_path: Path, scripted: Scripted) 
     first, _, _ = _embed_twice(tmp_path, scripted)
     assert np.allclose(first, _normalised(["a", "bbb"]))
     assert scripted.posts == 3  # the garbled answer, its retry, the second call
+
+
+@pytest.mark.parametrize("length_header", [True, False], ids=["declared", "streamed"])
+def test_an_answer_larger_than_its_vectors_is_not_read_whole(
+        tmp_path: Path, scripted: Scripted, length_header: bool) -> None:
+    """Two 8-d vectors take a few hundred bytes; 4 MB is a broken server, refused at its
+    Content-Length or once the body passes the cap, and retried like one."""
+    scripted.padding, scripted.length_header = 4 * 1024 * 1024, length_header
+
+    async def scenario() -> None:
+        client = _client(tmp_path, scripted, Metrics(), retries=1)
+        try:
+            with pytest.raises(InferenceUnavailable) as failed:
+                await client.embed(["a", "bbb"], version="2")
+            assert "more than its vectors take" in str(failed.value.detail)
+            scripted.padding = 1000  # a little filler is fine
+            vectors = await client.embed(["a", "bbb"], version="2")
+            assert np.allclose(vectors, _normalised(["a", "bbb"]))
+        finally:
+            await client.close()
+
+    run(scenario())
+    assert scripted.posts == 3  # the oversized answer, its retry, the good one
