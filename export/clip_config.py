@@ -4,8 +4,12 @@ The gateway relies on the contract: model ``clip_image`` takes ``IMAGE`` (TYPE_S
 encoded bytes of one PNG/JPEG/WebP per batch row), model ``clip_text`` takes ``TEXT`` (one UTF-8
 string per row); both answer ``EMBEDDING`` (TYPE_FP32, ``[dimension]``, unit L2 norm) in one
 shared space, so a text's vector and an image's compare by cosine. One export writes both
-towers under the same version number: a pair of equal versions is one space. Batching, queue
-policy and version policy are the embedder's, built from the same blocks in ``triton_config``.
+towers under the same version number: a pair of equal versions is one space. The image tower
+embeds pictures in bulk (adds, CLIP migrations) with the embedder's batching, queue policy and
+version policy, built from the same blocks in ``triton_config``. The text tower embeds only
+search queries, one at a time, so it runs without the dynamic batcher, as the embedder's query
+twin does (``gateway.versions.query_model``): on this Triton a batcher now and then holds a
+lone request ~500 ms, and it adds its queue delay to every query.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def python_backend_config(model: str) -> str:
         f"max_batch_size: {MAX_BATCH_SIZE}",
         shared.string_inputs([input_name]),
         _OUTPUT,
-        shared.DYNAMIC_BATCHING,
+        *([shared.DYNAMIC_BATCHING] if model == IMAGE_MODEL else []),
         "instance_group [ { kind: KIND_CPU, count: 1 } ]",
         shared.LATEST_ONLY,
         shared.parameters({"tower": tower, "intra_op_threads": str(shared.INTRA_OP_THREADS),

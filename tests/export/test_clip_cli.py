@@ -96,3 +96,18 @@ def test_a_folder_that_is_not_clip_is_refused(clip_dir: Path, tmp_path: Path,
     assert not (repo / clip_config.IMAGE_MODEL).exists() or not any(
         p.name.isdigit() for p in (repo / clip_config.IMAGE_MODEL).iterdir())
     assert main(["clip", "--model", str(tmp_path / "nowhere"), "--repository", str(repo)]) == 3
+
+
+def test_only_the_image_tower_batches(clip_repo: Path) -> None:
+    """Pictures are embedded in bulk; the text tower embeds one search query at a time, so
+    it has no dynamic batcher (its idle wait could hold a lone query ~500 ms)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    def config(model: str) -> model_config_pb2.ModelConfig:
+        text = (clip_repo / model / "config.pbtxt").read_text()
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+    assert config(clip_config.IMAGE_MODEL).HasField("dynamic_batching")
+    assert not config(clip_config.TEXT_MODEL).HasField("dynamic_batching")
+    assert config(clip_config.TEXT_MODEL).max_batch_size == clip_config.MAX_BATCH_SIZE
