@@ -199,7 +199,7 @@ def build_images(settings: Settings, service: MemoryService, embedder: EmbedderC
                       retry_after_s=settings.retry_after_s, metrics=metrics)
     limits = ImageLimits(settings.image_max_bytes, settings.image_max_pixels)
     cache = ImageVectorCache(service.store, settings.image_cache_mb * 2**20, metrics)
-    return ImageMemories(service, clip, limits, rrf_k=settings.image_rrf_k, vectors=cache)
+    return ImageMemories(service, clip, limits, rrf_k=settings.image_rrf_k, cache=cache)
 
 
 def build_service(stack: AsyncExitStack, settings: Settings, store: Store,

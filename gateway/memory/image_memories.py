@@ -12,6 +12,8 @@ against the user's image vectors; the two lists are fused by reciprocal rank,
 ``score = sum 1 / (k + rank)`` over the lists a memory appears in (``MEMORY_IMAGE_RRF_K``).
 Ranks, not scores, because a CLIP cosine and a MiniLM cosine or a BM25 score have unrelated
 scales. A search by image compares the query image's CLIP vector with image vectors only.
+The user's image vectors come from ``image_cache`` (kept between searches while the user's
+memories are unchanged).
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ class ImageDraft:
 
 class ImageMemories:
     def __init__(self, service: MemoryService, clip: ClipClient, limits: pictures.ImageLimits,
-                 *, rrf_k: int = 60, vectors: ImageVectorCache | None = None) -> None:
+                 *, rrf_k: int = 60, cache: ImageVectorCache | None = None) -> None:
         self.service, self.clip, self.limits, self.rrf_k = service, clip, limits, rrf_k
-        # the users' image vectors: from the cache, or (None) from the store every search
-        self.vectors = vectors or ImageVectorCache(service.store, 0)
+        # the users' image vectors: kept between searches, or (None) read every search
+        self.cache = cache or ImageVectorCache(service.store, 0)
 
     # -- writes ---------------------------------------------------------------------------------
     async def add(self, drafts: Sequence[ImageDraft]) -> list[tuple[Memory, StoredImage]]:
@@ -105,7 +107,7 @@ class ImageMemories:
 
     async def _image_vectors(self, ask: SearchQuery, label: str) -> tuple[list[str], np.ndarray]:
         filters = ask.filters if ask.include_expired else replace(ask.filters, live_at=utc_now())
-        return await self.vectors.vectors(ask.user_id, label, filters)
+        return await self.cache.vectors(ask.user_id, label, filters)
 
     async def _image_hits(self, ask: SearchQuery, label: str,
                           vector: np.ndarray) -> list[ScoredMemory]:
