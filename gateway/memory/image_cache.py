@@ -73,6 +73,7 @@ class ImageVectorCache:
         if copy is None:
             ids, matrix = await self.store.image_vectors(user_id, label,
                                                          replace(filters, live_at=None))
+            matrix.flags.writeable = False  # shared by every search that reuses the copy
             copy, outcome = _Copy(stamp, ids, matrix, matrix.nbytes + 64 * len(ids)), "filled"
             self._put(user_id, label, copy)
         if copy.ids and known is None:  # pictures, and their expiry not read above
