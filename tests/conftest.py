@@ -4,8 +4,9 @@ and gateway tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from support.postgres import PostgresServer
 from export.cli import main as export_main
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.store.base import Store
+from gateway.store.postgres.store import PostgresStore
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.triton import TritonServer
 
 
@@ -73,6 +77,31 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh, empty database on the session's server."""
     return postgres_server.database()
+
+
+# Each store backend, from a temporary directory (and the request, for the server-backed one)
+# to an unopened store; two calls in one test give two stores on the same data (two gateways).
+STORES: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
+    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path
+               ) -> Iterator[Callable[[], Store]]:
+    """Opened stores of one backend (each backend in turn) on the same data; closed after."""
+    opened: list[Store] = []
+
+    def factory() -> Store:
+        store = STORES[request.param](tmp_path, request)
+        asyncio.run(store.open())
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        asyncio.run(store.close())
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,10 @@ expiry and filters stay per search; the byte budget and a CLIP switch drop copie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
-import pytest
 from support import memory, run
 
 from gateway.domain.model import SearchFilters, StoredImage, StoredMemory
@@ -18,31 +16,9 @@ from gateway.memory.image_cache import ImageVectorCache
 from gateway.memory.search import MAX_SKIPPED_EXPIRED
 from gateway.metrics import Metrics
 from gateway.store.base import Store
-from gateway.store.postgres.store import PostgresStore
-from gateway.store.sqlite.store import SQLiteStore
 
-BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
-    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3"),
-    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
-}
 PAST, NOW = "2024-01-01T00:00:00.000000Z", "2025-01-01T00:00:00.000000Z"
 LIVE = SearchFilters(live_at=NOW)
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    """Stores on the same data: two calls, two gateways."""
-    opened: list[Store] = []
-
-    def factory() -> Store:
-        store = BACKENDS[request.param](tmp_path, request)
-        run(store.open())
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        run(store.close())
 
 
 def picture(seed: int, model: str = "clip:1", user: str = "alice",
@@ -63,8 +39,8 @@ def same(found: tuple[list[str], np.ndarray], expected: tuple[list[str], np.ndar
 
 
 def test_the_copy_is_reused_until_any_replica_changes_the_user(
-        make: Callable[[], Store]) -> None:
-    store, replica = make(), make()
+        make_store: Callable[[], Store]) -> None:
+    store, replica = make_store(), make_store()
     metrics = Metrics()
     cache = ImageVectorCache(store, 1 << 20, metrics)
     run(store.insert_many([picture(n) for n in range(3)] + [memory(text="words")]))
@@ -91,8 +67,8 @@ def test_the_copy_is_reused_until_any_replica_changes_the_user(
 
 
 def test_expiry_is_applied_per_search_and_filters_go_to_the_store(
-        make: Callable[[], Store]) -> None:
-    store = make()
+        make_store: Callable[[], Store]) -> None:
+    store = make_store()
     metrics = Metrics()
     cache = ImageVectorCache(store, 1 << 20, metrics)
     lasting, ending = picture(1), picture(2, expires_at="2024-06-01T00:00:00.000000Z")
@@ -121,8 +97,8 @@ def test_expiry_is_applied_per_search_and_filters_go_to_the_store(
     assert outcomes(metrics) == {"hit": 2.0, "filled": 1.0, "bypassed": 2.0}
 
 
-def test_the_budget_and_a_clip_switch_drop_copies(make: Callable[[], Store]) -> None:
-    store = make()
+def test_the_budget_and_a_clip_switch_drop_copies(make_store: Callable[[], Store]) -> None:
+    store = make_store()
     metrics = Metrics()
     one_user = 3 * 8 * 4 + 3 * 64  # three 8-d float32 vectors and their ids, as counted
     cache = ImageVectorCache(store, 2 * one_user, metrics)

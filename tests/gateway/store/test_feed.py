@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,38 +17,15 @@ from support import memory, run
 
 from gateway.domain.model import Memory, StoredMemory
 from gateway.store.base import Store
-from gateway.store.postgres.store import PostgresStore
-from gateway.store.sqlite.store import SQLiteStore
 from gateway.store.types import Fold, RowConflict, StaleWrite, WritePlan
 
-# A factory from a temporary directory (and the request, for a server-backed one) to an
-# unopened store; two calls in one test give two stores on the same data (two gateways).
-BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
-    "sqlite": lambda tmp, _: SQLiteStore(tmp / "memories.sqlite3", feed_poll_s=0.01),
-    "postgres": lambda _, request: PostgresStore(request.getfixturevalue("postgres_url")),
-}
 T1, T2, T3 = "2024-01-02T00:00:00.000000Z", "2024-01-03T00:00:00.000000Z", \
     "2024-01-04T00:00:00.000000Z"
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    opened: list[Store] = []
-
-    def factory() -> Store:
-        store = BACKENDS[request.param](tmp_path, request)
-        run(store.open())
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        run(store.close())
-
-
 @pytest.fixture
-def store(make: Callable[[], Store]) -> Store:
-    return make()
+def store(make_store: Callable[[], Store]) -> Store:
+    return make_store()
 
 
 def vector(*values: float) -> np.ndarray:
@@ -163,8 +139,8 @@ def test_feed_rows_give_what_an_index_needs(store: Store) -> None:
     np.testing.assert_allclose(rows[live.id].vector, np.ones(4) / 2)
 
 
-def test_a_second_store_sees_the_changes_of_the_first(make: Callable[[], Store]) -> None:
-    writer, follower = make(), make()
+def test_a_second_store_sees_the_changes_of_the_first(make_store: Callable[[], Store]) -> None:
+    writer, follower = make_store(), make_store()
     assert writer.origin != follower.origin
     start = run(follower.last_change())
     assert run(follower.wait_for_change(start, 0.01)) == start  # nothing new: times out
@@ -192,10 +168,10 @@ def test_trimming_keeps_the_newest_and_flags_a_gap(store: Store) -> None:
 
 
 def test_a_users_change_stamp_moves_with_its_changes_only_and_never_goes_back(
-        make: Callable[[], Store]) -> None:
+        make_store: Callable[[], Store]) -> None:
     """What ``gateway.memory.image_cache`` relies on: equal stamps mean the user's memories
     did not change, whichever store instance wrote, and trimming never brings a stamp back."""
-    store, other = make(), make()
+    store, other = make_store(), make_store()
     empty = run(store.user_change_stamp("alice"))
     (a,) = put(store, memory(text="one"))
     first = run(store.user_change_stamp("alice"))
@@ -221,11 +197,11 @@ def test_a_users_change_stamp_moves_with_its_changes_only_and_never_goes_back(
 
 
 def test_a_vector_changed_without_its_target_vector_is_re_embedded_before_the_switch(
-        make: Callable[[], Store]) -> None:
+        make_store: Callable[[], Store]) -> None:
     """A replica that has not followed the start of a migration yet updates a memory the job
     has re-embedded already: the stale target vector goes, the job is offered the memory
     again after its cursor's end, and the switch waits for it."""
-    store, lagging = make(), make()
+    store, lagging = make_store(), make_store()
     run(store.set_active_version("embedder", "1"))
     a, b = put(store, memory(text="one"), memory(text="two"))
     assert run(store.begin_migration("embedder", "2", T1))
