@@ -281,6 +281,7 @@ def test_the_migration_fills_statistics_for_an_existing_store(tmp_path: Path) ->
     run(store.run(lambda: store.conn.executescript(  # back to the store before migration 13
         "".join(f"DROP TRIGGER {name};" for name in (*TRIGGERS, *guard))
         + "DROP TABLE lexical_terms; DROP TABLE image_shadow_vectors; "  # and migration 15's
+        "DROP INDEX change_log_by_user; "  # and 16's
         "PRAGMA user_version = 12;")))
     run(store.close())
     store = run(opened(path))
