@@ -46,7 +46,9 @@ def _fill(disk: Path) -> Path:
     """Write a filler file until the disk reports ENOSPC."""
     filler = disk / "filler"
     chunk = b"\0" * (64 * 1024)
-    with filler.open("wb") as handle, contextlib.suppress(OSError):
+    # suppress outermost: closing the file flushes what a short write left in its buffer,
+    # which fails with ENOSPC again
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
         while True:
             handle.write(chunk)
             handle.flush()
