@@ -86,7 +86,9 @@ class ImageVectorCache:
         keep = [n for n, key in enumerate(copy.ids) if key not in expired]
         if not keep:
             return [], np.zeros((0, 0), dtype=np.float32)
-        return [copy.ids[n] for n in keep], copy.matrix[keep]
+        # the kept rows are a copy of the matrix: off the event loop, as the cosines are
+        rows = await asyncio.to_thread(np.take, copy.matrix, keep, 0)
+        return [copy.ids[n] for n in keep], rows
 
     async def _bypass(self, user_id: str, label: str, filters: SearchFilters) -> Vectors:
         self._count("bypassed")

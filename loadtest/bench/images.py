@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from export.cli import main as export_main
 from gateway.app import create_app
@@ -157,12 +158,9 @@ def _cache_latency(cached: TestClient, uncached: TestClient, tiny: ModuleType, u
 
 def _cache_outcomes(metrics: str) -> dict[str, float]:
     """The gateway's ``memory_image_cache_total`` by outcome (hit, filled, bypassed)."""
-    found: dict[str, float] = {}
-    for line in metrics.splitlines():
-        if line.startswith("memory_image_cache_total{"):
-            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-            found[outcome] = float(line.split()[-1])
-    return found
+    return {sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples if sample.name == "memory_image_cache_total"}
 
 
 def main(argv: list[str] | None = None) -> int:

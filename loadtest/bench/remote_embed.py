@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.triton import TritonServer
 from loadtest.bench.report_file import write_report
@@ -45,10 +46,10 @@ INGESTING = ("triton", "remote", BEFORE)  # triton_served ingests exactly as tri
 # Where each side's gateway times a search query's embedding (a histogram, and a label its
 # series must carry): the in-process encoder, the twin on Triton, the remote server's answers.
 QUERY_EMBEDDING = {
-    "triton": ("memory_query_encoder_seconds", ""),
-    "triton_served": ("memory_triton_request_seconds", 'model="embedder_query"'),
-    "remote": ("memory_remote_embed_seconds", 'outcome="ok"'),
-    BEFORE: ("memory_remote_embed_seconds", 'outcome="ok"'),
+    "triton": ("memory_query_encoder_seconds", {}),
+    "triton_served": ("memory_triton_request_seconds", {"model": "embedder_query"}),
+    "remote": ("memory_remote_embed_seconds", {"outcome": "ok"}),
+    BEFORE: ("memory_remote_embed_seconds", {"outcome": "ok"}),
 }
 
 
@@ -81,15 +82,15 @@ def search_block(http: httpx.Client, queries: list[str], user: str) -> list[floa
     return samples
 
 
-def histogram_totals(metrics: str, name: str, label: str) -> tuple[float, float]:
+def histogram_totals(metrics: str, name: str, labels: dict[str, str]) -> tuple[float, float]:
     """Seconds and observations of histogram ``name`` in a /metrics text, over its series
-    that carry ``label``."""
-    totals = {"sum": 0.0, "count": 0.0}
-    for line in metrics.splitlines():
-        for stat in totals:
-            if line.startswith((f"{name}_{stat} ", f"{name}_{stat}{{")) and label in line:
-                totals[stat] += float(line.split()[-1])
-    return totals["sum"], totals["count"]
+    whose labels include ``labels``."""
+    totals = {f"{name}_sum": 0.0, f"{name}_count": 0.0}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name in totals and labels.items() <= sample.labels.items():
+                totals[sample.name] += sample.value
+    return totals[f"{name}_sum"], totals[f"{name}_count"]
 
 
 def embedding_totals(http: httpx.Client, side: str) -> tuple[float, float]:
@@ -186,14 +187,8 @@ def query_embedding_share(searches: list[float], seconds: float,
 
 def attempt_latency(metrics: str) -> dict[str, float]:
     """Count and mean of the gateway's successful requests to the remote server."""
-    values = {}
-    for line in metrics.splitlines():
-        for stat in ("sum", "count"):
-            if line.startswith(f"memory_remote_embed_seconds_{stat}{{") and 'outcome="ok"' in line:
-                values[stat] = float(line.split()[-1])
-    count = values.get("count", 0.0)
-    return {"requests": count,
-            "mean_ms": round(values.get("sum", 0.0) / count * 1000, 3) if count else 0.0}
+    seconds, count = histogram_totals(metrics, "memory_remote_embed_seconds", {"outcome": "ok"})
+    return {"requests": count, "mean_ms": round(seconds / count * 1000, 3) if count else 0.0}
 
 
 def table(report: dict[str, Any]) -> str:
