@@ -83,12 +83,9 @@ class ImageVectorCache:
         self._count(outcome)
         if not expired:
             return copy.ids, copy.matrix
-        keep = [n for n, key in enumerate(copy.ids) if key not in expired]
-        if not keep:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        # the kept rows are a copy of the matrix: off the event loop, as the cosines are
-        rows = await asyncio.to_thread(np.take, copy.matrix, keep, 0)
-        return [copy.ids[n] for n in keep], rows
+        # a pass over every picture and a copy of the kept rows: off the event loop, as the
+        # cosines are
+        return await asyncio.to_thread(_unexpired, copy, expired)
 
     async def _bypass(self, user_id: str, label: str, filters: SearchFilters) -> Vectors:
         self._count("bypassed")
@@ -128,3 +125,11 @@ class ImageVectorCache:
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.image_cache.labels(outcome).inc()
+
+
+def _unexpired(copy: _Copy, expired: set[str]) -> Vectors:
+    """The copy's pictures but the ``expired`` ones."""
+    keep = [n for n, key in enumerate(copy.ids) if key not in expired]
+    if not keep:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return [copy.ids[n] for n in keep], np.take(copy.matrix, keep, axis=0)
